@@ -1,0 +1,33 @@
+# The two set-up commands on a fresh machine (README): `make demo` and `make test`.
+# Each creates or reuses .venv and installs the package with the pinned constraints.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    := runs/demo
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED = 0
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
+# checkpoint from disk, cost it.
+demo: $(STAMP)
+	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
+	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
+	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

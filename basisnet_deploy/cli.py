@@ -1,0 +1,284 @@
+"""``basisnet-deploy``: a thin click layer over the Python API.
+
+Every user mistake is a :class:`~basisnet_deploy.errors.UserError`; :func:`main` prints it as
+one ``Error:`` line and exits 2, never with a traceback. TensorFlow is imported only by the
+commands that need it, so ``cost`` and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import click
+
+from basisnet_deploy.config import (BACKBONES, PRESETS, STRATEGIES, ArchConfig, ConfigError,
+                                    Preprocessing, TrainSettings)
+from basisnet_deploy.errors import UserError
+
+PLAIN_ARCHS = ("mv3-large", "mv3-small", "mv2")
+
+
+_TRAIN_DEFAULTS = TrainSettings()
+
+
+def _nonshared(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in value.split("-"))
+    except ValueError:
+        raise click.BadParameter(f"expected a block range like 8-15, got {value!r}") from None
+    return (lo, hi)
+
+
+def arch_options(fn):
+    """The architecture flags shared by ``train`` and ``cost``; unset flags keep the preset."""
+    options = [
+        click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                     help="Start from a preset: 'mv3' and 'mv2' are the paper's BasisNets, "
+                          "'demo' the small digits model. Flags below override it."),
+        click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default=None,
+                     help="mv3: MV3-Small LM + MV3-Large specialist; mv2: MV2 for both."),
+        click.option("--bases", "-k", type=int, default=None, help="Bases per non-shared block (1-128)."),
+        click.option("--nonshared", callback=_nonshared, default=None, metavar="A-B",
+                     help="Non-shared block range of the specialist, e.g. 8-15 (the paper's L8-L15)."),
+        click.option("--width", type=float, default=None, help="Specialist width multiplier."),
+        click.option("--resolution", type=int, default=None, help="Specialist input size in pixels."),
+        click.option("--light-width", type=float, default=None, help="Lightweight-model width multiplier."),
+        click.option("--light-resolution", type=int, default=None,
+                     help="Lightweight-model input size in pixels."),
+        click.option("--classes", type=int, default=None, help="Number of classes."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _arch_from_flags(preset, backbone, bases, nonshared, width, resolution, light_width,
+                     light_resolution, classes, default_preset="mv3") -> ArchConfig:
+    base = PRESETS[preset or default_preset]
+    if backbone and backbone != base.backbone and not preset:
+        base = PRESETS[backbone]
+    overrides = {k: v for k, v in dict(
+        backbone=backbone, bases=bases, nonshared=nonshared, width=width, resolution=resolution,
+        light_width=light_width, light_resolution=light_resolution, num_classes=classes,
+    ).items() if v is not None}
+    return dataclasses.replace(base, **overrides).validate(where="option")
+
+
+def _fmt(n: int) -> str:
+    return f"{n / 1e6:,.2f}M"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="basisnet-deploy")
+def cli():
+    """Train, evaluate and cost BasisNet two-stage classifiers (export and on-device
+    runners are being built; see README "Status").
+
+    \b
+    Data flows one way:
+      checkpoint -> model -> artifacts + manifest -> runtime -> runner -> report
+    \b
+    Start with:
+      basisnet-deploy train --dataset digits --out ckpt/     # the small demo model
+      basisnet-deploy evaluate ckpt/                         # held-out top-1 per stage
+      basisnet-deploy cost ckpt/                             # MAdds and params per stage
+    """
+
+
+@cli.command()
+@click.argument("checkpoint", required=False, type=click.Path(file_okay=False))
+@arch_options
+@click.option("--plain", type=click.Choice(PLAIN_ARCHS), default=None,
+              help="Cost a plain MobileNet instead of a BasisNet (uses --width/--resolution).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def cost(checkpoint, plain, as_json, **flags):
+    """Multiply-adds and parameters of a BasisNet, per stage, or of a plain MobileNet.
+
+    Give a CHECKPOINT directory, or architecture flags (defaults: the paper's BasisNet-MV3,
+    1000 classes). MAdds count conv and dense multiply-adds plus basis synthesis (K x P per
+    image); params count weights plus one folded-BN bias per channel. With --json the
+    top-level 'madds' and 'params' are the totals for what was asked.
+    """
+    from basisnet_deploy import cost as costs
+
+    if plain:
+        result = costs.plain_cost(plain, flags["width"] or 1.0, flags["resolution"] or 224,
+                                  flags["classes"] or 1000)
+    else:
+        if checkpoint:
+            if any(v is not None for v in flags.values()):
+                raise UserError("cost: give either a CHECKPOINT or architecture flags, not both")
+            from basisnet_deploy.checkpoint import load_config
+
+            arch = load_config(checkpoint).architecture
+        else:
+            arch = _arch_from_flags(**flags)
+        result = {**costs.basisnet_cost(arch), "architecture": dataclasses.asdict(arch)}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if plain:
+        click.echo(f"{plain} {result['network']['width']}x{result['network']['resolution']}, "
+                   f"{result['network']['classes']} classes")
+        click.echo(f"  MAdds {_fmt(result['madds'])}   params {_fmt(result['params'])}")
+        return
+    a = result["architecture"]
+    click.echo(f"BasisNet-{a['backbone'].upper()}: K={a['bases']}, non-shared "
+               f"L{a['nonshared'][0]}-L{a['nonshared'][1]}, specialist {a['width']}x"
+               f"{a['resolution']}, LM {a['light_width']}x{a['light_resolution']}, "
+               f"{a['num_classes']} classes")
+    click.echo(f"  {'stage':<14}{'MAdds':>12}{'params':>12}")
+    for name, st in result["stages"].items():
+        click.echo(f"  {name:<14}{_fmt(st['madds']):>12}{_fmt(st['params']):>12}")
+    click.echo(f"  {'pipeline':<14}{_fmt(result['madds']):>12}{_fmt(result['params']):>12}")
+
+
+@cli.command()
+@click.option("--dataset", default="digits", show_default=True,
+              help="'digits' (ships with scikit-learn) or an image folder DIR/<class>/<images>.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint directory to write (config.json + weights).")
+@arch_options
+@click.option("--epochs", type=int, default=_TRAIN_DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_TRAIN_DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", type=float, default=_TRAIN_DEFAULTS.learning_rate,
+              show_default=True, help="Peak RMSProp learning rate after the linear warm-up.")
+@click.option("--held-out", type=float, default=_TRAIN_DEFAULTS.held_out, show_default=True,
+              help="Fraction of each class held out for evaluation.")
+@click.option("--resize", type=click.Choice(["squash", "center_crop"]), default=None,
+              help="Resize rule stored in the checkpoint (default: squash for digits, "
+                   "center_crop for image folders).")
+@click.option("--seed", type=int, default=_TRAIN_DEFAULTS.seed, show_default=True,
+              help="Seeds data split, shuffling, init and dropout: same seed, same checkpoint.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
+              show_default=True, help="tf.distribute strategy the training step runs under.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, seed, strategy,
+          as_json, **flags):
+    """Train both stages jointly and write a checkpoint directory.
+
+    The default is the embedded demo: digits with the 'demo' preset. Prints held-out top-1
+    of the lightweight model alone and of the specialist it drives.
+    """
+    from basisnet_deploy import checkpoint, data
+    from basisnet_deploy.train import train as run_training
+
+    if epochs < 1 or batch_size < 1:
+        raise UserError("--epochs and --batch-size must be at least 1")
+    if not 0 < held_out < 1:
+        raise UserError(f"--held-out must be between 0 and 1, got {held_out}")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "config.json")):
+        raise UserError(f"{out}: exists and is not a checkpoint directory; choose a new --out")
+    arch = _arch_from_flags(**{**flags, "classes": flags["classes"] or 10},
+                            default_preset="demo" if dataset == "digits" else "mv3")
+    ds = data.load_dataset(dataset)
+    if ds.skipped:
+        click.echo(f"skipped {sum(ds.skipped.values())} files: {dict(ds.skipped)}", err=True)
+    pre = Preprocessing(resize=resize or ("squash" if dataset == "digits" else "center_crop"))
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             held_out=held_out, seed=seed, strategy=strategy)
+    with _progress("train") as progress:
+        result = run_training(ds, arch, pre, settings, progress)
+    checkpoint.save(out, result.net, result.config)
+    held = result.metrics["held_out"]
+    if as_json:
+        click.echo(json.dumps({"checkpoint": out, **result.metrics}, indent=2))
+        return
+    click.echo(f"trained {result.metrics['steps']} steps in {result.metrics['train_seconds']:.0f} s "
+               f"on {result.metrics['train_examples']} images")
+    click.echo(f"held-out top-1 ({held['examples']} images): lightweight "
+               f"{held['lightweight_top1']:.1%}, specialist {held['specialist_top1']:.1%}")
+    click.echo(f"checkpoint written to {out}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--dataset", default=None,
+              help="'digits' or an image folder. Default: the dataset the checkpoint was "
+                   "trained on, with its held-out split re-created from the stored seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate(checkpoint, dataset, as_json):
+    """Top-1 of the lightweight model alone and of the specialist, from a checkpoint.
+
+    On the training dataset it scores the held-out split only (same seed, same split).
+    """
+    from basisnet_deploy import checkpoint as ckpt
+    from basisnet_deploy import data
+    from basisnet_deploy.train import evaluate as run_eval
+
+    net, cfg = ckpt.load(checkpoint)
+    settings = cfg.training.get("settings", {})
+    trained_on = cfg.training.get("dataset")
+    dataset = dataset or trained_on
+    if not dataset:
+        raise UserError(f"{checkpoint}: config.json does not say what it was trained on; "
+                        "pass --dataset digits or --dataset DIR")
+    ds = data.load_dataset(dataset)
+    if ds.class_names != cfg.labels:
+        raise UserError(f"{dataset}: classes {list(ds.class_names)[:5]}... do not match the "
+                        f"checkpoint's labels {list(cfg.labels)[:5]}...")
+    split = "all"
+    if dataset == trained_on and "held_out" in settings:
+        ds = ds.split(settings["held_out"], settings.get("seed", 0))[1]
+        split = "held-out"
+    a, pre = cfg.architecture, cfg.preprocessing
+    result = {"dataset": dataset, "split": split,
+              **run_eval(net, ds.tensors(a.light_resolution, pre), ds.tensors(a.resolution, pre),
+                         ds.labels)}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{dataset} ({split}, {result['examples']} images): lightweight top-1 "
+               f"{result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}")
+
+
+class _progress:
+    """A tqdm bar on stderr fed by ``progress(step, total, logs)`` callbacks."""
+
+    def __init__(self, desc):
+        self.desc, self.bar = desc, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, step, total, logs):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            tty = sys.stderr.isatty()
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
+                            mininterval=0.5 if tty else 15, dynamic_ncols=True)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv=None):
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (UserError, ConfigError) as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

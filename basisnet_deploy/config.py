@@ -1,0 +1,220 @@
+"""BasisNet configuration: architecture, preprocessing and labels, and their validation.
+
+The same dataclasses back ``config.json`` in a checkpoint directory, the ``train``/``cost``
+CLI flags and the presets. Validation errors are :class:`ConfigError` with one line that
+names the key and what is wrong, so the CLI can print them without a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from basisnet_deploy.arch import ARCHS
+from basisnet_deploy.errors import UserError
+
+SCHEMA_VERSION = 1
+
+BACKBONES = {
+    # backbone: (lightweight arch, specialist arch)
+    "mv3": ("mv3-small", "mv3-large"),
+    "mv2": ("mv2", "mv2"),
+}
+RESIZE_RULES = ("squash", "center_crop")
+STRATEGIES = ("default", "mirrored")  # tf.distribute strategies the training step runs under
+
+
+class ConfigError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    backbone: str = "mv3"
+    bases: int = 16
+    nonshared: tuple[int, int] = (8, 15)  # inclusive, 1-based block indices (paper's L8-L15)
+    width: float = 1.0
+    resolution: int = 224
+    light_width: float = 1.0
+    light_resolution: int = 128
+    num_classes: int = 1000
+    dropout: float = 0.2  # before the classifiers; the paper's keep probability 0.8
+    bn_momentum: float = 0.99
+
+    @property
+    def light_arch(self) -> str:
+        return BACKBONES[self.backbone][0]
+
+    @property
+    def specialist_arch(self) -> str:
+        return BACKBONES[self.backbone][1]
+
+    @property
+    def nonshared_blocks(self) -> tuple[int, ...]:
+        return tuple(range(self.nonshared[0], self.nonshared[1] + 1))
+
+    def validate(self, where: str = "architecture") -> "ArchConfig":
+        def bad(key, msg):
+            raise ConfigError(f"{where}.{key}: {msg}")
+
+        if self.backbone not in BACKBONES:
+            bad("backbone", f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if not 1 <= self.bases <= 128:
+            bad("bases", f"must be between 1 and 128, got {self.bases}")
+        nblocks = len(ARCHS[self.specialist_arch].blocks)
+        lo, hi = self.nonshared
+        if not 1 <= lo <= hi <= nblocks:
+            bad("nonshared", f"must be a block range A-B with 1 <= A <= B <= {nblocks} "
+                             f"for {self.specialist_arch}, got {lo}-{hi}")
+        for key in ("width", "light_width"):
+            if not 0 < getattr(self, key) <= 4:
+                bad(key, f"must be in (0, 4], got {getattr(self, key)}")
+        for key in ("resolution", "light_resolution"):
+            if not 16 <= getattr(self, key) <= 1024:
+                bad(key, f"must be between 16 and 1024 pixels, got {getattr(self, key)}")
+        if self.num_classes < 2:
+            bad("num_classes", f"must be at least 2, got {self.num_classes}")
+        if not 0 <= self.dropout < 1:
+            bad("dropout", f"must be in [0, 1), got {self.dropout}")
+        if not 0 < self.bn_momentum < 1:
+            bad("bn_momentum", f"must be in (0, 1), got {self.bn_momentum}")
+        return self
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes an input tensor; the manifest repeats it for every runtime."""
+
+    resize: str = "center_crop"  # squash: resize to RxR; center_crop: short side to R/crop, crop
+    crop_fraction: float = 0.875
+    input_range: tuple[float, float] = (-1.0, 1.0)
+    interpolation: str = "bilinear"
+
+    def validate(self, where: str = "preprocessing") -> "Preprocessing":
+        if self.resize not in RESIZE_RULES:
+            raise ConfigError(f"{where}.resize: unknown rule {self.resize!r}; "
+                              f"choose one of {list(RESIZE_RULES)}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ConfigError(f"{where}.crop_fraction: must be in (0, 1], got {self.crop_fraction}")
+        lo, hi = self.input_range
+        if not lo < hi:
+            raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ConfigError(f"{where}.interpolation: unknown {self.interpolation!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class BasisNetConfig:
+    architecture: ArchConfig = field(default_factory=ArchConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    labels: tuple[str, ...] = ()
+    training: dict = field(default_factory=dict)  # informational: how it was trained
+
+    def validate(self) -> "BasisNetConfig":
+        self.architecture.validate()
+        self.preprocessing.validate()
+        if len(self.labels) != self.architecture.num_classes:
+            raise ConfigError(f"labels: {len(self.labels)} labels for "
+                              f"{self.architecture.num_classes} classes")
+        return self
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["architecture"]["nonshared"] = list(self.architecture.nonshared)
+        d["preprocessing"]["input_range"] = list(self.preprocessing.input_range)
+        d["labels"] = list(self.labels)
+        return {"schema_version": SCHEMA_VERSION, **d}
+
+    @classmethod
+    def from_json(cls, data, where: str = "config.json") -> "BasisNetConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: top level must be a JSON object")
+        version = data.get("schema_version")
+        if version is None:
+            raise ConfigError(f"{where}: missing key 'schema_version'")
+        if version != SCHEMA_VERSION:
+            raise ConfigError(f"{where}: unsupported schema_version {version!r}; this "
+                              f"basisnet-deploy reads version {SCHEMA_VERSION}")
+        body = {k: v for k, v in data.items() if k != "schema_version"}
+        _check_keys(body, cls, where, required=("architecture", "labels"))
+        arch = _build(ArchConfig, body["architecture"], f"{where}: architecture")
+        pre = _build(Preprocessing, body.get("preprocessing", {}), f"{where}: preprocessing")
+        labels = body["labels"]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ConfigError(f"{where}: labels must be a list of strings")
+        training = body.get("training", {})
+        if not isinstance(training, dict):
+            raise ConfigError(f"{where}: training must be an object")
+        cfg = cls(arch, pre, tuple(labels), training)
+        try:
+            return cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_keys(data, cls, where, required=()):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a JSON object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+    for key in required:
+        if key not in data:
+            raise ConfigError(f"{where}: missing key {key!r}")
+
+
+def _build(cls, data, where):
+    """Build a flat dataclass from JSON, checking names and types, every field required."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(data, cls, where, required=tuple(fields))
+    values = {}
+    defaults = cls()
+    for name, value in data.items():
+        want = type(getattr(defaults, name))
+        if want is tuple:
+            if not isinstance(value, list) or len(value) != 2:
+                raise ConfigError(f"{where}.{name}: must be a list of two numbers, got {value!r}")
+            value = tuple(value)
+        elif want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, want) or isinstance(value, bool) != (want is bool):
+            raise ConfigError(f"{where}.{name}: must be {want.__name__}, got {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 5e-3
+    warmup_epochs: float = 1.0
+    decay_epochs: float = 0.5  # x0.99 every this many epochs (paper: 4.5 for MV3)
+    weight_decay: float = 1e-5
+    clip_norm: float = 1.0  # paper: 0.1 at batch 16384
+    eps_hold: float = 0.25  # fractions of the run (paper: 0.025 and 0.1 of 400K steps)
+    eps_decay: float = 0.25
+    basis_dropout: float | None = None  # None: the paper's rule from K
+    held_out: float = 0.2
+    seed: int = 0
+    strategy: str = "default"
+
+    def dropout_rate(self, bases: int) -> float:
+        if self.basis_dropout is not None:
+            return self.basis_dropout
+        if bases == 1:
+            return 0.0
+        return 1 / 16 if bases >= 16 else 1 / 8
+
+
+PRESETS = {
+    # The paper's main comparison: MV3-Small 1.0x128 LM, 16 bases of MV3-Large 1.0x224, L8-L15.
+    "mv3": ArchConfig(),
+    # BasisNet-MV2: MV2 0.5x128 LM, 8 bases of MV2 1.0x224, L11-L17.
+    "mv2": ArchConfig(backbone="mv2", bases=8, nonshared=(11, 17), light_width=0.5),
+    # The embedded demo: digits, small widths and resolutions, a few bases; trains in minutes.
+    "demo": ArchConfig(bases=4, width=0.5, resolution=32, light_width=0.5,
+                       light_resolution=16, num_classes=10, bn_momentum=0.9),
+}

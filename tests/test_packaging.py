@@ -1,0 +1,41 @@
+"""The wheel installs one top-level name, and the console script answers --help."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from basisnet_deploy.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installs_only_the_basisnet_deploy_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("basisnet_deploy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert top == {"basisnet_deploy", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    assert "basisnet_deploy/converters/__init__.py" in names
+    assert "basisnet_deploy/calibration/__init__.py" in names
+
+
+def test_mapped_packages_import_from_the_namespace():
+    import basisnet_deploy.calibration
+    import basisnet_deploy.converters
+
+    assert Path(basisnet_deploy.converters.__file__).parent.name == "converters"
+    assert Path(basisnet_deploy.calibration.__file__).parent.name == "calibration"
+
+
+def test_help_explains_every_command():
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--help"])
+    assert res.exit_code == 0
+    for command in ("train", "evaluate", "cost"):
+        assert command in res.output
+        sub = runner.invoke(cli, [command, "--help"])
+        assert sub.exit_code == 0 and len(sub.output) > 300

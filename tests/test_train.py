@@ -1,0 +1,71 @@
+"""Training learns, is repeatable, and the CLI writes a checkpoint that loads."""
+
+import json
+
+import numpy as np
+import pytest
+
+from basisnet_deploy import checkpoint
+from basisnet_deploy.cli import main
+from basisnet_deploy.config import Preprocessing
+from basisnet_deploy.data import digits
+from basisnet_deploy.train import TrainSettings, train
+
+SETTINGS = TrainSettings(epochs=8, batch_size=32, warmup_epochs=0.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits_subset():
+    ds = digits()
+    keep = np.random.default_rng(0).permutation(len(ds.images))[:600]
+    return ds.subset(sorted(keep))
+
+
+def test_tiny_training_beats_chance_by_a_wide_margin(digits_subset, tiny):
+    result = train(digits_subset, tiny, Preprocessing(resize="squash"), SETTINGS)
+    held = result.metrics["held_out"]
+    assert held["examples"] == 120
+    assert held["specialist_top1"] >= 0.5  # chance is 0.1
+    assert result.config.training["dataset"] == "digits"
+
+
+def test_same_seed_same_weights(digits_subset, tiny):
+    settings = TrainSettings(epochs=1, batch_size=32, seed=7)
+    a = train(digits_subset, tiny, Preprocessing(resize="squash"), settings)
+    b = train(digits_subset, tiny, Preprocessing(resize="squash"), settings)
+    for wa, wb in zip(a.net.weights, b.net.weights):
+        assert np.array_equal(wa.numpy(), wb.numpy()), wa.path
+
+
+def test_mirrored_strategy_runs(digits_subset, tiny):
+    settings = TrainSettings(epochs=1, batch_size=32, strategy="mirrored")
+    result = train(digits_subset.subset(range(200)), tiny, Preprocessing(resize="squash"), settings)
+    assert result.metrics["steps"] == 160 // 32
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "ckpt"
+    args = ["train", "--dataset", "digits", "--out", str(out), "--epochs", "1", "--bases", "2",
+            "--width", "0.35", "--light-width", "0.35", "--resolution", "16",
+            "--light-resolution", "16", "--json"]
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    assert code.value.code in (0, None)
+    report = json.loads(capsys.readouterr().out)
+    assert report["held_out"]["examples"] == 359
+    net, cfg = checkpoint.load(out)
+    assert cfg.architecture.bases == 2 and cfg.labels == tuple("0123456789")
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(out), "--json"])
+    again = json.loads(capsys.readouterr().out)
+    assert again["split"] == "held-out"
+    assert again["specialist_top1"] == report["held_out"]["specialist_top1"]
+
+
+def test_cli_refuses_a_foreign_output_directory(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(SystemExit) as code:
+        main(["train", "--out", str(tmp_path), "--epochs", "1"])
+    assert code.value.code == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "x"
