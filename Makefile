@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
-# checkpoint from disk, cost it.
+# checkpoint from disk, cost it, export it to TFLite int8 and ONNX int8 (each export prints
+# its verification table against the float model).
 demo: $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
+	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --out $(RUN)/export-tflite
+	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --out $(RUN)/export-onnx
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

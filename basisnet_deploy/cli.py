@@ -237,6 +237,143 @@ def evaluate(checkpoint, dataset, as_json):
                f"{result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}")
 
 
+@cli.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--target", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+              help="tflite: LiteRT flatbuffers; onnx: ONNX models for onnxruntime.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Export directory (default: <checkpoint>/../export-<target>). An existing "
+                   "export there is replaced; any other existing directory is refused.")
+@click.option("--quantize", type=click.Choice(["int8", "float16", "float32"]), default=None,
+              help="Default: int8 when --calibration is given, else float32.")
+@click.option("--calibration", default=None, metavar="digits|IMAGE_DIR",
+              help="Real images for int8 calibration: 'digits' (its training split) or a "
+                   "folder of images; unreadable files are skipped and counted.")
+@click.option("--calibration-size", type=click.IntRange(1, 100000), default=200, show_default=True)
+@click.option("--specialist", type=click.Choice(["coefficient", "presynth", "all"]), default="all",
+              show_default=True, help="Which specialist forms to export.")
+@click.option("--input-type", type=click.Choice(["float32", "int8", "uint8"]), default="float32",
+              show_default=True, help="Input tensor type of full-int8 TFLite models.")
+@click.option("--verify-images", type=click.IntRange(1, 100000), default=100, show_default=True,
+              help="Held-out images the export's own verification uses.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def export(checkpoint, target, out, quantize, calibration, calibration_size, specialist,
+           input_type, verify_images, seed, as_json):
+    """Convert a checkpoint into a lightweight model, specialist(s) and manifest.json.
+
+    \b
+    Artifacts in --out:
+      lightweight.<ext>             image -> logits, coefficients [1, L, K]
+      specialist_coefficient.<ext>  image + coefficients -> logits (synthesis in the graph)
+      specialist_presynth.<ext>     static-weight template; with specialist_bases.npz and
+                                    specialist_patches.json, synthesize() patches it in place
+      manifest.json                 I/O, preprocessing, labels, cost, verification
+    Every artifact is verified against the float TF model before the directory lands.
+    """
+    from basisnet_deploy.export import export as run_export
+
+    out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"export-{target}")
+    steps = iter(range(1, 100))
+    manifest = run_export(checkpoint, out, target=target, quantize=quantize,
+                          calibration=calibration, calibration_size=calibration_size,
+                          specialist=specialist, input_type=input_type,
+                          verify_images=verify_images, seed=seed,
+                          progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    click.echo(f"exported to {out} in {manifest['export_seconds']:.0f} s")
+    for role, entry in manifest["artifacts"].items():
+        gpu = entry.get("gpu_compatibility")
+        gpu_txt = "" if gpu is None else ("  GPU: compatible" if gpu["compatible"]
+                                          else f"  GPU: {len(gpu['warnings'])} incompatible op(s)")
+        click.echo(f"  {entry['file']:<30} {entry['bytes'] / 1e6:7.2f} MB  {entry['quantization']}{gpu_txt}")
+    _print_verification(manifest["verification"])
+
+
+def _print_verification(v):
+    click.echo(f"verification against the float TF model ({v['images']} {v['source']} images):")
+    click.echo(f"  {'artifact':<42}{'top-1 agree':>12}{'accuracy':>10}{'max rel err':>13}")
+
+    def row(name, s):
+        acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
+        click.echo(f"  {name:<42}{s['top1_agreement']:>12.1%}{acc:>10}{s['logits']['max_rel']:>13.2e}")
+    row("lightweight", v["lightweight"])
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        if role in v:
+            row(f"{role} (float LM coeffs)", v[role]["isolated"])
+            row(f"{role} (end to end)", v[role]["end_to_end"])
+    if "coefficients" in v["lightweight"]:
+        c = v["lightweight"]["coefficients"]
+        click.echo(f"  lightweight coefficients: max abs err {c['max_abs']:.2e}, mean {c['mean_abs']:.2e}")
+    if "presynth_vs_coefficient" in v:
+        click.echo(f"  presynth vs coefficient-input, same coefficients: max rel diff "
+                   f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--dataset", "dataset", default=None, type=click.Choice(["digits"]),
+              help="Verify on all of digits (default: the checkpoint's held-out split).")
+@click.option("--images", default=None, type=click.Path(file_okay=False),
+              help="Held-out images: DIR/<class>/<images> scores accuracy too.")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None, help="At most this many images.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def verify(directory, dataset, images, limit, as_json):
+    """Check every artifact of an export against the float TF model from its checkpoint.
+
+    Reports top-1 agreement, accuracy, logit error and coefficient error per artifact.
+    """
+    from basisnet_deploy import checkpoint as ckpt
+    from basisnet_deploy.verify import (check_files, evaluation_set, load_manifest,
+                                        verify_directory)
+
+    manifest = load_manifest(directory)
+    check_files(directory, manifest)
+    net, cfg = ckpt.load(manifest["checkpoint"]["path"])
+    imgs, labels, source, _ = evaluation_set(cfg, images or dataset)
+    if limit:
+        imgs = imgs[:limit]
+        labels = None if labels is None else labels[:limit]
+    result = verify_directory(directory, manifest, net, imgs, labels, source)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_verification(result)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def check(directory, as_json):
+    """Integrity and GPU-delegate compatibility of every artifact in an export.
+
+    Runs TF's GPU compatibility analyzer on each .tflite (the same check export records).
+    """
+    from basisnet_deploy.verify import check_files, load_manifest
+
+    manifest = load_manifest(directory)
+    check_files(directory, manifest)
+    report = {}
+    for role, entry in manifest["artifacts"].items():
+        if entry["file"].endswith(".tflite"):
+            from basisnet_deploy.converters.tflite import gpu_compatibility
+
+            report[role] = gpu_compatibility(os.path.join(directory, entry["file"]))
+        else:
+            report[role] = {"compatible": None, "warnings": [],
+                            "analyzer": "none for ONNX; GPU means the CUDA execution provider"}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for role, r in report.items():
+        verdict = {True: "GPU compatible", False: "GPU INCOMPATIBLE", None: "n/a"}[r["compatible"]]
+        click.echo(f"  {role:<24} sha256 ok   {verdict}")
+        for w in r["warnings"]:
+            click.echo(f"      {w}")
+
+
 class _progress:
     """A tqdm bar on stderr fed by ``progress(step, total, logs)`` callbacks."""
 

@@ -90,17 +90,21 @@ class Dataset:
     def tensors(self, resolution: int, pre: Preprocessing) -> np.ndarray:
         return np.stack([preprocess(im, resolution, pre) for im in self.images])
 
-    def split(self, held_out: float, seed: int) -> tuple["Dataset", "Dataset"]:
-        """Deterministic stratified split: ``held_out`` of every class goes to the second set."""
+    def split_indices(self, held_out: float, seed: int) -> tuple[list[int], list[int]]:
+        """Deterministic stratified split: ``held_out`` of every class goes to the second list."""
         rng = np.random.default_rng(seed)
         train_idx, test_idx = [], []
         for c in range(len(self.class_names)):
             idx = np.flatnonzero(self.labels == c)
             rng.shuffle(idx)
             n = int(round(len(idx) * held_out))
-            test_idx.extend(idx[:n])
-            train_idx.extend(idx[n:])
-        return self.subset(sorted(train_idx)), self.subset(sorted(test_idx))
+            test_idx.extend(int(i) for i in idx[:n])
+            train_idx.extend(int(i) for i in idx[n:])
+        return sorted(train_idx), sorted(test_idx)
+
+    def split(self, held_out: float, seed: int) -> tuple["Dataset", "Dataset"]:
+        train_idx, test_idx = self.split_indices(held_out, seed)
+        return self.subset(train_idx), self.subset(test_idx)
 
     def subset(self, idx) -> "Dataset":
         return Dataset([self.images[i] for i in idx], self.labels[list(idx)], self.class_names,

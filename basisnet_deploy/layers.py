@@ -41,7 +41,10 @@ class _BasisLayer(keras.layers.Layer):
         """The synthesized kernel(s): [B, *kernel] in sample mode, [*kernel] in batch mode."""
         alpha = coefficients[:, self.slot, :]
         if self.synthesis == "batch":
-            return tf.tensordot(alpha[0], self.kernel, axes=1)
+            # A 2-D [1, K] x [K, P] matmul: TFLite runs it as FULLY_CONNECTED (a 1-D
+            # tensordot becomes a BATCH_MATMUL the converter rejects).
+            flat = tf.reshape(self.kernel, (self.bases, -1))
+            return tf.reshape(tf.matmul(alpha[:1], flat), self.kernel.shape[1:])
         return tf.tensordot(alpha, self.kernel, axes=1)
 
     def get_config(self):

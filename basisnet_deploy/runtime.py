@@ -1,0 +1,141 @@
+"""Run an exported artifact: LiteRT (TFLite) or ONNX Runtime, addressed by tensor names.
+
+A :class:`Session` is one loaded model with ``run({input name: array}) -> {output name:
+array}``. Inputs and outputs are the signature names the manifest records ("image",
+"coefficients", "logits"), so callers never depend on tensor order, which converters may flip.
+
+The LiteRT interpreter comes from ``ai_edge_litert``; ``tflite_runtime`` is used only where
+ai_edge_litert is missing and it imports (it breaks under NumPy 2). ``tf.lite.Interpreter`` is
+deprecated and never used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy.errors import UserError
+
+
+class RuntimeLoadError(UserError):
+    pass
+
+
+def _litert_interpreter_module():
+    try:
+        from ai_edge_litert import interpreter
+        return interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter  # type: ignore[import-not-found]
+        return interpreter
+    except ImportError as e:
+        raise RuntimeLoadError("no LiteRT runtime: pip install ai-edge-litert") from e
+
+
+class LiteRTSession:
+    """One TFLite model in the LiteRT interpreter.
+
+    ``xnnpack=False`` uses the builtin kernels only (no default delegate), which is what
+    ``--delegate cpu`` means; ``True`` lets LiteRT apply XNNPACK, its default CPU delegate.
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1, xnnpack: bool = True,
+                 name: str = "model"):
+        mod = _litert_interpreter_module()
+        kwargs = {"num_threads": num_threads}
+        if not xnnpack:
+            kwargs["experimental_op_resolver_type"] = \
+                mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.name = name
+        try:
+            if isinstance(model, (bytes, bytearray)):
+                self.interpreter = mod.Interpreter(model_content=bytes(model), **kwargs)
+            else:
+                self.interpreter = mod.Interpreter(model_path=str(model), **kwargs)
+            self.runner = self.interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as e:
+            raise RuntimeLoadError(f"{name}: LiteRT cannot load this model ({_first_line(e)}); "
+                                   "is the file truncated? Re-run basisnet-deploy export") from None
+        details = self.runner.get_input_details()
+        self.inputs = {k: (tuple(v["shape"]), np.dtype(v["dtype"]), v["quantization"])
+                       for k, v in details.items()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner(**{k: self._cast(k, v) for k, v in feeds.items()})
+
+    def _cast(self, key, value):
+        shape, dtype, (scale, zero) = self.inputs[key]
+        value = np.asarray(value)
+        if dtype in (np.int8, np.uint8) and value.dtype.kind == "f":
+            info = np.iinfo(dtype)
+            value = np.clip(np.round(value / scale + zero), info.min, info.max)
+        return value.astype(dtype).reshape(shape)
+
+
+class OnnxSession:
+    """One ONNX model in onnxruntime (CPU execution provider unless told otherwise)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1,
+                 providers=("CPUExecutionProvider",), name: str = "model"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.name = name
+        try:
+            source = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
+            self.session = ort.InferenceSession(source, opts, providers=list(providers))
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise RuntimeLoadError(f"{name}: onnxruntime cannot load this model "
+                                   f"({_first_line(e)}); is the file truncated?") from None
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+
+def open_session(path: str | os.PathLike, model: bytes | None = None, **kwargs):
+    """A session for ``path`` by its suffix; ``model`` bytes, if given, are used instead."""
+    path = Path(path)
+    source = model if model is not None else path
+    if model is None and not path.is_file():
+        raise RuntimeLoadError(f"{path}: missing artifact")
+    if path.suffix == ".tflite":
+        return LiteRTSession(source, name=str(path), **kwargs)
+    if path.suffix == ".onnx":
+        return OnnxSession(source, name=str(path), **kwargs)
+    raise RuntimeLoadError(f"{path}: unknown artifact type {path.suffix!r}")
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Inputs and outputs of an artifact: name, dtype, shape and quantization."""
+    session = open_session(path)
+    if isinstance(session, LiteRTSession):
+        def rows(details):
+            return [{"name": k, "dtype": np.dtype(v["dtype"]).name,
+                     "shape": [int(s) for s in v["shape"]],
+                     "quantization": ({"scale": float(v["quantization"][0]),
+                                       "zero_point": int(v["quantization"][1])}
+                                      if v["quantization"][0] else None)}
+                    for k, v in sorted(details.items())]
+        return {"inputs": rows(session.runner.get_input_details()),
+                "outputs": rows(session.runner.get_output_details())}
+
+    def onnx_rows(items):
+        return [{"name": i.name, "dtype": i.type.replace("tensor(", "").rstrip(")"),
+                 "shape": list(i.shape), "quantization": None} for i in items]
+    return {"inputs": onnx_rows(session.session.get_inputs()),
+            "outputs": onnx_rows(session.session.get_outputs())}
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

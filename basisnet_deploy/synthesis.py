@@ -1,0 +1,106 @@
+"""Pre-synthesis: mix the bases for one coefficient set and patch them into a template.
+
+The pre-synthesized specialist is an ordinary static-weight model (the *template*) plus the
+BN-folded bases of its non-shared convs and a *patch table* recorded at export: for every
+non-shared conv, where its kernel bytes (and, for int8, its per-channel scales and int32 bias)
+sit in the template file. ``synthesize`` writes new values at those offsets: no flatbuffer or
+protobuf rebuild, NumPy only, so the same code runs in a runner thread or a phone port.
+
+Int8: each synthesized kernel is re-quantized symmetric per output channel (zero point 0,
+[-127, 127]), as the converter quantizes static weights; the bias is re-quantized with the new
+scales (``bias_scale = input_scale * weight_scale``), and both scale vectors are rewritten.
+
+Batch policy (``coefficients_for_batch``): a batch shares one synthesized model, built from
+the mean of its frames' coefficients. The mean of softmax vectors is again a convex
+combination, so every range bound that holds for one frame holds for the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+CHANNEL_AXIS = {"conv": 0, "depthwise": 3}  # TFLite OHWI filters; depthwise is [1, H, W, C]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Where one non-shared conv lives in the template."""
+
+    layer: str  # e.g. "sp_L8_expand"; the key of its bases in bases.npz
+    slot: int  # row of the coefficient tensor [L, K] that mixes it
+    kind: str  # "conv" or "depthwise"
+    shape: tuple[int, ...]  # kernel shape in the template's layout
+    dtype: str  # "float32", "float16" or "int8"
+    weight_offset: int  # byte offset of the kernel data
+    # int8 only
+    scale_offset: int = -1  # float32[C] per-channel weight scales
+    bias_offset: int = -1  # int32[C] bias data
+    bias_scale_offset: int = -1  # float32[C] bias scales
+    input_scale: float = 0.0  # scale of the conv's input activation (fixed by calibration)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[CHANNEL_AXIS[self.kind]]
+
+
+def dump_table(patches: list[Patch]) -> str:
+    return json.dumps([asdict(p) for p in patches], indent=1)
+
+
+def load_table(text: str) -> list[Patch]:
+    return [Patch(**{**d, "shape": tuple(d["shape"])}) for d in json.loads(text)]
+
+
+def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """sum_k a_k W_k for bases [K, ...] and coefficients [K]."""
+    return np.tensordot(np.asarray(coefficients, np.float32), bases, axes=1).astype(np.float32)
+
+
+def quantize_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output channel: (int8 values, float32 scales)."""
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    scale = (np.max(np.abs(w), axis=other) / 127.0).astype(np.float32)
+    scale = np.where(scale > 0, scale, np.float32(1e-9)).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarray],
+               coefficients: np.ndarray) -> bytes:
+    """Model bytes of the specialist for one coefficient set [L, K].
+
+    ``bases[layer]`` is [K, *patch.shape] (BN folded, template layout); for int8 templates
+    ``bases[layer + "/bias"]`` is the folded float bias [C].
+    """
+    coefficients = np.asarray(coefficients, np.float32)
+    out = bytearray(template)
+    for p in patches:
+        w = mix(bases[p.layer], coefficients[p.slot])
+        if p.dtype in ("float32", "float16"):
+            _write(out, p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2"))
+            continue
+        q, scale = quantize_per_channel(w, CHANNEL_AXIS[p.kind])
+        bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
+        bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)
+        bias_q = np.clip(bias_q, -2**31, 2**31 - 1).astype("<i4")
+        _write(out, p.weight_offset, q)
+        _write(out, p.scale_offset, scale.astype("<f4"))
+        _write(out, p.bias_offset, bias_q)
+        _write(out, p.bias_scale_offset, bias_scale.astype("<f4"))
+    return bytes(out)
+
+
+def _write(buf: bytearray, offset: int, values: np.ndarray) -> None:
+    data = np.ascontiguousarray(values).tobytes()
+    buf[offset:offset + len(data)] = data
+
+
+def coefficients_for_batch(coefficients: np.ndarray) -> np.ndarray:
+    """One coefficient set [L, K] for a batch of frames [N, L, K]: their mean."""
+    coefficients = np.asarray(coefficients, np.float32)
+    return coefficients if coefficients.ndim == 2 else coefficients.mean(axis=0)

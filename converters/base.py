@@ -1,0 +1,37 @@
+"""The one small interface every target implements.
+
+An exporter turns a :class:`Graph` (a Keras model plus a traced function with named inputs
+and outputs) into model bytes, in the spirit of ai-edge-torch's ``convert(model,
+sample_args)`` and optimum's per-target exporters. Calibration arrives as a callable that
+returns an iterator of feed dicts keyed by input name, never positional lists: converters may
+reorder inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+
+
+@dataclass
+class Graph:
+    name: str  # artifact role, e.g. "lightweight"
+    model: object  # the keras.Model whose weights the function reads
+    fn: Callable  # fn(**inputs) -> {output name: tensor}
+    inputs: list  # tf.TensorSpec, each with its name
+    outputs: list[str]
+
+
+class ExportError(Exception):
+    """A conversion failed for a reason that is not the user's input."""
+
+
+class Exporter(Protocol):
+    target: str
+    suffix: str
+
+    def convert(self, graph: Graph, quantize: str,
+                calibration: Callable[[], Iterable[dict]] | None = None) -> bytes:
+        """Model bytes for ``graph``; ``calibration`` is required for int8."""

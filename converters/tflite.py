@@ -1,0 +1,76 @@
+"""TFLite/LiteRT exporter: Keras -> SavedModel (ExportArchive) -> TFLiteConverter.
+
+``TFLiteConverter.from_keras_model`` and ``from_concrete_functions`` are fragile with
+Keras 3 (variables stay VAR_HANDLE ops and read as NaN), so the documented route is used:
+``keras.export.ExportArchive`` writes a SavedModel with one named endpoint, and
+``from_saved_model`` converts that signature. Static input shapes (batch 1) keep SHAPE,
+STRIDED_SLICE and PACK out of the graph, so XNNPACK takes all of it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from basisnet_deploy.converters.base import ExportError, Graph
+
+ENDPOINT = "serve"
+
+
+class TFLiteExporter:
+    target = "tflite"
+    suffix = ".tflite"
+
+    def __init__(self, input_type: str = "float32"):
+        self.input_type = input_type  # float32, int8 or uint8 for full-int8 models
+
+    def convert(self, graph: Graph, quantize: str, calibration=None) -> bytes:
+        import keras
+        import tensorflow as tf
+
+        with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
+            archive = keras.export.ExportArchive()
+            archive.track(graph.model)
+            archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
+            archive.write_out(tmp, verbose=False)
+            conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
+            if quantize == "float16":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.target_spec.supported_types = [tf.float16]
+            elif quantize == "int8":
+                if calibration is None:
+                    raise ExportError(f"{graph.name}: int8 needs calibration data")
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.representative_dataset = calibration
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                if self.input_type != "float32":
+                    conv.inference_input_type = tf.as_dtype(self.input_type)
+            elif quantize == "dynamic":  # int8 weights, float activations
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            elif quantize != "float32":
+                raise ExportError(f"unknown quantization {quantize!r}")
+            try:
+                return conv.convert()
+            except Exception as e:  # ConverterError carries MLIR diagnostics
+                raise ExportError(f"{graph.name}: TFLite conversion failed: "
+                                  f"{str(e).strip().splitlines()[0]}") from e
+
+
+def gpu_compatibility(model_path) -> dict:
+    """TF's GPU compatibility analyzer on one .tflite: verdict and the flagged ops.
+
+    The analyzer prints its report with Python's print, so stdout is captured around it.
+    """
+    import contextlib
+    import io
+    import re
+
+    import tensorflow as tf
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_path=str(model_path), gpu_compatibility=True)
+    text = text.getvalue()
+    warnings = sorted(set(re.findall(r"GPU COMPATIBILITY WARNING: (.+)", text)))
+    compatible = "looks compatible with GPU delegate" in text and not warnings
+    return {"compatible": compatible, "warnings": warnings,
+            "analyzer": "tf.lite.experimental.Analyzer (gpu_compatibility=True), TF " + tf.__version__}

@@ -1,0 +1,121 @@
+"""Find where each non-shared conv's weights live in a converted TFLite template.
+
+The converter folds BN, transposes to OHWI and (for int8) quantizes per channel, and its
+tensor names are not a contract. So each conv is found by *content*: the template was
+converted with a known coefficient set, so the expected folded kernel is known; the CONV_2D /
+DEPTHWISE_CONV_2D whose filter matches it (dequantized, within half a quantization step) is
+that layer's. Offsets are absolute byte positions in the file, read with the flatbuffer schema
+that ai_edge_litert ships.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from basisnet_deploy.converters.base import ExportError
+from basisnet_deploy.synthesis import CHANNEL_AXIS, Patch
+
+_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType enum
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as fb
+    return fb
+
+
+def _vector_offset(table, slot: int) -> int:
+    o = table._tab.Offset(slot)
+    return table._tab.Vector(o) if o else -1
+
+
+def _buffer_offset(model, buf: bytes, tensor) -> int:
+    b = model.Buffers(tensor.Buffer())
+    if b.Offset() > 1:  # large models keep data after the flatbuffer
+        return b.Offset()
+    return _vector_offset(b, 4)
+
+
+def _tensor_values(model, buf, tensor):
+    """(offset, raw array in tensor shape, dequantized float array or None)."""
+    dtype = _DTYPES.get(tensor.Type())
+    off = _buffer_offset(model, buf, tensor)
+    if dtype is None or off < 0:
+        return -1, None, None
+    shape = tuple(tensor.ShapeAsNumpy())
+    n = int(np.prod(shape))
+    raw = np.frombuffer(buf, dtype=dtype, count=n, offset=off).reshape(shape)
+    if dtype is np.int8:
+        q = tensor.Quantization()
+        scale = q.ScaleAsNumpy()
+        dim = q.QuantizedDimension()
+        bshape = [1] * len(shape)
+        bshape[dim] = -1
+        return off, raw, raw.astype(np.float32) * np.asarray(scale, np.float32).reshape(bshape)
+    return off, raw, raw.astype(np.float32)
+
+
+def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]]) -> list[Patch]:
+    """Patch entries for ``expected``: layer -> (kind, slot, folded kernel in OHWI / 1HWC)."""
+    fb = _schema()
+    model = fb.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    producers = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        for j in range(op.OutputsLength()):
+            producers[op.Outputs(j)] = op
+    conv_codes = {fb.BuiltinOperator.CONV_2D: "conv",
+                  fb.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise"}
+    candidates = []  # (kind, filter tensor, bias tensor, input tensor)
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin not in conv_codes:
+            continue
+        f_idx = op.Inputs(1)
+        prod = producers.get(f_idx)
+        if prod is not None:  # float16 weights: DEQUANTIZE(fp16 constant) -> filter
+            f_idx = prod.Inputs(0)
+        candidates.append((conv_codes[builtin], graph.Tensors(f_idx),
+                           graph.Tensors(op.Inputs(2)) if op.InputsLength() > 2 and op.Inputs(2) >= 0 else None,
+                           graph.Tensors(op.Inputs(0))))
+    patches, used = [], set()
+    for layer, (kind, slot, want) in expected.items():
+        match = None
+        for n, (ckind, ftensor, btensor, itensor) in enumerate(candidates):
+            if n in used or ckind != kind or tuple(ftensor.ShapeAsNumpy()) != want.shape:
+                continue
+            off, raw, deq = _tensor_values(model, model_bytes, ftensor)
+            if deq is None:
+                continue
+            if raw.dtype == np.int8:
+                scale = ftensor.Quantization().ScaleAsNumpy()
+                tol = 0.51 * np.max(scale) + 1e-6
+            else:
+                tol = 1e-3 * max(float(np.max(np.abs(want))), 1e-6)
+            if np.max(np.abs(deq - want)) <= tol:
+                match = (n, kind, ftensor, btensor, itensor, off, raw.dtype)
+                break
+        if match is None:
+            raise ExportError(f"template: no conv matches the synthesized kernel of {layer}; "
+                              "the converter changed the graph in a way pre-synthesis cannot patch")
+        n, kind, ftensor, btensor, itensor, off, dtype = match
+        used.add(n)
+        if dtype == np.int8:
+            if btensor is None:
+                raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
+            q = ftensor.Quantization()
+            if q.QuantizedDimension() != CHANNEL_AXIS[kind]:
+                raise ExportError(f"template: {layer} is quantized on axis "
+                                  f"{q.QuantizedDimension()}, expected {CHANNEL_AXIS[kind]}")
+            patches.append(Patch(
+                layer, slot, kind, tuple(int(s) for s in want.shape), "int8", off,
+                scale_offset=_vector_offset(q, 8),
+                bias_offset=_buffer_offset(model, model_bytes, btensor),
+                bias_scale_offset=_vector_offset(btensor.Quantization(), 8),
+                input_scale=float(itensor.Quantization().ScaleAsNumpy()[0])))
+        else:
+            patches.append(Patch(layer, slot, kind, tuple(int(s) for s in want.shape),
+                                 np.dtype(dtype).name, off))
+    return patches

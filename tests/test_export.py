@@ -1,0 +1,179 @@
+"""Export: every artifact runs and matches the float model; bad input fails cleanly."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from basisnet_deploy import checkpoint
+from basisnet_deploy.cli import main
+from basisnet_deploy.config import BasisNetConfig, Preprocessing
+from basisnet_deploy.export import export
+from basisnet_deploy.model import BasisNet
+from basisnet_deploy.runtime import open_session
+from basisnet_deploy.synthesis import load_table, synthesize
+
+FAST = dict(calibration_size=16, verify_images=12)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from tests.conftest import TINY
+
+    net = BasisNet(TINY)
+    rng = np.random.default_rng(0)
+    for w in net.weights:  # non-trivial BN statistics, so folding is really tested
+        if "moving_variance" in w.path:
+            w.assign(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
+        elif "moving_mean" in w.path or w.path.endswith("beta"):
+            w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    cfg = BasisNetConfig(TINY, Preprocessing(resize="squash"), tuple("0123456789"),
+                         {"dataset": "digits", "settings": {"held_out": 0.2, "seed": 0}})
+    return checkpoint.save(tmp_path_factory.mktemp("ck") / "ckpt", net, cfg)
+
+
+@pytest.fixture(scope="module")
+def float_tflite(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "tflite"
+    return out, export(ckpt, out, target="tflite", **FAST)
+
+
+def test_float_tflite_artifacts_match_the_float_model(float_tflite):
+    out, m = float_tflite
+    assert set(m["artifacts"]) == {"lightweight", "specialist_coefficient", "specialist_presynth"}
+    v = m["verification"]
+    assert v["lightweight"]["logits"]["max_rel"] <= 1e-4
+    assert v["lightweight"]["coefficients"]["max_abs"] <= 1e-5
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        assert v[role]["isolated"]["logits"]["max_rel"] <= 1e-4, role
+        assert v[role]["end_to_end"]["top1_agreement"] == 1.0
+    assert v["presynth_vs_coefficient"]["max_rel"] <= 1e-4
+    for entry in m["artifacts"].values():
+        data = (out / entry["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert entry["gpu_compatibility"]["compatible"], entry["gpu_compatibility"]
+    lm_io = m["artifacts"]["lightweight"]
+    assert [o["name"] for o in lm_io["outputs"]] == ["coefficients", "logits"]
+    assert lm_io["inputs"][0]["shape"] == [1, 16, 16, 3]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["coefficients"]["shape"] == [8, 3] and on_disk["labels"][0] == "0"
+
+
+def test_synthesize_patches_in_place_and_equals_the_specialist(float_tflite, ckpt):
+    import tensorflow as tf
+
+    out, m = float_tflite
+    entry = m["artifacts"]["specialist_presynth"]
+    template = (out / entry["file"]).read_bytes()
+    table = load_table((out / entry["patch_table"]).read_text())
+    bases = dict(np.load(out / entry["bases"]))
+    assert len(table) == entry["patched_layers"] == 8 * 3 - 0  # L8-L15, three convs each
+    rng = np.random.default_rng(5)
+    coeff = rng.dirichlet(np.ones(3), size=8).astype(np.float32)
+    model = synthesize(template, table, bases, coeff)
+    assert len(model) == len(template)
+    changed = np.flatnonzero(np.frombuffer(model, np.uint8) != np.frombuffer(template, np.uint8))
+    ranges = [(p.weight_offset, p.weight_offset + 4 * int(np.prod(p.shape))) for p in table]
+    assert all(any(lo <= i < hi for lo, hi in ranges) for i in changed)
+    net, _ = checkpoint.load(ckpt)
+    x = rng.standard_normal((1, 32, 32, 3)).astype(np.float32)
+    ref = net.specialist([tf.constant(x), tf.constant(coeff[None])]).numpy()
+    got = open_session(out / entry["file"], model=model).run({"image": x})["logits"]
+    assert np.max(np.abs(got - ref)) <= 1e-4 * np.max(np.abs(ref))
+
+
+def test_int8_tflite_export_runs_and_is_verified(ckpt, tmp_path):
+    m = export(ckpt, tmp_path / "i8", target="tflite", calibration="digits", **FAST)
+    arts = m["artifacts"]
+    assert arts["lightweight"]["quantization"] == "int8"
+    assert arts["specialist_presynth"]["quantization"] == "int8"
+    assert arts["specialist_coefficient"]["quantization"] == "dynamic"
+    table = load_table((tmp_path / "i8" / arts["specialist_presynth"]["patch_table"]).read_text())
+    assert {p.dtype for p in table} == {"int8"} and all(p.input_scale > 0 for p in table)
+    assert m["calibration"]["used"] == 16
+    v = m["verification"]["specialist_presynth"]["end_to_end"]
+    assert 0.0 <= v["top1_agreement"] <= 1.0
+    assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
+
+
+def test_onnx_float_export(ckpt, tmp_path):
+    import onnx
+
+    m = export(ckpt, tmp_path / "onnx", target="onnx", **FAST)
+    for entry in m["artifacts"].values():
+        onnx.checker.check_model(onnx.load(tmp_path / "onnx" / entry["file"]))
+    v = m["verification"]
+    assert v["lightweight"]["logits"]["max_rel"] <= 1e-4
+    assert v["specialist_coefficient"]["isolated"]["logits"]["max_rel"] <= 1e-4
+    assert v["specialist_presynth"]["isolated"]["logits"]["max_rel"] <= 1e-4
+
+
+def _cli(args, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    return code.value.code, capsys.readouterr().err
+
+
+def test_bad_inputs_exit_2_with_one_line_and_leave_nothing(ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.jpg").write_text("not really a jpeg")
+    (junk / "b.txt").write_text("text")
+    cases = [
+        (["export", str(tmp_path / "nope")], "no such checkpoint directory"),
+        (["export", str(ckpt), "--out", str(out), "--calibration", str(empty)], "is empty"),
+        (["export", str(ckpt), "--out", str(out), "--calibration", str(junk)], "none of its 2 files"),
+        (["export", str(ckpt), "--out", str(out), "--quantize", "int8"], "needs real calibration"),
+        (["export", str(ckpt), "--out", str(junk)], "not an export directory"),
+        (["verify", str(tmp_path)], "manifest.json: missing"),
+    ]
+    for args, message in cases:
+        code, err = _cli(args, capsys)
+        assert code == 2, args
+        assert message in err and "Traceback" not in err, (args, err)
+    code, err = _cli(["export", str(ckpt), "--target", "coreml"], capsys)
+    assert code == 2 and "coreml" in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "junk"]  # no temp dirs left
+    assert (junk / "b.txt").read_text() == "text"
+
+
+def test_verify_refuses_a_truncated_artifact(float_tflite, tmp_path, capsys):
+    import shutil
+
+    out, _ = float_tflite
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path = copy / "specialist_presynth.tflite"
+    path.write_bytes(path.read_bytes()[:1000])
+    code, err = _cli(["verify", str(copy)], capsys)
+    assert code == 2 and "truncated or modified" in err
+    code, err = _cli(["check", str(copy)], capsys)
+    assert code == 2 and "specialist_presynth.tflite" in err
+
+
+def test_truncated_model_bytes_fail_to_load_clearly(float_tflite):
+    from basisnet_deploy.runtime import RuntimeLoadError
+
+    out, m = float_tflite
+    data = (out / "lightweight.tflite").read_bytes()
+    with pytest.raises(RuntimeLoadError, match="truncated"):
+        open_session(out / "lightweight.tflite", model=data[: len(data) // 2])
+
+
+def test_calibration_folder_skips_and_counts(tmp_path):
+    from basisnet_deploy.calibration.images import calibration_images
+
+    for i in range(3):
+        Image.new("RGB", (12, 9), (i * 50, 0, 0)).save(tmp_path / f"{i}.png")
+    Image.new("CMYK", (8, 8)).save(tmp_path / "cmyk.jpg")
+    (tmp_path / "notes.txt").write_text("x")
+    got = calibration_images(str(tmp_path), 10, seed=1)
+    assert len(got.images) == 4 and got.skipped == {"not an image": 1}
+    again = calibration_images(str(tmp_path), 2, seed=1)
+    assert [im.tobytes() for im in again.images] == [im.tobytes() for im in got.images[:2]]
