@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from basisnet_deploy.atomic import staged_directory
 from basisnet_deploy.config import BasisNetConfig, ConfigError
 from basisnet_deploy.errors import UserError
 
@@ -44,8 +43,8 @@ def _key(path: str) -> str:
 def save(directory: str | os.PathLike, net: "BasisNet", config: BasisNetConfig) -> Path:
     """Write ``config.json`` and the weights into ``directory``, atomically.
 
-    Everything is written into a temporary sibling directory first and renamed into place,
-    so an interrupted save never leaves a half-written checkpoint.
+    Everything is written into a temporary sibling directory first and renamed into place
+    (:func:`staged_directory`), so an interrupted save never leaves a half-written checkpoint.
     """
     import tensorflow as tf
 
@@ -54,21 +53,9 @@ def save(directory: str | os.PathLike, net: "BasisNet", config: BasisNetConfig) 
     if directory.exists() and not (directory / CONFIG_FILE).exists() and any(directory.iterdir()):
         raise CheckpointError(f"{directory}: exists and is not a checkpoint directory; "
                               "choose a new path or an empty directory")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with staged_directory(directory) as tmp:
         tf.train.Checkpoint(weights={w.path: w for w in net.weights}).write(str(tmp / PREFIX))
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return directory
 
 

@@ -256,10 +256,17 @@ def evaluate(checkpoint, dataset, as_json):
               show_default=True, help="Input tensor type of full-int8 TFLite models.")
 @click.option("--verify-images", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="Held-out images the export's own verification uses.")
+@click.option("--images", default=None, metavar="digits|DIR",
+              help="Held-out images for the export's verification (default: the checkpoint's "
+                   "held-out digits split, when it was trained on digits).")
+@click.option("--coefficient-int8", type=click.Choice(["dynamic", "fakequant"]), default="dynamic",
+              show_default=True,
+              help="TFLite int8 scheme of the coefficient-input specialist: dynamic range (float "
+                   "activations) or fakequant (full int8, synthesized kernels symmetric per-tensor).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def export(checkpoint, target, out, quantize, calibration, calibration_size, specialist,
-           input_type, verify_images, seed, as_json):
+           input_type, verify_images, images, coefficient_int8, seed, as_json):
     """Convert a checkpoint into a lightweight model, specialist(s) and manifest.json.
 
     \b
@@ -278,7 +285,8 @@ def export(checkpoint, target, out, quantize, calibration, calibration_size, spe
     manifest = run_export(checkpoint, out, target=target, quantize=quantize,
                           calibration=calibration, calibration_size=calibration_size,
                           specialist=specialist, input_type=input_type,
-                          verify_images=verify_images, seed=seed,
+                          verify_images=verify_images, images=images,
+                          coefficient_int8=coefficient_int8, seed=seed,
                           progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
     if as_json:
         click.echo(json.dumps(manifest, indent=2))

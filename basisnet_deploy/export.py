@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
+from basisnet_deploy.atomic import staged_directory
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import QUANTIZATIONS, ExportError
 from basisnet_deploy.errors import UserError
@@ -123,8 +121,16 @@ def _graphs(net, cfg, baked):
 def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None = None,
            calibration: str | None = None, calibration_size: int = 200,
            specialist: str = "all", input_type: str = "float32", verify_images: int = 100,
-           seed: int = 0, progress=None) -> dict:
-    """Export a checkpoint; returns the manifest. ``progress(message)`` reports each step."""
+           images: str | None = None, coefficient_int8: str = "dynamic", seed: int = 0,
+           progress=None) -> dict:
+    """Export a checkpoint; returns the manifest. ``progress(message)`` reports each step.
+
+    ``images`` ('digits' or a folder) are the held-out images verification uses; by default
+    the checkpoint's own held-out split when it was trained on digits.
+    ``coefficient_int8`` picks the TFLite int8 scheme of the coefficient-input specialist:
+    ``dynamic`` (int8 weights, float activations) or ``fakequant`` (full int8; synthesized
+    kernels symmetric per-tensor within max_k |W_k|).
+    """
     from basisnet_deploy import checkpoint
     from basisnet_deploy.calibration.images import calibration_images
     from basisnet_deploy.cost import basisnet_cost
@@ -136,6 +142,8 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
         raise UserError(f"--quantize: unknown {quantize!r}; choose one of {list(QUANTIZATIONS)}")
     if specialist not in SPECIALIST_FORMS:
         raise UserError(f"--specialist: unknown {specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
+    if coefficient_int8 not in ("dynamic", "fakequant"):
+        raise UserError(f"--coefficient-int8: unknown {coefficient_int8!r}; choose dynamic or fakequant")
     if quantize == "int8" and not calibration:
         raise UserError("--quantize int8 needs real calibration images: pass --calibration "
                         "digits or --calibration IMAGE_DIR")
@@ -150,7 +158,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     say(f"loading checkpoint {checkpoint_dir}")
     net, cfg = checkpoint.load(checkpoint_dir)
     a, pre = cfg.architecture, cfg.preprocessing
-    held_images, held_labels, held_source, held_indices = evaluation_set(cfg)
+    held_images, held_labels, held_source, held_indices = evaluation_set(cfg, images)
 
     calib_report, calib = None, None
     if calibration:
@@ -186,85 +194,94 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
             + [{"image": image[k % len(image)][None], "coefficients": oh[None]}
                for k, oh in enumerate(onehots)])
 
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     try:
-        artifacts = {}
-        for role in roles:
-            q = quantize
-            if role == "specialist_coefficient" and quantize == "int8":
-                q = _coefficient_int8_scheme(target)
-            if role == "specialist_presynth" and quantize == "int8" and target == "onnx":
-                q = "float32"  # only float ONNX templates are patchable (converters/onnx.py)
-            say(f"converting {role} to {target} ({q})")
-            reader = _reader(feeds.get(role)) if q == "int8" else None
-            data = exporter.convert(graphs[role], q, reader)
-            name = role + exporter.suffix
-            (tmp / name).write_bytes(data)
-            entry = {"role": ROLES[role], "file": name, "sha256": _sha256(data), "bytes": len(data),
-                     "quantization": q}
-            if role == "specialist_presynth":
-                entry.update(_write_presynth_sidecars(tmp, target, data, net, baked, q))
-            artifacts[role] = entry
-        manifest = {
-            "schema_version": MANIFEST_VERSION,
-            "generator": f"basisnet-deploy {__version__}",
-            "target": target,
-            "quantization": quantize,
-            "checkpoint": {"path": str(checkpoint_dir),
-                           "config_sha256": _sha256((Path(checkpoint_dir) / "config.json").read_bytes())},
-            "architecture": cfg.to_json()["architecture"],
-            "preprocessing": {**cfg.to_json()["preprocessing"],
-                              "lightweight_resolution": a.light_resolution,
-                              "specialist_resolution": a.resolution},
-            "labels": list(cfg.labels),
-            "coefficients": {
-                "shape": [len(a.nonshared_blocks), a.bases],
-                "blocks": [f"L{i}" for i in a.nonshared_blocks],
-                "layout": "row l mixes the expand, depthwise and project kernels of block "
-                          "blocks[l]; each row is a softmax over the K bases",
-                "batch_policy": "a batch shares one synthesized specialist, made from the mean "
-                                "of its frames' coefficients",
-            },
-            "cost": basisnet_cost(a),
-            "early_exit": {"threshold": None},
-            "artifacts": artifacts,
-            "calibration": calib_report,
-        }
-        from basisnet_deploy.runtime import describe
+        with staged_directory(out_dir) as tmp:
+            artifacts = {}
+            for role in roles:
+                q = quantize
+                if role == "specialist_coefficient" and quantize == "int8":
+                    q = _coefficient_int8_scheme(target, coefficient_int8)
+                    if q == "int8" and target == "tflite":
+                        _bound_synthesized_kernels(graphs[role].model)
+                if role == "specialist_presynth" and quantize == "int8" and target == "onnx":
+                    q = "float32"  # only float ONNX templates are patchable (converters/onnx.py)
+                say(f"converting {role} to {target} ({q})")
+                reader = _reader(feeds.get(role)) if q == "int8" else None
+                data = exporter.convert(graphs[role], q, reader)
+                name = role + exporter.suffix
+                (tmp / name).write_bytes(data)
+                entry = {"role": ROLES[role], "file": name, "sha256": _sha256(data), "bytes": len(data),
+                         "quantization": q}
+                if role == "specialist_presynth":
+                    entry.update(_write_presynth_sidecars(tmp, target, data, net, baked, q))
+                artifacts[role] = entry
+            manifest = {
+                "schema_version": MANIFEST_VERSION,
+                "generator": f"basisnet-deploy {__version__}",
+                "target": target,
+                "quantization": quantize,
+                "checkpoint": {"path": str(checkpoint_dir),
+                               "config_sha256": _sha256((Path(checkpoint_dir) / "config.json").read_bytes())},
+                "architecture": cfg.to_json()["architecture"],
+                "preprocessing": {**cfg.to_json()["preprocessing"],
+                                  "lightweight_resolution": a.light_resolution,
+                                  "specialist_resolution": a.resolution},
+                "labels": list(cfg.labels),
+                "coefficients": {
+                    "shape": [len(a.nonshared_blocks), a.bases],
+                    "blocks": [f"L{i}" for i in a.nonshared_blocks],
+                    "layout": "row l mixes the expand, depthwise and project kernels of block "
+                              "blocks[l]; each row is a softmax over the K bases",
+                    "batch_policy": "a batch shares one synthesized specialist, made from the mean "
+                                    "of its frames' coefficients",
+                },
+                "cost": basisnet_cost(a),
+                "early_exit": {"threshold": None},
+                "artifacts": artifacts,
+                "calibration": calib_report,
+            }
+            from basisnet_deploy.runtime import describe
 
-        for role, entry in artifacts.items():
-            entry.update(describe(tmp / entry["file"]))
-            if target == "tflite":
-                from basisnet_deploy.converters.tflite import gpu_compatibility
+            for role, entry in artifacts.items():
+                entry.update(describe(tmp / entry["file"]))
+                if target == "tflite":
+                    from basisnet_deploy.converters.tflite import gpu_compatibility
 
-                entry["gpu_compatibility"] = gpu_compatibility(tmp / entry["file"])
-        say(f"verifying against the float TF model on {min(verify_images, len(held_images))} "
-            f"{held_source} images")
-        manifest["verification"] = verify_directory(
-            tmp, manifest, net, held_images[:verify_images], held_labels[:verify_images]
-            if held_labels is not None else None, source=held_source)
-        manifest["export_seconds"] = round(time.perf_counter() - started, 1)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+                    entry["gpu_compatibility"] = gpu_compatibility(tmp / entry["file"])
+            say(f"verifying against the float TF model on {min(verify_images, len(held_images))} "
+                f"{held_source} images")
+            manifest["verification"] = verify_directory(
+                tmp, manifest, net, held_images[:verify_images], held_labels[:verify_images]
+                if held_labels is not None else None, source=held_source)
+            manifest["export_seconds"] = round(time.perf_counter() - started, 1)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     except ExportError as e:
         raise UserError(f"export failed: {e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return manifest
 
 
-def _coefficient_int8_scheme(target: str) -> str:
+def _coefficient_int8_scheme(target: str, choice: str) -> str:
     """The int8 scheme for the coefficient-input specialist that runs on the target.
 
     TFLite: per-channel int8 is impossible for a filter computed in the graph (the kernel
-    demands zero point 0 and the converter calibrates runtime filters asymmetrically), so the
-    runnable scheme is dynamic range: int8 bases and shared weights, float activations and
-    synthesized kernels. ONNX Runtime takes QDQ int8 with the runtime W per-tensor.
+    demands zero point 0 and the converter calibrates runtime filters asymmetrically). Two
+    schemes run: ``dynamic`` range (int8 bases and shared weights, float activations and
+    synthesized kernels) and ``fakequant`` (full int8; each synthesized kernel symmetric
+    per-tensor within a bound from the bases). ONNX Runtime takes QDQ int8 with the runtime W
+    per-tensor.
     """
-    return "dynamic" if target == "tflite" else "int8"
+    if target != "tflite":
+        return "int8"
+    return "dynamic" if choice == "dynamic" else "int8"
+
+
+def _bound_synthesized_kernels(model) -> None:
+    """Give every basis layer its symmetric range max_k |W_k| (valid for any softmax mix)."""
+    from basisnet_deploy.layers import BasisConv1x1, BasisDepthwiseConv2D
+
+    for layer in model.layers:
+        if isinstance(layer, (BasisConv1x1, BasisDepthwiseConv2D)):
+            layer.kernel_range = float(np.max(np.abs(layer.kernel.numpy())))
 
 
 def _reader(feeds):
@@ -301,13 +318,3 @@ def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked
     return {"bases": buf.name, "patch_table": "specialist_patches.json",
             "bases_sha256": _sha256(buf.read_bytes()),
             "baked_coefficients": np.round(baked, 6).tolist(), "patched_layers": len(patches)}
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)

@@ -23,11 +23,15 @@ SYNTHESIS_MODES = ("sample", "batch")
 
 
 class _BasisLayer(keras.layers.Layer):
-    def __init__(self, bases: int, slot: int, synthesis: str = "sample", **kwargs):
+    def __init__(self, bases: int, slot: int, synthesis: str = "sample",
+                 kernel_range: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if synthesis not in SYNTHESIS_MODES:
             raise ValueError(f"synthesis must be one of {SYNTHESIS_MODES}, got {synthesis!r}")
         self.bases, self.slot, self.synthesis = bases, slot, synthesis
+        # Symmetric int8 range for the synthesized kernel (full-int8 export): coefficients are
+        # convex, so |sum_k a_k W_k| <= max_k |W_k| element-wise and this bound always holds.
+        self.kernel_range = kernel_range
 
     def _kernel_shape(self, channels: int) -> tuple[int, ...]:
         raise NotImplementedError
@@ -44,12 +48,16 @@ class _BasisLayer(keras.layers.Layer):
             # A 2-D [1, K] x [K, P] matmul: TFLite runs it as FULLY_CONNECTED (a 1-D
             # tensordot becomes a BATCH_MATMUL the converter rejects).
             flat = tf.reshape(self.kernel, (self.bases, -1))
-            return tf.reshape(tf.matmul(alpha[:1], flat), self.kernel.shape[1:])
+            w = tf.reshape(tf.matmul(alpha[:1], flat), self.kernel.shape[1:])
+            if self.kernel_range:
+                w = tf.quantization.fake_quant_with_min_max_args(
+                    w, -self.kernel_range, self.kernel_range, num_bits=8, narrow_range=True)
+            return w
         return tf.tensordot(alpha, self.kernel, axes=1)
 
     def get_config(self):
         return {**super().get_config(), "bases": self.bases, "slot": self.slot,
-                "synthesis": self.synthesis}
+                "synthesis": self.synthesis, "kernel_range": self.kernel_range}
 
 
 class BasisConv1x1(_BasisLayer):

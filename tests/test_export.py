@@ -98,6 +98,27 @@ def test_int8_tflite_export_runs_and_is_verified(ckpt, tmp_path):
     assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
 
 
+def test_fakequant_coefficient_specialist_is_full_int8_and_runs(ckpt, tmp_path):
+    from basisnet_deploy.converters.tflite_patch import _schema
+
+    m = export(ckpt, tmp_path / "fq", target="tflite", calibration="digits", specialist="coefficient",
+               coefficient_int8="fakequant", **FAST)
+    entry = m["artifacts"]["specialist_coefficient"]
+    assert entry["quantization"] == "int8"
+    fb = _schema()
+    model = fb.Model.GetRootAs((tmp_path / "fq" / entry["file"]).read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    convs = [graph.Operators(i) for i in range(graph.OperatorsLength())
+             if model.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode()
+             in (fb.BuiltinOperator.CONV_2D, fb.BuiltinOperator.DEPTHWISE_CONV_2D)]
+    # Every conv filter, runtime ones included, is int8 with zero point 0.
+    for op in convs:
+        f = graph.Tensors(op.Inputs(1))
+        assert f.Type() == fb.TensorType.INT8
+        assert not np.any(f.Quantization().ZeroPointAsNumpy())
+    assert 0.0 <= m["verification"]["specialist_coefficient"]["end_to_end"]["top1_agreement"] <= 1.0
+
+
 def test_onnx_float_export(ckpt, tmp_path):
     import onnx
 
