@@ -21,13 +21,16 @@ install: $(STAMP)
 
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
 # checkpoint from disk, cost it, export it to TFLite int8 and ONNX int8 (each export prints
-# its verification table against the float model).
+# its verification table against the float model), calibrate the early-exit threshold and
+# bench the sequential and pipelined runners.
 demo: $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --out $(RUN)/export-tflite
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --out $(RUN)/export-onnx
+	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
+	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json $(RUN)/bench.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

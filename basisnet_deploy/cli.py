@@ -263,10 +263,13 @@ def evaluate(checkpoint, dataset, as_json):
               show_default=True,
               help="TFLite int8 scheme of the coefficient-input specialist: dynamic range (float "
                    "activations) or fakequant (full int8, synthesized kernels symmetric per-tensor).")
+@click.option("--baseline", is_flag=True,
+              help="Also export a plain MobileNet of the specialist's shape, so bench reports "
+                   "the specialist's latency as a ratio to it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def export(checkpoint, target, out, quantize, calibration, calibration_size, specialist,
-           input_type, verify_images, images, coefficient_int8, seed, as_json):
+           input_type, verify_images, images, coefficient_int8, baseline, seed, as_json):
     """Convert a checkpoint into a lightweight model, specialist(s) and manifest.json.
 
     \b
@@ -286,7 +289,7 @@ def export(checkpoint, target, out, quantize, calibration, calibration_size, spe
                           calibration=calibration, calibration_size=calibration_size,
                           specialist=specialist, input_type=input_type,
                           verify_images=verify_images, images=images,
-                          coefficient_int8=coefficient_int8, seed=seed,
+                          coefficient_int8=coefficient_int8, baseline=baseline, seed=seed,
                           progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
@@ -380,6 +383,187 @@ def check(directory, as_json):
         click.echo(f"  {role:<24} sha256 ok   {verdict}")
         for w in r["warnings"]:
             click.echo(f"      {w}")
+
+
+def _runtime_options(fn):
+    options = [
+        click.option("--delegate", type=click.Choice(["cpu", "xnnpack", "gpu", "nnapi"]),
+                     default="xnnpack", show_default=True,
+                     help="Processor for the specialist: cpu (builtin kernels), xnnpack, gpu "
+                          "(LiteRT CompiledModel GPU / onnxruntime CUDA), nnapi (Android only). "
+                          "The lightweight model runs on the CPU."),
+        click.option("--runtime", type=click.Choice(["litert", "onnxruntime"]), default=None,
+                     help="Default: litert for a TFLite export, onnxruntime for ONNX."),
+        click.option("--delegate-path", type=click.Path(dir_okay=False), default=None,
+                     help="An external TFLite delegate library (e.g. a GPU delegate .so)."),
+        click.option("--allow-fallback", is_flag=True,
+                     help="Run on the CPU when the delegate cannot load; the report says so."),
+        click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True),
+        click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]),
+                     default="presynth", show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _runtime_for(directory, runtime):
+    if runtime:
+        return runtime
+    from basisnet_deploy.verify import load_manifest
+
+    return "litert" if load_manifest(directory)["target"] == "tflite" else "onnxruntime"
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@_runtime_options
+@click.option("--runner", type=click.Choice(["sequential", "pipelined", "both"]), default="both",
+              show_default=True)
+@click.option("--threshold", type=float, default=None,
+              help="Early-exit confidence (default: the manifest's; none means never exit).")
+@click.option("--frames", type=click.IntRange(1, 10**7), default=200, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 10**6), default=20, show_default=True)
+@click.option("--images", default=None, help="A folder of images (default: digits).")
+@click.option("--dataset", type=click.Choice(["digits"]), default=None)
+@click.option("--resynth-tolerance", type=float, default=0.0, show_default=True,
+              help="Presynth: re-synthesize when coefficients drift by more than this (max abs).")
+@click.option("--resynth-every", type=int, default=0, show_default=True,
+              help="Presynth: re-synthesize at least every N frames (0: no limit).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the full report to this JSON file.")
+def bench(directory, delegate, runtime, delegate_path, allow_fallback, threads, specialist_form,
+          runner, threshold, frames, warmup, images, dataset, resynth_tolerance, resynth_every,
+          json_file):
+    """Benchmark an export: per-stage init / first inference / p50-p90-p99, and the
+    sequential and pipelined runners end to end (throughput, latency, early exits, MAdds, RSS).
+
+    Every figure is measured in this run; what cannot be measured here is absent.
+    """
+    from basisnet_deploy.bench import bench as run_bench
+    from basisnet_deploy.runner import ResynthesisPolicy
+
+    report = run_bench(directory, delegate, _runtime_for(directory, runtime), runner,
+                       specialist_form, threshold, frames, warmup, threads, images or dataset,
+                       delegate_path, allow_fallback, ResynthesisPolicy(resynth_tolerance, resynth_every),
+                       progress=lambda m: click.echo(f"  {m}", err=True))
+    if json_file:
+        with open(json_file, "w") as f:
+            json.dump(report, f, indent=2)
+    click.echo(f"{report['runtime']} / delegate {report['delegate']} / {report['threads']} thread(s) / "
+               f"specialist {report['specialist_form']} / threshold {report['threshold']}")
+    if report["fallback"]:
+        click.echo(f"  FALLBACK: {report['fallback']}")
+    click.echo(f"  processors: lightweight {report['processors']['lightweight']}, "
+               f"specialist {report['processors']['specialist']}")
+    click.echo(f"  {'stage':<16}{'init ms':>10}{'first ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
+    for name, st in report["stages"].items():
+        lat = st["latency_ms"]
+        click.echo(f"  {name:<16}{st.get('init_ms', float('nan')):>10.2f}"
+                   f"{st.get('first_inference_ms', float('nan')):>10.2f}"
+                   f"{lat['p50']:>10.3f}{lat['p90']:>10.3f}{lat['p99']:>10.3f}")
+        if "with_session_recreation_ms" in st:
+            click.echo(f"  {'  + re-create':<16}{'':>20}{st['with_session_recreation_ms']['p50']:>10.3f}")
+    click.echo(f"  {'runner':<12}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'exit':>8}{'avg MAdds':>12}"
+               f"{'resynth':>9}{'peak RSS':>10}")
+    for name, r in report["runners"].items():
+        click.echo(f"  {name:<12}{r['throughput_fps']:>9.1f}{r['latency_ms']['p50']:>9.3f}"
+                   f"{r['latency_ms']['p99']:>9.3f}{r['early_exit_rate']:>8.1%}"
+                   f"{r['avg_madds'] / 1e6:>11.2f}M{str(r['resyntheses']):>9}{r['peak_rss_mb']:>8.0f}MB")
+    click.echo(f"  stage-bound throughput 1/max(t_light, t_specialist): {report['stage_bound_fps']:.1f} fps")
+    if "pipelined_vs_sequential" in report:
+        click.echo(f"  pipelined / sequential throughput: {report['pipelined_vs_sequential']:.2f}x")
+    if "specialist_vs_baseline_p50" in report:
+        click.echo(f"  specialist / plain baseline latency (p50): {report['specialist_vs_baseline_p50']:.2f}x")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_runtime_options
+@click.option("--threshold", type=float, default=None,
+              help="Early-exit confidence (default: the manifest's; none means never exit).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
+def predict(directory, images, delegate, runtime, delegate_path, allow_fallback, threads,
+            specialist_form, threshold, as_json):
+    """Class, confidence and the stage that answered, for each IMAGE."""
+    from basisnet_deploy.backends import make_factory
+    from basisnet_deploy.data import load_image
+    from basisnet_deploy.deployment import Deployment
+    from basisnet_deploy.runner import TwoStageRunner
+
+    dep = Deployment(directory)
+    rt = _runtime_for(directory, runtime)
+    factory = make_factory(rt, delegate, threads, delegate_path, allow_fallback,
+                           probe=str(dep.path("lightweight")))
+    light = make_factory(rt, "xnnpack" if delegate != "cpu" else "cpu", threads)
+    frames = [dep.frame(load_image(p)) for p in images]
+    run = TwoStageRunner(dep, light, factory, dep.threshold if threshold is None else threshold,
+                         specialist_form, "sequential")
+    for path, r in zip(images, run.run(frames)):
+        if as_json:
+            click.echo(json.dumps({"image": path, "class": r.name, "index": r.label,
+                                   "confidence": round(r.confidence, 6), "stage": r.stage,
+                                   "times_ms": {k: round(v, 3) for k, v in r.times_ms.items()}}))
+        else:
+            click.echo(f"{path}: {r.name} ({r.confidence:.1%}) answered by the {r.stage}")
+
+
+@cli.command("calibrate-threshold")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--dataset", type=click.Choice(["digits"]), default=None,
+              help="Held-out digits (the checkpoint's split when it was trained on digits).")
+@click.option("--images", default=None, type=click.Path(file_okay=False),
+              help="Labelled images DIR/<class>/<images>, classes as the manifest's labels.")
+@click.option("--max-drop", type=float, default=None,
+              help="Allowed top-1 drop in points against never exiting, e.g. 0.5.")
+@click.option("--target-madds", type=float, default=None, help="Average MAdds budget per frame.")
+@click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]), default="presynth",
+              show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="PNG of accuracy vs average MAdds (default: DIR/early_exit_tradeoff.png).")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_threshold(directory, dataset, images, max_drop, target_madds, specialist_form,
+                        plot_path, as_json):
+    """Pick the early-exit threshold and write it into the manifest.
+
+    Give --max-drop (top-1 points you allow to lose) or --target-madds (average cost per
+    frame). Plots the accuracy/MAdds trade-off over all thresholds.
+    """
+    from basisnet_deploy import threshold as th
+    from basisnet_deploy.backends import make_factory
+    from basisnet_deploy.checkpoint import load_config
+    from basisnet_deploy.deployment import Deployment
+    from basisnet_deploy.verify import evaluation_set
+
+    if (max_drop is None) == (target_madds is None):
+        raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
+    dep = Deployment(directory)
+    cfg = load_config(dep.manifest["checkpoint"]["path"])
+    imgs, labels, source, _ = evaluation_set(cfg, images or dataset)
+    if labels is None:
+        raise UserError(f"{source}: threshold calibration needs labels: DIR/<class>/<images> "
+                        "with the manifest's class names")
+    factory = make_factory(_runtime_for(directory, None), "xnnpack")
+    result = th.tradeoff(dep, factory, imgs, labels, specialist_form)
+    chosen = th.choose(result, max_drop, target_madds)
+    constraint = {"max_drop_points": max_drop} if max_drop is not None else {"target_madds": target_madds}
+    th.write_threshold(directory, chosen, result, constraint)
+    plot_path = plot_path or os.path.join(directory, "early_exit_tradeoff.png")
+    th.plot(result, chosen, plot_path)
+    if as_json:
+        click.echo(json.dumps({"chosen": chosen, **{k: v for k, v in result.items() if k != "curve"},
+                               "plot": plot_path}, indent=2))
+        return
+    cut = 1 - chosen["avg_madds"] / result["full_madds"]
+    click.echo(f"{source}, {result['images']} images: never exiting gives "
+               f"{result['no_exit_accuracy']:.2%} top-1 at {result['full_madds'] / 1e6:.2f}M MAdds")
+    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
+    click.echo(f"{label}: {chosen['accuracy']:.2%} top-1 "
+               f"({(chosen['accuracy'] - result['no_exit_accuracy']) * 100:+.2f} points), exit rate "
+               f"{chosen['exit_rate']:.1%}, {chosen['avg_madds'] / 1e6:.2f}M average MAdds "
+               f"({cut:.1%} cut)")
+    click.echo(f"written to {directory}/manifest.json; trade-off plot: {plot_path}")
 
 
 class _progress:

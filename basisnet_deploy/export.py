@@ -41,6 +41,8 @@ ROLES = {
                               "out; bases inside, synthesis in the graph.",
     "specialist_presynth": "Specialist, pre-synthesized: static-weight template; synthesize() "
                            "patches one coefficient set's kernels in place.",
+    "baseline_plain": "Plain MobileNet of the specialist's shape (the template's weights), for "
+                      "bench's overhead ratio; not part of the pipeline.",
 }
 
 
@@ -121,8 +123,8 @@ def _graphs(net, cfg, baked):
 def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None = None,
            calibration: str | None = None, calibration_size: int = 200,
            specialist: str = "all", input_type: str = "float32", verify_images: int = 100,
-           images: str | None = None, coefficient_int8: str = "dynamic", seed: int = 0,
-           progress=None) -> dict:
+           images: str | None = None, coefficient_int8: str = "dynamic", baseline: bool = False,
+           seed: int = 0, progress=None) -> dict:
     """Export a checkpoint; returns the manifest. ``progress(message)`` reports each step.
 
     ``images`` ('digits' or a folder) are the held-out images verification uses; by default
@@ -179,6 +181,9 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     roles = ["lightweight"] + {"coefficient": ["specialist_coefficient"],
                                "presynth": ["specialist_presynth"],
                                "all": ["specialist_coefficient", "specialist_presynth"]}[specialist]
+    if baseline:
+        roles.append("baseline_plain")
+        graphs["baseline_plain"] = graphs["specialist_presynth"]
 
     feeds = {}
     if calib:
@@ -188,6 +193,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                    for k in range(a.bases)]
         feeds["lightweight"] = [{"image": x[None]} for x in light]
         feeds["specialist_presynth"] = [{"image": x[None]} for x in image]
+        feeds["baseline_plain"] = feeds["specialist_presynth"]
         # Real LM coefficients, plus one-hot extremes so ranges cover every basis alone.
         feeds["specialist_coefficient"] = (
             [{"image": x[None], "coefficients": c[None]} for x, c in zip(image, lm_coeff)]
@@ -203,7 +209,8 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                     q = _coefficient_int8_scheme(target, coefficient_int8)
                     if q == "int8" and target == "tflite":
                         _bound_synthesized_kernels(graphs[role].model)
-                if role == "specialist_presynth" and quantize == "int8" and target == "onnx":
+                if role in ("specialist_presynth", "baseline_plain") and quantize == "int8" \
+                        and target == "onnx":
                     q = "float32"  # only float ONNX templates are patchable (converters/onnx.py)
                 say(f"converting {role} to {target} ({q})")
                 reader = _reader(feeds.get(role)) if q == "int8" else None

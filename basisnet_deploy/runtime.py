@@ -44,9 +44,15 @@ class LiteRTSession:
     """
 
     def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1, xnnpack: bool = True,
-                 name: str = "model"):
+                 name: str = "model", delegate_path: str | None = None):
         mod = _litert_interpreter_module()
         kwargs = {"num_threads": num_threads}
+        if delegate_path:  # an external delegate library, e.g. libtensorflowlite_gpu_delegate.so
+            try:
+                kwargs["experimental_delegates"] = [mod.load_delegate(str(delegate_path))]
+            except (ValueError, OSError, RuntimeError) as e:
+                raise RuntimeLoadError(f"{delegate_path}: cannot load this delegate library "
+                                       f"({_first_line(e)})") from None
         if not xnnpack:
             kwargs["experimental_op_resolver_type"] = \
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

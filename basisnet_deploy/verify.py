@@ -36,9 +36,11 @@ def evaluation_set(cfg, images_dir: str | None = None):
     if images_dir is None:
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
                         "held-out images (DIR/<class>/<images> to also score accuracy)")
-    if images_dir == "digits":
+    if images_dir == "digits":  # a held-out fifth (seed 0); calibration uses the rest
         ds = data.digits()
-        return ds.images, ds.labels, "digits", list(range(len(ds.images)))
+        _, test_idx = ds.split_indices(0.2, 0)
+        held = ds.subset(test_idx)
+        return held.images, held.labels, "held-out digits", test_idx
     root = Path(images_dir)
     try:
         ds = data.image_folder(root)

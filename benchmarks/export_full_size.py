@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,9 +48,13 @@ def main():
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--calibration-size", type=int, default=100)
+    ap.add_argument("--work", default="runs/bench-full",
+                    help="where the checkpoint and exports are kept (pipelining bench reuses them)")
     args = ap.parse_args()
     arch = ArchConfig()  # the paper's BasisNet-MV3 preset
-    work = Path(tempfile.mkdtemp(prefix="basisnet-bench-"))
+    work = Path(args.work)
+    if work.exists():
+        shutil.rmtree(work)
     net = BasisNet(arch)
     cfg = BasisNetConfig(arch, Preprocessing(resize="squash"), tuple(f"c{i}" for i in range(1000)),
                          {"note": "random init, for timing only"})

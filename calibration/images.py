@@ -38,6 +38,9 @@ def calibration_images(source: str, count: int, seed: int = 0,
         idx = [i for i in range(len(ds.images)) if not exclude or i not in exclude]
         rng.shuffle(idx)
         chosen = [ds.images[i] for i in idx[:count]]
+        if not chosen:
+            raise DataError("digits: no images left for calibration once the verification "
+                            "images are excluded")
         return CalibrationImages(chosen, "digits", len(chosen))
     root = Path(source)
     if not root.is_dir():

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,12 @@ class OnnxExporter:
         import tensorflow as tf
         import tf2onnx
 
-        fn = tf.function(graph.fn, input_signature=graph.inputs)
+        # tf2onnx logs every optional optimizer pass that does not apply, with a traceback,
+        # as a warning; they are not failures and would bury the real output.
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        # The graph functions have no Python control flow: skip autograph (and its warnings).
+        fn = tf.function(tf.autograph.experimental.do_not_convert(graph.fn),
+                         input_signature=graph.inputs)
         try:
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=graph.inputs, opset=OPSET)
         except Exception as e:

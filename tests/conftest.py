@@ -14,3 +14,41 @@ TINY = ArchConfig(bases=3, nonshared=(8, 15), width=0.35, resolution=32, light_w
 @pytest.fixture
 def tiny():
     return TINY
+
+
+FAST = dict(calibration_size=16, verify_images=12)  # export options that keep tests quick
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """A random-init TINY checkpoint with non-trivial BN statistics (so folding is tested)."""
+    import numpy as np
+
+    from basisnet_deploy import checkpoint
+    from basisnet_deploy.config import BasisNetConfig, Preprocessing
+    from basisnet_deploy.model import BasisNet
+
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same random network whatever ran before
+    net = BasisNet(TINY)
+    rng = np.random.default_rng(0)
+    for w in net.weights:
+        if w.path == "lm_logits/kernel":  # spread the LM's confidences across inputs
+            w.assign(rng.normal(0, 1.0, w.shape).astype("float32"))
+        elif "moving_variance" in w.path:
+            w.assign(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
+        elif "moving_mean" in w.path or w.path.endswith("beta"):
+            w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    cfg = BasisNetConfig(TINY, Preprocessing(resize="squash"), tuple("0123456789"),
+                         {"dataset": "digits", "settings": {"held_out": 0.2, "seed": 0}})
+    return checkpoint.save(tmp_path_factory.mktemp("ck") / "ckpt", net, cfg)
+
+
+@pytest.fixture(scope="session")
+def float_tflite(ckpt, tmp_path_factory):
+    """(directory, manifest) of a float TFLite export of ``ckpt``."""
+    from basisnet_deploy.export import export
+
+    out = tmp_path_factory.mktemp("exp") / "tflite"
+    return out, export(ckpt, out, target="tflite", **FAST)

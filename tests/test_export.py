@@ -9,35 +9,11 @@ from PIL import Image
 
 from basisnet_deploy import checkpoint
 from basisnet_deploy.cli import main
-from basisnet_deploy.config import BasisNetConfig, Preprocessing
 from basisnet_deploy.export import export
-from basisnet_deploy.model import BasisNet
 from basisnet_deploy.runtime import open_session
 from basisnet_deploy.synthesis import load_table, synthesize
 
-FAST = dict(calibration_size=16, verify_images=12)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from tests.conftest import TINY
-
-    net = BasisNet(TINY)
-    rng = np.random.default_rng(0)
-    for w in net.weights:  # non-trivial BN statistics, so folding is really tested
-        if "moving_variance" in w.path:
-            w.assign(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
-        elif "moving_mean" in w.path or w.path.endswith("beta"):
-            w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
-    cfg = BasisNetConfig(TINY, Preprocessing(resize="squash"), tuple("0123456789"),
-                         {"dataset": "digits", "settings": {"held_out": 0.2, "seed": 0}})
-    return checkpoint.save(tmp_path_factory.mktemp("ck") / "ckpt", net, cfg)
-
-
-@pytest.fixture(scope="module")
-def float_tflite(ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp") / "tflite"
-    return out, export(ckpt, out, target="tflite", **FAST)
+from tests.conftest import FAST
 
 
 def test_float_tflite_artifacts_match_the_float_model(float_tflite):

@@ -1,0 +1,75 @@
+"""An export directory as the runner sees it: manifest, artifact paths, preprocessing.
+
+No TensorFlow here: a deployment runs on LiteRT / onnxruntime and NumPy alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy.config import Preprocessing
+from basisnet_deploy.data import preprocess
+from basisnet_deploy.errors import UserError
+from basisnet_deploy.synthesis import load_table
+from basisnet_deploy.verify import check_files, load_manifest
+
+
+@dataclass
+class Presynth:
+    """What synthesize() needs for the pre-synthesized specialist."""
+
+    path: Path
+    template: bytes
+    table: list
+    bases: dict
+
+
+class Deployment:
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.manifest = load_manifest(self.directory)
+        check_files(self.directory, self.manifest)
+        m = self.manifest
+        p = m["preprocessing"]
+        self.preprocessing = Preprocessing(resize=p["resize"], crop_fraction=p["crop_fraction"],
+                                           input_range=tuple(p["input_range"]),
+                                           interpolation=p["interpolation"])
+        self.light_resolution = p["lightweight_resolution"]
+        self.resolution = p["specialist_resolution"]
+        self.labels = m["labels"]
+        self.threshold = m.get("early_exit", {}).get("threshold")
+        self._presynth = None
+
+    @property
+    def artifacts(self) -> dict:
+        return self.manifest["artifacts"]
+
+    def path(self, role: str) -> Path:
+        if role not in self.artifacts:
+            raise UserError(f"{self.directory}: the export has no {role} artifact "
+                            f"(it has {sorted(self.artifacts)}); re-export with it")
+        return self.directory / self.artifacts[role]["file"]
+
+    def presynth(self) -> Presynth:
+        if self._presynth is None:
+            entry = self.artifacts.get("specialist_presynth")
+            if entry is None:
+                raise UserError(f"{self.directory}: no pre-synthesized specialist in this export")
+            with np.load(self.directory / entry["bases"]) as npz:
+                bases = {k: npz[k] for k in npz.files}
+            self._presynth = Presynth(self.directory / entry["file"],
+                                      (self.directory / entry["file"]).read_bytes(),
+                                      load_table((self.directory / entry["patch_table"]).read_text()),
+                                      bases)
+        return self._presynth
+
+    def frame(self, image) -> tuple[np.ndarray, np.ndarray]:
+        """A PIL image -> (lightweight input, specialist input), each [1, r, r, 3]."""
+        return (preprocess(image, self.light_resolution, self.preprocessing)[None],
+                preprocess(image, self.resolution, self.preprocessing)[None])
+
+    def cost(self) -> dict:
+        return self.manifest["cost"]

@@ -1,0 +1,113 @@
+"""Early-exit threshold calibration: the paper's accuracy vs average-MAdds trade-off.
+
+For every candidate threshold t (each distinct LM confidence, plus "never exit"), frames
+with ``max softmax(LM logits) >= t`` take the LM's answer and skip the specialist. Accuracy
+and the exit rate are measured on labelled images with the exported artifacts; average MAdds
+come from the manifest's cost model at that exit rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy.cost import expected_madds
+from basisnet_deploy.errors import UserError
+from basisnet_deploy.runner import ResynthesisPolicy, _SpecialistStage, softmax
+
+
+def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:
+    """LM and specialist answers per image, and the curve over all thresholds."""
+    lm = factory(dep.path("lightweight"))
+    spec = _SpecialistStage(dep, factory, form, ResynthesisPolicy())
+    conf, lm_pred, sp_pred = [], [], []
+    for im in images:
+        light, image = dep.frame(im)
+        out = lm.run({"image": light})
+        p = softmax(np.asarray(out["logits"], np.float32)[0])
+        conf.append(float(p.max()))
+        lm_pred.append(int(p.argmax()))
+        logits, _, _ = spec(image, np.asarray(out["coefficients"], np.float32)[0])
+        sp_pred.append(int(np.argmax(logits)))
+    conf, lm_pred, sp_pred, labels = map(np.asarray, (conf, lm_pred, sp_pred, labels))
+    cost = dep.cost()
+    curve = []
+    for t in sorted(set(conf.tolist())) + [float("inf")]:
+        exits = conf >= t
+        pred = np.where(exits, lm_pred, sp_pred)
+        rate = float(exits.mean())
+        curve.append({"threshold": t if np.isfinite(t) else None, "accuracy": float((pred == labels).mean()),
+                      "exit_rate": rate, "avg_madds": float(expected_madds(cost, rate))})
+    return {"curve": curve, "no_exit_accuracy": curve[-1]["accuracy"],
+            "lightweight_accuracy": float((lm_pred == labels).mean()),
+            "full_madds": cost["madds"], "images": int(len(labels))}
+
+
+def choose(result: dict, max_drop: float | None = None, target_madds: float | None = None) -> dict:
+    """The cheapest threshold within ``max_drop`` points of no-exit accuracy, or the most
+    accurate one within ``target_madds`` average MAdds. "Never exit" (threshold None) is a
+    candidate too: it is the answer when no threshold keeps accuracy within the drop."""
+    curve = result["curve"]
+    if max_drop is not None:
+        floor = result["no_exit_accuracy"] - max_drop / 100.0
+        ok = [c for c in curve if c["accuracy"] >= floor - 1e-12]
+        if not ok:
+            raise UserError(f"no threshold keeps top-1 within {max_drop} points; allow more")
+        return min(ok, key=lambda c: (c["avg_madds"], -c["accuracy"]))
+    if target_madds is not None:
+        ok = [c for c in curve if c["avg_madds"] <= target_madds]
+        if not ok:
+            raise UserError(f"no threshold reaches {target_madds:.0f} average MAdds; the LM alone "
+                            f"costs {min(c['avg_madds'] for c in curve):.0f}")
+        return max(ok, key=lambda c: (c["accuracy"], -c["avg_madds"]))
+    raise UserError("give --max-drop POINTS or --target-madds MADDS")
+
+
+def write_threshold(directory, chosen: dict, result: dict, constraint: dict) -> None:
+    """Record the threshold in manifest.json (atomically: temp file, then rename)."""
+    path = Path(directory) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["early_exit"] = {
+        "threshold": chosen["threshold"], "constraint": constraint,
+        "calibrated_on": result["images"], "accuracy": chosen["accuracy"],
+        "no_exit_accuracy": result["no_exit_accuracy"], "exit_rate": chosen["exit_rate"],
+        "avg_madds": chosen["avg_madds"], "full_madds": result["full_madds"],
+        "madds_cut": 1.0 - chosen["avg_madds"] / result["full_madds"]}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def plot(result: dict, chosen: dict, path) -> None:
+    """Accuracy against average MAdds over all thresholds, as a PNG (Pillow only)."""
+    from PIL import Image, ImageDraw
+
+    w, h, m = 720, 460, 70
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    xs = [c["avg_madds"] / 1e6 for c in result["curve"]]
+    ys = [c["accuracy"] * 100 for c in result["curve"]]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys) - 0.5, max(ys) + 0.5
+
+    def px(x, y):
+        return (m + (x - x0) / (x1 - x0) * (w - 2 * m), h - m - (y - y0) / (y1 - y0) * (h - 2 * m))
+    d.rectangle([m, m, w - m, h - m], outline="black")
+    for i in range(5):
+        xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        d.text((px(xv, y0)[0] - 15, h - m + 8), f"{xv:.2f}", fill="black")
+        d.text((8, px(x0, yv)[1] - 6), f"{yv:.1f}%", fill="black")
+    pts = sorted(zip(xs, ys))
+    d.line([px(x, y) for x, y in pts], fill=(30, 90, 200), width=2)
+    cx, cy = px(chosen["avg_madds"] / 1e6, chosen["accuracy"] * 100)
+    d.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], outline=(200, 30, 30), width=3)
+    d.text((m, 20), "BasisNet early exit: top-1 vs average MAdds per frame (M)", fill="black")
+    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
+    d.text((m, 38), f"chosen {label}: {chosen['accuracy']:.1%} top-1, "
+                    f"{chosen['avg_madds'] / 1e6:.2f}M MAdds, exit rate {chosen['exit_rate']:.1%}",
+           fill=(200, 30, 30))
+    d.text((w // 2 - 60, h - 30), "average MAdds per frame (M)", fill="black")
+    img.save(path)

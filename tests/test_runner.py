@@ -1,0 +1,197 @@
+"""The two-stage runner, early exit, threshold calibration, bench and predict."""
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from basisnet_deploy.backends import DelegateUnavailable, make_factory
+from basisnet_deploy.cli import main
+from basisnet_deploy.data import digits
+from basisnet_deploy.deployment import Deployment
+from basisnet_deploy.runner import ResynthesisPolicy, TwoStageRunner, softmax
+
+
+@pytest.fixture(scope="module")
+def dep(float_tflite):
+    return Deployment(float_tflite[0])
+
+
+@pytest.fixture(scope="module")
+def frames(dep):
+    return [dep.frame(im) for im in digits().images[:40]]
+
+
+@pytest.fixture(scope="module")
+def threshold(dep, frames):
+    """Between the middle distinct LM confidences, so some frames exit early and some not."""
+    lm = make_factory("litert", "xnnpack")(dep.path("lightweight"))
+    conf = sorted({float(softmax(lm.run({"image": f[0]})["logits"][0]).max()) for f in frames})
+    assert len(conf) >= 2
+    mid = len(conf) // 2
+    return (conf[mid - 1] + conf[mid]) / 2
+
+
+class Counting:
+    """A factory whose sessions count runs and can fail on the n-th one."""
+
+    def __init__(self, fail_at=None):
+        self.inner, self.calls, self.fail_at = make_factory("litert", "xnnpack"), 0, fail_at
+        self.lock = threading.Lock()
+
+    def __call__(self, path, model=None):
+        session = self.inner(path, model)
+        outer = self
+
+        class Wrapped:
+            def run(self, feeds):
+                with outer.lock:
+                    outer.calls += 1
+                    n = outer.calls
+                if outer.fail_at is not None and n >= outer.fail_at:
+                    raise RuntimeError(f"injected fault at run {n}")
+                return session.run(feeds)
+        return Wrapped()
+
+
+@pytest.mark.parametrize("form", ["coefficient", "presynth"])
+def test_modes_agree_keep_order_and_exits_skip_the_specialist(dep, frames, threshold, form):
+    out = {}
+    for mode in ("sequential", "pipelined"):
+        spec = Counting()
+        runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), spec, threshold, form, mode)
+        results = list(runner.run(frames))
+        assert [r.index for r in results] == list(range(len(frames)))
+        exits = [r for r in results if r.stage == "lightweight"]
+        assert 0 < len(exits) < len(frames)
+        assert all("specialist" not in r.times_ms for r in exits)
+        assert spec.calls == len(frames) - len(exits)  # exits never touch the specialist
+        out[mode] = [(r.label, r.stage, round(r.confidence, 5)) for r in results]
+    assert out["sequential"] == out["pipelined"]
+
+
+def _basisnet_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("basisnet-") and t.is_alive()]
+
+
+@pytest.mark.parametrize("stage", ["light", "specialist"])
+def test_a_fault_in_either_stage_reaches_the_caller_and_shuts_down(dep, frames, stage):
+    faulty = Counting(fail_at=5)
+    light = faulty if stage == "light" else make_factory("litert", "xnnpack")
+    spec = faulty if stage == "specialist" else make_factory("litert", "xnnpack")
+    runner = TwoStageRunner(dep, light, spec, None, "coefficient", "pipelined", queue_size=2)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="injected fault"):
+        list(runner.run(frames * 5))
+    deadline = time.perf_counter() + 1.0
+    while _basisnet_threads() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert not _basisnet_threads()
+    assert time.perf_counter() - start < 10
+
+
+def test_a_failing_frame_source_reaches_the_caller(dep, frames):
+    def source():
+        yield from frames[:3]
+        raise ValueError("camera unplugged")
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
+                            None, "coefficient", "pipelined")
+    with pytest.raises(ValueError, match="camera unplugged"):
+        list(runner.run(source()))
+
+
+def test_stopping_mid_stream_does_not_deadlock(dep, frames):
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
+                            None, "presynth", "pipelined", queue_size=1)
+    gen = runner.run(frames * 10)
+    assert [next(gen).index for _ in range(3)] == [0, 1, 2]
+    start = time.perf_counter()
+    gen.close()
+    assert time.perf_counter() - start < 1.5
+    assert not _basisnet_threads()
+
+
+def test_resynthesis_policy(dep, frames):
+    f = make_factory("litert", "xnnpack")
+    exact = TwoStageRunner(dep, f, f, None, "presynth", "sequential")
+    list(exact.run(frames[:10]))
+    assert exact.resyntheses == 10  # every frame has its own coefficients
+    loose = TwoStageRunner(dep, f, f, None, "presynth", "sequential", policy=ResynthesisPolicy(tolerance=2.0))
+    list(loose.run(frames[:10]))
+    assert loose.resyntheses == 1
+    every = TwoStageRunner(dep, f, f, None, "presynth", "sequential",
+                           policy=ResynthesisPolicy(tolerance=2.0, every=4))
+    list(every.run(frames[:10]))
+    assert every.resyntheses == 3
+
+
+def test_threshold_calibration_meets_its_constraint(float_tflite, tmp_path):
+    from basisnet_deploy import threshold as th
+
+    copy = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], copy)
+    d = Deployment(copy)
+    ds = digits()
+    result = th.tradeoff(d, make_factory("litert", "xnnpack"), ds.images[:60], ds.labels[:60])
+    chosen = th.choose(result, max_drop=0.5)
+    assert chosen["accuracy"] >= result["no_exit_accuracy"] - 0.005
+    budget = (result["full_madds"] + min(c["avg_madds"] for c in result["curve"])) / 2
+    assert th.choose(result, target_madds=budget)["avg_madds"] <= budget
+    th.write_threshold(copy, chosen, result, {"max_drop_points": 0.5})
+    th.plot(result, chosen, tmp_path / "curve.png")
+    assert Deployment(copy).threshold == chosen["threshold"]
+    assert Image.open(tmp_path / "curve.png").size == (720, 460)
+
+
+def test_bench_json_has_the_documented_keys(float_tflite, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as code:
+        main(["bench", str(float_tflite[0]), "--frames", "12", "--warmup", "2", "--json", str(out)])
+    assert code.value.code == 0
+    r = json.loads(out.read_text())
+    for mode in ("sequential", "pipelined"):
+        assert r["runners"][mode]["throughput_fps"] > 0
+        assert r["runners"][mode]["latency_ms"]["p50"] > 0
+    for stage in ("lightweight", "specialist", "synthesis"):
+        assert r["stages"][stage]["latency_ms"]["p50"] > 0
+    assert r["delegate"] == "xnnpack" and r["runtime"] == "litert"
+    assert 0 <= r["early_exit_rate"] <= 1 and r["avg_madds"] > 0
+
+
+def test_unavailable_delegates_fail_fast_with_exit_2(float_tflite, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(["bench", str(float_tflite[0]), "--delegate", "nnapi"])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "NNAPI exists only on Android" in err and "Available here" in err
+    with pytest.raises(DelegateUnavailable, match="no GPU execution provider"):
+        make_factory("onnxruntime", "gpu")
+    fallback = make_factory("onnxruntime", "gpu", allow_fallback=True)
+    assert fallback.fallback_note and fallback.processor == "CPU (fallback)"
+
+
+def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsys):
+    paths = []
+    for i, im in enumerate(digits().images[:2]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        im.save(paths[-1])
+    with pytest.raises(SystemExit) as code:
+        main(["predict", str(float_tflite[0]), *paths, "--json"])
+    assert code.value.code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["image"] for r in rows] == paths
+    assert all(r["stage"] == "specialist" and 0 < r["confidence"] <= 1 for r in rows)
+
+
+def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
+    from basisnet_deploy.bench import bench
+    from basisnet_deploy.export import export
+    from tests.conftest import FAST
+
+    export(ckpt, tmp_path / "b", target="tflite", specialist="presynth", baseline=True, **FAST)
+    r = bench(tmp_path / "b", frames=10, warmup=1, runner="sequential")
+    assert r["stages"]["baseline_plain"]["latency_ms"]["p50"] > 0
+    assert r["specialist_vs_baseline_p50"] > 0
+    assert "pipelined" not in r["runners"]
