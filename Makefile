@@ -6,7 +6,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := runs/demo
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
 
 .PHONY: demo test install clean

@@ -592,6 +592,9 @@ class _progress:
 
 def main(argv=None):
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
+    # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         code = cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
     except click.exceptions.Abort:
