@@ -92,6 +92,8 @@ class BackendFactory:
     def processor(self) -> str:
         if self.fallback_note:
             return "CPU (fallback)"
+        if self.runtime == "onnxruntime":
+            return self.providers[0].replace("ExecutionProvider", " EP")
         return {"cpu": "CPU (builtin kernels)", "xnnpack": "CPU (XNNPACK)", "gpu": "GPU",
                 "nnapi": "NNAPI"}[self.delegate]
 
