@@ -143,14 +143,15 @@ def image_folder(root: str | os.PathLike) -> Dataset:
                 images.append(load_image(path))
                 labels.append(label)
             except DataError as e:
-                skipped[_reason(str(e))] += 1
+                skipped[skip_reason(str(e))] += 1
     if not images:
         raise DataError(f"{root}: no readable images in {len(classes)} class folders "
                         f"(skipped: {dict(skipped) or 'nothing found'})")
     return Dataset(images, np.asarray(labels, np.int64), tuple(classes), skipped, str(root))
 
 
-def _reason(message: str) -> str:
+def skip_reason(message: str) -> str:
+    """The counting bucket for a DataError message from :func:`load_image`."""
     for key in ("not an image", "truncated", "decompression bomb"):
         if key in message:
             return key

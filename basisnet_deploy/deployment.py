@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.config import Preprocessing
 from basisnet_deploy.data import preprocess
 from basisnet_deploy.errors import UserError
 from basisnet_deploy.synthesis import load_table
-from basisnet_deploy.verify import check_files, load_manifest
+from basisnet_deploy.verify import check_files, load_manifest, manifest_preprocessing
 
 
 @dataclass
@@ -34,9 +33,7 @@ class Deployment:
         check_files(self.directory, self.manifest)
         m = self.manifest
         p = m["preprocessing"]
-        self.preprocessing = Preprocessing(resize=p["resize"], crop_fraction=p["crop_fraction"],
-                                           input_range=tuple(p["input_range"]),
-                                           interpolation=p["interpolation"])
+        self.preprocessing = manifest_preprocessing(m)
         self.light_resolution = p["lightweight_resolution"]
         self.resolution = p["specialist_resolution"]
         self.labels = m["labels"]

@@ -27,18 +27,16 @@ def evaluation_set(cfg, images_dir: str | None = None):
     """
     from basisnet_deploy import data
 
-    settings = cfg.training.get("settings", {})
-    if images_dir is None and cfg.training.get("dataset") == "digits":
-        ds = data.digits()
-        _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
-        held = ds.subset(test_idx)
-        return held.images, held.labels, "held-out digits", test_idx
-    if images_dir is None:
+    trained_on_digits = cfg.training.get("dataset") == "digits"
+    if images_dir is None and not trained_on_digits:
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
                         "held-out images (DIR/<class>/<images> to also score accuracy)")
-    if images_dir == "digits":  # a held-out fifth (seed 0); calibration uses the rest
+    if images_dir in (None, "digits"):
+        # By default the checkpoint's own held-out split; for an explicit "digits", a held-out
+        # fifth (seed 0). Digits calibration uses the rest.
+        settings = cfg.training.get("settings", {}) if images_dir is None else {}
         ds = data.digits()
-        _, test_idx = ds.split_indices(0.2, 0)
+        _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
         held = ds.subset(test_idx)
         return held.images, held.labels, "held-out digits", test_idx
     root = Path(images_dir)
@@ -80,7 +78,7 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
     directory = Path(directory)
     arts = manifest["artifacts"]
     a = manifest["architecture"]
-    pre = _preprocessing(manifest)
+    pre = manifest_preprocessing(manifest)
     light = np.stack([preprocess(im, a["light_resolution"], pre) for im in images])
     image = np.stack([preprocess(im, a["resolution"], pre) for im in images])
     ref = net.lightweight(tf.constant(light), training=False)
@@ -104,8 +102,8 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
         def run_coeff(coeff):
             return np.concatenate([sp.run({"image": x[None], "coefficients": c[None]})["logits"]
                                    for x, c in zip(image, coeff)]).astype(np.float32)
-        iso = run_coeff(ref_coeff)
-        results["specialist_coefficient"] = {"isolated": _scores(ref_sp, iso, labels),
+        coeff_iso = run_coeff(ref_coeff)
+        results["specialist_coefficient"] = {"isolated": _scores(ref_sp, coeff_iso, labels),
                                              "end_to_end": _scores(ref_sp, run_coeff(deq_coeff), labels)}
 
     if "specialist_presynth" in arts:
@@ -126,12 +124,12 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
         results["specialist_presynth"] = {"isolated": _scores(ref_sp, iso, labels),
                                           "end_to_end": _scores(ref_sp, run_presynth(deq_coeff), labels)}
         if "specialist_coefficient" in arts:
-            coeff_iso = run_coeff(ref_coeff)
             results["presynth_vs_coefficient"] = _compare(coeff_iso, iso)
     return results
 
 
-def _preprocessing(manifest):
+def manifest_preprocessing(manifest):
+    """The manifest's preprocessing as a :class:`Preprocessing` (stage resolutions aside)."""
     from basisnet_deploy.config import Preprocessing
 
     p = manifest["preprocessing"]

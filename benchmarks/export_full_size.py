@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -61,7 +62,7 @@ def main():
     ckpt = checkpoint.save(work / "ckpt", net, cfg)
 
     results = {"model": "BasisNet-MV3: MV3-S 1.0x128 LM, MV3-L 1.0x224 specialist, K=16, L8-L15",
-               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "runtime": "ai-edge-litert interpreter, XNNPACK, 1 thread", "runs": args.runs}
     manifests = {}
     for target in ("tflite", "onnx"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.data import IMAGE_SUFFIXES, DataError, _reason, digits, load_image
+from basisnet_deploy.data import IMAGE_SUFFIXES, DataError, digits, load_image, skip_reason
 
 
 @dataclass
@@ -59,7 +59,7 @@ def calibration_images(source: str, count: int, seed: int = 0,
         try:
             images.append(load_image(files[i]))
         except DataError as e:
-            skipped[_reason(str(e))] += 1
+            skipped[skip_reason(str(e))] += 1
     if not images:
         raise DataError(f"{root}: none of its {len(files)} files is a readable image "
                         f"(skipped: {dict(skipped)}); calibration needs real images")
