@@ -33,8 +33,10 @@ class OnnxExporter:
     suffix = ".onnx"
 
     def __init__(self, input_type: str = "float32"):
-        if input_type != "float32":
-            raise ExportError("--input-type applies to TFLite; ONNX models take float32 input")
+        if input_type != "float32":  # a user mistake, reported before any work starts
+            from basisnet_deploy.errors import UserError
+
+            raise UserError("--input-type applies to TFLite; ONNX models take float32 input")
 
     def convert(self, graph: Graph, quantize: str, calibration=None) -> bytes:
         import onnx

@@ -128,6 +128,8 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing(ckpt, tmp_path, capsy
         (["export", str(ckpt), "--out", str(out), "--quantize", "int8"], "needs real calibration"),
         (["export", str(ckpt), "--out", str(junk)], "not an export directory"),
         (["verify", str(tmp_path)], "manifest.json: missing"),
+        (["export", str(ckpt), "--out", str(out), "--target", "onnx", "--input-type", "int8"],
+         "--input-type applies to TFLite"),
     ]
     for args, message in cases:
         code, err = _cli(args, capsys)
