@@ -8,7 +8,14 @@ RUN    := runs/demo
 
 export PYTHONHASHSEED = 0
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean jvm-build jvm-test
+
+# The Android demo's plain-Java core (android_demo/core), built and tested with Debian's JDK 17,
+# JUnit 5 and Gson (.ci/run installs them), no Gradle or network needed.
+JAVA_LIBS  := /usr/share/java
+JVM_OUT    := android_demo/core/build/jvm
+JVM_CP     := $(JAVA_LIBS)/gson.jar
+JUNIT_CP   := $(JAVA_LIBS)/junit-jupiter-api.jar:$(JAVA_LIBS)/opentest4j.jar:$(JAVA_LIBS)/junit-platform-commons.jar:$(JAVA_LIBS)/apiguardian.jar
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +38,17 @@ demo: $(STAMP)
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json $(RUN)/bench.json
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+test: $(STAMP) jvm-test
+	BASISNET_JVM_CLASSES=$(JVM_OUT) $(BIN)/python -m pytest -q tests
+
+jvm-build:
+	rm -rf $(JVM_OUT) && mkdir -p $(JVM_OUT)/main $(JVM_OUT)/test
+	javac --release 17 -Xlint:all -Werror -d $(JVM_OUT)/main -cp $(JVM_CP) $$(find android_demo/core/src/main/java -name '*.java')
+	javac --release 17 -d $(JVM_OUT)/test -cp $(JVM_OUT)/main:$(JVM_CP):$(JUNIT_CP) $$(find android_demo/core/src/test/java -name '*.java')
+
+jvm-test: jvm-build
+	java -jar $(JAVA_LIBS)/junit-platform-console-standalone.jar --disable-banner --details=summary \
+	  --fail-if-no-tests -cp $(JVM_OUT)/main:$(JVM_OUT)/test:$(JVM_CP) --scan-classpath $(JVM_OUT)/test
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

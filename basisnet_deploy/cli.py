@@ -385,6 +385,30 @@ def check(directory, as_json):
             click.echo(f"      {w}")
 
 
+@cli.command("android-assets")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Assets folder to (re)write. [default: android_demo/app/src/main/assets/basisnet]")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def android_assets_cmd(directory, out, as_json):
+    """Copy a TFLite export into the Android demo app's assets.
+
+    Checks every artifact's sha256 against the manifest, writes the bases as one raw
+    little-endian float32 file the app memory-maps (specialist_bases.bin, indexed in the copied
+    manifest), and replaces OUT atomically. Rebuild the app afterwards (android_demo/README.md).
+    """
+    from basisnet_deploy.android_assets import DEFAULT_OUT, android_assets
+
+    report = android_assets(directory, out or DEFAULT_OUT)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"wrote {report['out']} from {report['source']}:")
+    for name, size in report["files"].items():
+        click.echo(f"  {name:<32} {size / 1e6:8.2f} MB")
+    click.echo(f"  {'total':<32} {report['total_bytes'] / 1e6:8.2f} MB")
+
+
 def _runtime_options(fn):
     options = [
         click.option("--delegate", type=click.Choice(["cpu", "xnnpack", "gpu", "nnapi"]),

@@ -54,9 +54,30 @@ def load_table(text: str) -> list[Patch]:
     return [Patch(**{**d, "shape": tuple(d["shape"])}) for d in json.loads(text)]
 
 
+_MIX_CHUNK = 1 << 16  # elements per block: keeps the accumulator in cache
+
+
 def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """sum_k a_k W_k for bases [K, ...] and coefficients [K]."""
-    return np.tensordot(np.asarray(coefficients, np.float32), bases, axes=1).astype(np.float32)
+    """sum_k a_k W_k for bases [K, ...] and coefficients [K].
+
+    Defined as float32 ``acc = W_0 a_0``, then ``acc = acc + W_k a_k`` for k = 1..K-1, each
+    product and sum rounded to float32. A BLAS dot (tensordot) is faster, but its summation
+    order depends on the library and the CPU; this order is the format's definition, so the
+    synthesized model is byte-identical on every machine and in the Android core's port.
+    """
+    a = np.asarray(coefficients, np.float32)
+    flat = np.ascontiguousarray(bases, np.float32).reshape(len(a), -1)
+    n = flat.shape[1]
+    out = np.empty(n, np.float32)
+    tmp = np.empty(min(n, _MIX_CHUNK), np.float32)
+    for start in range(0, n, _MIX_CHUNK):
+        stop = min(n, start + _MIX_CHUNK)
+        acc, t = out[start:stop], tmp[:stop - start]
+        np.multiply(flat[0, start:stop], a[0], out=acc)
+        for k in range(1, len(a)):
+            np.multiply(flat[k, start:stop], a[k], out=t)
+            np.add(acc, t, out=acc)
+    return out.reshape(bases.shape[1:])
 
 
 def quantize_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

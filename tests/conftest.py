@@ -52,3 +52,12 @@ def float_tflite(ckpt, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exp") / "tflite"
     return out, export(ckpt, out, target="tflite", **FAST)
+
+
+@pytest.fixture(scope="session")
+def int8_tflite(ckpt, tmp_path_factory):
+    """(directory, manifest) of an int8 TFLite export of ``ckpt``, calibrated on digits."""
+    from basisnet_deploy.export import export
+
+    out = tmp_path_factory.mktemp("exp") / "i8"
+    return out, export(ckpt, out, target="tflite", calibration="digits", **FAST)

@@ -60,13 +60,13 @@ def test_synthesize_patches_in_place_and_equals_the_specialist(float_tflite, ckp
     assert np.max(np.abs(got - ref)) <= 1e-4 * np.max(np.abs(ref))
 
 
-def test_int8_tflite_export_runs_and_is_verified(ckpt, tmp_path):
-    m = export(ckpt, tmp_path / "i8", target="tflite", calibration="digits", **FAST)
+def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
+    out, m = int8_tflite
     arts = m["artifacts"]
     assert arts["lightweight"]["quantization"] == "int8"
     assert arts["specialist_presynth"]["quantization"] == "int8"
     assert arts["specialist_coefficient"]["quantization"] == "dynamic"
-    table = load_table((tmp_path / "i8" / arts["specialist_presynth"]["patch_table"]).read_text())
+    table = load_table((out / arts["specialist_presynth"]["patch_table"]).read_text())
     assert {p.dtype for p in table} == {"int8"} and all(p.input_scale > 0 for p in table)
     assert m["calibration"]["used"] == 16
     v = m["verification"]["specialist_presynth"]["end_to_end"]

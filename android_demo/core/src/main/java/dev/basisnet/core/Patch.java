@@ -1,0 +1,84 @@
+package dev.basisnet.core;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonParser;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/** One row of specialist_patches.json: where one non-shared conv's bytes sit in the template. */
+public final class Patch {
+    public final String layer;
+    public final int slot; // row of the [L, K] coefficients that mixes this layer
+    public final String kind; // "conv" (OHWI) or "depthwise" ([1, H, W, C])
+    public final int[] shape;
+    public final String dtype; // "float32", "float16" or "int8"
+    public final int weightOffset;
+    public final int scaleOffset;
+    public final int biasOffset;
+    public final int biasScaleOffset;
+    public final double inputScale;
+
+    Patch(String layer, int slot, String kind, int[] shape, String dtype, int weightOffset, int scaleOffset,
+          int biasOffset, int biasScaleOffset, double inputScale) {
+        this.layer = layer;
+        this.slot = slot;
+        this.kind = kind;
+        this.shape = shape;
+        this.dtype = dtype;
+        this.weightOffset = weightOffset;
+        this.scaleOffset = scaleOffset;
+        this.biasOffset = biasOffset;
+        this.biasScaleOffset = biasScaleOffset;
+        this.inputScale = inputScale;
+    }
+
+    public int elements() {
+        int n = 1;
+        for (int d : shape) n *= d;
+        return n;
+    }
+
+    /** Output-channel axis in the template's layout. */
+    public int channelAxis() {
+        return kind.equals("depthwise") ? 3 : 0;
+    }
+
+    public int channels() {
+        return shape[channelAxis()];
+    }
+
+    /** Parses the patch table JSON (a list of patches). */
+    public static List<Patch> parseTable(String json) {
+        List<Patch> out = new ArrayList<>();
+        try {
+            JsonArray rows = JsonParser.parseString(json).getAsJsonArray();
+            for (JsonElement e : rows) {
+                JsonObject o = e.getAsJsonObject();
+                JsonArray dims = o.getAsJsonArray("shape");
+                int[] shape = new int[dims.size()];
+                for (int i = 0; i < shape.length; i++) shape[i] = dims.get(i).getAsInt();
+                String kind = o.get("kind").getAsString();
+                String dtype = o.get("dtype").getAsString();
+                if (!kind.equals("conv") && !kind.equals("depthwise")) {
+                    throw new ManifestException("specialist_patches.json: unknown kind '" + kind + "'");
+                }
+                if (!dtype.equals("float32") && !dtype.equals("float16") && !dtype.equals("int8")) {
+                    throw new ManifestException("specialist_patches.json: unknown dtype '" + dtype + "'");
+                }
+                out.add(new Patch(o.get("layer").getAsString(), o.get("slot").getAsInt(), kind, shape, dtype,
+                        o.get("weight_offset").getAsInt(), o.get("scale_offset").getAsInt(),
+                        o.get("bias_offset").getAsInt(), o.get("bias_scale_offset").getAsInt(),
+                        o.get("input_scale").getAsDouble()));
+            }
+        } catch (JsonParseException | IllegalStateException | NullPointerException | ClassCastException e) {
+            throw new ManifestException("specialist_patches.json: not a patch table written by basisnet-deploy ("
+                    + e.getMessage() + "); re-run basisnet-deploy android-assets");
+        }
+        return Collections.unmodifiableList(out);
+    }
+}

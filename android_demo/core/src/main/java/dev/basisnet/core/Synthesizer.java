@@ -1,0 +1,147 @@
+package dev.basisnet.core;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.List;
+
+/**
+ * The pre-synthesized specialist, built on the device: mix each non-shared conv's bases with
+ * one coefficient set and write the result into a copy of the template at the byte offsets the
+ * patch table recorded at export. No flatbuffer rebuild; the output is an ordinary .tflite.
+ *
+ * <p>This is a port of {@code basisnet_deploy.synthesis.synthesize} and is byte-identical to it
+ * (checked by the Python test suite): the mix is the same float32 multiply-then-add sequence
+ * over k, int8 re-quantization is symmetric per output channel with round-half-even, and
+ * float16 uses round-to-nearest-even like NumPy.
+ */
+public final class Synthesizer {
+    private final byte[] template;
+    private final List<Patch> table;
+    private final BasesFile bases;
+    private final int bases_k;
+
+    public Synthesizer(byte[] template, List<Patch> table, BasesFile bases, int k) {
+        this.template = template;
+        this.table = table;
+        this.bases = bases;
+        this.bases_k = k;
+        for (Patch p : table) {
+            BasesFile.Entry e = bases.entry(p.layer);
+            if (e == null || e.elements() != k * p.elements()) {
+                throw new ManifestException("specialist_bases.bin: '" + p.layer + "' does not hold " + k + " bases of "
+                        + java.util.Arrays.toString(p.shape) + "; the assets come from different exports, re-run android-assets");
+            }
+            long end = (long) p.weightOffset + (long) p.elements() * bytesPerWeight(p.dtype);
+            if (end > template.length) {
+                throw new ManifestException("specialist_presynth.tflite: patch '" + p.layer + "' ends at byte " + end
+                        + " past the template's " + template.length + " bytes; the template is truncated or from another export");
+            }
+        }
+    }
+
+    /** Model bytes for one coefficient set, rows [L][K]. */
+    public byte[] synthesize(float[][] coefficients) {
+        byte[] out = template.clone();
+        ByteBuffer buf = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
+        for (Patch p : table) {
+            float[] w = mix(bases.tensor(p.layer), coefficients[p.slot], p.elements());
+            switch (p.dtype) {
+                case "float32":
+                    for (int i = 0; i < w.length; i++) buf.putFloat(p.weightOffset + 4 * i, w[i]);
+                    break;
+                case "float16":
+                    for (int i = 0; i < w.length; i++) buf.putShort(p.weightOffset + 2 * i, toHalf(w[i]));
+                    break;
+                default:
+                    writeInt8(buf, p, w);
+            }
+        }
+        return out;
+    }
+
+    /** sum_k a_k W_k, accumulated in float32 in the order k = 0, 1, ..., K-1. */
+    static float[] mix(FloatBuffer basis, float[] a, int n) {
+        float[] acc = new float[n];
+        float a0 = a[0];
+        for (int i = 0; i < n; i++) acc[i] = basis.get(i) * a0;
+        for (int k = 1; k < a.length; k++) {
+            float ak = a[k];
+            int base = k * n;
+            for (int i = 0; i < n; i++) acc[i] += basis.get(base + i) * ak;
+        }
+        return acc;
+    }
+
+    private void writeInt8(ByteBuffer buf, Patch p, float[] w) {
+        int channels = p.channels();
+        float[] scale = perChannelScale(w, p, channels);
+        boolean depthwise = p.channelAxis() == 3;
+        int inner = depthwise ? 1 : w.length / channels;
+        for (int i = 0; i < w.length; i++) {
+            int c = depthwise ? i % channels : i / inner;
+            float q = (float) Math.rint(w[i] / scale[c]);
+            buf.put(p.weightOffset + i, (byte) (int) Math.max(-127f, Math.min(127f, q)));
+        }
+        FloatBuffer bias = bases.tensor(p.layer + "/bias");
+        float inputScale = (float) p.inputScale;
+        for (int c = 0; c < channels; c++) {
+            float biasScale = inputScale * scale[c];
+            float q = (float) Math.rint(bias.get(c) / biasScale);
+            buf.putFloat(p.scaleOffset + 4 * c, scale[c]);
+            buf.putInt(p.biasOffset + 4 * c, (int) q); // saturates; only absurd biases come near 2^31
+            buf.putFloat(p.biasScaleOffset + 4 * c, biasScale);
+        }
+    }
+
+    static float[] perChannelScale(float[] w, Patch p, int channels) {
+        float[] max = new float[channels];
+        boolean depthwise = p.channelAxis() == 3;
+        int inner = depthwise ? 1 : w.length / channels;
+        for (int i = 0; i < w.length; i++) {
+            int c = depthwise ? i % channels : i / inner;
+            max[c] = Math.max(max[c], Math.abs(w[i]));
+        }
+        float[] scale = new float[channels];
+        for (int c = 0; c < channels; c++) {
+            float s = max[c] / 127.0f;
+            scale[c] = s > 0 ? s : 1e-9f;
+        }
+        return scale;
+    }
+
+    private static int bytesPerWeight(String dtype) {
+        return dtype.equals("float32") ? 4 : dtype.equals("float16") ? 2 : 1;
+    }
+
+    /** IEEE binary16 bits of a float, round to nearest even (NumPy's astype(float16)). */
+    static short toHalf(float f) {
+        int bits = Float.floatToRawIntBits(f);
+        int sign = (bits >>> 16) & 0x8000;
+        int exp = (bits >>> 23) & 0xFF;
+        int mant = bits & 0x7FFFFF;
+        if (exp == 0xFF) { // inf or NaN
+            return (short) (sign | 0x7C00 | (mant != 0 ? 0x200 | (mant >>> 13) : 0));
+        }
+        int e = exp - 127 + 15;
+        if (e >= 0x1F) return (short) (sign | 0x7C00); // overflow to inf
+        if (e <= 0) { // subnormal half, or zero
+            if (e < -10) return (short) sign;
+            int m = mant | 0x800000;
+            int shift = 14 - e;
+            int half = m >>> shift;
+            int rem = m & ((1 << shift) - 1);
+            int mid = 1 << (shift - 1);
+            if (rem > mid || (rem == mid && (half & 1) != 0)) half++;
+            return (short) (sign | half);
+        }
+        int half = (e << 10) | (mant >>> 13);
+        int rem = mant & 0x1FFF;
+        if (rem > 0x1000 || (rem == 0x1000 && (half & 1) != 0)) half++; // may carry into the exponent: correct
+        return (short) (sign | half);
+    }
+
+    public int k() {
+        return bases_k;
+    }
+}

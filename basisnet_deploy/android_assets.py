@@ -1,0 +1,83 @@
+"""An export, laid out as the Android demo's assets.
+
+The app reads the same manifest and .tflite files as the Python runtime. One thing changes:
+the bases leave ``specialist_bases.npz`` for ``specialist_bases.bin``, raw little-endian
+float32 tensors back to back, so the app can memory-map them from an uncompressed asset
+instead of unzipping K copies of the non-shared weights onto the Java heap. The copied
+manifest gains ``artifacts.specialist_presynth.bases_raw`` (file, sha256, per-tensor byte
+offset and shape) and an ``android_assets`` block naming its source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy import __version__
+from basisnet_deploy.atomic import staged_directory
+from basisnet_deploy.errors import UserError
+from basisnet_deploy.verify import check_files, load_manifest
+
+DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
+BASES_RAW = "specialist_bases.bin"
+
+
+def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
+    """Copy a TFLite export into ``out_dir`` (replaced atomically); returns a report."""
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    manifest = load_manifest(export_dir)
+    if manifest.get("target") != "tflite":
+        raise UserError(f"{export_dir}: target is {manifest.get('target')!r}; the Android demo runs "
+                        "LiteRT: re-export with --target tflite")
+    check_files(export_dir, manifest)
+    artifacts = manifest["artifacts"]
+    if "lightweight" not in artifacts or not {"specialist_presynth", "specialist_coefficient"} & set(artifacts):
+        raise UserError(f"{export_dir}: the app needs the lightweight model and a specialist; "
+                        "re-export with --specialist all")
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not _ours(out_dir))):
+        raise UserError(f"{out_dir}: exists and is not an android-assets directory; choose another "
+                        "--out (a previous android-assets output is replaced)")
+
+    manifest = json.loads(json.dumps(manifest))  # a copy to annotate
+    files = [entry["file"] for entry in artifacts.values()]
+    with staged_directory(out_dir) as tmp:
+        presynth = manifest["artifacts"].get("specialist_presynth")
+        if presynth is not None:
+            files.append(presynth["patch_table"])
+            presynth["bases_raw"] = _write_bases(export_dir, presynth, tmp / BASES_RAW)
+        for name in files:
+            shutil.copyfile(export_dir / name, tmp / name)
+        manifest["android_assets"] = {"source": str(export_dir), "generator": f"basisnet-deploy {__version__}"}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
+    return {"out": str(out_dir), "source": str(export_dir), "files": sizes,
+            "total_bytes": sum(sizes.values())}
+
+
+def _ours(directory: Path) -> bool:
+    try:
+        return "android_assets" in json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _write_bases(export_dir: Path, entry: dict, target: Path) -> dict:
+    path = export_dir / entry["bases"]
+    data = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(data).hexdigest() != entry.get("bases_sha256"):
+        raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
+                        "basisnet-deploy export")
+    tensors, offset = {}, 0
+    with np.load(path) as npz, open(target, "wb") as f:
+        for name in sorted(npz.files):
+            array = np.ascontiguousarray(npz[name], "<f4")
+            f.write(array.tobytes())
+            tensors[name] = {"offset": offset, "shape": list(array.shape)}
+            offset += array.nbytes
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    return {"file": target.name, "bytes": offset, "sha256": digest, "dtype": "float32",
+            "byte_order": "little", "tensors": tensors}
