@@ -80,17 +80,29 @@ def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, 
     return out
 
 
-def _graphs(net, cfg, baked):
-    """The three graphs to convert; ``baked`` [L, K] are the template's coefficients."""
+def _graphs(net, cfg, baked, decompose_hard_swish: bool = False):
+    """The three graphs to convert; ``baked`` [L, K] are the template's coefficients.
+
+    The models are rebuilt from the checkpoint's weights, so an export can choose the form of
+    hard-swish (:func:`basisnet_deploy.layers.hard_swish_decomposed`) without touching them.
+    """
     import tensorflow as tf
 
     from basisnet_deploy.converters.base import Graph
-    from basisnet_deploy.model import (build_plain_specialist, build_specialist,
-                                       copy_basis_into_plain)
+    from basisnet_deploy.layers import decomposed_hard_swish
+    from basisnet_deploy.model import (build_lightweight, build_plain_specialist,
+                                       build_specialist, copy_basis_into_plain)
 
     a = cfg.architecture
     n_blocks = len(a.nonshared_blocks)
-    lm = net.lightweight
+    with decomposed_hard_swish(decompose_hard_swish):
+        lm = build_lightweight(a)
+        coeff_model = build_specialist(a, synthesis="batch")
+        template = build_plain_specialist(a)
+    lm.set_weights(net.lightweight.get_weights())
+    coeff_model.set_weights(net.specialist.get_weights())
+    copy_basis_into_plain(net.specialist, template, baked)
+
     light_in = [tf.TensorSpec([1, a.light_resolution, a.light_resolution, 3], tf.float32, name="image")]
     image_in = tf.TensorSpec([1, a.resolution, a.resolution, 3], tf.float32, name="image")
     coeff_in = tf.TensorSpec([1, n_blocks, a.bases], tf.float32, name="coefficients")
@@ -99,14 +111,8 @@ def _graphs(net, cfg, baked):
         out = lm(image, training=False)
         return {"logits": out["logits"], "coefficients": out["coefficients"]}
 
-    coeff_model = build_specialist(a, synthesis="batch")
-    coeff_model.set_weights(net.specialist.get_weights())
-
     def coeff_fn(image, coefficients):
         return {"logits": coeff_model([image, coefficients], training=False)}
-
-    template = build_plain_specialist(a)
-    copy_basis_into_plain(net.specialist, template, baked)
 
     def template_fn(image):
         return {"logits": template(image, training=False)}
@@ -116,7 +122,7 @@ def _graphs(net, cfg, baked):
         "specialist_coefficient": Graph("specialist_coefficient", coeff_model, coeff_fn,
                                         [image_in, coeff_in], ["logits"]),
         "specialist_presynth": Graph("specialist_presynth", template, template_fn, [image_in],
-                                     ["logits"]),
+                                     ["logits"], patchable=True),
     }
 
 
@@ -177,7 +183,9 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in baked_src])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()
     baked = lm_coeff.mean(axis=0)
-    graphs = _graphs(net, cfg, baked)
+    # Full-int8 TFLite: XNNPACK has no int8 HARD_SWISH (benchmarks/int8_hardswish.py).
+    decompose = exporter.target == "tflite" and quantize == "int8"
+    graphs = _graphs(net, cfg, baked, decompose_hard_swish=decompose)
     roles = ["lightweight"] + {"coefficient": ["specialist_coefficient"],
                                "presynth": ["specialist_presynth"],
                                "all": ["specialist_coefficient", "specialist_presynth"]}[specialist]
@@ -227,6 +235,8 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                 "generator": f"basisnet-deploy {__version__}",
                 "target": target,
                 "quantization": quantize,
+                "hard_swish": ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8"
+                               if decompose else "HARD_SWISH op"),
                 "checkpoint": {"path": str(checkpoint_dir),
                                "config_sha256": _sha256((Path(checkpoint_dir) / "config.json").read_bytes())},
                 "architecture": cfg.to_json()["architecture"],
@@ -301,7 +311,7 @@ def _reader(feeds):
 
 def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked, quantize):
     """Bases (BN folded, template layout) and the patch table for the template."""
-    from basisnet_deploy.synthesis import dump_table, mix
+    from basisnet_deploy.synthesis import dump_table, mix, overlapping
 
     folded = fold_bases(net.specialist)
     if target == "tflite":
@@ -318,6 +328,10 @@ def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked
         from basisnet_deploy.converters.onnx import locate_initializers
 
         patches, arrays = locate_initializers(template, folded, baked)
+    shared = overlapping(patches)
+    if shared:
+        raise ExportError(f"template: {shared}; synthesize() would overwrite one layer with "
+                          "another's values")
     buf = tmp / "specialist_bases.npz"
     with open(buf, "wb") as f:
         np.savez(f, **arrays)

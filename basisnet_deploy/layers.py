@@ -16,6 +16,8 @@ Two synthesis modes:
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -138,6 +140,31 @@ def _per_sample_depthwise(x, w, kernel: int, stride: int):
     return y
 
 
+_HARD_SWISH = {"decomposed": False}
+
+
+def hard_swish_decomposed(x):
+    """hard_swish(x) = x * relu6(x + 3) / 6, in a form TFLite does not fuse into HARD_SWISH.
+
+    ai-edge-litert 2.3's XNNPACK delegate does not take int8 HARD_SWISH: each one splits the
+    graph and runs on the builtin kernel, which made full-int8 MobileNetV3 slower than float
+    (benchmarks/int8_hardswish.py). Written this way the converter emits ADD (with a fused
+    RELU6), MUL, MUL, which XNNPACK runs in int8; ``x * relu6(x + 3) / 6`` is fused back.
+    """
+    return (x * (1.0 / 6.0)) * keras.ops.relu6(x + 3.0)
+
+
+@contextlib.contextmanager
+def decomposed_hard_swish(enabled: bool = True):
+    """Models built inside use :func:`hard_swish_decomposed` for "HS" (same weights)."""
+    previous = _HARD_SWISH["decomposed"]
+    _HARD_SWISH["decomposed"] = enabled
+    try:
+        yield
+    finally:
+        _HARD_SWISH["decomposed"] = previous
+
+
 def activation(name: str):
     """Keras activation for a block-table nonlinearity code."""
     if name == "RE":
@@ -145,5 +172,5 @@ def activation(name: str):
     if name == "RE6":
         return keras.activations.relu6
     if name == "HS":
-        return keras.activations.hard_swish
+        return hard_swish_decomposed if _HARD_SWISH["decomposed"] else keras.activations.hard_swish
     raise ValueError(f"unknown nonlinearity {name!r}")

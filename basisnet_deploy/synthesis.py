@@ -54,6 +54,24 @@ def load_table(text: str) -> list[Patch]:
     return [Patch(**{**d, "shape": tuple(d["shape"])}) for d in json.loads(text)]
 
 
+def overlapping(patches: list[Patch]) -> str | None:
+    """A description of the first two byte ranges that overlap, or None."""
+    ranges = []
+    for p in patches:
+        n = int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize
+        ranges.append((p.weight_offset, p.weight_offset + n, p.layer, "kernel"))
+        if p.dtype == "int8":
+            c = p.channels
+            ranges += [(p.scale_offset, p.scale_offset + 4 * c, p.layer, "scales"),
+                       (p.bias_offset, p.bias_offset + 4 * c, p.layer, "bias"),
+                       (p.bias_scale_offset, p.bias_scale_offset + 4 * c, p.layer, "bias scales")]
+    ranges.sort()
+    for a, b in zip(ranges, ranges[1:]):
+        if b[0] < a[1]:
+            return f"the {a[3]} of {a[2]} and the {b[3]} of {b[2]} share bytes {b[0]}-{min(a[1], b[1])}"
+    return None
+
+
 _MIX_CHUNK = 1 << 16  # elements per block: keeps the accumulator in cache
 
 
@@ -99,26 +117,33 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
     ``bases[layer + "/bias"]`` is the folded float bias [C].
     """
     coefficients = np.asarray(coefficients, np.float32)
-    out = bytearray(template)
+    writes: list[tuple[int, bytes]] = []
     for p in patches:
         w = mix(bases[p.layer], coefficients[p.slot])
         if p.dtype in ("float32", "float16"):
-            _write(out, p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2"))
+            writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
         q, scale = quantize_per_channel(w, CHANNEL_AXIS[p.kind])
         bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
         bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)
         bias_q = np.clip(bias_q, -2**31, 2**31 - 1).astype("<i4")
-        _write(out, p.weight_offset, q)
-        _write(out, p.scale_offset, scale.astype("<f4"))
-        _write(out, p.bias_offset, bias_q)
-        _write(out, p.bias_scale_offset, bias_scale.astype("<f4"))
-    return bytes(out)
+        writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes()),
+                   (p.bias_offset, bias_q.tobytes()), (p.bias_scale_offset, bias_scale.astype("<f4").tobytes())]
+    return _splice(template, writes)
 
 
-def _write(buf: bytearray, offset: int, values: np.ndarray) -> None:
-    data = np.ascontiguousarray(values).tobytes()
-    buf[offset:offset + len(data)] = data
+def _splice(template: bytes, writes: list[tuple[int, bytes]]) -> bytes:
+    """The template with each (offset, data) written over it: one allocation, one copy."""
+    view, pieces, at = memoryview(template), [], 0
+    for offset, data in sorted(writes):
+        if offset < at:
+            raise ValueError(f"patch table: overlapping writes at byte {offset}")
+        pieces += [view[at:offset], data]
+        at = offset + len(data)
+    if at > len(template):
+        raise ValueError(f"patch table: a write ends at byte {at}, past the template's {len(template)}")
+    pieces.append(view[at:])
+    return b"".join(pieces)
 
 
 def coefficients_for_batch(coefficients: np.ndarray) -> np.ndarray:

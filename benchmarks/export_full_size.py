@@ -1,7 +1,8 @@
 """Issue 3 speed targets on a full-size BasisNet-MV3, measured side by side in one run.
 
 Model: MV3-Small 1.0x128 LM, 16 bases of MV3-Large 1.0x224, L8-L15 non-shared, 1000
-classes, random init (timing only; accuracy figures from this model mean nothing).
+classes, random init (timing only; accuracy figures from this model mean nothing), with BN
+statistics set from real images so activations have trained-like scales (_random_init.py).
 Latency: LiteRT 2.3.0 interpreter, XNNPACK, 1 thread, batch 1, median of --runs invokes
 after --warmup. Writes benchmarks/results/export_full_size.json.
 
@@ -44,6 +45,19 @@ def median_ms(fn, warmup: int, runs: int) -> float:
     return statistics.median(times)
 
 
+def _normalize(net, arch):
+    """Trained-like activation scales for the random-init net (see _random_init.py)."""
+    from _random_init import normalize_bn
+
+    from basisnet_deploy.data import digits, preprocess
+
+    images = digits().images[:16]
+    pre = Preprocessing(resize="squash")
+    normalize_bn(net.lightweight, np.stack([preprocess(im, arch.light_resolution, pre) for im in images]))
+    coeff = np.full((len(images), len(arch.nonshared_blocks), arch.bases), 1.0 / arch.bases, np.float32)
+    normalize_bn(net.specialist, [np.stack([preprocess(im, arch.resolution, pre) for im in images]), coeff])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
@@ -57,6 +71,7 @@ def main():
     if work.exists():
         shutil.rmtree(work)
     net = BasisNet(arch)
+    _normalize(net, arch)
     cfg = BasisNetConfig(arch, Preprocessing(resize="squash"), tuple(f"c{i}" for i in range(1000)),
                          {"note": "random init, for timing only"})
     ckpt = checkpoint.save(work / "ckpt", net, cfg)
@@ -86,6 +101,9 @@ def main():
     plain = build_plain("mv3-large", 1.0, 224, 1000)
     cal = calibration_images("digits", args.calibration_size)
     feeds = [{"image": preprocess(im, 224, cfg.preprocessing)[None]} for im in cal.images]
+    from _random_init import normalize_bn
+
+    normalize_bn(plain, np.concatenate([f["image"] for f in feeds[:16]]))
     graph = Graph("plain", plain, lambda image: {"logits": plain(image, training=False)},
                   [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")], ["logits"])
     plain_int8 = TFLiteExporter().convert(graph, "int8", FeedReader(feeds))

@@ -22,6 +22,9 @@ class Graph:
     fn: Callable  # fn(**inputs) -> {output name: tensor}
     inputs: list  # tf.TensorSpec, each with its name
     outputs: list[str]
+    # A pre-synthesis template: every constant must own its bytes, because synthesize()
+    # rewrites kernels and biases in place (no deduplication of identical constants).
+    patchable: bool = False
 
 
 class ExportError(Exception):

@@ -9,6 +9,7 @@ STRIDED_SLICE and PACK out of the graph, so XNNPACK takes all of it.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 
 from basisnet_deploy.converters.base import ExportError, Graph
@@ -49,10 +50,40 @@ class TFLiteExporter:
             elif quantize != "float32":
                 raise ExportError(f"unknown quantization {quantize!r}")
             try:
-                return conv.convert()
+                model = conv.convert()
             except Exception as e:  # ConverterError carries MLIR diagnostics
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
                                   f"{str(e).strip().splitlines()[0]}") from e
+            return _unshare_buffers(model) if graph.patchable else model
+
+
+def _unshare_buffers(model: bytes) -> bytes:
+    """Give every constant tensor of a patchable template its own buffer.
+
+    The converter lets tensors share one buffer when their bytes are equal: MLIR folds equal
+    constants into one, and the Python converter deduplicates read-only buffers. In a template
+    the usual case is all-zero biases (zero BN statistics): several convs then read one
+    buffer, and patching one layer would rewrite the others. Each sharing tensor gets a copy,
+    using TF's own flatbuffer object API; this happens once, at export, not per synthesis.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    seen = set()
+    copied = 0
+    for graph in obj.subgraphs:
+        for tensor in graph.tensors:
+            buf = obj.buffers[tensor.buffer]
+            if tensor.buffer == 0 or buf.data is None or len(buf.data) == 0:
+                continue
+            if tensor.buffer in seen:
+                obj.buffers.append(copy.deepcopy(buf))
+                tensor.buffer = len(obj.buffers) - 1
+                copied += 1
+            seen.add(tensor.buffer)
+    if not copied:
+        return model
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
 def gpu_compatibility(model_path) -> dict:

@@ -72,6 +72,14 @@ def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
     v = m["verification"]["specialist_presynth"]["end_to_end"]
     assert 0.0 <= v["top1_agreement"] <= 1.0
     assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
+    # No int8 HARD_SWISH (XNNPACK lacks it), so XNNPACK takes the specialist whole; the LM
+    # splits once more, at the int8 SOFTMAX of its coefficient head.
+    assert m["hard_swish"].startswith("decomposed")
+    for role, partitions in (("lightweight", 2), ("specialist_presynth", 1)):
+        s = open_session(out / arts[role]["file"])
+        s.run({"image": np.zeros(arts[role]["inputs"][0]["shape"], np.float32)})
+        ops = [o["op_name"] for o in s.interpreter._get_ops_details()]
+        assert "HARD_SWISH" not in ops and ops.count("DELEGATE") == partitions, role
 
 
 def test_fakequant_coefficient_specialist_is_full_int8_and_runs(ckpt, tmp_path):
@@ -176,3 +184,41 @@ def test_calibration_folder_skips_and_counts(tmp_path):
     assert len(got.images) == 4 and got.skipped == {"not an image": 1}
     again = calibration_images(str(tmp_path), 2, seed=1)
     assert [im.tobytes() for im in again.images] == [im.tobytes() for im in got.images[:2]]
+
+
+def test_template_constants_stay_unique_when_biases_coincide(tmp_path):
+    """Zero BN statistics give every conv an all-zero bias; the converter would merge those
+    buffers, and patching one layer would rewrite the others. The template keeps them apart."""
+    import keras
+
+    from basisnet_deploy.config import BasisNetConfig, Preprocessing
+    from basisnet_deploy.model import BasisNet
+    from basisnet_deploy.synthesis import overlapping
+    from tests.conftest import TINY
+
+    keras.utils.set_random_seed(1)
+    net = BasisNet(TINY)  # fresh BN: beta = mean = 0, so the folded biases are all zero
+    cfg = BasisNetConfig(TINY, Preprocessing(resize="squash"), tuple("0123456789"),
+                         {"dataset": "digits", "settings": {"held_out": 0.2, "seed": 0}})
+    ck = checkpoint.save(tmp_path / "ck", net, cfg)
+    m = export(ck, tmp_path / "i8", target="tflite", calibration="digits", specialist="presynth", **FAST)
+    entry = m["artifacts"]["specialist_presynth"]
+    table = load_table((tmp_path / "i8" / entry["patch_table"]).read_text())
+    assert overlapping(table) is None
+    assert len({p.bias_offset for p in table}) == len(table)
+    with np.load(tmp_path / "i8" / entry["bases"]) as npz:
+        assert all(not np.any(npz[p.layer + "/bias"]) for p in table)  # the case being guarded
+
+
+def test_synthesize_refuses_overlapping_writes(float_tflite):
+    from basisnet_deploy.synthesis import overlapping
+
+    out, m = float_tflite
+    entry = m["artifacts"]["specialist_presynth"]
+    table = load_table((out / entry["patch_table"]).read_text())
+    template = (out / entry["file"]).read_bytes()
+    bases = dict(np.load(out / entry["bases"]))
+    clash = [table[0], table[1].__class__(**{**table[1].__dict__, "weight_offset": table[0].weight_offset})]
+    assert "share bytes" in overlapping(clash)
+    with pytest.raises(ValueError, match="overlapping"):
+        synthesize(template, clash, bases, np.full((8, 3), 1 / 3, np.float32))

@@ -40,9 +40,10 @@ class BasisNetAssets private constructor(val context: Context, val manifest: Man
                     "uncompressed (androidResources.noCompress)"
             )
         }
-        fd.use {
+        // The mapping stays valid after the descriptor and channel are closed.
+        return fd.use {
             FileInputStream(it.fileDescriptor).channel.use { channel ->
-                return channel.map(FileChannel.MapMode.READ_ONLY, it.startOffset, it.length)
+                channel.map(FileChannel.MapMode.READ_ONLY, it.startOffset, it.length)
             }
         }
     }

@@ -3,6 +3,8 @@ package dev.basisnet.core;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -19,13 +21,14 @@ public final class Synthesizer {
     private final byte[] template;
     private final List<Patch> table;
     private final BasesFile bases;
-    private final int bases_k;
+    private final int basesK;
 
     public Synthesizer(byte[] template, List<Patch> table, BasesFile bases, int k) {
         this.template = template;
         this.table = table;
         this.bases = bases;
-        this.bases_k = k;
+        this.basesK = k;
+        checkDisjoint(table);
         for (Patch p : table) {
             BasesFile.Entry e = bases.entry(p.layer);
             if (e == null || e.elements() != k * p.elements()) {
@@ -36,6 +39,27 @@ public final class Synthesizer {
             if (end > template.length) {
                 throw new ManifestException("specialist_presynth.tflite: patch '" + p.layer + "' ends at byte " + end
                         + " past the template's " + template.length + " bytes; the template is truncated or from another export");
+            }
+        }
+    }
+
+    /** Refuses a table whose writes overlap: one layer would overwrite another's bytes. */
+    private static void checkDisjoint(List<Patch> table) {
+        List<long[]> ranges = new ArrayList<>();
+        for (Patch p : table) {
+            ranges.add(new long[] {p.weightOffset, (long) p.weightOffset + (long) p.elements() * bytesPerWeight(p.dtype)});
+            if (p.dtype.equals("int8")) {
+                int c = p.channels();
+                for (int off : new int[] {p.scaleOffset, p.biasOffset, p.biasScaleOffset}) {
+                    ranges.add(new long[] {off, off + 4L * c});
+                }
+            }
+        }
+        ranges.sort(Comparator.comparingLong((long[] r) -> r[0]));
+        for (int i = 1; i < ranges.size(); i++) {
+            if (ranges.get(i)[0] < ranges.get(i - 1)[1]) {
+                throw new ManifestException("specialist_patches.json: two patches share bytes at offset "
+                        + ranges.get(i)[0] + "; re-export with this basisnet-deploy version");
             }
         }
     }
@@ -142,6 +166,6 @@ public final class Synthesizer {
     }
 
     public int k() {
-        return bases_k;
+        return basesK;
     }
 }

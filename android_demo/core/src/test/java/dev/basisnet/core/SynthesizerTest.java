@@ -74,6 +74,9 @@ class SynthesizerTest {
         assertTrue(e.getMessage().contains("truncated"), e.getMessage());
         e = assertThrows(ManifestException.class, () -> new Synthesizer(new byte[64], table, bases(), 3));
         assertTrue(e.getMessage().contains("different exports"), e.getMessage());
+        String shared = TABLE.replace("\"bias_offset\": 24", "\"bias_offset\": 40"); // onto b's kernel
+        e = assertThrows(ManifestException.class, () -> new Synthesizer(new byte[64], Patch.parseTable(shared), bases(), 2));
+        assertTrue(e.getMessage().contains("share bytes"), e.getMessage());
         e = assertThrows(ManifestException.class, () -> Patch.parseTable("{\"not\": \"a table\"}"));
         assertTrue(e.getMessage().contains("specialist_patches.json"), e.getMessage());
     }
