@@ -217,9 +217,6 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                     q = _coefficient_int8_scheme(target, coefficient_int8)
                     if q == "int8" and target == "tflite":
                         _bound_synthesized_kernels(graphs[role].model)
-                if role in ("specialist_presynth", "baseline_plain") and quantize == "int8" \
-                        and target == "onnx":
-                    q = "float32"  # only float ONNX templates are patchable (converters/onnx.py)
                 say(f"converting {role} to {target} ({q})")
                 reader = _reader(feeds.get(role)) if q == "int8" else None
                 data = exporter.convert(graphs[role], q, reader)
@@ -327,7 +324,7 @@ def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked
     else:
         from basisnet_deploy.converters.onnx import locate_initializers
 
-        patches, arrays = locate_initializers(template, folded, baked)
+        patches, arrays = locate_initializers(template, folded, baked, quantize)
     shared = overlapping(patches)
     if shared:
         raise ExportError(f"template: {shared}; synthesize() would overwrite one layer with "

@@ -38,12 +38,17 @@ class Patch:
     # int8 only
     scale_offset: int = -1  # float32[C] per-channel weight scales
     bias_offset: int = -1  # int32[C] bias data
-    bias_scale_offset: int = -1  # float32[C] bias scales
+    bias_scale_offset: int = -1  # float32[C] bias scales; with bias_offset -1 when no bias
     input_scale: float = 0.0  # scale of the conv's input activation (fixed by calibration)
+    axis: int = -1  # output-channel axis in the template's layout; -1: TFLite's, by kind
+
+    @property
+    def channel_axis(self) -> int:
+        return self.axis if self.axis >= 0 else CHANNEL_AXIS[self.kind]
 
     @property
     def channels(self) -> int:
-        return self.shape[CHANNEL_AXIS[self.kind]]
+        return self.shape[self.channel_axis]
 
 
 def dump_table(patches: list[Patch]) -> str:
@@ -62,9 +67,10 @@ def overlapping(patches: list[Patch]) -> str | None:
         ranges.append((p.weight_offset, p.weight_offset + n, p.layer, "kernel"))
         if p.dtype == "int8":
             c = p.channels
-            ranges += [(p.scale_offset, p.scale_offset + 4 * c, p.layer, "scales"),
-                       (p.bias_offset, p.bias_offset + 4 * c, p.layer, "bias"),
-                       (p.bias_scale_offset, p.bias_scale_offset + 4 * c, p.layer, "bias scales")]
+            ranges.append((p.scale_offset, p.scale_offset + 4 * c, p.layer, "scales"))
+            if p.bias_offset >= 0:
+                ranges += [(p.bias_offset, p.bias_offset + 4 * c, p.layer, "bias"),
+                           (p.bias_scale_offset, p.bias_scale_offset + 4 * c, p.layer, "bias scales")]
     ranges.sort()
     for a, b in zip(ranges, ranges[1:]):
         if b[0] < a[1]:
@@ -123,12 +129,14 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
         if p.dtype in ("float32", "float16"):
             writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
-        q, scale = quantize_per_channel(w, CHANNEL_AXIS[p.kind])
+        q, scale = quantize_per_channel(w, p.channel_axis)
+        writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
+        if p.bias_offset < 0:  # a conv without bias (ONNX depthwise: BN stays a Mul/Add)
+            continue
         bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
         bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)
         bias_q = np.clip(bias_q, -2**31, 2**31 - 1).astype("<i4")
-        writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes()),
-                   (p.bias_offset, bias_q.tobytes()), (p.bias_scale_offset, bias_scale.astype("<f4").tobytes())]
+        writes += [(p.bias_offset, bias_q.tobytes()), (p.bias_scale_offset, bias_scale.astype("<f4").tobytes())]
     return _splice(template, writes)
 
 

@@ -45,6 +45,10 @@ def median_ms(fn, warmup: int, runs: int) -> float:
     return statistics.median(times)
 
 
+def _logits(model):
+    return lambda image: {"logits": model(image, training=False)}
+
+
 def _normalize(net, arch):
     """Trained-like activation scales for the random-init net (see _random_init.py)."""
     from _random_init import normalize_bn
@@ -98,16 +102,25 @@ def main():
     from basisnet_deploy.data import preprocess
     import tensorflow as tf
 
-    plain = build_plain("mv3-large", 1.0, 224, 1000)
-    cal = calibration_images("digits", args.calibration_size)
-    feeds = [{"image": preprocess(im, 224, cfg.preprocessing)[None]} for im in cal.images]
     from _random_init import normalize_bn
 
-    normalize_bn(plain, np.concatenate([f["image"] for f in feeds[:16]]))
-    graph = Graph("plain", plain, lambda image: {"logits": plain(image, training=False)},
-                  [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")], ["logits"])
-    plain_int8 = TFLiteExporter().convert(graph, "int8", FeedReader(feeds))
-    plain_f32 = TFLiteExporter().convert(graph, "float32")
+    from basisnet_deploy.layers import decomposed_hard_swish
+
+    cal = calibration_images("digits", args.calibration_size)
+    feeds = [{"image": preprocess(im, 224, cfg.preprocessing)[None]} for im in cal.images]
+    plain_models = {}
+    for q, decomposed in (("float", False), ("int8", True)):  # as export treats each
+        with decomposed_hard_swish(decomposed):
+            plain = build_plain("mv3-large", 1.0, 224, 1000)
+        if q == "int8":
+            plain.set_weights(plain_models["float"].get_weights())
+        else:
+            normalize_bn(plain, np.concatenate([f["image"] for f in feeds[:16]]))
+        plain_models[q] = plain
+    graphs = {q: Graph("plain", m, _logits(m), [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")],
+                       ["logits"]) for q, m in plain_models.items()}
+    plain_int8 = TFLiteExporter().convert(graphs["int8"], "int8", FeedReader(feeds))
+    plain_f32 = TFLiteExporter().convert(graphs["float"], "float32")
 
     rng = np.random.default_rng(0)
     x224 = rng.random((1, 224, 224, 3), np.float32) * 2 - 1

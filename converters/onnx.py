@@ -5,10 +5,14 @@
 - Int8: ``quantize_static`` in QDQ format with a ``CalibrationDataReader``, per-channel for
   weights that are initializers. The coefficient-input specialist's synthesized W is a
   runtime tensor, so it gets per-tensor QDQ (QLinearConv tolerates its non-zero zero point).
-- Pre-synthesis: tf2onnx folds BN into each conv initializer and stores it as raw bytes, so
-  the patch table holds byte offsets into the serialized file and :func:`synthesize` works
-  unchanged (no protobuf rebuild). Only float templates are patchable: int8 QDQ templates
-  would need their weight, scale and bias initializers re-quantized, which is not built.
+- Pre-synthesis: initializers are stored as raw bytes, so the patch table holds byte offsets
+  of their ``raw_data`` in the serialized file (found by walking the protobuf wire format)
+  and :func:`synthesize` works unchanged (no protobuf rebuild).
+  - float: the patched initializer is the conv kernel (BN folded into 1x1 convs; tf2onnx
+    keeps a Mul/Add after depthwise convs, whose kernel is then the unfolded one);
+  - int8 (QDQ): the kernel's int8 initializer, its per-channel scales (axis 0, zero point 0),
+    and, where the conv has one, the int32 bias and its scales, re-quantized per synthesis
+    exactly as for TFLite (``bias_scale = input_scale * weight_scale``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,25 @@ class OnnxExporter:
             raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
         if quantize != "int8":
             raise ExportError(f"unknown quantization {quantize!r}")
-        return _quantize(proto, graph, calibration)
+        data = _quantize(proto, graph, calibration)
+        return _raw_initializers(data) if graph.patchable else data
+
+
+def _raw_initializers(model_bytes: bytes) -> bytes:
+    """Every initializer stored as ``raw_data``, so a patch table can address its bytes.
+
+    quantize_static writes some (the per-channel scales) as typed ``float_data``, which have no
+    fixed byte image in the file. Done once, at export.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    for i, init in enumerate(model.graph.initializer):
+        if not init.HasField("raw_data"):
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init), init.name))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def _quantize(proto, graph: Graph, calibration) -> bytes:
@@ -83,41 +105,163 @@ def _quantize(proto, graph: Graph, calibration) -> bytes:
         return model.SerializeToString()
 
 
-def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray):
-    """(patches, bases in ONNX layout) for a float template; see module docstring."""
-    import onnx
-    from onnx import numpy_helper
+def initializer_offsets(model_bytes: bytes) -> dict[str, tuple[int, int]]:
+    """name -> (offset, length) of each graph initializer's ``raw_data`` in the file.
 
+    Walks the protobuf wire format (ModelProto.graph = 7, GraphProto.initializer = 5,
+    TensorProto.name = 8, raw_data = 9), so equal bytes in two initializers (all-zero biases)
+    still get their own offsets.
+    """
+    buf = memoryview(model_bytes)
+
+    def varint(i):
+        value = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value, i
+            shift += 7
+
+    def fields(start, end):
+        i = start
+        while i < end:
+            key, i = varint(i)
+            number, wire = key >> 3, key & 7
+            if wire == 2:
+                n, i = varint(i)
+                yield number, i, i + n
+                i += n
+            elif wire == 0:
+                _, i = varint(i)
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            else:
+                raise ExportError(f"ONNX template: unexpected protobuf wire type {wire}")
+
+    out = {}
+    for number, a, b in fields(0, len(buf)):
+        if number != 7:
+            continue
+        for number2, a2, b2 in fields(a, b):
+            if number2 != 5:
+                continue
+            name, raw = None, None
+            for number3, a3, b3 in fields(a2, b2):
+                if number3 == 8:
+                    name = bytes(buf[a3:b3]).decode()
+                elif number3 == 9:
+                    raw = (a3, b3 - a3)
+            if name is not None and raw is not None:
+                out[name] = raw
+    return out
+
+
+def _candidates(folded, baked):
+    """For each layer: the kernels a template may hold for it, folded first, then unfolded."""
     from basisnet_deploy.synthesis import mix
 
-    model = onnx.load_from_string(model_bytes)
-    inits = [(i, numpy_helper.to_array(i)) for i in model.graph.initializer]
-    patches, arrays, used = [], {}, set()
     for layer, (kind, slot, bases, bias, scale) in folded.items():
         folded_onnx = np.ascontiguousarray(np.transpose(bases, TO_ONNX[kind]))
         # tf2onnx folds BN into 1x1 convs but keeps a Mul after depthwise convs, whose
         # initializer is then the unfolded kernel: try both.
         unfolded_onnx = folded_onnx / scale.reshape(1, -1, 1, 1, 1)
+        yield layer, kind, slot, bias, [(b, mix(b, baked[slot])) for b in (folded_onnx, unfolded_onnx)]
+
+
+def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, quantize: str = "float32"):
+    """(patches, bases in ONNX layout) for a template; see the module docstring."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    offsets = initializer_offsets(model_bytes)
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = _qdq_convs(model, values) if quantize == "int8" else None
+    patches, arrays, used = [], {}, set()
+    for layer, kind, slot, bias, options in _candidates(folded, baked):
         found = None
-        for onnx_bases in (folded_onnx, unfolded_onnx):
-            want = mix(onnx_bases, baked[slot])
-            tol = 1e-3 * max(float(np.abs(want).max()), 1e-6)
-            for init, value in inits:
-                if init.name in used or value.shape != want.shape or value.dtype != np.float32:
-                    continue
-                if np.max(np.abs(value - want)) <= tol:
-                    found = init
-                    break
+        for onnx_bases, want in options:
+            found = (_match_int8(convs, want, values, used) if convs is not None
+                     else _match_float(values, want, used))
             if found is not None:
                 break
-        if found is None or not found.raw_data:
-            raise ExportError(f"ONNX template: no raw-data initializer matches the synthesized "
-                              f"kernel of {layer}; pre-synthesis cannot patch this model")
-        offset = model_bytes.find(found.raw_data)
-        if offset < 0 or model_bytes.find(found.raw_data, offset + 1) >= 0:
-            raise ExportError(f"ONNX template: the bytes of {layer} are not unique in the file")
-        used.add(found.name)
-        patches.append(Patch(layer, slot, kind, tuple(int(s) for s in want.shape), "float32", offset))
+        if found is None:
+            raise ExportError(f"ONNX template: no initializer matches the synthesized kernel of "
+                              f"{layer}; pre-synthesis cannot patch this model")
+        shape = tuple(int(s) for s in want.shape)
+        if convs is None:
+            used.add(found)
+            patches.append(Patch(layer, slot, kind, shape, "float32", _offset(offsets, found, want.nbytes)))
+        else:
+            used.add(found["weight"])
+            c = shape[0]
+            has_bias = found["bias"] is not None
+            if has_bias:
+                b_q, b_s = values[found["bias"]], values[found["bias_scale"]]
+                if np.max(np.abs(b_q * b_s - bias)) > 0.51 * float(np.max(b_s)) + 1e-6:
+                    raise ExportError(f"ONNX template: the bias of {layer} is not the folded BN bias")
+            patches.append(Patch(
+                layer, slot, kind, shape, "int8",
+                _offset(offsets, found["weight"], int(np.prod(shape))),
+                scale_offset=_offset(offsets, found["scale"], 4 * c),
+                bias_offset=_offset(offsets, found["bias"], 4 * c) if has_bias else -1,
+                bias_scale_offset=_offset(offsets, found["bias_scale"], 4 * c) if has_bias else -1,
+                input_scale=float(values[found["input_scale"]]), axis=0))
         arrays[layer] = onnx_bases
         arrays[layer + "/bias"] = bias
     return patches, arrays
+
+
+def _offset(offsets, name, nbytes):
+    if name not in offsets or offsets[name][1] != nbytes:
+        raise ExportError(f"ONNX template: initializer {name} is not stored as {nbytes} raw bytes")
+    return offsets[name][0]
+
+
+def _match_float(values, want, used):
+    tol = 1e-3 * max(float(np.abs(want).max()), 1e-6)
+    for name, value in values.items():
+        if name in used or value.shape != want.shape or value.dtype != np.float32:
+            continue
+        if np.max(np.abs(value - want)) <= tol:
+            return name
+    return None
+
+
+def _qdq_convs(model, values):
+    """Each Conv whose weight comes from a DequantizeLinear of int8 initializers."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+
+    def dq(tensor):
+        node = producers.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear" or not all(i in values for i in node.input[1:3]):
+            return None
+        return node
+
+    convs = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        w, x = dq(node.input[1]), dq(node.input[0])
+        if w is None or x is None or w.input[0] not in values or values[w.input[0]].dtype != np.int8:
+            continue
+        b = dq(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if np.any(values[w.input[2]]) or (b is not None and np.any(values[b.input[2]])):
+            continue  # not symmetric: synthesize() writes zero-point-0 quantization only
+        convs.append({"weight": w.input[0], "scale": w.input[1], "input_scale": x.input[1],
+                      "bias": b.input[0] if b is not None else None,
+                      "bias_scale": b.input[1] if b is not None else None})
+    return convs
+
+
+def _match_int8(convs, want, values, used):
+    for c in convs:
+        q = values[c["weight"]]
+        if c["weight"] in used or q.shape != want.shape:
+            continue
+        scale = values[c["scale"]].reshape(-1, *([1] * (q.ndim - 1)))
+        if np.max(np.abs(q * scale - want)) <= 0.51 * float(np.max(scale)) + 1e-6:
+            return c
+    return None

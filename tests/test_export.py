@@ -115,6 +115,32 @@ def test_onnx_float_export(ckpt, tmp_path):
     assert v["specialist_presynth"]["isolated"]["logits"]["max_rel"] <= 1e-4
 
 
+def test_onnx_int8_presynth_template_is_int8_and_patchable(ckpt, tmp_path):
+    """QDQ template: int8 kernels, scales and int32 biases patched at their raw_data offsets."""
+    import onnx
+
+    out = tmp_path / "onnx8"
+    m = export(ckpt, out, target="onnx", calibration="digits", specialist="presynth", **FAST)
+    entry = m["artifacts"]["specialist_presynth"]
+    assert entry["quantization"] == "int8"
+    onnx.checker.check_model(onnx.load(out / entry["file"]))
+    table = load_table((out / entry["patch_table"]).read_text())
+    assert {p.dtype for p in table} == {"int8"} and {p.axis for p in table} == {0}
+    assert any(p.bias_offset >= 0 for p in table)  # 1x1 convs carry the folded bias
+    template = (out / entry["file"]).read_bytes()
+    bases = dict(np.load(out / entry["bases"]))
+    baked = np.asarray(entry["baked_coefficients"], np.float32)
+    x = np.random.default_rng(2).standard_normal((1, 32, 32, 3)).astype(np.float32)
+    # Re-synthesizing the baked coefficients reproduces the template (same quantization rule).
+    ref = open_session(out / entry["file"]).run({"image": x})["logits"]
+    again = open_session(out / entry["file"], model=synthesize(template, table, bases, baked)).run({"image": x})
+    np.testing.assert_allclose(again["logits"], ref, rtol=0.05, atol=0.05 * np.abs(ref).max())
+    other = np.random.default_rng(3).dirichlet(np.ones(3), size=8).astype(np.float32)
+    moved = open_session(out / entry["file"], model=synthesize(template, table, bases, other)).run({"image": x})
+    assert not np.allclose(moved["logits"], ref)  # the patch really changes the model
+    assert 0.0 <= m["verification"]["specialist_presynth"]["end_to_end"]["top1_agreement"] <= 1.0
+
+
 def _cli(args, capsys):
     with pytest.raises(SystemExit) as code:
         main(args)

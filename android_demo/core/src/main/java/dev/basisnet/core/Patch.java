@@ -22,9 +22,11 @@ public final class Patch {
     public final int biasOffset;
     public final int biasScaleOffset;
     public final double inputScale;
+    /** Output-channel axis in the template's layout; -1: TFLite's, by kind (ONNX writes 0). */
+    public final int axis;
 
     Patch(String layer, int slot, String kind, int[] shape, String dtype, int weightOffset, int scaleOffset,
-          int biasOffset, int biasScaleOffset, double inputScale) {
+          int biasOffset, int biasScaleOffset, double inputScale, int axis) {
         this.layer = layer;
         this.slot = slot;
         this.kind = kind;
@@ -35,6 +37,7 @@ public final class Patch {
         this.biasOffset = biasOffset;
         this.biasScaleOffset = biasScaleOffset;
         this.inputScale = inputScale;
+        this.axis = axis;
     }
 
     public int elements() {
@@ -45,7 +48,19 @@ public final class Patch {
 
     /** Output-channel axis in the template's layout. */
     public int channelAxis() {
+        if (axis >= 0) return axis;
         return kind.equals("depthwise") ? 3 : 0;
+    }
+
+    /** Elements between consecutive channels along {@link #channelAxis()}. */
+    public int channelStride() {
+        int stride = 1;
+        for (int d = channelAxis() + 1; d < shape.length; d++) stride *= shape[d];
+        return stride;
+    }
+
+    public boolean hasBias() {
+        return biasOffset >= 0;
     }
 
     public int channels() {
@@ -73,7 +88,7 @@ public final class Patch {
                 out.add(new Patch(o.get("layer").getAsString(), o.get("slot").getAsInt(), kind, shape, dtype,
                         o.get("weight_offset").getAsInt(), o.get("scale_offset").getAsInt(),
                         o.get("bias_offset").getAsInt(), o.get("bias_scale_offset").getAsInt(),
-                        o.get("input_scale").getAsDouble()));
+                        o.get("input_scale").getAsDouble(), o.has("axis") ? o.get("axis").getAsInt() : -1));
             }
         } catch (JsonParseException | IllegalStateException | NullPointerException | ClassCastException e) {
             throw new ManifestException("specialist_patches.json: not a patch table written by basisnet-deploy ("

@@ -50,9 +50,9 @@ public final class Synthesizer {
             ranges.add(new long[] {p.weightOffset, (long) p.weightOffset + (long) p.elements() * bytesPerWeight(p.dtype)});
             if (p.dtype.equals("int8")) {
                 int c = p.channels();
-                for (int off : new int[] {p.scaleOffset, p.biasOffset, p.biasScaleOffset}) {
-                    ranges.add(new long[] {off, off + 4L * c});
-                }
+                int[] offs = p.hasBias() ? new int[] {p.scaleOffset, p.biasOffset, p.biasScaleOffset}
+                        : new int[] {p.scaleOffset};
+                for (int off : offs) ranges.add(new long[] {off, off + 4L * c});
             }
         }
         ranges.sort(Comparator.comparingLong((long[] r) -> r[0]));
@@ -99,20 +99,20 @@ public final class Synthesizer {
 
     private void writeInt8(ByteBuffer buf, Patch p, float[] w) {
         int channels = p.channels();
+        int stride = p.channelStride();
         float[] scale = perChannelScale(w, p, channels);
-        boolean depthwise = p.channelAxis() == 3;
-        int inner = depthwise ? 1 : w.length / channels;
         for (int i = 0; i < w.length; i++) {
-            int c = depthwise ? i % channels : i / inner;
+            int c = (i / stride) % channels;
             float q = (float) Math.rint(w[i] / scale[c]);
             buf.put(p.weightOffset + i, (byte) (int) Math.max(-127f, Math.min(127f, q)));
         }
+        for (int c = 0; c < channels; c++) buf.putFloat(p.scaleOffset + 4 * c, scale[c]);
+        if (!p.hasBias()) return; // e.g. ONNX depthwise convs: BN stays a Mul/Add after them
         FloatBuffer bias = bases.tensor(p.layer + "/bias");
         float inputScale = (float) p.inputScale;
         for (int c = 0; c < channels; c++) {
             float biasScale = inputScale * scale[c];
             float q = (float) Math.rint(bias.get(c) / biasScale);
-            buf.putFloat(p.scaleOffset + 4 * c, scale[c]);
             buf.putInt(p.biasOffset + 4 * c, (int) q); // saturates; only absurd biases come near 2^31
             buf.putFloat(p.biasScaleOffset + 4 * c, biasScale);
         }
@@ -120,10 +120,9 @@ public final class Synthesizer {
 
     static float[] perChannelScale(float[] w, Patch p, int channels) {
         float[] max = new float[channels];
-        boolean depthwise = p.channelAxis() == 3;
-        int inner = depthwise ? 1 : w.length / channels;
+        int stride = p.channelStride();
         for (int i = 0; i < w.length; i++) {
-            int c = depthwise ? i % channels : i / inner;
+            int c = (i / stride) % channels;
             max[c] = Math.max(max[c], Math.abs(w[i]));
         }
         float[] scale = new float[channels];

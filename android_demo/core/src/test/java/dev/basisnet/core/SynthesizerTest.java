@@ -67,6 +67,25 @@ class SynthesizerTest {
     }
 
     @Test
+    void onnxLayoutUsesTheTableAxisAndSkipsAMissingBias() {
+        // ONNX depthwise kernel [C=2, 1, 1, 2], channel axis 0, int8, no conv bias (BN is a Mul/Add).
+        String table = "[{\"layer\": \"b\", \"slot\": 0, \"kind\": \"depthwise\", \"shape\": [2, 1, 1, 2],"
+                + " \"dtype\": \"int8\", \"weight_offset\": 0, \"scale_offset\": 4, \"bias_offset\": -1,"
+                + " \"bias_scale_offset\": -1, \"input_scale\": 0.5, \"axis\": 0}]";
+        byte[] template = new byte[16];
+        java.util.Arrays.fill(template, (byte) 0x5A);
+        Synthesizer s = new Synthesizer(template, Patch.parseTable(table), bases(), 2);
+        byte[] out = s.synthesize(new float[][] {{0.5f, 0.5f}});
+        // "b" mixed (0.5, 0.5): [5.5, 11, 16.5, 22]; channel 0 = {5.5, 11}, channel 1 = {16.5, 22}
+        ByteBuffer b = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(11f / 127f, b.getFloat(4));
+        assertEquals(22f / 127f, b.getFloat(8));
+        assertArrayEquals(new byte[] {(byte) Math.rint(5.5f / (11f / 127f)), 127, (byte) Math.rint(16.5f / (22f / 127f)), 127},
+                java.util.Arrays.copyOfRange(out, 0, 4));
+        for (int i = 12; i < 16; i++) assertEquals((byte) 0x5A, out[i], "no bias written");
+    }
+
+    @Test
     void refusesAssetsThatDoNotFitTogether() {
         List<Patch> table = Patch.parseTable(TABLE);
         ManifestException e = assertThrows(ManifestException.class,
