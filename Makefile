@@ -27,8 +27,9 @@ install: $(STAMP)
 
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
 # checkpoint from disk, cost it, export it to TFLite int8 and ONNX int8 (each export prints
-# its verification table against the float model), calibrate the early-exit threshold and
-# bench the sequential and pipelined runners.
+# its verification table against the float model), calibrate the early-exit threshold,
+# bench the sequential and pipelined runners, and copy the TFLite export into the Android
+# demo's assets (android_demo/app/src/main/assets/basisnet, git-ignored).
 demo: $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
@@ -37,6 +38,7 @@ demo: $(STAMP)
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json $(RUN)/bench.json
+	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
 
 test: $(STAMP) jvm-test
 	BASISNET_JVM_CLASSES=$(JVM_OUT) $(BIN)/python -m pytest -q tests
