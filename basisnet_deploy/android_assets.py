@@ -10,7 +10,6 @@ offset and shape) and an ``android_assets`` block naming its source.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from basisnet_deploy import __version__
 from basisnet_deploy.atomic import staged_directory
 from basisnet_deploy.errors import UserError
-from basisnet_deploy.verify import check_files, load_manifest
+from basisnet_deploy.verify import check_files, load_manifest, sha256_hex
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
 BASES_RAW = "specialist_bases.bin"
@@ -68,7 +67,7 @@ def _ours(directory: Path) -> bool:
 def _write_bases(export_dir: Path, entry: dict, target: Path) -> dict:
     path = export_dir / entry["bases"]
     data = path.read_bytes() if path.is_file() else b""
-    if hashlib.sha256(data).hexdigest() != entry.get("bases_sha256"):
+    if sha256_hex(data) != entry.get("bases_sha256"):
         raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
                         "basisnet-deploy export")
     tensors, offset = {}, 0
@@ -78,6 +77,6 @@ def _write_bases(export_dir: Path, entry: dict, target: Path) -> dict:
             f.write(array.tobytes())
             tensors[name] = {"offset": offset, "shape": list(array.shape)}
             offset += array.nbytes
-    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    digest = sha256_hex(target.read_bytes())
     return {"file": target.name, "bytes": offset, "sha256": digest, "dtype": "float32",
             "byte_order": "little", "tensors": tensors}

@@ -117,11 +117,9 @@ def bench(directory, delegate: str = "xnnpack", runtime: str = "litert", runner:
     cost = dep.cost()
     for mode in modes:
         say(f"end to end: {mode}")
-        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode,
-                             policy=policy or ResynthesisPolicy())
+        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode, policy=policy)
         list(run.run(frame_list[:warmup]))  # warm-up pass, sessions and caches
-        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode,
-                             policy=policy or ResynthesisPolicy())
+        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode, policy=policy)
         t = time.perf_counter()
         results = list(run.run(frame_list))
         wall = time.perf_counter() - t

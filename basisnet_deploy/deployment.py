@@ -5,25 +5,14 @@ No TensorFlow here: a deployment runs on LiteRT / onnxruntime and NumPy alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from basisnet_deploy.data import preprocess
 from basisnet_deploy.errors import UserError
-from basisnet_deploy.synthesis import load_table
+from basisnet_deploy.synthesis import Presynth, load_presynth
 from basisnet_deploy.verify import check_files, load_manifest, manifest_preprocessing
-
-
-@dataclass
-class Presynth:
-    """What synthesize() needs for the pre-synthesized specialist."""
-
-    path: Path
-    template: bytes
-    table: list
-    bases: dict
 
 
 class Deployment:
@@ -55,12 +44,7 @@ class Deployment:
             entry = self.artifacts.get("specialist_presynth")
             if entry is None:
                 raise UserError(f"{self.directory}: no pre-synthesized specialist in this export")
-            with np.load(self.directory / entry["bases"]) as npz:
-                bases = {k: npz[k] for k in npz.files}
-            self._presynth = Presynth(self.directory / entry["file"],
-                                      (self.directory / entry["file"]).read_bytes(),
-                                      load_table((self.directory / entry["patch_table"]).read_text()),
-                                      bases)
+            self._presynth = load_presynth(self.directory, entry)
         return self._presynth
 
     def frame(self, image) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,6 @@ place, so a failed export leaves no half-written model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -27,6 +26,7 @@ from basisnet_deploy.atomic import staged_directory
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import QUANTIZATIONS, ExportError
 from basisnet_deploy.errors import UserError
+from basisnet_deploy.verify import sha256_hex
 
 # TF's converter calibrates with its own deprecated tf.lite.Interpreter; not ours to fix.
 warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
@@ -44,10 +44,6 @@ ROLES = {
     "baseline_plain": "Plain MobileNet of the specialist's shape (the template's weights), for "
                       "bench's overhead ratio; not part of the pipeline.",
 }
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
@@ -183,8 +179,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in baked_src])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()
     baked = lm_coeff.mean(axis=0)
-    # Full-int8 TFLite: XNNPACK has no int8 HARD_SWISH (benchmarks/int8_hardswish.py).
-    decompose = exporter.target == "tflite" and quantize == "int8"
+    decompose = exporter.decompose_hard_swish(quantize)
     graphs = _graphs(net, cfg, baked, decompose_hard_swish=decompose)
     roles = ["lightweight"] + {"coefficient": ["specialist_coefficient"],
                                "presynth": ["specialist_presynth"],
@@ -222,10 +217,10 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                 data = exporter.convert(graphs[role], q, reader)
                 name = role + exporter.suffix
                 (tmp / name).write_bytes(data)
-                entry = {"role": ROLES[role], "file": name, "sha256": _sha256(data), "bytes": len(data),
+                entry = {"role": ROLES[role], "file": name, "sha256": sha256_hex(data), "bytes": len(data),
                          "quantization": q}
                 if role == "specialist_presynth":
-                    entry.update(_write_presynth_sidecars(tmp, target, data, net, baked, q))
+                    entry.update(_write_presynth_sidecars(tmp, exporter, data, net, baked, q))
                 artifacts[role] = entry
             manifest = {
                 "schema_version": MANIFEST_VERSION,
@@ -235,7 +230,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                 "hard_swish": ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8"
                                if decompose else "HARD_SWISH op"),
                 "checkpoint": {"path": str(checkpoint_dir),
-                               "config_sha256": _sha256((Path(checkpoint_dir) / "config.json").read_bytes())},
+                               "config_sha256": sha256_hex((Path(checkpoint_dir) / "config.json").read_bytes())},
                 "architecture": cfg.to_json()["architecture"],
                 "preprocessing": {**cfg.to_json()["preprocessing"],
                                   "lightweight_resolution": a.light_resolution,
@@ -306,25 +301,11 @@ def _reader(feeds):
     return FeedReader(feeds)
 
 
-def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked, quantize):
+def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, quantize):
     """Bases (BN folded, template layout) and the patch table for the template."""
-    from basisnet_deploy.synthesis import dump_table, mix, overlapping
+    from basisnet_deploy.synthesis import dump_table, overlapping
 
-    folded = fold_bases(net.specialist)
-    if target == "tflite":
-        from basisnet_deploy.converters.tflite_patch import locate
-
-        expected = {layer: (kind, slot, mix(bases, baked[slot]))
-                    for layer, (kind, slot, bases, _, _) in folded.items()}
-        patches = locate(template, expected)
-        arrays = {}
-        for layer, (_, _, bases, bias, _) in folded.items():
-            arrays[layer] = bases
-            arrays[layer + "/bias"] = bias
-    else:
-        from basisnet_deploy.converters.onnx import locate_initializers
-
-        patches, arrays = locate_initializers(template, folded, baked, quantize)
+    patches, arrays = exporter.patch_table(template, fold_bases(net.specialist), baked, quantize)
     shared = overlapping(patches)
     if shared:
         raise ExportError(f"template: {shared}; synthesize() would overwrite one layer with "
@@ -334,5 +315,5 @@ def _write_presynth_sidecars(tmp: Path, target: str, template: bytes, net, baked
         np.savez(f, **arrays)
     (tmp / "specialist_patches.json").write_text(dump_table(patches))
     return {"bases": buf.name, "patch_table": "specialist_patches.json",
-            "bases_sha256": _sha256(buf.read_bytes()),
+            "bases_sha256": sha256_hex(buf.read_bytes()),
             "baked_coefficients": np.round(baked, 6).tolist(), "patched_layers": len(patches)}

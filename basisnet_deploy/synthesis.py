@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,26 @@ class Patch:
     @property
     def channels(self) -> int:
         return self.shape[self.channel_axis]
+
+
+@dataclass
+class Presynth:
+    """What synthesize() needs, as an export directory stores it."""
+
+    path: Path  # the template file
+    template: bytes
+    table: list[Patch]
+    bases: dict[str, np.ndarray]
+
+
+def load_presynth(directory, entry: dict) -> Presynth:
+    """The pre-synthesized specialist of ``directory`` from its manifest ``entry``."""
+    directory = Path(directory)
+    with np.load(directory / entry["bases"]) as npz:
+        bases = {k: npz[k] for k in npz.files}
+    path = directory / entry["file"]
+    return Presynth(path, path.read_bytes(), load_table((directory / entry["patch_table"]).read_text()),
+                    bases)
 
 
 def dump_table(patches: list[Patch]) -> str:

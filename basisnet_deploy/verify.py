@@ -12,6 +12,7 @@ the float pipeline), which is what a device computes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
 
     from basisnet_deploy.data import preprocess
     from basisnet_deploy.runtime import open_session
-    from basisnet_deploy.synthesis import load_table, synthesize
+    from basisnet_deploy.synthesis import load_presynth, synthesize
 
     directory = Path(directory)
     arts = manifest["artifacts"]
@@ -93,8 +94,7 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
     got_coeff = np.concatenate([o["coefficients"] for o in lm_out]).astype(np.float32)
     results["lightweight"] = {**_scores(ref_lm_logits, got_logits, labels),
                               "coefficients": _compare(ref_coeff, got_coeff)}
-    # The exported LM's coefficients drive the end-to-end checks, as on a device.
-    deq_coeff = got_coeff
+    # The exported LM's coefficients (got_coeff) drive the end-to-end checks, as on a device.
 
     if "specialist_coefficient" in arts:
         sp = open_session(directory / arts["specialist_coefficient"]["file"])
@@ -104,25 +104,21 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
                                    for x, c in zip(image, coeff)]).astype(np.float32)
         coeff_iso = run_coeff(ref_coeff)
         results["specialist_coefficient"] = {"isolated": _scores(ref_sp, coeff_iso, labels),
-                                             "end_to_end": _scores(ref_sp, run_coeff(deq_coeff), labels)}
+                                             "end_to_end": _scores(ref_sp, run_coeff(got_coeff), labels)}
 
     if "specialist_presynth" in arts:
-        entry = arts["specialist_presynth"]
-        template = (directory / entry["file"]).read_bytes()
-        table = load_table((directory / entry["patch_table"]).read_text())
-        with np.load(directory / entry["bases"]) as npz:
-            bases = {k: npz[k] for k in npz.files}
+        ps = load_presynth(directory, arts["specialist_presynth"])
 
         def run_presynth(coeff):
             outs = []
             for x, c in zip(image, coeff):
-                model = synthesize(template, table, bases, c)
-                s = open_session(directory / entry["file"], model=model)
+                model = synthesize(ps.template, ps.table, ps.bases, c)
+                s = open_session(ps.path, model=model)
                 outs.append(s.run({"image": x[None]})["logits"])
             return np.concatenate(outs).astype(np.float32)
         iso = run_presynth(ref_coeff)
         results["specialist_presynth"] = {"isolated": _scores(ref_sp, iso, labels),
-                                          "end_to_end": _scores(ref_sp, run_presynth(deq_coeff), labels)}
+                                          "end_to_end": _scores(ref_sp, run_presynth(got_coeff), labels)}
         if "specialist_coefficient" in arts:
             results["presynth_vs_coefficient"] = _compare(coeff_iso, iso)
     return results
@@ -151,17 +147,19 @@ def load_manifest(directory) -> dict:
     return manifest
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def check_files(directory, manifest) -> None:
     """Every artifact file present, with the size and sha256 the manifest records."""
-    import hashlib
-
     directory = Path(directory)
     for role, entry in manifest["artifacts"].items():
         path = directory / entry["file"]
         if not path.is_file():
             raise UserError(f"{path}: missing ({role}); re-run basisnet-deploy export")
         data = path.read_bytes()
-        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if len(data) != entry["bytes"] or sha256_hex(data) != entry["sha256"]:
             raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest "
                             f"({entry['bytes']} bytes expected): truncated or modified; "
                             "re-run basisnet-deploy export")

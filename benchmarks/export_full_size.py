@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -26,27 +25,15 @@ from basisnet_deploy import checkpoint
 from basisnet_deploy.config import ArchConfig, BasisNetConfig, Preprocessing
 from basisnet_deploy.converters.base import Graph
 from basisnet_deploy.converters.tflite import TFLiteExporter
+from basisnet_deploy.deployment import Deployment
 from basisnet_deploy.export import export
 from basisnet_deploy.model import BasisNet, build_plain
 from basisnet_deploy.runtime import LiteRTSession
-from basisnet_deploy.synthesis import load_table, synthesize
+from basisnet_deploy.synthesis import synthesize
+
+from _bench_utils import logits_endpoint, median_ms
 
 OUT = Path(__file__).parent / "results" / "export_full_size.json"
-
-
-def median_ms(fn, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
-
-
-def _logits(model):
-    return lambda image: {"logits": model(image, training=False)}
 
 
 def _normalize(net, arch):
@@ -117,7 +104,7 @@ def main():
         else:
             normalize_bn(plain, np.concatenate([f["image"] for f in feeds[:16]]))
         plain_models[q] = plain
-    graphs = {q: Graph("plain", m, _logits(m), [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")],
+    graphs = {q: Graph("plain", m, logits_endpoint(m), [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")],
                        ["logits"]) for q, m in plain_models.items()}
     plain_int8 = TFLiteExporter().convert(graphs["int8"], "int8", FeedReader(feeds))
     plain_f32 = TFLiteExporter().convert(graphs["float"], "float32")
@@ -128,20 +115,14 @@ def main():
     coeff = rng.dirichlet(np.ones(16), size=8).astype(np.float32)
     lat = {}
 
-    def presynth_session(directory):
-        m = json.loads((directory / "manifest.json").read_text())["artifacts"]["specialist_presynth"]
-        template = (directory / m["file"]).read_bytes()
-        table = load_table((directory / m["patch_table"]).read_text())
-        bases = dict(np.load(directory / m["bases"]))
-        return template, table, bases
-
     for q, d in (("int8", work / "tflite-int8"), ("float", work / "tflite-f32")):
         lm = LiteRTSession(d / "lightweight.tflite")
         lat[f"lightweight_{q}"] = median_ms(lambda: lm.run({"image": x128}), args.warmup, args.runs)
         co = LiteRTSession(d / "specialist_coefficient.tflite")
         lat[f"specialist_coefficient_{q}"] = median_ms(
             lambda: co.run({"image": x224, "coefficients": coeff[None]}), args.warmup, args.runs)
-        template, table, bases = presynth_session(d)
+        p = Deployment(d).presynth()
+        template, table, bases = p.template, p.table, p.bases
         model = synthesize(template, table, bases, coeff)
         ps = LiteRTSession(model)
         lat[f"specialist_presynth_{q}"] = median_ms(lambda: ps.run({"image": x224}), args.warmup, args.runs)

@@ -21,25 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-def median_ms(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1e3)
-
-
-def _logits(net):
-    return lambda image: {"logits": net(image, training=False)}
+from _bench_utils import logits_endpoint, median_ms
 
 
 def main():
@@ -82,7 +68,7 @@ def main():
         net = model.build_plain("mv3-large", 1.0, 224, 1000)
         model.activation = original
         normalize_bn(net, np.concatenate([f["image"] for f in feeds[:16]]))
-        graph = Graph(name, net, _logits(net),
+        graph = Graph(name, net, logits_endpoint(net),
                       [tf.TensorSpec([1, 224, 224, 3], tf.float32, name="image")], ["logits"])
         row = {}
         for q, data in (("float", TFLiteExporter().convert(graph, "float32")),

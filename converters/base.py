@@ -38,3 +38,13 @@ class Exporter(Protocol):
     def convert(self, graph: Graph, quantize: str,
                 calibration: Callable[[], Iterable[dict]] | None = None) -> bytes:
         """Model bytes for ``graph``; ``calibration`` is required for int8."""
+
+    def decompose_hard_swish(self, quantize: str) -> bool:
+        """Whether graphs for ``quantize`` should spell hard-swish out rather than use the op."""
+
+    def patch_table(self, template: bytes, folded: dict, baked, quantize: str) -> tuple[list, dict]:
+        """(patches, bases in the template's layout) for a converted pre-synthesis template.
+
+        ``folded`` is ``export.fold_bases``'s output; ``baked`` [L, K] the template's
+        coefficients. Bias arrays are keyed ``<layer>/bias``.
+        """

@@ -67,6 +67,12 @@ class OnnxExporter:
         data = _quantize(proto, graph, calibration)
         return _raw_initializers(data) if graph.patchable else data
 
+    def decompose_hard_swish(self, quantize: str) -> bool:
+        return False  # the missing int8 kernel is XNNPACK's; ONNX exports keep the HardSwish op
+
+    def patch_table(self, template: bytes, folded: dict, baked, quantize: str):
+        return locate_initializers(template, folded, baked, quantize)
+
 
 def _raw_initializers(model_bytes: bytes) -> bytes:
     """Every initializer stored as ``raw_data``, so a patch table can address its bytes.

@@ -56,6 +56,22 @@ class TFLiteExporter:
                                   f"{str(e).strip().splitlines()[0]}") from e
             return _unshare_buffers(model) if graph.patchable else model
 
+    def decompose_hard_swish(self, quantize: str) -> bool:
+        # XNNPACK has no int8 HARD_SWISH: each one splits the graph (benchmarks/int8_hardswish.py).
+        return quantize == "int8"
+
+    def patch_table(self, template: bytes, folded: dict, baked, quantize: str):
+        from basisnet_deploy.converters.tflite_patch import locate
+        from basisnet_deploy.synthesis import mix
+
+        expected = {layer: (kind, slot, mix(bases, baked[slot]))
+                    for layer, (kind, slot, bases, _, _) in folded.items()}
+        arrays = {}
+        for layer, (_, _, bases, bias, _) in folded.items():
+            arrays[layer] = bases  # fold_bases already gives TFLite's layout
+            arrays[layer + "/bias"] = bias
+        return locate(template, expected), arrays
+
 
 def _unshare_buffers(model: bytes) -> bytes:
     """Give every constant tensor of a patchable template its own buffer.

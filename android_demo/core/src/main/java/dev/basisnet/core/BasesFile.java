@@ -70,8 +70,7 @@ public final class BasesFile {
         for (Map.Entry<String, JsonElement> e : tensors.entrySet()) {
             JsonObject t = e.getValue().getAsJsonObject();
             JsonArray dims = t.getAsJsonArray("shape");
-            int[] shape = new int[dims.size()];
-            for (int i = 0; i < shape.length; i++) shape[i] = dims.get(i).getAsInt();
+            int[] shape = Manifest.ints(dims);
             out.put(e.getKey(), new Entry(t.get("offset").getAsLong(), shape));
         }
         return Collections.unmodifiableMap(out);

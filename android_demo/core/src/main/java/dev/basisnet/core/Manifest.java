@@ -159,8 +159,7 @@ public final class Manifest {
         for (JsonElement e : items) {
             JsonObject t = e.getAsJsonObject();
             JsonArray dims = array(t, "shape", where);
-            int[] shape = new int[dims.size()];
-            for (int i = 0; i < shape.length; i++) shape[i] = dims.get(i).getAsInt();
+            int[] shape = Manifest.ints(dims);
             float scale = 0f;
             int zero = 0;
             JsonElement q = t.get("quantization");
@@ -170,6 +169,13 @@ public final class Manifest {
             }
             out.add(new TensorSpec(string(t, "name", where), string(t, "dtype", where), shape, scale, zero));
         }
+        return out;
+    }
+
+    /** A JSON array of integers (a shape). */
+    static int[] ints(JsonArray values) {
+        int[] out = new int[values.size()];
+        for (int i = 0; i < out.length; i++) out[i] = values.get(i).getAsInt();
         return out;
     }
 

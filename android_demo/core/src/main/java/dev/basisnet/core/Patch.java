@@ -75,8 +75,7 @@ public final class Patch {
             for (JsonElement e : rows) {
                 JsonObject o = e.getAsJsonObject();
                 JsonArray dims = o.getAsJsonArray("shape");
-                int[] shape = new int[dims.size()];
-                for (int i = 0; i < shape.length; i++) shape[i] = dims.get(i).getAsInt();
+                int[] shape = Manifest.ints(dims);
                 String kind = o.get("kind").getAsString();
                 String dtype = o.get("dtype").getAsString();
                 if (!kind.equals("conv") && !kind.equals("depthwise")) {

@@ -1,7 +1,6 @@
 package dev.basisnet.core;
 
 import java.util.ArrayDeque;
-import java.util.Arrays;
 import java.util.Deque;
 
 /**
@@ -73,10 +72,5 @@ public final class PipelineStats {
         double[] v = recent.stream().mapToDouble(r -> r[column]).filter(x -> !Double.isNaN(x)).sorted().toArray();
         if (v.length == 0) return Double.NaN;
         return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-    }
-
-    @Override
-    public synchronized String toString() {
-        return Arrays.toString(recent.toArray());
     }
 }

@@ -21,13 +21,11 @@ public final class Synthesizer {
     private final byte[] template;
     private final List<Patch> table;
     private final BasesFile bases;
-    private final int basesK;
 
     public Synthesizer(byte[] template, List<Patch> table, BasesFile bases, int k) {
         this.template = template;
         this.table = table;
         this.bases = bases;
-        this.basesK = k;
         checkDisjoint(table);
         for (Patch p : table) {
             BasesFile.Entry e = bases.entry(p.layer);
@@ -162,9 +160,5 @@ public final class Synthesizer {
         int rem = mant & 0x1FFF;
         if (rem > 0x1000 || (rem == 0x1000 && (half & 1) != 0)) half++; // may carry into the exponent: correct
         return (short) (sign | half);
-    }
-
-    public int k() {
-        return basesK;
     }
 }

@@ -13,7 +13,6 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -24,12 +23,10 @@ class TwoStagePipelineTest {
     static final class FakeLight implements Stages.Lightweight<Integer> {
         final Set threads;
         final long sleepMs;
-        final AtomicLong busyUntil;
 
-        FakeLight(Set threads, long sleepMs, AtomicLong busyUntil) {
+        FakeLight(Set threads, long sleepMs) {
             this.threads = threads;
             this.sleepMs = sleepMs;
-            this.busyUntil = busyUntil;
             threads.created.put("light", Thread.currentThread().getName());
         }
 
@@ -56,14 +53,10 @@ class TwoStagePipelineTest {
     static final class FakeSpecialist implements Stages.Specialist<Integer> {
         final Set threads;
         final long sleepMs;
-        final AtomicInteger active = new AtomicInteger();
-        final AtomicInteger overlapWithLight = new AtomicInteger();
-        final AtomicLong lightRunning;
 
-        FakeSpecialist(Set threads, long sleepMs, AtomicLong lightRunning) {
+        FakeSpecialist(Set threads, long sleepMs) {
             this.threads = threads;
             this.sleepMs = sleepMs;
-            this.lightRunning = lightRunning;
             threads.created.put("specialist", Thread.currentThread().getName());
         }
 
@@ -104,7 +97,7 @@ class TwoStagePipelineTest {
         int frames = 60;
         CountDownLatch done = new CountDownLatch(frames);
         TwoStagePipeline<Integer> pipeline = new TwoStagePipeline<>(
-                () -> new FakeLight(threads, 1, null), () -> new FakeSpecialist(threads, 8, null),
+                () -> new FakeLight(threads, 1), () -> new FakeSpecialist(threads, 8),
                 0.9f, TwoStagePipeline.Mode.PIPELINED, 3, r -> {
                     inside.decrementAndGet();
                     results.add(r);
@@ -219,7 +212,7 @@ class TwoStagePipelineTest {
         CountDownLatch release = new CountDownLatch(1);
         List<FrameResult> results = Collections.synchronizedList(new ArrayList<>());
         TwoStagePipeline<Integer> p = new TwoStagePipeline<>(
-                () -> new FakeLight(threads, 0, null),
+                () -> new FakeLight(threads, 0),
                 () -> new Stages.Specialist<Integer>() {
                     @Override
                     public float[] run(Integer frame, float[][] c) throws Exception {
@@ -253,7 +246,7 @@ class TwoStagePipelineTest {
     void aStageThatCannotBeCreatedReportsItself() {
         Set threads = new Set();
         TwoStagePipeline<Integer> p = new TwoStagePipeline<>(
-                () -> new FakeLight(threads, 0, null),
+                () -> new FakeLight(threads, 0),
                 () -> {
                     throw new UnsupportedOperationException("GPU accelerator not available");
                 },
@@ -270,7 +263,7 @@ class TwoStagePipelineTest {
         Set threads = new Set();
         List<FrameResult> results = Collections.synchronizedList(new ArrayList<>());
         TwoStagePipeline<Integer> p = new TwoStagePipeline<>(
-                () -> new FakeLight(threads, 0, null), () -> new FakeSpecialist(threads, 0, null),
+                () -> new FakeLight(threads, 0), () -> new FakeSpecialist(threads, 0),
                 null, TwoStagePipeline.Mode.SEQUENTIAL, 1, results::add);
         p.submit(0);
         while (results.isEmpty()) Thread.sleep(1); // the threshold is read when the frame is answered
@@ -286,7 +279,7 @@ class TwoStagePipelineTest {
         Set threads = new Set();
         AtomicInteger calls = new AtomicInteger();
         TwoStagePipeline<Integer> p = new TwoStagePipeline<>(
-                () -> new FakeLight(threads, 0, null), () -> new FakeSpecialist(threads, 0, null),
+                () -> new FakeLight(threads, 0), () -> new FakeSpecialist(threads, 0),
                 null, TwoStagePipeline.Mode.PIPELINED, 2, r -> {
                     calls.incrementAndGet();
                     throw new RuntimeException("listener bug");

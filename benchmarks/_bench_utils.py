@@ -1,0 +1,23 @@
+"""Helpers the benchmark scripts share."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def median_ms(fn, warmup: int, runs: int) -> float:
+    """Median wall time of ``fn()`` in ms over ``runs`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def logits_endpoint(model):
+    """A Graph function for a plain classifier: image -> {"logits": ...}."""
+    return lambda image: {"logits": model(image, training=False)}
