@@ -1,6 +1,6 @@
 """``basisnet-deploy``: a thin click layer over the Python API.
 
-Every user mistake is a :class:`~basisnet_deploy.errors.UserError`; :func:`main` prints it as
+Every user mistake is a :class:`~basisnet_deploy.common.errors.UserError`; :func:`main` prints it as
 one ``Error:`` line and exits 2, never with a traceback. TensorFlow is imported only by the
 commands that need it, so ``cost`` and ``--help`` answer at once.
 """
@@ -14,9 +14,9 @@ import sys
 
 import click
 
-from basisnet_deploy.config import (BACKBONES, PRESETS, STRATEGIES, ArchConfig, ConfigError,
-                                    Preprocessing, TrainSettings)
-from basisnet_deploy.errors import UserError
+from basisnet_deploy.model.config import BACKBONES, PRESETS, STRATEGIES, ArchConfig, ConfigError, TrainSettings
+from basisnet_deploy.data import Preprocessing
+from basisnet_deploy.common.errors import UserError
 
 PLAIN_ARCHS = ("mv3-large", "mv3-small", "mv2")
 
@@ -104,7 +104,7 @@ def cost(checkpoint, plain, as_json, **flags):
     image); params count weights plus one folded-BN bias per channel. With --json the
     top-level 'madds' and 'params' are the totals for what was asked.
     """
-    from basisnet_deploy import cost as costs
+    from basisnet_deploy.model import cost as costs
 
     if plain:
         result = costs.plain_cost(plain, flags["width"] or 1.0, flags["resolution"] or 224,
@@ -113,7 +113,7 @@ def cost(checkpoint, plain, as_json, **flags):
         if checkpoint:
             if any(v is not None for v in flags.values()):
                 raise UserError("cost: give either a CHECKPOINT or architecture flags, not both")
-            from basisnet_deploy.checkpoint import load_config
+            from basisnet_deploy.model.checkpoint import load_config
 
             arch = load_config(checkpoint).architecture
         else:
@@ -165,8 +165,9 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
     The default is the embedded demo: digits with the 'demo' preset. Prints held-out top-1
     of the lightweight model alone and of the specialist it drives.
     """
-    from basisnet_deploy import checkpoint, data
-    from basisnet_deploy.train import train as run_training
+    from basisnet_deploy.model import checkpoint
+    from basisnet_deploy import data
+    from basisnet_deploy.training.trainer import train as run_training
 
     if epochs < 1 or batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
@@ -207,9 +208,9 @@ def evaluate(checkpoint, dataset, as_json):
 
     On the training dataset it scores the held-out split only (same seed, same split).
     """
-    from basisnet_deploy import checkpoint as ckpt
+    from basisnet_deploy.model import checkpoint as ckpt
     from basisnet_deploy import data
-    from basisnet_deploy.train import evaluate as run_eval
+    from basisnet_deploy.training.trainer import evaluate as run_eval
 
     net, cfg = ckpt.load(checkpoint)
     settings = cfg.training.get("settings", {})
@@ -281,7 +282,7 @@ def export(checkpoint, target, out, quantize, calibration, calibration_size, spe
       manifest.json                 I/O, preprocessing, labels, cost, verification
     Every artifact is verified against the float TF model before the directory lands.
     """
-    from basisnet_deploy.export import export as run_export
+    from basisnet_deploy.export.pipeline import export as run_export
 
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"export-{target}")
     steps = iter(range(1, 100))
@@ -336,9 +337,10 @@ def verify(directory, dataset, images, limit, as_json):
 
     Reports top-1 agreement, accuracy, logit error and coefficient error per artifact.
     """
-    from basisnet_deploy import checkpoint as ckpt
-    from basisnet_deploy.verify import (check_files, evaluation_set, load_manifest,
-                                        verify_directory)
+    from basisnet_deploy.model import checkpoint as ckpt
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+    from basisnet_deploy.export.verify import verify_directory
 
     manifest = load_manifest(directory)
     check_files(directory, manifest)
@@ -362,7 +364,7 @@ def check(directory, as_json):
 
     Runs TF's GPU compatibility analyzer on each .tflite (the same check export records).
     """
-    from basisnet_deploy.verify import check_files, load_manifest
+    from basisnet_deploy.artifacts.manifest import check_files, load_manifest
 
     manifest = load_manifest(directory)
     check_files(directory, manifest)
@@ -397,7 +399,7 @@ def android_assets_cmd(directory, out, as_json):
     little-endian float32 file the app memory-maps (specialist_bases.bin, indexed in the copied
     manifest), and replaces OUT atomically. Rebuild the app afterwards (android_demo/README.md).
     """
-    from basisnet_deploy.android_assets import DEFAULT_OUT, android_assets
+    from basisnet_deploy.export.android import DEFAULT_OUT, android_assets
 
     report = android_assets(directory, out or DEFAULT_OUT)
     if as_json:
@@ -434,7 +436,7 @@ def _runtime_options(fn):
 def _runtime_for(directory, runtime):
     if runtime:
         return runtime
-    from basisnet_deploy.verify import load_manifest
+    from basisnet_deploy.artifacts.manifest import load_manifest
 
     return "litert" if load_manifest(directory)["target"] == "tflite" else "onnxruntime"
 
@@ -464,8 +466,8 @@ def bench(directory, delegate, runtime, delegate_path, allow_fallback, threads, 
 
     Every figure is measured in this run; what cannot be measured here is absent.
     """
-    from basisnet_deploy.bench import bench as run_bench
-    from basisnet_deploy.runner import ResynthesisPolicy
+    from basisnet_deploy.report.bench import bench as run_bench
+    from basisnet_deploy.runtime.runner import ResynthesisPolicy
 
     report = run_bench(directory, delegate, _runtime_for(directory, runtime), runner,
                        specialist_form, threshold, frames, warmup, threads, images or dataset,
@@ -511,10 +513,10 @@ def bench(directory, delegate, runtime, delegate_path, allow_fallback, threads, 
 def predict(directory, images, delegate, runtime, delegate_path, allow_fallback, threads,
             specialist_form, threshold, as_json):
     """Class, confidence and the stage that answered, for each IMAGE."""
-    from basisnet_deploy.backends import make_factory
+    from basisnet_deploy.runtime.backends import make_factory
     from basisnet_deploy.data import load_image
-    from basisnet_deploy.deployment import Deployment
-    from basisnet_deploy.runner import TwoStageRunner
+    from basisnet_deploy.runtime.deployment import Deployment
+    from basisnet_deploy.runtime.runner import TwoStageRunner
 
     dep = Deployment(directory)
     rt = _runtime_for(directory, runtime)
@@ -554,11 +556,11 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     Give --max-drop (top-1 points you allow to lose) or --target-madds (average cost per
     frame). Plots the accuracy/MAdds trade-off over all thresholds.
     """
-    from basisnet_deploy import threshold as th
-    from basisnet_deploy.backends import make_factory
-    from basisnet_deploy.checkpoint import load_config
-    from basisnet_deploy.deployment import Deployment
-    from basisnet_deploy.verify import evaluation_set
+    from basisnet_deploy.report import threshold as th
+    from basisnet_deploy.runtime.backends import make_factory
+    from basisnet_deploy.model.checkpoint import load_config
+    from basisnet_deploy.runtime.deployment import Deployment
+    from basisnet_deploy.data.datasets import evaluation_set
 
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")

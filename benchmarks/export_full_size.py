@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy import checkpoint
-from basisnet_deploy.config import ArchConfig, BasisNetConfig, Preprocessing
+from basisnet_deploy.model import checkpoint
+from basisnet_deploy.model.config import ArchConfig, BasisNetConfig
+from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.converters.base import Graph
 from basisnet_deploy.converters.tflite import TFLiteExporter
-from basisnet_deploy.deployment import Deployment
-from basisnet_deploy.export import export
-from basisnet_deploy.model import BasisNet, build_plain
-from basisnet_deploy.runtime import LiteRTSession
-from basisnet_deploy.synthesis import synthesize
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.export.pipeline import export
+from basisnet_deploy.model.network import BasisNet, build_plain
+from basisnet_deploy.runtime.sessions import LiteRTSession
+from basisnet_deploy.artifacts.synthesis import synthesize
 
 from _bench_utils import logits_endpoint, median_ms
 
@@ -91,7 +92,7 @@ def main():
 
     from _random_init import normalize_bn
 
-    from basisnet_deploy.layers import decomposed_hard_swish
+    from basisnet_deploy.model.layers import decomposed_hard_swish
 
     cal = calibration_images("digits", args.calibration_size)
     feeds = [{"image": preprocess(im, 224, cfg.preprocessing)[None]} for im in cal.images]

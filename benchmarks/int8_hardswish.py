@@ -38,14 +38,15 @@ def main():
     import keras
     import tensorflow as tf
 
-    from basisnet_deploy import layers, model
+    from basisnet_deploy.model import layers
+    from basisnet_deploy.model.network import network as model
     from basisnet_deploy.calibration.images import calibration_images
     from basisnet_deploy.calibration.reader import FeedReader
-    from basisnet_deploy.config import Preprocessing
+    from basisnet_deploy.data import Preprocessing
     from basisnet_deploy.converters.base import Graph
     from basisnet_deploy.converters.tflite import TFLiteExporter
     from basisnet_deploy.data import preprocess
-    from basisnet_deploy.runtime import LiteRTSession
+    from basisnet_deploy.runtime.sessions import LiteRTSession
     from _random_init import normalize_bn
 
     def hs_min_max(x):

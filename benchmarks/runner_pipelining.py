@@ -15,11 +15,11 @@ import resource
 import time
 from pathlib import Path
 
-from basisnet_deploy.backends import make_factory
-from basisnet_deploy.bench import bench
+from basisnet_deploy.runtime.backends import make_factory
+from basisnet_deploy.report.bench import bench
 from basisnet_deploy.data import digits
-from basisnet_deploy.deployment import Deployment
-from basisnet_deploy.runner import ResynthesisPolicy, TwoStageRunner
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
 
 OUT = Path(__file__).parent / "results" / "runner_pipelining.json"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.data import IMAGE_SUFFIXES, DataError, digits, load_image, skip_reason
+from basisnet_deploy.data import DataError, digits
+from basisnet_deploy.data.datasets import sample_folder
 
 
 @dataclass
@@ -42,25 +43,8 @@ def calibration_images(source: str, count: int, seed: int = 0,
             raise DataError("digits: no images left for calibration once the verification "
                             "images are excluded")
         return CalibrationImages(chosen, "digits", len(chosen))
-    root = Path(source)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such calibration folder; pass --calibration digits or a "
+    if not Path(source).is_dir():
+        raise DataError(f"{source}: no such calibration folder; pass --calibration digits or a "
                         "folder of images")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{root}: the calibration folder is empty; add real images "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-    order = rng.permutation(len(files))
-    images, skipped, considered = [], Counter(), 0
-    for i in order:
-        if len(images) >= count:
-            break
-        considered += 1
-        try:
-            images.append(load_image(files[i]))
-        except DataError as e:
-            skipped[skip_reason(str(e))] += 1
-    if not images:
-        raise DataError(f"{root}: none of its {len(files)} files is a readable image "
-                        f"(skipped: {dict(skipped)}); calibration needs real images")
-    return CalibrationImages(images, str(root), considered, skipped)
+    sample = sample_folder(source, count, seed)
+    return CalibrationImages(sample.images, str(source), sample.considered, sample.skipped)

@@ -4,7 +4,7 @@ Installed as ``basisnet_deploy.converters`` (pyproject.toml maps this folder int
 namespace), so no generic top-level ``converters`` module lands in site-packages.
 """
 
-from basisnet_deploy.errors import UserError
+from basisnet_deploy.common.errors import UserError
 
 TARGETS = ("tflite", "onnx")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.converters.base import ExportError, Graph
-from basisnet_deploy.synthesis import Patch
+from basisnet_deploy.artifacts.synthesis import Patch
 
 OPSET = 17
 # TFLite layout (what fold_bases gives) -> ONNX layout, per basis [K, ...].
@@ -38,7 +38,7 @@ class OnnxExporter:
 
     def __init__(self, input_type: str = "float32"):
         if input_type != "float32":  # a user mistake, reported before any work starts
-            from basisnet_deploy.errors import UserError
+            from basisnet_deploy.common.errors import UserError
 
             raise UserError("--input-type applies to TFLite; ONNX models take float32 input")
 
@@ -166,7 +166,7 @@ def initializer_offsets(model_bytes: bytes) -> dict[str, tuple[int, int]]:
 
 def _candidates(folded, baked):
     """For each layer: the kernels a template may hold for it, folded first, then unfolded."""
-    from basisnet_deploy.synthesis import mix
+    from basisnet_deploy.artifacts.synthesis import mix
 
     for layer, (kind, slot, bases, bias, scale) in folded.items():
         folded_onnx = np.ascontiguousarray(np.transpose(bases, TO_ONNX[kind]))

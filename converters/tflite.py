@@ -62,7 +62,7 @@ class TFLiteExporter:
 
     def patch_table(self, template: bytes, folded: dict, baked, quantize: str):
         from basisnet_deploy.converters.tflite_patch import locate
-        from basisnet_deploy.synthesis import mix
+        from basisnet_deploy.artifacts.synthesis import mix
 
         expected = {layer: (kind, slot, mix(bases, baked[slot]))
                     for layer, (kind, slot, bases, _, _) in folded.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from basisnet_deploy.converters.base import ExportError
-from basisnet_deploy.synthesis import CHANNEL_AXIS, Patch
+from basisnet_deploy.artifacts.synthesis import CHANNEL_AXIS, Patch
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType enum
 

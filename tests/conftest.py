@@ -4,7 +4,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from basisnet_deploy.config import ArchConfig  # noqa: E402
+from basisnet_deploy.model.config import ArchConfig  # noqa: E402
 
 # Small enough to build in a second and train for a few seconds on 2 cores.
 TINY = ArchConfig(bases=3, nonshared=(8, 15), width=0.35, resolution=32, light_width=0.35,
@@ -24,9 +24,10 @@ def ckpt(tmp_path_factory):
     """A random-init TINY checkpoint with non-trivial BN statistics (so folding is tested)."""
     import numpy as np
 
-    from basisnet_deploy import checkpoint
-    from basisnet_deploy.config import BasisNetConfig, Preprocessing
-    from basisnet_deploy.model import BasisNet
+    from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.model.config import BasisNetConfig
+    from basisnet_deploy.data import Preprocessing
+    from basisnet_deploy.model.network import BasisNet
 
     import keras
 
@@ -48,7 +49,7 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def float_tflite(ckpt, tmp_path_factory):
     """(directory, manifest) of a float TFLite export of ``ckpt``."""
-    from basisnet_deploy.export import export
+    from basisnet_deploy.export.pipeline import export
 
     out = tmp_path_factory.mktemp("exp") / "tflite"
     return out, export(ckpt, out, target="tflite", **FAST)
@@ -57,7 +58,7 @@ def float_tflite(ckpt, tmp_path_factory):
 @pytest.fixture(scope="session")
 def int8_tflite(ckpt, tmp_path_factory):
     """(directory, manifest) of an int8 TFLite export of ``ckpt``, calibrated on digits."""
-    from basisnet_deploy.export import export
+    from basisnet_deploy.export.pipeline import export
 
     out = tmp_path_factory.mktemp("exp") / "i8"
     return out, export(ckpt, out, target="tflite", calibration="digits", **FAST)

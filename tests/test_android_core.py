@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basisnet_deploy.android_assets import android_assets
+from basisnet_deploy.export.android import android_assets
 from basisnet_deploy.cli import main
-from basisnet_deploy.config import Preprocessing
+from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.data import digits, preprocess
-from basisnet_deploy.deployment import Deployment
-from basisnet_deploy.export import export
-from basisnet_deploy.runner import softmax
-from basisnet_deploy.runtime import open_session
-from basisnet_deploy.synthesis import synthesize
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.export.pipeline import export
+from basisnet_deploy.runtime.runner import softmax
+from basisnet_deploy.runtime.sessions import open_session
+from basisnet_deploy.artifacts.synthesis import synthesize
 
 from tests.conftest import FAST
 

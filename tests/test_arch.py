@@ -1,4 +1,4 @@
-from basisnet_deploy.arch import ARCHS, MV2, MV3_LARGE, MV3_SMALL, make_divisible, resolve
+from basisnet_deploy.model.arch import ARCHS, MV2, MV3_LARGE, MV3_SMALL, make_divisible, resolve
 
 
 def test_make_divisible_matches_reference_rounding():

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from basisnet_deploy import checkpoint
+from basisnet_deploy.model import checkpoint
 from basisnet_deploy.cli import cli, main
-from basisnet_deploy.config import BasisNetConfig, Preprocessing
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.model import BasisNet
+from basisnet_deploy.model.config import BasisNetConfig
+from basisnet_deploy.data import Preprocessing
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.model.network import BasisNet
 
 
 @pytest.fixture(scope="module")

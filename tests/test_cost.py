@@ -6,8 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from basisnet_deploy.cli import cli
-from basisnet_deploy.config import ArchConfig
-from basisnet_deploy.cost import basisnet_cost, expected_madds, plain_cost
+from basisnet_deploy.model.config import ArchConfig
+from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.model.cost import basisnet_cost, plain_cost
 
 
 def close(value, published, rel=0.02):
@@ -72,7 +73,7 @@ def test_cli_table_and_bad_flags():
 def test_cost_params_match_the_keras_model(tiny):
     """The cost model and the Keras builder read one table: their parameter counts agree
     once BN is folded (Keras keeps gamma, beta, mean, variance; the cost counts one bias)."""
-    from basisnet_deploy.model import BasisNet
+    from basisnet_deploy.model.network import BasisNet
 
     net = BasisNet(tiny)
     bn = sum(int(w.shape[0]) for w in net.weights if w.path.endswith("gamma"))

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from basisnet_deploy import data
-from basisnet_deploy.config import Preprocessing
+from basisnet_deploy.data import Preprocessing
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basisnet_deploy import checkpoint
+from basisnet_deploy.model import checkpoint
 from basisnet_deploy.cli import main
-from basisnet_deploy.export import export
-from basisnet_deploy.runtime import open_session
-from basisnet_deploy.synthesis import load_table, synthesize
+from basisnet_deploy.export.pipeline import export
+from basisnet_deploy.runtime.sessions import open_session
+from basisnet_deploy.artifacts.synthesis import load_table, synthesize
 
 from tests.conftest import FAST
 
@@ -191,7 +191,7 @@ def test_verify_refuses_a_truncated_artifact(float_tflite, tmp_path, capsys):
 
 
 def test_truncated_model_bytes_fail_to_load_clearly(float_tflite):
-    from basisnet_deploy.runtime import RuntimeLoadError
+    from basisnet_deploy.runtime.sessions import RuntimeLoadError
 
     out, m = float_tflite
     data = (out / "lightweight.tflite").read_bytes()
@@ -217,9 +217,10 @@ def test_template_constants_stay_unique_when_biases_coincide(tmp_path):
     buffers, and patching one layer would rewrite the others. The template keeps them apart."""
     import keras
 
-    from basisnet_deploy.config import BasisNetConfig, Preprocessing
-    from basisnet_deploy.model import BasisNet
-    from basisnet_deploy.synthesis import overlapping
+    from basisnet_deploy.model.config import BasisNetConfig
+    from basisnet_deploy.data import Preprocessing
+    from basisnet_deploy.model.network import BasisNet
+    from basisnet_deploy.artifacts.synthesis import overlapping
     from tests.conftest import TINY
 
     keras.utils.set_random_seed(1)
@@ -237,7 +238,7 @@ def test_template_constants_stay_unique_when_biases_coincide(tmp_path):
 
 
 def test_synthesize_refuses_overlapping_writes(float_tflite):
-    from basisnet_deploy.synthesis import overlapping
+    from basisnet_deploy.artifacts.synthesis import overlapping
 
     out, m = float_tflite
     entry = m["artifacts"]["specialist_presynth"]

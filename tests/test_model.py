@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from basisnet_deploy.layers import _per_sample_depthwise
-from basisnet_deploy.model import (BasisNet, build_plain_specialist, build_specialist,
+from basisnet_deploy.model.layers import _per_sample_depthwise
+from basisnet_deploy.model.network import (BasisNet, build_plain_specialist, build_specialist,
                                    copy_basis_into_plain)
 
 
@@ -84,7 +84,7 @@ def test_lightweight_outputs_softmax_coefficients(nets, tiny):
 
 
 def test_coefficient_warmup_and_basis_dropout():
-    from basisnet_deploy.train import coefficient_schedule, regularize_coefficients
+    from basisnet_deploy.training.trainer import coefficient_schedule, regularize_coefficients
 
     alpha = tf.nn.softmax(tf.random.stateless_normal((64, 5, 8), seed=(1, 2)))
     assert np.allclose(regularize_coefficients(alpha, 1.0, 0.0, (0, 0)), 1 / 8)

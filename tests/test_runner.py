@@ -8,11 +8,11 @@ import time
 import pytest
 from PIL import Image
 
-from basisnet_deploy.backends import DelegateUnavailable, make_factory
+from basisnet_deploy.runtime.backends import DelegateUnavailable, make_factory
 from basisnet_deploy.cli import main
 from basisnet_deploy.data import digits
-from basisnet_deploy.deployment import Deployment
-from basisnet_deploy.runner import ResynthesisPolicy, TwoStageRunner, softmax
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner, softmax
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_resynthesis_policy(dep, frames):
 
 
 def test_threshold_calibration_meets_its_constraint(float_tflite, tmp_path):
-    from basisnet_deploy import threshold as th
+    from basisnet_deploy.report import threshold as th
 
     copy = tmp_path / "exp"
     shutil.copytree(float_tflite[0], copy)
@@ -186,8 +186,8 @@ def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsy
 
 
 def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
-    from basisnet_deploy.bench import bench
-    from basisnet_deploy.export import export
+    from basisnet_deploy.report.bench import bench
+    from basisnet_deploy.export.pipeline import export
     from tests.conftest import FAST
 
     export(ckpt, tmp_path / "b", target="tflite", specialist="presynth", baseline=True, **FAST)

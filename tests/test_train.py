@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from basisnet_deploy import checkpoint
+from basisnet_deploy.model import checkpoint
 from basisnet_deploy.cli import main
-from basisnet_deploy.config import Preprocessing
+from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.data import digits
-from basisnet_deploy.train import TrainSettings, train
+from basisnet_deploy.training.trainer import TrainSettings, train
 
 SETTINGS = TrainSettings(epochs=8, batch_size=32, warmup_epochs=0.5, seed=0)
 

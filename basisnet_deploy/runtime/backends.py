@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.runtime import LiteRTSession, OnnxSession, RuntimeLoadError
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.runtime.sessions import LiteRTSession, OnnxSession, RuntimeLoadError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 RUNTIMES = ("litert", "onnxruntime")

@@ -1,8 +1,9 @@
-"""Atomic directory writes: build in a temporary sibling, then rename into place."""
+"""Files the tool writes and reads: atomic directory writes and content digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -31,3 +32,7 @@ def staged_directory(target: str | os.PathLike):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

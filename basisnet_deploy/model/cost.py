@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from basisnet_deploy.arch import Resolved, resolve
-from basisnet_deploy.config import ArchConfig
+from basisnet_deploy.model.arch import Resolved, resolve
+from basisnet_deploy.model.config import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,3 @@ def basisnet_cost(cfg: ArchConfig) -> dict:
     stages = {"lightweight": asdict(lm), "synthesis": asdict(synth), "specialist": asdict(sp)}
     return {"madds": total.madds, "params": total.params, "stages": stages,
             "nonshared_weights_per_basis": p}
-
-
-def expected_madds(cost: dict, exit_rate: float) -> float:
-    """Average MAdds per frame when a fraction ``exit_rate`` of frames skip the specialist."""
-    st = cost["stages"]
-    second = st["synthesis"]["madds"] + st["specialist"]["madds"]
-    return st["lightweight"]["madds"] + (1.0 - exit_rate) * second

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from basisnet_deploy.atomic import staged_directory
-from basisnet_deploy.config import BasisNetConfig, ConfigError
-from basisnet_deploy.errors import UserError
+from basisnet_deploy.common.files import staged_directory
+from basisnet_deploy.model.config import BasisNetConfig, ConfigError
+from basisnet_deploy.common.errors import UserError
 
 if TYPE_CHECKING:  # TensorFlow is imported on use, so reading config.json stays fast
-    from basisnet_deploy.model import BasisNet
+    from basisnet_deploy.model.network import BasisNet
 
 CONFIG_FILE = "config.json"
 PREFIX = "model"
@@ -82,7 +82,7 @@ def load(directory: str | os.PathLike) -> tuple["BasisNet", BasisNetConfig]:
     """Build the BasisNet that ``config.json`` describes and restore its weights."""
     import tensorflow as tf
 
-    from basisnet_deploy.model import BasisNet
+    from basisnet_deploy.model.network import BasisNet
 
     directory = Path(directory)
     config = load_config(directory)

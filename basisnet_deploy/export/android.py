@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
-from basisnet_deploy.atomic import staged_directory
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.verify import check_files, load_manifest, sha256_hex
+from basisnet_deploy.common.files import staged_directory
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+from basisnet_deploy.common.files import sha256_hex
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
 BASES_RAW = "specialist_bases.bin"

@@ -12,45 +12,11 @@ the float pipeline), which is what a device computes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.errors import UserError
-
-
-def evaluation_set(cfg, images_dir: str | None = None):
-    """(images, labels or None, source, indices into digits or []) for verification.
-
-    Default: the checkpoint's own held-out split when it was trained on digits.
-    """
-    from basisnet_deploy import data
-
-    trained_on_digits = cfg.training.get("dataset") == "digits"
-    if images_dir is None and not trained_on_digits:
-        raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
-                        "held-out images (DIR/<class>/<images> to also score accuracy)")
-    if images_dir in (None, "digits"):
-        # By default the checkpoint's own held-out split; for an explicit "digits", a held-out
-        # fifth (seed 0). Digits calibration uses the rest.
-        settings = cfg.training.get("settings", {}) if images_dir is None else {}
-        ds = data.digits()
-        _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
-        held = ds.subset(test_idx)
-        return held.images, held.labels, "held-out digits", test_idx
-    root = Path(images_dir)
-    try:
-        ds = data.image_folder(root)
-        if tuple(ds.class_names) == tuple(cfg.labels):
-            return ds.images, ds.labels, str(root), []
-        return ds.images, None, str(root), []
-    except data.DataError:
-        from basisnet_deploy.calibration.images import calibration_images
-
-        imgs = calibration_images(str(root), 10**9)
-        return imgs.images, None, str(root), []
+from basisnet_deploy.artifacts.manifest import manifest_preprocessing
 
 
 def _compare(ref: np.ndarray, got: np.ndarray) -> dict:
@@ -73,8 +39,8 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
     import tensorflow as tf
 
     from basisnet_deploy.data import preprocess
-    from basisnet_deploy.runtime import open_session
-    from basisnet_deploy.synthesis import load_presynth, synthesize
+    from basisnet_deploy.runtime.sessions import open_session
+    from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
 
     directory = Path(directory)
     arts = manifest["artifacts"]
@@ -122,44 +88,3 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
         if "specialist_coefficient" in arts:
             results["presynth_vs_coefficient"] = _compare(coeff_iso, iso)
     return results
-
-
-def manifest_preprocessing(manifest):
-    """The manifest's preprocessing as a :class:`Preprocessing` (stage resolutions aside)."""
-    from basisnet_deploy.config import Preprocessing
-
-    p = manifest["preprocessing"]
-    return Preprocessing(resize=p["resize"], crop_fraction=p["crop_fraction"],
-                         input_range=tuple(p["input_range"]), interpolation=p["interpolation"])
-
-
-def load_manifest(directory) -> dict:
-    directory = Path(directory)
-    path = directory / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{path}: missing; pass a directory written by basisnet-deploy export")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}") from None
-    if manifest.get("schema_version") != 1:
-        raise UserError(f"{path}: unsupported schema_version {manifest.get('schema_version')!r}")
-    return manifest
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def check_files(directory, manifest) -> None:
-    """Every artifact file present, with the size and sha256 the manifest records."""
-    directory = Path(directory)
-    for role, entry in manifest["artifacts"].items():
-        path = directory / entry["file"]
-        if not path.is_file():
-            raise UserError(f"{path}: missing ({role}); re-run basisnet-deploy export")
-        data = path.read_bytes()
-        if len(data) != entry["bytes"] or sha256_hex(data) != entry["sha256"]:
-            raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest "
-                            f"({entry['bytes']} bytes expected): truncated or modified; "
-                            "re-run basisnet-deploy export")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.errors import UserError
+from basisnet_deploy.common.errors import UserError
 
 
 class RuntimeLoadError(UserError):

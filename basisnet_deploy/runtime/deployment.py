@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.data import preprocess
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.synthesis import Presynth, load_presynth
-from basisnet_deploy.verify import check_files, load_manifest, manifest_preprocessing
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
+from basisnet_deploy.artifacts.manifest import check_files, load_manifest, manifest_preprocessing
 
 
 class Deployment:

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from basisnet_deploy.synthesis import synthesize
+from basisnet_deploy.artifacts.synthesis import synthesize
 
 MODES = ("sequential", "pipelined")
 FORMS = ("coefficient", "presynth")

@@ -1,6 +1,6 @@
 """Keras builders for the lightweight model, the specialist and plain MobileNets.
 
-Every network is built from :func:`basisnet_deploy.arch.resolve`, so it has exactly the
+Every network is built from :func:`basisnet_deploy.model.arch.resolve`, so it has exactly the
 channels the cost model counts. Layers are named ``<prefix>_L<i>_<part>`` (the paper's block
 numbering) so checkpoints, BN folding and exporters can find a block's weights by name.
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from basisnet_deploy.arch import Resolved, ResolvedBlock, resolve
-from basisnet_deploy.config import ArchConfig
-from basisnet_deploy.layers import BasisConv1x1, BasisDepthwiseConv2D, activation
+from basisnet_deploy.model.arch import Resolved, ResolvedBlock, resolve
+from basisnet_deploy.model.config import ArchConfig
+from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D, activation
 
 LIGHT_PREFIX = "lm"
 SPECIALIST_PREFIX = "sp"

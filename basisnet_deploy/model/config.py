@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from basisnet_deploy.arch import ARCHS
-from basisnet_deploy.errors import UserError
+from basisnet_deploy.model.arch import ARCHS
+from basisnet_deploy.common.errors import ConfigError
+from basisnet_deploy.data.preprocessing import Preprocessing
 
 SCHEMA_VERSION = 1
 
@@ -20,12 +21,7 @@ BACKBONES = {
     "mv3": ("mv3-small", "mv3-large"),
     "mv2": ("mv2", "mv2"),
 }
-RESIZE_RULES = ("squash", "center_crop")
 STRATEGIES = ("default", "mirrored")  # tf.distribute strategies the training step runs under
-
-
-class ConfigError(UserError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -78,29 +74,6 @@ class ArchConfig:
             bad("dropout", f"must be in [0, 1), got {self.dropout}")
         if not 0 < self.bn_momentum < 1:
             bad("bn_momentum", f"must be in (0, 1), got {self.bn_momentum}")
-        return self
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes an input tensor; the manifest repeats it for every runtime."""
-
-    resize: str = "center_crop"  # squash: resize to RxR; center_crop: short side to R/crop, crop
-    crop_fraction: float = 0.875
-    input_range: tuple[float, float] = (-1.0, 1.0)
-    interpolation: str = "bilinear"
-
-    def validate(self, where: str = "preprocessing") -> "Preprocessing":
-        if self.resize not in RESIZE_RULES:
-            raise ConfigError(f"{where}.resize: unknown rule {self.resize!r}; "
-                              f"choose one of {list(RESIZE_RULES)}")
-        if not 0 < self.crop_fraction <= 1:
-            raise ConfigError(f"{where}.crop_fraction: must be in (0, 1], got {self.crop_fraction}")
-        lo, hi = self.input_range
-        if not lo < hi:
-            raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
-        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
-            raise ConfigError(f"{where}.interpolation: unknown {self.interpolation!r}")
         return self
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.cost import expected_madds
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.runner import ResynthesisPolicy, _SpecialistStage, softmax
+from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, _SpecialistStage, softmax
 
 
 def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:

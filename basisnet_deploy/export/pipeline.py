@@ -22,28 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
-from basisnet_deploy.atomic import staged_directory
+from basisnet_deploy.common.files import staged_directory
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import QUANTIZATIONS, ExportError
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.verify import sha256_hex
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.artifacts.manifest import BASES_FILE, MANIFEST_FILE, MANIFEST_VERSION, PATCH_TABLE_FILE, ROLES
+from basisnet_deploy.common.files import sha256_hex
 
 # TF's converter calibrates with its own deprecated tf.lite.Interpreter; not ours to fix.
 warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 SPECIALIST_FORMS = ("coefficient", "presynth", "all")
-ROLES = {
-    "lightweight": "Lightweight model: previews the image on the CPU; class logits and the "
-                   "per-block coefficients.",
-    "specialist_coefficient": "Specialist, coefficient-input: image + coefficients in, logits "
-                              "out; bases inside, synthesis in the graph.",
-    "specialist_presynth": "Specialist, pre-synthesized: static-weight template; synthesize() "
-                           "patches one coefficient set's kernels in place.",
-    "baseline_plain": "Plain MobileNet of the specialist's shape (the template's weights), for "
-                      "bench's overhead ratio; not part of the pipeline.",
-}
 
 
 def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
@@ -53,7 +42,7 @@ def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, 
     BN is shared across bases, so it folds exactly into every basis before mixing:
     ``fold(sum_k a_k W_k) = sum_k a_k fold(W_k)``.
     """
-    from basisnet_deploy.layers import BasisConv1x1, BasisDepthwiseConv2D
+    from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
 
     out = {}
     for layer in specialist.layers:
@@ -80,13 +69,13 @@ def _graphs(net, cfg, baked, decompose_hard_swish: bool = False):
     """The three graphs to convert; ``baked`` [L, K] are the template's coefficients.
 
     The models are rebuilt from the checkpoint's weights, so an export can choose the form of
-    hard-swish (:func:`basisnet_deploy.layers.hard_swish_decomposed`) without touching them.
+    hard-swish (:func:`basisnet_deploy.model.layers.hard_swish_decomposed`) without touching them.
     """
     import tensorflow as tf
 
     from basisnet_deploy.converters.base import Graph
-    from basisnet_deploy.layers import decomposed_hard_swish
-    from basisnet_deploy.model import (build_lightweight, build_plain_specialist,
+    from basisnet_deploy.model.layers import decomposed_hard_swish
+    from basisnet_deploy.model.network import (build_lightweight, build_plain_specialist,
                                        build_specialist, copy_basis_into_plain)
 
     a = cfg.architecture
@@ -135,10 +124,11 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     ``dynamic`` (int8 weights, float activations) or ``fakequant`` (full int8; synthesized
     kernels symmetric per-tensor within max_k |W_k|).
     """
-    from basisnet_deploy import checkpoint
+    from basisnet_deploy.model import checkpoint
     from basisnet_deploy.calibration.images import calibration_images
-    from basisnet_deploy.cost import basisnet_cost
-    from basisnet_deploy.verify import evaluation_set, verify_directory
+    from basisnet_deploy.model.cost import basisnet_cost
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.export.verify import verify_directory
 
     say = progress or (lambda msg: None)
     quantize = quantize or ("int8" if calibration else "float32")
@@ -154,7 +144,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     exporter = get_exporter(target, input_type=input_type)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / MANIFEST).is_file())):
+                                                      and not (out_dir / MANIFEST_FILE).is_file())):
         raise UserError(f"{out_dir}: exists and is not an export directory; choose a new --out "
                         "(an existing export is replaced)")
     started = time.perf_counter()
@@ -249,7 +239,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                 "artifacts": artifacts,
                 "calibration": calib_report,
             }
-            from basisnet_deploy.runtime import describe
+            from basisnet_deploy.runtime.sessions import describe
 
             for role, entry in artifacts.items():
                 entry.update(describe(tmp / entry["file"]))
@@ -263,7 +253,7 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                 tmp, manifest, net, held_images[:verify_images], held_labels[:verify_images]
                 if held_labels is not None else None, source=held_source)
             manifest["export_seconds"] = round(time.perf_counter() - started, 1)
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     except ExportError as e:
         raise UserError(f"export failed: {e}") from None
     return manifest
@@ -286,7 +276,7 @@ def _coefficient_int8_scheme(target: str, choice: str) -> str:
 
 def _bound_synthesized_kernels(model) -> None:
     """Give every basis layer its symmetric range max_k |W_k| (valid for any softmax mix)."""
-    from basisnet_deploy.layers import BasisConv1x1, BasisDepthwiseConv2D
+    from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
 
     for layer in model.layers:
         if isinstance(layer, (BasisConv1x1, BasisDepthwiseConv2D)):
@@ -303,17 +293,17 @@ def _reader(feeds):
 
 def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, quantize):
     """Bases (BN folded, template layout) and the patch table for the template."""
-    from basisnet_deploy.synthesis import dump_table, overlapping
+    from basisnet_deploy.artifacts.synthesis import dump_table, overlapping
 
     patches, arrays = exporter.patch_table(template, fold_bases(net.specialist), baked, quantize)
     shared = overlapping(patches)
     if shared:
         raise ExportError(f"template: {shared}; synthesize() would overwrite one layer with "
                           "another's values")
-    buf = tmp / "specialist_bases.npz"
+    buf = tmp / BASES_FILE
     with open(buf, "wb") as f:
         np.savez(f, **arrays)
-    (tmp / "specialist_patches.json").write_text(dump_table(patches))
-    return {"bases": buf.name, "patch_table": "specialist_patches.json",
+    (tmp / PATCH_TABLE_FILE).write_text(dump_table(patches))
+    return {"bases": buf.name, "patch_table": PATCH_TABLE_FILE,
             "bases_sha256": sha256_hex(buf.read_bytes()),
             "baked_coefficients": np.round(baked, 6).tolist(), "patched_layers": len(patches)}

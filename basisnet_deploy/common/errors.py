@@ -7,3 +7,7 @@ class UserError(Exception):
     The message is a full sentence that names the file or option and, where there is one,
     the fix.
     """
+
+
+class ConfigError(UserError):
+    """A config.json / preset value that is invalid: one line naming the key."""

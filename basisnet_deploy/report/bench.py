@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
-from basisnet_deploy.backends import make_factory
-from basisnet_deploy.cost import expected_madds
-from basisnet_deploy.deployment import Deployment
-from basisnet_deploy.runner import ResynthesisPolicy, TwoStageRunner
-from basisnet_deploy.synthesis import synthesize
+from basisnet_deploy.runtime.backends import make_factory
+from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
+from basisnet_deploy.artifacts.synthesis import synthesize
 
 
 def percentiles(samples_ms) -> dict:
@@ -62,7 +62,7 @@ def bench(directory, delegate: str = "xnnpack", runtime: str = "litert", runner:
     dep = Deployment(directory)
     if runtime == "litert" and dep.manifest["target"] != "tflite" or \
             runtime == "onnxruntime" and dep.manifest["target"] != "onnx":
-        from basisnet_deploy.errors import UserError
+        from basisnet_deploy.common.errors import UserError
 
         raise UserError(f"{directory} is a {dep.manifest['target']} export; --runtime {runtime} "
                         f"runs {'tflite' if runtime == 'litert' else 'onnx'} exports")
@@ -147,9 +147,9 @@ def bench(directory, delegate: str = "xnnpack", runtime: str = "litert", runner:
 
 
 def _images(images, dep):
-    from basisnet_deploy.calibration.images import calibration_images
     from basisnet_deploy.data import digits
+    from basisnet_deploy.data.datasets import sample_folder
 
     if images in (None, "digits"):
         return digits().images
-    return calibration_images(str(images), 10**9).images
+    return sample_folder(str(images), 10**9).images

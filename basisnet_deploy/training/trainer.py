@@ -29,11 +29,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from basisnet_deploy.config import (STRATEGIES, ArchConfig, BasisNetConfig, Preprocessing,
-                                    TrainSettings)
+from basisnet_deploy.model.config import STRATEGIES, ArchConfig, BasisNetConfig, TrainSettings
+from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.data import Dataset
-from basisnet_deploy.errors import UserError
-from basisnet_deploy.model import BasisNet
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.model.network import BasisNet
 
 def coefficient_schedule(step, total_steps: int, hold: float, decay: float):
     """eps for the coefficient warm-up: 1 for ``hold`` of the run, then linear to 0."""

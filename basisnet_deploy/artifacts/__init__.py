@@ -1,0 +1,1 @@
+"""Stage 2, what an export holds: the manifest and pre-synthesis (NumPy and Pillow only)."""

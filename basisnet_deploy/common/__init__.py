@@ -1,0 +1,1 @@
+"""What every stage shares: the user-error type and safe file writes."""

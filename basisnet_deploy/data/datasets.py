@@ -1,0 +1,158 @@
+"""Labelled image sets: the built-in digits, image folders, held-out splits."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.data.preprocessing import IMAGE_SUFFIXES, DataError, Preprocessing, load_image, preprocess, skip_reason
+
+
+@dataclass
+class Dataset:
+    """Labelled RGB images at their source size, plus what was skipped while reading."""
+
+    images: list
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    skipped: Counter = field(default_factory=Counter)
+    source: str = ""
+
+    def tensors(self, resolution: int, pre: Preprocessing) -> np.ndarray:
+        return np.stack([preprocess(im, resolution, pre) for im in self.images])
+
+    def split_indices(self, held_out: float, seed: int) -> tuple[list[int], list[int]]:
+        """Deterministic stratified split: ``held_out`` of every class goes to the second list."""
+        rng = np.random.default_rng(seed)
+        train_idx, test_idx = [], []
+        for c in range(len(self.class_names)):
+            idx = np.flatnonzero(self.labels == c)
+            rng.shuffle(idx)
+            n = int(round(len(idx) * held_out))
+            test_idx.extend(int(i) for i in idx[:n])
+            train_idx.extend(int(i) for i in idx[n:])
+        return sorted(train_idx), sorted(test_idx)
+
+    def split(self, held_out: float, seed: int) -> tuple["Dataset", "Dataset"]:
+        train_idx, test_idx = self.split_indices(held_out, seed)
+        return self.subset(train_idx), self.subset(test_idx)
+
+    def subset(self, idx) -> "Dataset":
+        return Dataset([self.images[i] for i in idx], self.labels[list(idx)], self.class_names,
+                       Counter(self.skipped), self.source)
+
+
+def digits() -> Dataset:
+    """The 1,797 8x8 handwritten digits that ship inside scikit-learn, as RGB images."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pixels = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    images = [Image.fromarray(p, mode="L").convert("RGB") for p in pixels]
+    return Dataset(images, d.target.astype(np.int64), tuple(str(i) for i in range(10)),
+                   source="digits")
+
+
+def image_folder(root: str | os.PathLike) -> Dataset:
+    """``root/<class>/<image>``; class names are the sorted sub-folder names.
+
+    Files that are not readable images are skipped and counted by reason, never fatal.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory; expected DIR/<class>/<image files>")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{root}: found {len(classes)} class folders; an image folder needs at "
+                        "least two sub-folders, one per class")
+    images, labels, skipped = [], [], Counter()
+    for label, name in enumerate(classes):
+        for path in sorted((root / name).rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            try:
+                images.append(load_image(path))
+                labels.append(label)
+            except DataError as e:
+                skipped[skip_reason(str(e))] += 1
+    if not images:
+        raise DataError(f"{root}: no readable images in {len(classes)} class folders "
+                        f"(skipped: {dict(skipped) or 'nothing found'})")
+    return Dataset(images, np.asarray(labels, np.int64), tuple(classes), skipped, str(root))
+
+
+def load_dataset(spec: str) -> Dataset:
+    """``digits`` or a path to an image folder."""
+    return digits() if spec == "digits" else image_folder(spec)
+
+
+def evaluation_set(cfg, images_dir: str | None = None):
+    """(images, labels or None, source, indices into digits or []) for verification.
+
+    Default: the checkpoint's own held-out split when it was trained on digits.
+    """
+    trained_on_digits = cfg.training.get("dataset") == "digits"
+    if images_dir is None and not trained_on_digits:
+        raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
+                        "held-out images (DIR/<class>/<images> to also score accuracy)")
+    if images_dir in (None, "digits"):
+        # By default the checkpoint's own held-out split; for an explicit "digits", a held-out
+        # fifth (seed 0). Digits calibration uses the rest.
+        settings = cfg.training.get("settings", {}) if images_dir is None else {}
+        ds = digits()
+        _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
+        held = ds.subset(test_idx)
+        return held.images, held.labels, "held-out digits", test_idx
+    root = Path(images_dir)
+    try:
+        ds = image_folder(root)
+        if tuple(ds.class_names) == tuple(cfg.labels):
+            return ds.images, ds.labels, str(root), []
+        return ds.images, None, str(root), []
+    except DataError:
+        sample = sample_folder(root, 10**9)
+        return sample.images, None, str(root), []
+
+
+@dataclass
+class FolderSample:
+    """Images read from every file under a folder, in a seeded order, and what was skipped."""
+
+    images: list
+    considered: int
+    skipped: Counter = field(default_factory=Counter)
+
+
+def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderSample:
+    """Up to ``count`` readable images from every file under ``root`` (any depth), seeded.
+
+    Unreadable files are skipped and counted by reason; a folder with no readable image is a
+    :class:`DataError` naming it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; pass a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{root}: the folder is empty; add real images "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    order = np.random.default_rng(seed).permutation(len(files))
+    images, skipped, considered = [], Counter(), 0
+    for i in order:
+        if len(images) >= count:
+            break
+        considered += 1
+        try:
+            images.append(load_image(files[i]))
+        except DataError as e:
+            skipped[skip_reason(str(e))] += 1
+    if not images:
+        raise DataError(f"{root}: none of its {len(files)} files is a readable image "
+                        f"(skipped: {dict(skipped)})")
+    return FolderSample(images, considered, skipped)

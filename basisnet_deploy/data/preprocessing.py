@@ -1,0 +1,109 @@
+"""One image file in, one input tensor out: loading and preprocessing.
+
+Preprocessing here is the single definition that training, calibration and verification use
+(the manifest repeats it for on-device code): EXIF transpose, RGB, resize by the config's rule,
+scale to the config's input range.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from basisnet_deploy.common.errors import ConfigError, UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+MAX_PIXELS = 64_000_000  # refuse larger images: a decompression bomb, or nothing we can use
+
+RESIZE_RULES = ("squash", "center_crop")
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+class DataError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes an input tensor; the manifest repeats it for every runtime."""
+
+    resize: str = "center_crop"  # squash: resize to RxR; center_crop: short side to R/crop, crop
+    crop_fraction: float = 0.875
+    input_range: tuple[float, float] = (-1.0, 1.0)
+    interpolation: str = "bilinear"
+
+    def validate(self, where: str = "preprocessing") -> "Preprocessing":
+        if self.resize not in RESIZE_RULES:
+            raise ConfigError(f"{where}.resize: unknown rule {self.resize!r}; "
+                              f"choose one of {list(RESIZE_RULES)}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ConfigError(f"{where}.crop_fraction: must be in (0, 1], got {self.crop_fraction}")
+        lo, hi = self.input_range
+        if not lo < hi:
+            raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
+        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise ConfigError(f"{where}.interpolation: unknown {self.interpolation!r}")
+        return self
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image as RGB, upright. Raises :class:`DataError` naming the file.
+
+    Greyscale, palette, CMYK and alpha images are converted (alpha composited on white);
+    truncated files, non-images and images over ``MAX_PIXELS`` are refused.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise DataError(f"{path}: {im.width}x{im.height} is larger than "
+                                    f"{MAX_PIXELS} pixels; refused as a possible decompression bomb")
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                    im = im.convert("RGBA")
+                    background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                    return Image.alpha_composite(background, im).convert("RGB")
+                return im.convert("RGB")
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def preprocess(image: Image.Image, resolution: int, pre: Preprocessing) -> np.ndarray:
+    """An RGB PIL image -> float32 [resolution, resolution, 3] in ``pre.input_range``."""
+    resample = _RESAMPLE[pre.interpolation]
+    if pre.resize == "squash":
+        image = image.resize((resolution, resolution), resample)
+    else:  # center_crop: short side to resolution / crop_fraction, then the central square
+        short = round(resolution / pre.crop_fraction)
+        w, h = image.size
+        scale = short / min(w, h)
+        nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+        image = image.resize((nw, nh), resample)
+        left, top = (nw - resolution) // 2, (nh - resolution) // 2
+        image = image.crop((left, top, left + resolution, top + resolution))
+    x = np.asarray(image, dtype=np.float32) / 255.0
+    lo, hi = pre.input_range
+    return x * (hi - lo) + lo
+
+
+
+
+def skip_reason(message: str) -> str:
+    """The counting bucket for a DataError message from :func:`load_image`."""
+    for key in ("not an image", "truncated", "decompression bomb"):
+        if key in message:
+            return key
+    return "unreadable"

@@ -1,0 +1,1 @@
+"""Stage 3, checkpoint to verified artifacts: export orchestration, verification, Android assets."""

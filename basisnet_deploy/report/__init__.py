@@ -1,0 +1,1 @@
+"""Stage 5, what a deployment costs and gains: bench, early-exit threshold calibration."""

@@ -1,0 +1,1 @@
+"""Stage 4, running an export without TensorFlow: sessions, backends and delegates, runner."""

@@ -1,0 +1,1 @@
+"""Training a BasisNet on digits or an image folder (TensorFlow)."""
