@@ -11,21 +11,24 @@ import androidx.compose.runtime.getValue
 import androidx.compose.runtime.mutableStateOf
 import androidx.compose.runtime.setValue
 import androidx.core.content.ContextCompat
+import dev.basisnet.demo.ui.CameraPermission
 import dev.basisnet.demo.ui.DemoScreen
 
 class MainActivity : ComponentActivity() {
     private val viewModel: PipelineViewModel by viewModels()
-    private var cameraAllowed by mutableStateOf(false)
+    private var permission by mutableStateOf(CameraPermission.ASKING)
 
     private val askCamera = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
-        cameraAllowed = granted
+        permission = if (granted) CameraPermission.GRANTED else CameraPermission.REFUSED
     }
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
-        cameraAllowed = ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) ==
-            PackageManager.PERMISSION_GRANTED
-        if (!cameraAllowed) askCamera.launch(Manifest.permission.CAMERA)
-        setContent { DemoScreen(viewModel, cameraAllowed) }
+        val granted = ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED
+        permission = if (granted) CameraPermission.GRANTED else CameraPermission.ASKING
+        if (!granted) askCamera.launch(Manifest.permission.CAMERA)
+        setContent {
+            DemoScreen(viewModel, permission, onAskAgain = { askCamera.launch(Manifest.permission.CAMERA) })
+        }
     }
 }

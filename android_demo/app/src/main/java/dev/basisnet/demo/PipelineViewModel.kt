@@ -1,11 +1,16 @@
 package dev.basisnet.demo
 
 import android.app.Application
+import android.util.Log
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
+import dev.basisnet.core.DemoSettings
+import dev.basisnet.core.FramePool
 import dev.basisnet.core.FrameResult
+import dev.basisnet.core.PipelineController
 import dev.basisnet.core.PipelineStats
-import dev.basisnet.core.ResynthesisPolicy
+import dev.basisnet.core.PixelFrame
+import dev.basisnet.core.Placement
 import dev.basisnet.core.Stages
 import dev.basisnet.core.TwoStagePipeline
 import kotlinx.coroutines.Dispatchers
@@ -14,25 +19,15 @@ import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
-import kotlinx.coroutines.sync.Mutex
-import kotlinx.coroutines.sync.withLock
-
-enum class SpecialistForm(val label: String, val role: String) {
-    PRESYNTH("Pre-synthesized", "specialist_presynth"),
-    COEFFICIENT("Coefficient-input", "specialist_coefficient"),
-}
-
-data class Settings(
-    val form: SpecialistForm = SpecialistForm.PRESYNTH,
-    val processor: Processor = Processor.GPU,
-    val mode: TwoStagePipeline.Mode = TwoStagePipeline.Mode.PIPELINED,
-    /** Early-exit confidence; null never exits. Starts at the manifest's calibrated value. */
-    val threshold: Float? = null,
-)
 
 data class UiState(
-    val settings: Settings = Settings(),
+    val settings: DemoSettings? = null,
+    val forms: List<DemoSettings.Form> = emptyList(),
+    val processors: Set<Placement.Processor> = setOf(Placement.Processor.CPU),
     val status: String = "loading models…",
+    /** Start-up failure (missing, foreign or tampered asset, newer schema): the error screen. */
+    val fatal: String? = null,
+    /** A setting that could not start, or a failed frame; the app stays usable. */
     val error: String? = null,
     val labels: List<String> = emptyList(),
     val calibratedThreshold: Float? = null,
@@ -40,108 +35,122 @@ data class UiState(
     val stats: PipelineStats.Snapshot? = null,
     val lightweightProcessor: String = "",
     val specialistProcessor: String = "",
-    val rejectedFrames: Long = 0,
+    val refusedFrames: Long = 0,
 )
 
 /**
- * Owns the two-stage pipeline. Camera frames come in on the analyzer thread through [onFrame]
- * (refused, and so dropped, while the pipeline is full: the camera keeps only the latest frame);
- * results come back in order on the specialist thread and are folded into [state].
+ * A thin shell over the core's [PipelineController]: it loads the assets off the main thread,
+ * turns controller events into [state], and hands camera frames over. Rebuilds and teardown run
+ * on the controller's own thread, never the main thread.
  */
 class PipelineViewModel(application: Application) : AndroidViewModel(application) {
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state.asStateFlow()
 
-    private val rebuild = Mutex()
-    @Volatile private var pipeline: TwoStagePipeline<Frame>? = null
-    private var assets: BasisNetAssets? = null
-    private var stats = PipelineStats(WINDOW)
+    /** Full-frame buffers, recycled: two frames inside the pipeline plus one being filled. */
+    val framePool = FramePool(MAX_IN_FLIGHT + 1)
+
+    @Volatile private var controller: PipelineController<DemoSettings, PixelFrame>? = null
 
     init {
-        viewModelScope.launch(Dispatchers.IO) {
-            try {
-                val loaded = BasisNetAssets.load(getApplication())
-                assets = loaded
-                val m = loaded.manifest
-                val form = if (m.hasArtifact("specialist_presynth")) SpecialistForm.PRESYNTH else SpecialistForm.COEFFICIENT
-                val settings = Settings(form = form, threshold = m.threshold)
-                _state.update { it.copy(labels = m.labels, calibratedThreshold = m.threshold, settings = settings) }
-                apply(settings)
-            } catch (e: Exception) {
-                _state.update { it.copy(status = "cannot start", error = e.message ?: e.toString()) }
-            }
-        }
+        viewModelScope.launch(Dispatchers.IO) { start() }
     }
 
-    /** Called for every analysis frame; never blocks the camera. */
-    fun onFrame(frame: Frame) {
-        pipeline?.offer(frame)
+    private fun start() {
+        val assets = try {
+            BasisNetAssets.load(getApplication())
+        } catch (e: Exception) {
+            Log.e(TAG, "cannot start", e)
+            _state.update { it.copy(status = "cannot start", fatal = e.message ?: e.toString()) }
+            return
+        }
+        val available = LiteRt.available()
+        val manifest = assets.manifest
+        val settings = DemoSettings.defaults(manifest, available)
+        _state.update {
+            it.copy(
+                settings = settings, forms = DemoSettings.forms(manifest), processors = available,
+                labels = manifest.labels, calibratedThreshold = manifest.threshold,
+            )
+        }
+        val c = PipelineController(Factory(assets, available), Events(), framePool::release, WINDOW, CLOSE_WAIT_MS)
+        controller = c
+        c.apply(settings)
+    }
+
+    /** Called on the analyzer thread for every frame; never blocks, never throws, releases refused frames. */
+    fun onFrame(frame: PixelFrame) {
+        val c = controller
+        if (c == null) framePool.release(frame) else c.offer(frame)
+    }
+
+    fun apply(settings: DemoSettings) {
+        _state.update { it.copy(settings = settings) }
+        controller?.apply(settings)
     }
 
     fun setThreshold(value: Float?) {
-        pipeline?.setThreshold(value)
-        _state.update { it.copy(settings = it.settings.copy(threshold = value)) }
+        controller?.setThreshold(value)
+        _state.update { it.copy(settings = it.settings?.withThreshold(value)) }
     }
 
-    /** Rebuilds the pipeline for new settings; each stage is created on its own thread. */
-    fun apply(settings: Settings) {
-        val loaded = assets ?: return
-        viewModelScope.launch(Dispatchers.IO) {
-            rebuild.withLock {
-                pipeline?.let { old -> pipeline = null; old.close() }
-                stats = PipelineStats(WINDOW)
-                _state.update { it.copy(settings = settings, status = "starting ${settings.form.label} on ${settings.processor.label}…", last = null, stats = null, error = null) }
-                val policy = ResynthesisPolicy(RESYNTHESIS_TOLERANCE, 0)
-                val light = Stages.Factory<Stages.Lightweight<Frame>> { LightweightStage(loaded) }
-                val specialist = Stages.Factory<Stages.Specialist<Frame>> {
-                    when (settings.form) {
-                        SpecialistForm.PRESYNTH -> PresynthStage(loaded, settings.processor, policy)
-                        SpecialistForm.COEFFICIENT -> CoefficientSpecialist(loaded, settings.processor)
-                    }
+    override fun onCleared() {
+        controller?.closeAsync() // returns at once: the stages close on their own threads
+        controller = null
+    }
+
+    private class Factory(val assets: BasisNetAssets, val available: Set<Placement.Processor>) :
+        PipelineController.Factory<DemoSettings, PixelFrame> {
+        override fun create(
+            settings: DemoSettings,
+            listener: TwoStagePipeline.Listener,
+            release: java.util.function.Consumer<in PixelFrame>,
+        ): TwoStagePipeline<PixelFrame> {
+            val light = Stages.Factory<Stages.Lightweight<PixelFrame>> { LightweightStage(assets) }
+            val specialist = Stages.Factory<Stages.Specialist<PixelFrame>> {
+                when (settings.form) {
+                    DemoSettings.Form.PRESYNTH -> PresynthStage(assets, settings.specialistProcessor, available, settings.policy())
+                    DemoSettings.Form.COEFFICIENT -> CoefficientStage(assets, settings.specialistProcessor, available)
                 }
-                val next = TwoStagePipeline(
-                    light, specialist, settings.threshold, settings.mode, MAX_IN_FLIGHT,
-                    TwoStagePipeline.Listener { onResult(it) },
+            }
+            return TwoStagePipeline(light, specialist, settings.threshold, settings.mode, MAX_IN_FLIGHT, listener, release)
+        }
+    }
+
+    private inner class Events : PipelineController.Events<DemoSettings> {
+        override fun onStarting(settings: DemoSettings) {
+            _state.update { it.copy(status = "starting $settings…", last = null, stats = null, error = null) }
+        }
+
+        override fun onRunning(settings: DemoSettings, lightweightProcessor: String, specialistProcessor: String) {
+            Log.i(TAG, "running $settings: lightweight on $lightweightProcessor, specialist on $specialistProcessor")
+            _state.update {
+                it.copy(status = "running", lightweightProcessor = lightweightProcessor, specialistProcessor = specialistProcessor)
+            }
+        }
+
+        override fun onFailed(settings: DemoSettings, error: Exception) {
+            Log.e(TAG, "cannot start $settings", error)
+            _state.update { it.copy(status = "cannot start $settings", error = error.message ?: error.toString()) }
+        }
+
+        override fun onResult(result: FrameResult, stats: PipelineStats.Snapshot) {
+            result.error?.let { Log.w(TAG, "frame ${result.index} failed", it) }
+            _state.update { ui ->
+                ui.copy(
+                    last = if (result.error == null) result else ui.last,
+                    error = result.error?.let { e -> "frame ${result.index}: ${e.message ?: e}" } ?: ui.error,
+                    stats = stats,
+                    refusedFrames = controller?.refused() ?: ui.refusedFrames,
                 )
-                try {
-                    next.awaitReady()
-                    pipeline = next
-                    _state.update {
-                        it.copy(
-                            status = "running",
-                            lightweightProcessor = next.lightweightProcessor(),
-                            specialistProcessor = next.specialistProcessor(),
-                        )
-                    }
-                } catch (e: Exception) {
-                    next.close()
-                    _state.update { it.copy(status = "cannot start", error = e.message ?: e.toString()) }
-                }
             }
         }
     }
 
-    private fun onResult(result: FrameResult) {
-        stats.add(result)
-        val p = pipeline
-        _state.update {
-            it.copy(
-                last = if (result.error == null) result else it.last,
-                error = result.error?.let { e -> "frame ${result.index}: ${e.message ?: e}" } ?: it.error,
-                stats = stats.snapshot(),
-                rejectedFrames = p?.rejected() ?: it.rejectedFrames,
-            )
-        }
-    }
-
-    override fun onCleared() {
-        pipeline?.close()
-        pipeline = null
-    }
-
     private companion object {
+        const val TAG = "BasisNetDemo"
         const val WINDOW = 30
         const val MAX_IN_FLIGHT = 2 // one frame per stage: the lightweight previews t+1 while the specialist runs t
-        const val RESYNTHESIS_TOLERANCE = 0.0 // exact, like the Python runner's default
+        const val CLOSE_WAIT_MS = 3000L
     }
 }

@@ -42,6 +42,11 @@ public final class Manifest {
 
     private Manifest(JsonObject root) {
         int version = integer(root, "schema_version");
+        if (version > SCHEMA_VERSION) {
+            throw new ManifestException("manifest.json: schema_version " + version + " is not supported (this app reads "
+                    + SCHEMA_VERSION + "): the export was written by a newer basisnet-deploy; update the app, or "
+                    + "re-export with the basisnet-deploy version that matches the app");
+        }
         if (version != SCHEMA_VERSION) {
             throw new ManifestException("manifest.json: schema_version " + version + " is not supported (this app reads "
                     + SCHEMA_VERSION + "); re-export with the basisnet-deploy version that matches the app");

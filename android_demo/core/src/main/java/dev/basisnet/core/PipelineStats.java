@@ -19,9 +19,11 @@ public final class PipelineStats {
         public final double synthesisMs; // over frames that re-synthesized
         public final double latencyMs;
         public final double framesPerSecond;
+        public final long resyntheses; // frames that rebuilt the pre-synthesized specialist
+        public final double resynthesisRate; // resyntheses / frames that ran the specialist
 
         Snapshot(long frames, long earlyExits, long failures, double lightweightMs, double specialistMs,
-                 double synthesisMs, double latencyMs, double framesPerSecond) {
+                 double synthesisMs, double latencyMs, double framesPerSecond, long resyntheses) {
             this.frames = frames;
             this.earlyExits = earlyExits;
             this.failures = failures;
@@ -31,12 +33,15 @@ public final class PipelineStats {
             this.synthesisMs = synthesisMs;
             this.latencyMs = latencyMs;
             this.framesPerSecond = framesPerSecond;
+            this.resyntheses = resyntheses;
+            long specialistFrames = frames - earlyExits;
+            this.resynthesisRate = specialistFrames == 0 ? 0 : (double) resyntheses / specialistFrames;
         }
     }
 
     private final int window;
     private final Deque<double[]> recent = new ArrayDeque<>(); // {time s, light, spec, synth, latency}
-    private long frames, exits, failures;
+    private long frames, exits, failures, resyntheses;
 
     public PipelineStats(int window) {
         if (window < 2) throw new IllegalArgumentException("window must be >= 2");
@@ -54,6 +59,7 @@ public final class PipelineStats {
         }
         frames++;
         if (r.earlyExit()) exits++;
+        if (r.synthesisMs > 0) resyntheses++;
         recent.addLast(new double[] {nowSeconds, r.lightweightMs, r.earlyExit() ? Double.NaN : r.specialistMs,
                 r.synthesisMs > 0 ? r.synthesisMs : Double.NaN, r.latencyMs});
         while (recent.size() > window) recent.removeFirst();
@@ -65,7 +71,7 @@ public final class PipelineStats {
             double span = recent.peekLast()[0] - recent.peekFirst()[0];
             if (span > 0) fps = (recent.size() - 1) / span;
         }
-        return new Snapshot(frames, exits, failures, median(1), median(2), median(3), median(4), fps);
+        return new Snapshot(frames, exits, failures, median(1), median(2), median(3), median(4), fps, resyntheses);
     }
 
     private double median(int column) {

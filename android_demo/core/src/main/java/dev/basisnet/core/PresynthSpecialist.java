@@ -2,7 +2,7 @@ package dev.basisnet.core;
 
 /**
  * The pre-synthesized specialist form: a static-weight model rebuilt from the template when the
- * {@link ResynthesisPolicy} says so, then run as an ordinary model (XNNPACK, GPU or NNAPI apply).
+ * {@link ResynthesisPolicy} says so, then run as an ordinary model (XNNPACK, GPU or NPU accelerators apply).
  * The coefficients of a frame are used only to decide and to synthesize.
  */
 public final class PresynthSpecialist<F> implements Stages.Specialist<F> {

@@ -1,5 +1,6 @@
 package dev.basisnet.core;
 
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -7,6 +8,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 
 /**
  * The two-processor scheduler: the lightweight model on one single-thread executor, the
@@ -21,6 +23,11 @@ import java.util.concurrent.atomic.AtomicLong;
  *       beyond that (a camera analyzer then simply drops it, like KEEP_ONLY_LATEST);
  *       {@link #submit} blocks instead. An accepted frame always gets exactly one result.</li>
  *   <li>{@link Mode#SEQUENTIAL} runs both stages on one thread, one frame at a time, for comparison.</li>
+ *   <li>Lifecycle: {@link #offer} and {@link #submit} after {@link #close} are no-ops that return
+ *       false (a camera frame racing a settings change must not throw on the analyzer thread);
+ *       {@code close} is idempotent and waits for the frames inside for at most a bound.</li>
+ *   <li>Every accepted frame is handed to the {@code release} callback once its result is
+ *       delivered, so the caller can recycle its pixel buffer (see {@link FramePool}).</li>
  * </ul>
  */
 public final class TwoStagePipeline<F> implements AutoCloseable {
@@ -38,19 +45,32 @@ public final class TwoStagePipeline<F> implements AutoCloseable {
     private final Future<Stages.Specialist<F>> specialist;
     private final Semaphore slots;
     private final Listener listener;
+    private final Consumer<? super F> release;
+    private final int maxInFlight;
+    private final Object admission = new Object(); // makes "check closed, then enqueue" atomic against close
     private final AtomicLong nextIndex = new AtomicLong();
     private final AtomicLong rejected = new AtomicLong();
     private final AtomicLong listenerErrors = new AtomicLong();
     private volatile Float threshold;
     private volatile boolean closed;
+    private Boolean closedCleanly; // guarded by admission; null until the first close finished
 
     public TwoStagePipeline(Stages.Factory<? extends Stages.Lightweight<F>> lightFactory,
                             Stages.Factory<? extends Stages.Specialist<F>> specialistFactory,
                             Float threshold, Mode mode, int maxInFlight, Listener listener) {
+        this(lightFactory, specialistFactory, threshold, mode, maxInFlight, listener, frame -> { });
+    }
+
+    public TwoStagePipeline(Stages.Factory<? extends Stages.Lightweight<F>> lightFactory,
+                            Stages.Factory<? extends Stages.Specialist<F>> specialistFactory,
+                            Float threshold, Mode mode, int maxInFlight, Listener listener,
+                            Consumer<? super F> release) {
         if (maxInFlight < 1) throw new IllegalArgumentException("maxInFlight must be >= 1");
         this.mode = mode;
         this.threshold = threshold;
         this.listener = listener;
+        this.release = release;
+        this.maxInFlight = maxInFlight;
         this.slots = new Semaphore(maxInFlight);
         this.lightExecutor = Executors.newSingleThreadExecutor(r -> new Thread(r, "basisnet-lightweight"));
         this.specialistExecutor = mode == Mode.SEQUENTIAL ? lightExecutor
@@ -91,22 +111,46 @@ public final class TwoStagePipeline<F> implements AutoCloseable {
         return listenerErrors.get();
     }
 
-    /** Accepts the frame unless {@code maxInFlight} frames are already inside. */
+    /**
+     * Accepts the frame unless {@code maxInFlight} frames are already inside or the pipeline is
+     * closed; a refused frame stays the caller's (it is not passed to {@code release}).
+     */
     public boolean offer(F frame) {
-        ensureOpen();
-        if (!slots.tryAcquire()) {
-            rejected.incrementAndGet();
-            return false;
+        synchronized (admission) {
+            if (closed) return false;
+            if (!slots.tryAcquire()) {
+                rejected.incrementAndGet();
+                return false;
+            }
+            enqueue(frame);
+            return true;
         }
-        enqueue(frame);
-        return true;
     }
 
-    /** Accepts the frame, waiting for room. */
-    public void submit(F frame) throws InterruptedException {
-        ensureOpen();
-        slots.acquire();
-        enqueue(frame);
+    /** Accepts the frame, waiting for room; false (frame not taken) once the pipeline is closed. */
+    public boolean submit(F frame) throws InterruptedException {
+        while (true) {
+            if (closed) return false;
+            // Bounded waits, so a close() during the wait is noticed.
+            if (!slots.tryAcquire(50, TimeUnit.MILLISECONDS)) continue;
+            synchronized (admission) {
+                if (closed) {
+                    slots.release();
+                    return false;
+                }
+                enqueue(frame);
+                return true;
+            }
+        }
+    }
+
+    /** Frames accepted and not yet answered. */
+    public int inFlight() {
+        return maxInFlight - slots.availablePermits();
+    }
+
+    public boolean isClosed() {
+        return closed;
     }
 
     private void enqueue(F frame) {
@@ -166,53 +210,91 @@ public final class TwoStagePipeline<F> implements AutoCloseable {
             // A throwing listener must not kill the specialist thread, which owns the specialist.
             listenerErrors.incrementAndGet();
         } finally {
+            releaseQuietly(frame);
             slots.release();
         }
     }
 
-    /** Stops accepting frames, finishes the ones inside, closes each stage on its own thread. */
-    @Override
-    public void close() {
-        if (closed) return;
-        closed = true;
+    private void releaseQuietly(F frame) {
         try {
-            drainAndClose();
-        } catch (InterruptedException e) {
-            lightExecutor.shutdownNow();
-            specialistExecutor.shutdownNow();
-            Thread.currentThread().interrupt();
+            release.accept(frame);
+        } catch (RuntimeException e) {
+            listenerErrors.incrementAndGet();
         }
     }
 
-    private void drainAndClose() throws InterruptedException {
-        Future<?> closeLight = lightExecutor.submit(() -> closeQuietly(light));
-        waitQuietly(closeLight);
-        Future<?> closeSpecialist = specialistExecutor.submit(() -> closeQuietly(specialist));
-        waitQuietly(closeSpecialist);
-        lightExecutor.shutdown();
-        specialistExecutor.shutdown();
-        lightExecutor.awaitTermination(10, TimeUnit.SECONDS);
-        specialistExecutor.awaitTermination(10, TimeUnit.SECONDS);
+    /** {@link #close(long)} with {@link #DEFAULT_CLOSE_WAIT_MS}. */
+    @Override
+    public void close() {
+        close(DEFAULT_CLOSE_WAIT_MS);
     }
 
-    private static void waitQuietly(Future<?> f) throws InterruptedException {
+    /** How long {@link #close()} waits for the frames inside before giving up on them. */
+    public static final long DEFAULT_CLOSE_WAIT_MS = 3000;
+
+    /**
+     * Stops accepting frames, waits at most {@code waitMs} for the frames inside to be answered,
+     * then closes each stage on its own thread. Idempotent: later calls return the first call's
+     * outcome without closing anything twice.
+     *
+     * @return true if every frame inside was answered and both stages closed within the bound;
+     *     false if a stage was still busy: its close is then queued behind the busy frame (never
+     *     run concurrently with it, which a GPU context would not survive) and happens later.
+     */
+    public boolean close(long waitMs) {
+        synchronized (admission) {
+            if (closed) return closedCleanly == null || closedCleanly;
+            closed = true;
+        }
+        boolean clean;
         try {
-            f.get(10, TimeUnit.SECONDS);
-        } catch (ExecutionException | java.util.concurrent.TimeoutException ignored) {
-            // A stage that fails to close must not block shutdown.
+            clean = drainAndClose(waitMs);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            clean = false;
+        }
+        synchronized (admission) {
+            closedCleanly = clean;
+        }
+        return clean;
+    }
+
+    private boolean drainAndClose(long waitMs) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMs);
+        boolean drained = slots.tryAcquire(maxInFlight, waitMs, TimeUnit.MILLISECONDS);
+        CompletableFuture<Void> stagesClosed = new CompletableFuture<>();
+        // Both executors are FIFO. The lightweight stage closes after the previews queued before it;
+        // only then is the specialist's close queued, i.e. behind every answer those previews
+        // forwarded, so no frame ever reaches a closed stage or a shut-down executor.
+        lightExecutor.execute(() -> {
+            closeQuietly(light);
+            specialistExecutor.execute(() -> {
+                closeQuietly(specialist);
+                stagesClosed.complete(null);
+            });
+            lightExecutor.shutdown();
+            specialistExecutor.shutdown();
+        });
+        return waitUntil(stagesClosed, deadline) && drained;
+    }
+
+    private static boolean waitUntil(Future<?> f, long deadlineNanos) throws InterruptedException {
+        try {
+            f.get(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+            return true;
+        } catch (ExecutionException e) {
+            return true; // closeQuietly swallows; nothing is left running
+        } catch (java.util.concurrent.TimeoutException e) {
+            return false; // still queued behind a busy frame: it will run when that frame ends
         }
     }
 
     private static void closeQuietly(Future<? extends AutoCloseable> f) {
         try {
-            if (f.isDone() && !f.isCancelled()) f.get().close();
+            f.get().close(); // waits for a creation still in progress, so a stage made late is closed too
         } catch (Exception ignored) {
             // Creation failed (nothing to close) or close failed: nothing more to do here.
         }
-    }
-
-    private void ensureOpen() {
-        if (closed) throw new IllegalStateException("pipeline is closed");
     }
 
     private static double since(long t) {
