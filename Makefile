@@ -8,7 +8,7 @@ RUN    := runs/demo
 
 export PYTHONHASHSEED = 0
 
-.PHONY: demo test install clean jvm-build jvm-test
+.PHONY: demo test install clean jvm-build jvm-test android-static-check
 
 # The Android demo's plain-Java core (android_demo/core), built and tested with Debian's JDK 17,
 # JUnit 5 and Gson (.ci/run installs them), no Gradle or network needed.
@@ -20,7 +20,7 @@ JUNIT_CP   := $(JAVA_LIBS)/junit-jupiter-api.jar:$(JAVA_LIBS)/opentest4j.jar:$(J
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[convert,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,10 +37,10 @@ demo: $(STAMP)
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --out $(RUN)/export-tflite
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
-	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json $(RUN)/bench.json
+	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
 
-test: $(STAMP) jvm-test
+test: $(STAMP) jvm-test android-static-check
 	BASISNET_JVM_CLASSES=$(JVM_OUT) $(BIN)/python -m pytest -q tests
 
 jvm-build:
@@ -54,3 +54,9 @@ jvm-test: jvm-build
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The Android app's static check (android_demo/README.md "Static check"): one runtime in the
+# Gradle files, the wrapper, the ABIs, and the app's Kotlin compiled against the core and the
+# compile-only API signatures in android_demo/tools/stubs. Installs kotlinc from npm if missing.
+android-static-check:
+	bash android_demo/tools/static_check.sh

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from basisnet_deploy.runtime.backends import make_factory
-from basisnet_deploy.report.bench import bench
+from basisnet_deploy.common.jsonable import jsonable
+from basisnet_deploy.report.bench import BenchOptions, bench
 from basisnet_deploy.data import digits
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
@@ -47,8 +48,9 @@ def main():
             ("full_size", "runs/bench-full/tflite-int8", "presynth_shared", ResynthesisPolicy(1.0)),
             ("full_size", "runs/bench-full/tflite-int8", "coefficient", None)]
     for name, directory, form, policy in runs:
-        r = bench(directory, "xnnpack", "litert", "both", form.split("_")[0], threshold=2.0,
-                  frames=args.frames, warmup=20, policy=policy)
+        r = jsonable(bench(directory, BenchOptions(
+            form=form.split("_")[0], threshold=2.0, frames=args.frames, warmup=20,
+            policy=policy or ResynthesisPolicy())))
         seq, pipe = r["runners"]["sequential"], r["runners"]["pipelined"]
         results[f"{name}_{form}_no_exit"] = {
             "light_p50_ms": r["stages"]["lightweight"]["latency_ms"]["p50"],

@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
 
-QUANTIZATIONS = ("float32", "float16", "int8")
-
-
 @dataclass
 class Graph:
     name: str  # artifact role, e.g. "lightweight"

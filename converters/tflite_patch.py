@@ -58,6 +58,20 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]])
     """Patch entries for ``expected``: layer -> (kind, slot, folded kernel in OHWI / 1HWC)."""
     fb = _schema()
     model = fb.Model.GetRootAs(model_bytes, 0)
+    candidates = _conv_candidates(fb, model)
+    patches, used = [], set()
+    for layer, (kind, slot, want) in expected.items():
+        match = _match(model, model_bytes, candidates, used, kind, want)
+        if match is None:
+            raise ExportError(f"template: no conv matches the synthesized kernel of {layer}; "
+                              "the converter changed the graph in a way pre-synthesis cannot patch")
+        used.add(match[0])
+        patches.append(_patch(model, model_bytes, layer, slot, want, match))
+    return patches
+
+
+def _conv_candidates(fb, model) -> list[tuple]:
+    """(kind, filter tensor, bias tensor or None, input tensor) of every conv, in graph order."""
     graph = model.Subgraphs(0)
     producers = {}
     for i in range(graph.OperatorsLength()):
@@ -66,7 +80,7 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]])
             producers[op.Outputs(j)] = op
     conv_codes = {fb.BuiltinOperator.CONV_2D: "conv",
                   fb.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise"}
-    candidates = []  # (kind, filter tensor, bias tensor, input tensor)
+    candidates = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -77,45 +91,41 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]])
         prod = producers.get(f_idx)
         if prod is not None:  # float16 weights: DEQUANTIZE(fp16 constant) -> filter
             f_idx = prod.Inputs(0)
-        candidates.append((conv_codes[builtin], graph.Tensors(f_idx),
-                           graph.Tensors(op.Inputs(2)) if op.InputsLength() > 2 and op.Inputs(2) >= 0 else None,
-                           graph.Tensors(op.Inputs(0))))
-    patches, used = [], set()
-    for layer, (kind, slot, want) in expected.items():
-        match = None
-        for n, (ckind, ftensor, btensor, itensor) in enumerate(candidates):
-            if n in used or ckind != kind or tuple(ftensor.ShapeAsNumpy()) != want.shape:
-                continue
-            off, raw, deq = _tensor_values(model, model_bytes, ftensor)
-            if deq is None:
-                continue
-            if raw.dtype == np.int8:
-                scale = ftensor.Quantization().ScaleAsNumpy()
-                tol = 0.51 * np.max(scale) + 1e-6
-            else:
-                tol = 1e-3 * max(float(np.max(np.abs(want))), 1e-6)
-            if np.max(np.abs(deq - want)) <= tol:
-                match = (n, kind, ftensor, btensor, itensor, off, raw.dtype)
-                break
-        if match is None:
-            raise ExportError(f"template: no conv matches the synthesized kernel of {layer}; "
-                              "the converter changed the graph in a way pre-synthesis cannot patch")
-        n, kind, ftensor, btensor, itensor, off, dtype = match
-        used.add(n)
-        if dtype == np.int8:
-            if btensor is None:
-                raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
-            q = ftensor.Quantization()
-            if q.QuantizedDimension() != CHANNEL_AXIS[kind]:
-                raise ExportError(f"template: {layer} is quantized on axis "
-                                  f"{q.QuantizedDimension()}, expected {CHANNEL_AXIS[kind]}")
-            patches.append(Patch(
-                layer, slot, kind, tuple(int(s) for s in want.shape), "int8", off,
-                scale_offset=_vector_offset(q, 8),
-                bias_offset=_buffer_offset(model, model_bytes, btensor),
-                bias_scale_offset=_vector_offset(btensor.Quantization(), 8),
-                input_scale=float(itensor.Quantization().ScaleAsNumpy()[0])))
+        bias = graph.Tensors(op.Inputs(2)) if op.InputsLength() > 2 and op.Inputs(2) >= 0 else None
+        candidates.append((conv_codes[builtin], graph.Tensors(f_idx), bias, graph.Tensors(op.Inputs(0))))
+    return candidates
+
+
+def _match(model, model_bytes, candidates, used, kind, want):
+    """(index, kind, filter, bias, input, offset, dtype) of the unused conv whose weights are
+    ``want`` within quantization tolerance, or None."""
+    for n, (ckind, ftensor, btensor, itensor) in enumerate(candidates):
+        if n in used or ckind != kind or tuple(ftensor.ShapeAsNumpy()) != want.shape:
+            continue
+        off, raw, deq = _tensor_values(model, model_bytes, ftensor)
+        if deq is None:
+            continue
+        if raw.dtype == np.int8:
+            tol = 0.51 * np.max(ftensor.Quantization().ScaleAsNumpy()) + 1e-6
         else:
-            patches.append(Patch(layer, slot, kind, tuple(int(s) for s in want.shape),
-                                 np.dtype(dtype).name, off))
-    return patches
+            tol = 1e-3 * max(float(np.max(np.abs(want))), 1e-6)
+        if np.max(np.abs(deq - want)) <= tol:
+            return n, kind, ftensor, btensor, itensor, off, raw.dtype
+    return None
+
+
+def _patch(model, model_bytes, layer, slot, want, match) -> Patch:
+    _, kind, ftensor, btensor, itensor, off, dtype = match
+    shape = tuple(int(s) for s in want.shape)
+    if dtype != np.int8:
+        return Patch(layer, slot, kind, shape, np.dtype(dtype).name, off)
+    if btensor is None:
+        raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
+    q = ftensor.Quantization()
+    if q.QuantizedDimension() != CHANNEL_AXIS[kind]:
+        raise ExportError(f"template: {layer} is quantized on axis "
+                          f"{q.QuantizedDimension()}, expected {CHANNEL_AXIS[kind]}")
+    return Patch(layer, slot, kind, shape, "int8", off, scale_offset=_vector_offset(q, 8),
+                 bias_offset=_buffer_offset(model, model_bytes, btensor),
+                 bias_scale_offset=_vector_offset(btensor.Quantization(), 8),
+                 input_scale=float(itensor.Quantization().ScaleAsNumpy()[0]))

@@ -19,6 +19,14 @@ def tiny():
 FAST = dict(calibration_size=16, verify_images=12)  # export options that keep tests quick
 
 
+def export(checkpoint_dir, out_dir, **options) -> dict:
+    """Export with ``ExportOptions(**options)``; the manifest as written to disk (JSON)."""
+    from basisnet_deploy.export.pipeline import ExportOptions
+    from basisnet_deploy.export.pipeline import export as run_export
+
+    return run_export(checkpoint_dir, out_dir, ExportOptions(**options)).to_json()
+
+
 @pytest.fixture(scope="session")
 def ckpt(tmp_path_factory):
     """A random-init TINY checkpoint with non-trivial BN statistics (so folding is tested)."""
@@ -49,7 +57,6 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def float_tflite(ckpt, tmp_path_factory):
     """(directory, manifest) of a float TFLite export of ``ckpt``."""
-    from basisnet_deploy.export.pipeline import export
 
     out = tmp_path_factory.mktemp("exp") / "tflite"
     return out, export(ckpt, out, target="tflite", **FAST)
@@ -58,7 +65,6 @@ def float_tflite(ckpt, tmp_path_factory):
 @pytest.fixture(scope="session")
 def int8_tflite(ckpt, tmp_path_factory):
     """(directory, manifest) of an int8 TFLite export of ``ckpt``, calibrated on digits."""
-    from basisnet_deploy.export.pipeline import export
 
     out = tmp_path_factory.mktemp("exp") / "i8"
     return out, export(ckpt, out, target="tflite", calibration="digits", **FAST)

@@ -22,7 +22,7 @@ from basisnet_deploy.cli import main
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.data import digits, preprocess
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.export.pipeline import export
+from tests.conftest import export
 from basisnet_deploy.runtime.runner import softmax
 from basisnet_deploy.runtime.sessions import open_session
 from basisnet_deploy.artifacts.synthesis import synthesize

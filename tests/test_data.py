@@ -38,7 +38,9 @@ def test_alpha_is_composited_on_white(folder):
 
 
 def test_decompression_bomb_is_refused(folder, monkeypatch):
-    monkeypatch.setattr(data, "MAX_PIXELS", 100)
+    from basisnet_deploy.data import preprocessing
+
+    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 100)
     with pytest.raises(data.DataError, match="decompression bomb"):
         data.load_image(folder / "cat" / "0.png")
 

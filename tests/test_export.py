@@ -9,7 +9,7 @@ from PIL import Image
 
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.cli import main
-from basisnet_deploy.export.pipeline import export
+from tests.conftest import export
 from basisnet_deploy.runtime.sessions import open_session
 from basisnet_deploy.artifacts.synthesis import load_table, synthesize
 

@@ -31,11 +31,13 @@ def test_mapped_packages_import_from_the_namespace():
     assert Path(basisnet_deploy.calibration.__file__).parent.name == "calibration"
 
 
-def test_help_explains_every_command():
+def test_help_explains_every_command_and_offers_the_same_json_options():
     runner = CliRunner()
     res = runner.invoke(cli, ["--help"])
     assert res.exit_code == 0
-    for command in ("train", "evaluate", "cost"):
+    assert len(cli.commands) == 10
+    for command in cli.commands:
         assert command in res.output
         sub = runner.invoke(cli, [command, "--help"])
-        assert sub.exit_code == 0 and len(sub.output) > 300
+        assert sub.exit_code == 0 and len(sub.output) > 300, command
+        assert "--json " in sub.output and "--json-out FILE" in sub.output, command

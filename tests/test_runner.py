@@ -149,9 +149,13 @@ def test_threshold_calibration_meets_its_constraint(float_tflite, tmp_path):
 def test_bench_json_has_the_documented_keys(float_tflite, tmp_path, capsys):
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as code:
-        main(["bench", str(float_tflite[0]), "--frames", "12", "--warmup", "2", "--json", str(out)])
+        main(["bench", str(float_tflite[0]), "--frames", "12", "--warmup", "2", "--json",
+              "--json-out", str(out)])
     assert code.value.code == 0
     r = json.loads(out.read_text())
+    printed = json.loads(capsys.readouterr().out)  # the same document on stdout
+    assert printed["stages"].keys() == r["stages"].keys() and printed["frames"] == r["frames"] == 12
+    assert "NaN" not in out.read_text()
     for mode in ("sequential", "pipelined"):
         assert r["runners"][mode]["throughput_fps"] > 0
         assert r["runners"][mode]["latency_ms"]["p50"] > 0
@@ -180,18 +184,19 @@ def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsy
     with pytest.raises(SystemExit) as code:
         main(["predict", str(float_tflite[0]), *paths, "--json"])
     assert code.value.code == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    rows = json.loads(capsys.readouterr().out)
     assert [r["image"] for r in rows] == paths
     assert all(r["stage"] == "specialist" and 0 < r["confidence"] <= 1 for r in rows)
 
 
 def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
-    from basisnet_deploy.report.bench import bench
-    from basisnet_deploy.export.pipeline import export
+    from basisnet_deploy.report.bench import BenchOptions, bench
+    from tests.conftest import export
     from tests.conftest import FAST
 
     export(ckpt, tmp_path / "b", target="tflite", specialist="presynth", baseline=True, **FAST)
-    r = bench(tmp_path / "b", frames=10, warmup=1, runner="sequential")
-    assert r["stages"]["baseline_plain"]["latency_ms"]["p50"] > 0
-    assert r["specialist_vs_baseline_p50"] > 0
-    assert "pipelined" not in r["runners"]
+    r = bench(tmp_path / "b", BenchOptions(frames=10, warmup=1, runner="sequential"))
+    assert r.stages["baseline_plain"].latency_ms["p50"] > 0
+    assert r.specialist_vs_baseline_p50 == pytest.approx(
+        r.stages["specialist"].latency_ms["p50"] / r.stages["baseline_plain"].latency_ms["p50"], rel=1e-2)
+    assert "pipelined" not in r.runners

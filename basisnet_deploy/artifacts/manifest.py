@@ -1,12 +1,20 @@
-"""The manifest of an export directory: the one place that knows its file name and schema.
+"""The manifest of an export directory, typed: the one place that knows its file names and schema.
 
-NumPy-free and TensorFlow-free: every stage that reads an export (runtime, report, Android
-assets) comes through here.
+``manifest.json`` is read once, checked, and turned into a :class:`Manifest`; every stage that
+reads an export (runtime, report, Android assets, verification) uses the dataclasses, never
+the raw dict. Anything in the file is untrusted: wrong types, missing keys and file names that
+leave the directory are one-line :class:`UserError` messages naming the file and the fix.
+
+NumPy-free and TensorFlow-free.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from basisnet_deploy.common.errors import UserError
@@ -17,50 +25,268 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 BASES_FILE = "specialist_bases.npz"
 PATCH_TABLE_FILE = "specialist_patches.json"
-ROLES = {
-    "lightweight": "Lightweight model: previews the image on the CPU; class logits and the "
-                   "per-block coefficients.",
-    "specialist_coefficient": "Specialist, coefficient-input: image + coefficients in, logits "
-                              "out; bases inside, synthesis in the graph.",
-    "specialist_presynth": "Specialist, pre-synthesized: static-weight template; synthesize() "
-                           "patches one coefficient set's kernels in place.",
-    "baseline_plain": "Plain MobileNet of the specialist's shape (the template's weights), for "
-                      "bench's overhead ratio; not part of the pipeline.",
+
+
+class Role(str, enum.Enum):
+    LIGHTWEIGHT = "lightweight"
+    SPECIALIST_COEFFICIENT = "specialist_coefficient"
+    SPECIALIST_PRESYNTH = "specialist_presynth"
+    BASELINE_PLAIN = "baseline_plain"
+
+    @property
+    def description(self) -> str:
+        return _ROLE_TEXT[self]
+
+
+_ROLE_TEXT = {
+    Role.LIGHTWEIGHT: "Lightweight model: previews the image on the CPU; class logits and the "
+                      "per-block coefficients.",
+    Role.SPECIALIST_COEFFICIENT: "Specialist, coefficient-input: image + coefficients in, logits "
+                                 "out; bases inside, synthesis in the graph.",
+    Role.SPECIALIST_PRESYNTH: "Specialist, pre-synthesized: static-weight template; synthesize() "
+                              "patches one coefficient set's kernels in place.",
+    Role.BASELINE_PLAIN: "Plain MobileNet of the specialist's shape (the template's weights), for "
+                         "bench's overhead ratio; not part of the pipeline.",
 }
 
 
-def manifest_preprocessing(manifest):
-    """The manifest's preprocessing as a :class:`Preprocessing` (stage resolutions aside)."""
-    p = manifest["preprocessing"]
-    return Preprocessing(resize=p["resize"], crop_fraction=p["crop_fraction"],
-                         input_range=tuple(p["input_range"]), interpolation=p["interpolation"])
+class Quantization(str, enum.Enum):
+    """How an artifact's numbers are stored. ``dynamic``: int8 weights, float activations."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    DYNAMIC = "dynamic"
 
 
-def load_manifest(directory) -> dict:
-    directory = Path(directory)
-    path = directory / MANIFEST_FILE
+@dataclass(frozen=True)
+class PresynthFiles:
+    """The pre-synthesized specialist's side files and what they were made from."""
+
+    bases: str
+    patch_table: str
+    bases_sha256: str
+    baked_coefficients: list
+    patched_layers: int
+
+
+@dataclass
+class Artifact:
+    role: Role
+    file: str
+    sha256: str
+    bytes: int
+    quantization: Quantization
+    presynth: PresynthFiles | None = None
+    details: dict = field(default_factory=dict)  # runtime I/O description, GPU analyzer output
+
+    def to_json(self) -> dict:
+        out = {"role": self.role.description, "file": self.file, "sha256": self.sha256,
+               "bytes": self.bytes, "quantization": self.quantization.value}
+        if self.presynth is not None:
+            out.update(dataclasses.asdict(self.presynth))
+        return {**out, **self.details}
+
+
+@dataclass
+class Manifest:
+    target: str
+    quantization: Quantization
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    light_resolution: int
+    resolution: int
+    artifacts: dict[Role, Artifact]
+    cost: dict
+    checkpoint: dict = field(default_factory=dict)  # path and config_sha256
+    architecture: dict = field(default_factory=dict)
+    coefficients: dict = field(default_factory=dict)
+    early_exit: dict = field(default_factory=lambda: {"threshold": None})
+    info: dict = field(default_factory=dict)  # generator, calibration, verification, timings
+
+    @property
+    def threshold(self) -> float | None:
+        return self.early_exit.get("threshold")
+
+    def artifact(self, role: Role | str, directory=None) -> Artifact:
+        role = Role(role)
+        if role not in self.artifacts:
+            where = f"{directory}: " if directory else ""
+            raise UserError(f"{where}the export has no {role.value} artifact (it has "
+                            f"{sorted(r.value for r in self.artifacts)}); re-export with it")
+        return self.artifacts[role]
+
+    def to_json(self) -> dict:
+        pre = dataclasses.asdict(self.preprocessing)
+        pre["input_range"] = list(self.preprocessing.input_range)
+        body = {
+            "schema_version": MANIFEST_VERSION, "target": self.target,
+            "quantization": self.quantization.value, "architecture": self.architecture,
+            "preprocessing": {**pre, "lightweight_resolution": self.light_resolution,
+                              "specialist_resolution": self.resolution},
+            "labels": list(self.labels), "coefficients": self.coefficients, "cost": self.cost,
+            "early_exit": self.early_exit, "checkpoint": self.checkpoint,
+            "artifacts": {r.value: a.to_json() for r, a in self.artifacts.items()},
+        }
+        return {**body, **self.info}
+
+    def save(self, directory) -> None:
+        """Write ``manifest.json`` atomically (temp file, then rename)."""
+        write_json_atomically(Path(directory) / MANIFEST_FILE, self.to_json())
+
+
+def write_json_atomically(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_manifest(directory) -> Manifest:
+    """The checked, typed manifest of an export directory."""
+    path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
         raise UserError(f"{path}: missing; pass a directory written by basisnet-deploy export")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}") from None
-    if manifest.get("schema_version") != 1:
-        raise UserError(f"{path}: unsupported schema_version {manifest.get('schema_version')!r}")
-    return manifest
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); re-run basisnet-deploy export") from None
+    return parse_manifest(raw, path)
 
 
-def check_files(directory, manifest) -> None:
+def parse_manifest(raw, where) -> Manifest:
+    """A :class:`Manifest` from parsed JSON; ``where`` names the file in error messages."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: the top level must be a JSON object; re-run basisnet-deploy export")
+    version = raw.get("schema_version")
+    if version != MANIFEST_VERSION:
+        raise UserError(f"{where}: schema_version {version!r} is not the {MANIFEST_VERSION} this "
+                        "basisnet-deploy reads; re-export with this version")
+    get = _Reader(raw, str(where))
+    pre = get.object("preprocessing")
+    try:
+        preprocessing = Preprocessing(
+            resize=_typed(pre, "resize", str, where), crop_fraction=float(_typed(pre, "crop_fraction", (int, float), where)),
+            input_range=tuple(_typed(pre, "input_range", list, where)),
+            interpolation=_typed(pre, "interpolation", str, where)).validate(f"{where}: preprocessing")
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: preprocessing: {e}") from None
+    artifacts = {}
+    for name, entry in get.object("artifacts").items():
+        role = _role(name, where)
+        artifacts[role] = _artifact(role, entry, where)
+    if Role.LIGHTWEIGHT not in artifacts:
+        raise UserError(f"{where}: no lightweight artifact; re-run basisnet-deploy export")
+    known = {"schema_version", "target", "quantization", "architecture", "preprocessing", "labels",
+             "coefficients", "cost", "early_exit", "checkpoint", "artifacts"}
+    return Manifest(
+        target=get.choice("target", ("tflite", "onnx")),
+        quantization=_quantization(raw.get("quantization"), where, "quantization"),
+        labels=tuple(get.strings("labels")), preprocessing=preprocessing,
+        light_resolution=_typed(pre, "lightweight_resolution", int, where),
+        resolution=_typed(pre, "specialist_resolution", int, where), artifacts=artifacts,
+        cost=get.object("cost"), checkpoint=get.object("checkpoint", optional=True),
+        architecture=get.object("architecture", optional=True),
+        coefficients=get.object("coefficients", optional=True),
+        early_exit=get.object("early_exit", optional=True) or {"threshold": None},
+        info={k: v for k, v in raw.items() if k not in known})
+
+
+class _Reader:
+    def __init__(self, raw: dict, where: str):
+        self.raw, self.where = raw, where
+
+    def object(self, key: str, optional: bool = False) -> dict:
+        value = self.raw.get(key)
+        if value is None and optional:
+            return {}
+        if not isinstance(value, dict):
+            raise UserError(f"{self.where}: {key} must be a JSON object; re-run basisnet-deploy export")
+        return value
+
+    def strings(self, key: str) -> list[str]:
+        value = self.raw.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{self.where}: {key} must be a non-empty list of strings")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(key)
+        if value not in choices:
+            raise UserError(f"{self.where}: {key} is {value!r}; expected one of {list(choices)}")
+        return value
+
+
+def _typed(obj: dict, key: str, kind, where):
+    value = obj.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"{where}: {key} is {value!r}; re-run basisnet-deploy export")
+    return value
+
+
+def _role(name: str, where) -> Role:
+    try:
+        return Role(name)
+    except ValueError:
+        raise UserError(f"{where}: unknown artifact role {name!r}; expected one of "
+                        f"{[r.value for r in Role]}") from None
+
+
+def _quantization(value, where, key: str) -> Quantization:
+    try:
+        return Quantization(value)
+    except ValueError:
+        raise UserError(f"{where}: {key} is {value!r}; expected one of "
+                        f"{[q.value for q in Quantization]}") from None
+
+
+def safe_name(name, where, key: str) -> str:
+    """A file name from an untrusted manifest: a plain name inside the export directory."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+            or "\\" in name or "\x00" in name):
+        raise UserError(f"{where}: {key} is {name!r}, not a plain file name inside the export "
+                        "directory; refusing to read or write outside it")
+    return name
+
+
+def _artifact(role: Role, entry, where) -> Artifact:
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: artifacts.{role.value} must be a JSON object")
+    key = f"artifacts.{role.value}"
+    fixed = {"role", "file", "sha256", "bytes", "quantization"}
+    presynth = None
+    if role is Role.SPECIALIST_PRESYNTH:
+        fields = [f.name for f in dataclasses.fields(PresynthFiles)]
+        missing = [f for f in fields if f not in entry]
+        if missing:
+            raise UserError(f"{where}: {key} lacks {missing[0]!r}; re-run basisnet-deploy export")
+        presynth = PresynthFiles(
+            bases=safe_name(entry["bases"], where, f"{key}.bases"),
+            patch_table=safe_name(entry["patch_table"], where, f"{key}.patch_table"),
+            bases_sha256=_typed(entry, "bases_sha256", str, where),
+            baked_coefficients=_typed(entry, "baked_coefficients", list, where),
+            patched_layers=_typed(entry, "patched_layers", int, where))
+        fixed |= set(fields)
+    return Artifact(role=role, file=safe_name(entry.get("file"), where, f"{key}.file"),
+                    sha256=_typed(entry, "sha256", str, where), bytes=_typed(entry, "bytes", int, where),
+                    quantization=_quantization(entry.get("quantization"), where, f"{key}.quantization"),
+                    presynth=presynth, details={k: v for k, v in entry.items() if k not in fixed})
+
+
+def check_files(directory, manifest: Manifest) -> None:
     """Every artifact file present, with the size and sha256 the manifest records."""
     directory = Path(directory)
-    for role, entry in manifest["artifacts"].items():
-        path = directory / entry["file"]
+    for role, entry in manifest.artifacts.items():
+        path = directory / entry.file
         if not path.is_file():
-            raise UserError(f"{path}: missing ({role}); re-run basisnet-deploy export")
+            raise UserError(f"{path}: missing ({role.value}); re-run basisnet-deploy export")
         data = path.read_bytes()
-        if len(data) != entry["bytes"] or sha256_hex(data) != entry["sha256"]:
+        if len(data) != entry.bytes or sha256_hex(data) != entry.sha256:
             raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest "
-                            f"({entry['bytes']} bytes expected): truncated or modified; "
+                            f"({entry.bytes} bytes expected): truncated or modified; "
                             "re-run basisnet-deploy export")
 
 

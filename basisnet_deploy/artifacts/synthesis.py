@@ -10,8 +10,8 @@ Int8: each synthesized kernel is re-quantized symmetric per output channel (zero
 [-127, 127]), as the converter quantizes static weights; the bias is re-quantized with the new
 scales (``bias_scale = input_scale * weight_scale``), and both scale vectors are rewritten.
 
-Batch policy (``coefficients_for_batch``): a batch shares one synthesized model, built from
-the mean of its frames' coefficients. The mean of softmax vectors is again a convex
+Batch policy (the manifest's ``coefficients.batch_policy``): a batch shares one synthesized
+model, built from the mean of its frames' coefficients. The mean of softmax vectors is again a convex
 combination, so every range bound that holds for one frame holds for the batch.
 """
 
@@ -62,13 +62,15 @@ class Presynth:
     bases: dict[str, np.ndarray]
 
 
-def load_presynth(directory, entry: dict) -> Presynth:
-    """The pre-synthesized specialist of ``directory`` from its manifest ``entry``."""
+def load_presynth(directory, entry) -> Presynth:
+    """The pre-synthesized specialist of ``directory`` from its manifest entry (an
+    :class:`~basisnet_deploy.artifacts.manifest.Artifact` with ``presynth`` files)."""
     directory = Path(directory)
-    with np.load(directory / entry["bases"]) as npz:
+    files = entry.presynth
+    with np.load(directory / files.bases) as npz:
         bases = {k: npz[k] for k in npz.files}
-    path = directory / entry["file"]
-    return Presynth(path, path.read_bytes(), load_table((directory / entry["patch_table"]).read_text()),
+    path = directory / entry.file
+    return Presynth(path, path.read_bytes(), load_table((directory / files.patch_table).read_text()),
                     bases)
 
 
@@ -173,9 +175,3 @@ def _splice(template: bytes, writes: list[tuple[int, bytes]]) -> bytes:
         raise ValueError(f"patch table: a write ends at byte {at}, past the template's {len(template)}")
     pieces.append(view[at:])
     return b"".join(pieces)
-
-
-def coefficients_for_batch(coefficients: np.ndarray) -> np.ndarray:
-    """One coefficient set [L, K] for a batch of frames [N, L, K]: their mean."""
-    coefficients = np.asarray(coefficients, np.float32)
-    return coefficients if coefficients.ndim == 2 else coefficients.mean(axis=0)

@@ -92,11 +92,19 @@ def load_dataset(spec: str) -> Dataset:
     return digits() if spec == "digits" else image_folder(spec)
 
 
-def evaluation_set(cfg, images_dir: str | None = None):
-    """(images, labels or None, source, indices into digits or []) for verification.
+@dataclass
+class HeldOut:
+    """Images to verify or calibrate a threshold on, never the ones a model trained on."""
 
-    Default: the checkpoint's own held-out split when it was trained on digits.
-    """
+    images: list
+    labels: np.ndarray | None  # None when the folder's classes are not the model's labels
+    source: str
+    indices: list[int]  # into digits, so calibration can leave them out; [] for folders
+
+
+def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
+    """Held-out images for verification: ``images_dir`` ('digits' or a folder), or by default
+    the checkpoint's own held-out split when it was trained on digits."""
     trained_on_digits = cfg.training.get("dataset") == "digits"
     if images_dir is None and not trained_on_digits:
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
@@ -108,16 +116,16 @@ def evaluation_set(cfg, images_dir: str | None = None):
         ds = digits()
         _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
         held = ds.subset(test_idx)
-        return held.images, held.labels, "held-out digits", test_idx
+        return HeldOut(held.images, held.labels, "held-out digits", test_idx)
     root = Path(images_dir)
     try:
         ds = image_folder(root)
         if tuple(ds.class_names) == tuple(cfg.labels):
-            return ds.images, ds.labels, str(root), []
-        return ds.images, None, str(root), []
+            return HeldOut(ds.images, ds.labels, str(root), [])
+        return HeldOut(ds.images, None, str(root), [])
     except DataError:
         sample = sample_folder(root, 10**9)
-        return sample.images, None, str(root), []
+        return HeldOut(sample.images, None, str(root), [])
 
 
 @dataclass

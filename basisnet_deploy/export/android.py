@@ -19,7 +19,8 @@ import numpy as np
 from basisnet_deploy import __version__
 from basisnet_deploy.common.files import staged_directory
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
+                                                load_manifest)
 from basisnet_deploy.common.files import sha256_hex
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
@@ -30,29 +31,29 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     """Copy a TFLite export into ``out_dir`` (replaced atomically); returns a report."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     manifest = load_manifest(export_dir)
-    if manifest.get("target") != "tflite":
-        raise UserError(f"{export_dir}: target is {manifest.get('target')!r}; the Android demo runs "
+    if manifest.target != "tflite":
+        raise UserError(f"{export_dir}: target is {manifest.target!r}; the Android demo runs "
                         "LiteRT: re-export with --target tflite")
     check_files(export_dir, manifest)
-    artifacts = manifest["artifacts"]
-    if "lightweight" not in artifacts or not {"specialist_presynth", "specialist_coefficient"} & set(artifacts):
+    artifacts = manifest.artifacts
+    if not {Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT} & set(artifacts):
         raise UserError(f"{export_dir}: the app needs the lightweight model and a specialist; "
                         "re-export with --specialist all")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not _ours(out_dir))):
         raise UserError(f"{out_dir}: exists and is not an android-assets directory; choose another "
                         "--out (a previous android-assets output is replaced)")
 
-    manifest = json.loads(json.dumps(manifest))  # a copy to annotate
-    files = [entry["file"] for entry in artifacts.values()]
+    files = [entry.file for entry in artifacts.values()]
     with staged_directory(out_dir) as tmp:
-        presynth = manifest["artifacts"].get("specialist_presynth")
+        presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:
-            files.append(presynth["patch_table"])
-            presynth["bases_raw"] = _write_bases(export_dir, presynth, tmp / BASES_RAW)
+            files.append(presynth.presynth.patch_table)
+            presynth.details["bases_raw"] = _write_bases(export_dir, presynth.presynth, tmp / BASES_RAW)
         for name in files:
             shutil.copyfile(export_dir / name, tmp / name)
-        manifest["android_assets"] = {"source": str(export_dir), "generator": f"basisnet-deploy {__version__}"}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        manifest.info["android_assets"] = {"source": str(export_dir),
+                                           "generator": f"basisnet-deploy {__version__}"}
+        manifest.save(tmp)
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
     return {"out": str(out_dir), "source": str(export_dir), "files": sizes,
             "total_bytes": sum(sizes.values())}
@@ -60,15 +61,15 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
 
 def _ours(directory: Path) -> bool:
     try:
-        return "android_assets" in json.loads((directory / "manifest.json").read_text())
+        return "android_assets" in json.loads((directory / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return False
 
 
-def _write_bases(export_dir: Path, entry: dict, target: Path) -> dict:
-    path = export_dir / entry["bases"]
+def _write_bases(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
+    path = export_dir / files.bases
     data = path.read_bytes() if path.is_file() else b""
-    if sha256_hex(data) != entry.get("bases_sha256"):
+    if sha256_hex(data) != files.bases_sha256:
         raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
                         "basisnet-deploy export")
     tensors, offset = {}, 0

@@ -14,25 +14,34 @@ place, so a failed export leaves no half-written model.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from basisnet_deploy import __version__
-from basisnet_deploy.common.files import staged_directory
-from basisnet_deploy.converters import get_exporter
-from basisnet_deploy.converters.base import QUANTIZATIONS, ExportError
+from basisnet_deploy.artifacts.manifest import (BASES_FILE, MANIFEST_FILE, PATCH_TABLE_FILE, Artifact,
+                                                Manifest, PresynthFiles, Quantization, Role)
+from basisnet_deploy.calibration.images import calibration_images
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.artifacts.manifest import BASES_FILE, MANIFEST_FILE, MANIFEST_VERSION, PATCH_TABLE_FILE, ROLES
-from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.common.files import sha256_hex, staged_directory
+from basisnet_deploy.converters import get_exporter
+from basisnet_deploy.converters.base import ExportError
+from basisnet_deploy.data import preprocess
+from basisnet_deploy.data.datasets import evaluation_set
+from basisnet_deploy.export.verify import verify_directory
+from basisnet_deploy.model import checkpoint
+from basisnet_deploy.model.cost import basisnet_cost
+from basisnet_deploy.runtime.sessions import describe
 
 # TF's converter calibrates with its own deprecated tf.lite.Interpreter; not ours to fix.
 warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
 
 SPECIALIST_FORMS = ("coefficient", "presynth", "all")
+EXPORT_QUANTIZATIONS = ["int8", "float16", "float32"]  # what a whole export may ask for
 
 
 def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
@@ -111,152 +120,207 @@ def _graphs(net, cfg, baked, decompose_hard_swish: bool = False):
     }
 
 
-def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None = None,
-           calibration: str | None = None, calibration_size: int = 200,
-           specialist: str = "all", input_type: str = "float32", verify_images: int = 100,
-           images: str | None = None, coefficient_int8: str = "dynamic", baseline: bool = False,
-           seed: int = 0, progress=None) -> dict:
-    """Export a checkpoint; returns the manifest. ``progress(message)`` reports each step.
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``export`` makes; the CLI's flags map one to one (README "CLI")."""
 
-    ``images`` ('digits' or a folder) are the held-out images verification uses; by default
-    the checkpoint's own held-out split when it was trained on digits.
-    ``coefficient_int8`` picks the TFLite int8 scheme of the coefficient-input specialist:
-    ``dynamic`` (int8 weights, float activations) or ``fakequant`` (full int8; synthesized
-    kernels symmetric per-tensor within max_k |W_k|).
+    target: str = "tflite"
+    quantize: Quantization | None = None  # None: int8 with calibration images, else float32
+    calibration: str | None = None  # 'digits' or an image folder
+    calibration_size: int = 200
+    specialist: str = "all"  # one of SPECIALIST_FORMS
+    input_type: str = "float32"
+    verify_images: int = 100
+    images: str | None = None  # held-out images for verification; default: the checkpoint's split
+    coefficient_int8: str = "dynamic"  # TFLite int8 scheme of the coefficient-input specialist
+    baseline: bool = False  # also export a plain MobileNet for bench's overhead ratio
+    seed: int = 0
+
+    def validated(self) -> "ExportOptions":
+        """A copy with ``quantize`` resolved; a :class:`UserError` for a bad combination."""
+        try:
+            quantize = Quantization(self.quantize or ("int8" if self.calibration else "float32"))
+        except ValueError:
+            raise UserError(f"--quantize: unknown {self.quantize!r}; choose one of "
+                            f"{EXPORT_QUANTIZATIONS}") from None
+        if quantize.value not in EXPORT_QUANTIZATIONS:
+            raise UserError(f"--quantize: {quantize.value} is chosen per artifact, not for a whole "
+                            f"export; choose one of {EXPORT_QUANTIZATIONS}")
+        if self.specialist not in SPECIALIST_FORMS:
+            raise UserError(f"--specialist: unknown {self.specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
+        if self.coefficient_int8 not in ("dynamic", "fakequant"):
+            raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose dynamic or fakequant")
+        if quantize is Quantization.INT8 and not self.calibration:
+            raise UserError("--quantize int8 needs real calibration images: pass --calibration "
+                            "digits or --calibration IMAGE_DIR")
+        return dataclasses.replace(self, quantize=quantize)
+
+    @property
+    def roles(self) -> list[Role]:
+        forms = {"coefficient": [Role.SPECIALIST_COEFFICIENT], "presynth": [Role.SPECIALIST_PRESYNTH],
+                 "all": [Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH]}[self.specialist]
+        return [Role.LIGHTWEIGHT, *forms] + ([Role.BASELINE_PLAIN] if self.baseline else [])
+
+
+@dataclass
+class _Inputs:
+    """Everything read before conversion: the model, held-out and calibration images."""
+
+    net: object
+    cfg: object
+    held: object  # data.datasets.HeldOut
+    calib: object | None  # calibration.images.CalibrationImages
+    light: np.ndarray  # preprocessed LM inputs of the calibration (or held-out) images
+    lm_coeff: np.ndarray  # the float LM's coefficients for them [N, L, K]
+
+
+def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), progress=None) -> Manifest:
+    """Export a checkpoint into ``out_dir``; returns the manifest written there.
+
+    ``progress(message)`` reports each step. Everything is written into a temporary sibling,
+    verified there, and renamed into place.
     """
-    from basisnet_deploy.model import checkpoint
-    from basisnet_deploy.calibration.images import calibration_images
-    from basisnet_deploy.model.cost import basisnet_cost
-    from basisnet_deploy.data.datasets import evaluation_set
-    from basisnet_deploy.export.verify import verify_directory
-
     say = progress or (lambda msg: None)
-    quantize = quantize or ("int8" if calibration else "float32")
-    if quantize not in QUANTIZATIONS:
-        raise UserError(f"--quantize: unknown {quantize!r}; choose one of {list(QUANTIZATIONS)}")
-    if specialist not in SPECIALIST_FORMS:
-        raise UserError(f"--specialist: unknown {specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
-    if coefficient_int8 not in ("dynamic", "fakequant"):
-        raise UserError(f"--coefficient-int8: unknown {coefficient_int8!r}; choose dynamic or fakequant")
-    if quantize == "int8" and not calibration:
-        raise UserError("--quantize int8 needs real calibration images: pass --calibration "
-                        "digits or --calibration IMAGE_DIR")
-    exporter = get_exporter(target, input_type=input_type)
+    opts = options.validated()
+    exporter = get_exporter(opts.target, input_type=opts.input_type)
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    started = time.perf_counter()
+    inputs = _read_inputs(checkpoint_dir, opts, say)
+    baked = inputs.lm_coeff.mean(axis=0)
+    graphs = _graphs(inputs.net, inputs.cfg, baked, exporter.decompose_hard_swish(opts.quantize.value))
+    graphs[Role.BASELINE_PLAIN.value] = graphs[Role.SPECIALIST_PRESYNTH.value]
+    feeds = _feeds(inputs) if inputs.calib else {}
+    try:
+        with staged_directory(out_dir) as tmp:
+            artifacts, job = {}, _Job(exporter, opts, tmp, say)
+            for role in opts.roles:
+                artifacts[role] = _convert(role, graphs[role.value], feeds.get(role.value), job)
+                if role is Role.SPECIALIST_PRESYNTH:
+                    artifacts[role].presynth = _write_presynth_sidecars(
+                        tmp, exporter, (tmp / artifacts[role].file).read_bytes(), inputs.net, baked,
+                        artifacts[role].quantization.value)
+            manifest = _manifest(checkpoint_dir, inputs, opts, artifacts, exporter)
+            _describe(tmp, manifest)
+            held = inputs.held
+            n = min(opts.verify_images, len(held.images))
+            say(f"verifying against the float TF model on {n} {held.source} images")
+            manifest.info["verification"] = verify_directory(
+                tmp, manifest, inputs.net, held.images[:n],
+                None if held.labels is None else held.labels[:n], source=held.source)
+            manifest.info["export_seconds"] = round(time.perf_counter() - started, 1)
+            manifest.save(tmp)
+    except ExportError as e:
+        raise UserError(f"export failed: {e}") from None
+    return manifest
+
+
+def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
                                                       and not (out_dir / MANIFEST_FILE).is_file())):
         raise UserError(f"{out_dir}: exists and is not an export directory; choose a new --out "
                         "(an existing export is replaced)")
-    started = time.perf_counter()
 
+
+def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
+    """The checkpoint, the held-out images, calibration images and the LM's coefficients.
+
+    The template is baked with the mean coefficients the LM gives the calibration images (or
+    the held-out images for float exports): typical weights for int8 ranges.
+    """
     say(f"loading checkpoint {checkpoint_dir}")
     net, cfg = checkpoint.load(checkpoint_dir)
+    held = evaluation_set(cfg, opts.images)
+    calib = None
+    if opts.calibration:
+        say(f"reading calibration images from {opts.calibration}")
+        calib = calibration_images(opts.calibration, opts.calibration_size, opts.seed,
+                                   exclude=set(held.indices) if opts.calibration == "digits" else None)
     a, pre = cfg.architecture, cfg.preprocessing
-    held_images, held_labels, held_source, held_indices = evaluation_set(cfg, images)
-
-    calib_report, calib = None, None
-    if calibration:
-        say(f"reading calibration images from {calibration}")
-        calib = calibration_images(calibration, calibration_size, seed,
-                                   exclude=set(held_indices) if calibration == "digits" else None)
-        calib_report = calib.report()
-
-    # The template is baked with the mean coefficients the LM gives the calibration images
-    # (or the held-out images for float exports): typical weights for int8 ranges.
-    from basisnet_deploy.data import preprocess
-
-    baked_src = calib.images if calib else held_images[:64]
-    light = np.stack([preprocess(im, a.light_resolution, pre) for im in baked_src])
+    source = calib.images if calib else held.images[:64]
+    light = np.stack([preprocess(im, a.light_resolution, pre) for im in source])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()
-    baked = lm_coeff.mean(axis=0)
-    decompose = exporter.decompose_hard_swish(quantize)
-    graphs = _graphs(net, cfg, baked, decompose_hard_swish=decompose)
-    roles = ["lightweight"] + {"coefficient": ["specialist_coefficient"],
-                               "presynth": ["specialist_presynth"],
-                               "all": ["specialist_coefficient", "specialist_presynth"]}[specialist]
-    if baseline:
-        roles.append("baseline_plain")
-        graphs["baseline_plain"] = graphs["specialist_presynth"]
+    return _Inputs(net, cfg, held, calib, light, lm_coeff)
 
-    feeds = {}
-    if calib:
-        image = np.stack([preprocess(im, a.resolution, pre) for im in calib.images])
-        n_blocks = len(a.nonshared_blocks)
-        onehots = [np.broadcast_to(np.eye(a.bases, dtype=np.float32)[k], (n_blocks, a.bases))
-                   for k in range(a.bases)]
-        feeds["lightweight"] = [{"image": x[None]} for x in light]
-        feeds["specialist_presynth"] = [{"image": x[None]} for x in image]
-        feeds["baseline_plain"] = feeds["specialist_presynth"]
-        # Real LM coefficients, plus one-hot extremes so ranges cover every basis alone.
-        feeds["specialist_coefficient"] = (
-            [{"image": x[None], "coefficients": c[None]} for x, c in zip(image, lm_coeff)]
-            + [{"image": image[k % len(image)][None], "coefficients": oh[None]}
-               for k, oh in enumerate(onehots)])
 
-    try:
-        with staged_directory(out_dir) as tmp:
-            artifacts = {}
-            for role in roles:
-                q = quantize
-                if role == "specialist_coefficient" and quantize == "int8":
-                    q = _coefficient_int8_scheme(target, coefficient_int8)
-                    if q == "int8" and target == "tflite":
-                        _bound_synthesized_kernels(graphs[role].model)
-                say(f"converting {role} to {target} ({q})")
-                reader = _reader(feeds.get(role)) if q == "int8" else None
-                data = exporter.convert(graphs[role], q, reader)
-                name = role + exporter.suffix
-                (tmp / name).write_bytes(data)
-                entry = {"role": ROLES[role], "file": name, "sha256": sha256_hex(data), "bytes": len(data),
-                         "quantization": q}
-                if role == "specialist_presynth":
-                    entry.update(_write_presynth_sidecars(tmp, exporter, data, net, baked, q))
-                artifacts[role] = entry
-            manifest = {
-                "schema_version": MANIFEST_VERSION,
-                "generator": f"basisnet-deploy {__version__}",
-                "target": target,
-                "quantization": quantize,
-                "hard_swish": ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8"
-                               if decompose else "HARD_SWISH op"),
-                "checkpoint": {"path": str(checkpoint_dir),
-                               "config_sha256": sha256_hex((Path(checkpoint_dir) / "config.json").read_bytes())},
-                "architecture": cfg.to_json()["architecture"],
-                "preprocessing": {**cfg.to_json()["preprocessing"],
-                                  "lightweight_resolution": a.light_resolution,
-                                  "specialist_resolution": a.resolution},
-                "labels": list(cfg.labels),
-                "coefficients": {
-                    "shape": [len(a.nonshared_blocks), a.bases],
-                    "blocks": [f"L{i}" for i in a.nonshared_blocks],
-                    "layout": "row l mixes the expand, depthwise and project kernels of block "
-                              "blocks[l]; each row is a softmax over the K bases",
-                    "batch_policy": "a batch shares one synthesized specialist, made from the mean "
-                                    "of its frames' coefficients",
-                },
-                "cost": basisnet_cost(a),
-                "early_exit": {"threshold": None},
-                "artifacts": artifacts,
-                "calibration": calib_report,
-            }
-            from basisnet_deploy.runtime.sessions import describe
+def _feeds(inputs: _Inputs) -> dict[str, list[dict]]:
+    """Calibration feeds per role, keyed by input name (converters may reorder inputs)."""
+    a, pre = inputs.cfg.architecture, inputs.cfg.preprocessing
+    image = np.stack([preprocess(im, a.resolution, pre) for im in inputs.calib.images])
+    n_blocks = len(a.nonshared_blocks)
+    onehots = [np.broadcast_to(np.eye(a.bases, dtype=np.float32)[k], (n_blocks, a.bases))
+               for k in range(a.bases)]
+    specialist = [{"image": x[None]} for x in image]
+    # Real LM coefficients, plus one-hot extremes so ranges cover every basis alone.
+    coefficient = ([{"image": x[None], "coefficients": c[None]} for x, c in zip(image, inputs.lm_coeff)]
+                   + [{"image": image[k % len(image)][None], "coefficients": oh[None]}
+                      for k, oh in enumerate(onehots)])
+    return {Role.LIGHTWEIGHT.value: [{"image": x[None]} for x in inputs.light],
+            Role.SPECIALIST_PRESYNTH.value: specialist, Role.BASELINE_PLAIN.value: specialist,
+            Role.SPECIALIST_COEFFICIENT.value: coefficient}
 
-            for role, entry in artifacts.items():
-                entry.update(describe(tmp / entry["file"]))
-                if target == "tflite":
-                    from basisnet_deploy.converters.tflite import gpu_compatibility
 
-                    entry["gpu_compatibility"] = gpu_compatibility(tmp / entry["file"])
-            say(f"verifying against the float TF model on {min(verify_images, len(held_images))} "
-                f"{held_source} images")
-            manifest["verification"] = verify_directory(
-                tmp, manifest, net, held_images[:verify_images], held_labels[:verify_images]
-                if held_labels is not None else None, source=held_source)
-            manifest["export_seconds"] = round(time.perf_counter() - started, 1)
-            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    except ExportError as e:
-        raise UserError(f"export failed: {e}") from None
-    return manifest
+@dataclass(frozen=True)
+class _Job:
+    """One export in progress: its target's exporter, options and staging directory."""
+
+    exporter: object
+    opts: ExportOptions
+    tmp: Path
+    say: object
+
+
+def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
+    """Convert one graph into the staging directory; returns its manifest entry."""
+    exporter, opts, tmp, say = job.exporter, job.opts, job.tmp, job.say
+    q = opts.quantize.value
+    if role is Role.SPECIALIST_COEFFICIENT and q == "int8":
+        q = _coefficient_int8_scheme(opts.target, opts.coefficient_int8)
+        if q == "int8" and opts.target == "tflite":
+            _bound_synthesized_kernels(graph.model)
+    say(f"converting {role.value} to {opts.target} ({q})")
+    reader = _reader(feeds) if q == "int8" else None
+    data = exporter.convert(graph, q, reader)
+    name = role.value + exporter.suffix
+    (tmp / name).write_bytes(data)
+    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q))
+
+
+def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, exporter) -> Manifest:
+    cfg = inputs.cfg
+    a = cfg.architecture
+    decomposed = exporter.decompose_hard_swish(opts.quantize.value)
+    info = {
+        "generator": f"basisnet-deploy {__version__}",
+        "hard_swish": ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8" if decomposed
+                       else "HARD_SWISH op"),
+        "calibration": inputs.calib.report() if inputs.calib else None,
+    }
+    coefficients = {
+        "shape": [len(a.nonshared_blocks), a.bases],
+        "blocks": [f"L{i}" for i in a.nonshared_blocks],
+        "layout": "row l mixes the expand, depthwise and project kernels of block "
+                  "blocks[l]; each row is a softmax over the K bases",
+        "batch_policy": "a batch shares one synthesized specialist, made from the mean "
+                        "of its frames' coefficients",
+    }
+    checkpoint_ref = {"path": str(checkpoint_dir),
+                      "config_sha256": sha256_hex((Path(checkpoint_dir) / "config.json").read_bytes())}
+    return Manifest(target=opts.target, quantization=opts.quantize, labels=tuple(cfg.labels),
+                    preprocessing=cfg.preprocessing, light_resolution=a.light_resolution,
+                    resolution=a.resolution, artifacts=artifacts, cost=basisnet_cost(a),
+                    checkpoint=checkpoint_ref, architecture=cfg.to_json()["architecture"],
+                    coefficients=coefficients, info=info)
+
+
+def _describe(tmp: Path, manifest: Manifest) -> None:
+    """Each artifact's runtime inputs/outputs and, for TFLite, the GPU analyzer's verdict."""
+    for entry in manifest.artifacts.values():
+        entry.details.update(describe(tmp / entry.file))
+        if manifest.target == "tflite":
+            from basisnet_deploy.converters.tflite import gpu_compatibility
+
+            entry.details["gpu_compatibility"] = gpu_compatibility(tmp / entry.file)
 
 
 def _coefficient_int8_scheme(target: str, choice: str) -> str:
@@ -304,6 +368,6 @@ def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, q
     with open(buf, "wb") as f:
         np.savez(f, **arrays)
     (tmp / PATCH_TABLE_FILE).write_text(dump_table(patches))
-    return {"bases": buf.name, "patch_table": PATCH_TABLE_FILE,
-            "bases_sha256": sha256_hex(buf.read_bytes()),
-            "baked_coefficients": np.round(baked, 6).tolist(), "patched_layers": len(patches)}
+    return PresynthFiles(bases=buf.name, patch_table=PATCH_TABLE_FILE,
+                         bases_sha256=sha256_hex(buf.read_bytes()),
+                         baked_coefficients=np.round(baked, 6).tolist(), patched_layers=len(patches))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import manifest_preprocessing
+from basisnet_deploy.artifacts.manifest import Manifest, Role
 
 
 def _compare(ref: np.ndarray, got: np.ndarray) -> dict:
@@ -34,7 +34,7 @@ def _scores(ref_logits, got_logits, labels) -> dict:
     return out
 
 
-def verify_directory(directory, manifest: dict, net, images, labels, source: str) -> dict:
+def verify_directory(directory, manifest: Manifest, net, images, labels, source: str) -> dict:
     """Verification results for every artifact in ``directory`` (see module docstring)."""
     import tensorflow as tf
 
@@ -43,18 +43,17 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
     from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
 
     directory = Path(directory)
-    arts = manifest["artifacts"]
-    a = manifest["architecture"]
-    pre = manifest_preprocessing(manifest)
-    light = np.stack([preprocess(im, a["light_resolution"], pre) for im in images])
-    image = np.stack([preprocess(im, a["resolution"], pre) for im in images])
+    arts = manifest.artifacts
+    pre = manifest.preprocessing
+    light = np.stack([preprocess(im, manifest.light_resolution, pre) for im in images])
+    image = np.stack([preprocess(im, manifest.resolution, pre) for im in images])
     ref = net.lightweight(tf.constant(light), training=False)
     ref_lm_logits, ref_coeff = ref["logits"].numpy(), ref["coefficients"].numpy()
     ref_sp = net.specialist([tf.constant(image), ref["coefficients"]], training=False).numpy()
     labels = None if labels is None else np.asarray(labels)
     results = {"images": len(images), "source": source}
 
-    lm = open_session(directory / arts["lightweight"]["file"])
+    lm = open_session(directory / arts[Role.LIGHTWEIGHT].file)
     lm_out = [lm.run({"image": x[None]}) for x in light]
     got_logits = np.concatenate([o["logits"] for o in lm_out]).astype(np.float32)
     got_coeff = np.concatenate([o["coefficients"] for o in lm_out]).astype(np.float32)
@@ -62,8 +61,8 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
                               "coefficients": _compare(ref_coeff, got_coeff)}
     # The exported LM's coefficients (got_coeff) drive the end-to-end checks, as on a device.
 
-    if "specialist_coefficient" in arts:
-        sp = open_session(directory / arts["specialist_coefficient"]["file"])
+    if Role.SPECIALIST_COEFFICIENT in arts:
+        sp = open_session(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
 
         def run_coeff(coeff):
             return np.concatenate([sp.run({"image": x[None], "coefficients": c[None]})["logits"]
@@ -72,8 +71,8 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
         results["specialist_coefficient"] = {"isolated": _scores(ref_sp, coeff_iso, labels),
                                              "end_to_end": _scores(ref_sp, run_coeff(got_coeff), labels)}
 
-    if "specialist_presynth" in arts:
-        ps = load_presynth(directory, arts["specialist_presynth"])
+    if Role.SPECIALIST_PRESYNTH in arts:
+        ps = load_presynth(directory, arts[Role.SPECIALIST_PRESYNTH])
 
         def run_presynth(coeff):
             outs = []
@@ -85,6 +84,24 @@ def verify_directory(directory, manifest: dict, net, images, labels, source: str
         iso = run_presynth(ref_coeff)
         results["specialist_presynth"] = {"isolated": _scores(ref_sp, iso, labels),
                                           "end_to_end": _scores(ref_sp, run_presynth(got_coeff), labels)}
-        if "specialist_coefficient" in arts:
+        if Role.SPECIALIST_COEFFICIENT in arts:
             results["presynth_vs_coefficient"] = _compare(coeff_iso, iso)
     return results
+
+
+def verify_export(directory, images: str | None = None, limit: int | None = None) -> dict:
+    """Verify an export directory against its checkpoint on held-out images.
+
+    ``images``: 'digits' or a folder; default the checkpoint's own held-out split.
+    """
+    from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.model import checkpoint
+
+    manifest = load_manifest(directory)
+    check_files(directory, manifest)
+    net, cfg = checkpoint.load(manifest.checkpoint.get("path", ""))
+    held = evaluation_set(cfg, images)
+    n = limit or len(held.images)
+    labels = None if held.labels is None else held.labels[:n]
+    return verify_directory(directory, manifest, net, held.images[:n], labels, held.source)

@@ -12,6 +12,8 @@ Shapes of the two stages (B = batch, L = non-shared blocks, K = bases):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -132,24 +134,32 @@ def build_specialist(cfg: ArchConfig, synthesis: str = "sample") -> keras.Model:
     return keras.Model([image, coefficients], logits, name="specialist")
 
 
+@dataclass(frozen=True)
+class PlainStyle:
+    """Names and training-time settings of a plain network (they do not change its shape)."""
+
+    prefix: str = SPECIALIST_PREFIX
+    dropout: float = 0.0
+    bn_momentum: float = 0.99
+
+
 def build_plain(arch: str, width: float, resolution: int, classes: int,
-                prefix: str = SPECIALIST_PREFIX, dropout: float = 0.0,
-                bn_momentum: float = 0.99) -> keras.Model:
+                style: PlainStyle = PlainStyle()) -> keras.Model:
     """A plain MobileNet of the same table: the specialist's static-weight shape, or a baseline.
 
     With the specialist's prefix its layer names match the specialist's, so a synthesized
     kernel (or basis k) can be copied into it by name.
     """
     net = resolve(arch, width, resolution)
-    bld = _Builder(prefix, bn_momentum)
+    bld = _Builder(style.prefix, style.bn_momentum)
     image = keras.Input((resolution, resolution, 3), name="image")
-    logits = bld.classifier(bld.trunk(image, net), classes, dropout, "logits")
+    logits = bld.classifier(bld.trunk(image, net), classes, style.dropout, "logits")
     return keras.Model(image, logits, name=f"plain_{arch}")
 
 
 def build_plain_specialist(cfg: ArchConfig) -> keras.Model:
     return build_plain(cfg.specialist_arch, cfg.width, cfg.resolution, cfg.num_classes,
-                       dropout=cfg.dropout, bn_momentum=cfg.bn_momentum)
+                       PlainStyle(dropout=cfg.dropout, bn_momentum=cfg.bn_momentum))
 
 
 class BasisNet:

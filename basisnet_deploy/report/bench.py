@@ -12,14 +12,16 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from basisnet_deploy.artifacts.manifest import Role, expected_madds
+from basisnet_deploy.artifacts.synthesis import synthesize
+from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.runtime.backends import make_factory
-from basisnet_deploy.artifacts.manifest import expected_madds
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
-from basisnet_deploy.artifacts.synthesis import synthesize
 
 
 def percentiles(samples_ms) -> dict:
@@ -40,7 +42,7 @@ def _time_ms(fn):
     return (time.perf_counter() - t) * 1e3, out
 
 
-def _stage(factory, path, feeds_list, warmup, model=None) -> dict:
+def _stage(factory, path, feeds_list, warmup, model=None) -> StageFigures:
     init_ms, session = _time_ms(lambda: factory(path, model))
     first_ms, _ = _time_ms(lambda: session.run(feeds_list[0]))
     for i in range(warmup):
@@ -49,101 +51,181 @@ def _stage(factory, path, feeds_list, warmup, model=None) -> dict:
     for feeds in feeds_list:
         ms, _ = _time_ms(lambda: session.run(feeds))
         lat.append(ms)
-    return {"init_ms": round(init_ms, 3), "first_inference_ms": round(first_ms, 3),
-            "latency_ms": percentiles(lat)}
+    return StageFigures(latency_ms=percentiles(lat), init_ms=round(init_ms, 3),
+                        first_inference_ms=round(first_ms, 3))
 
 
-def bench(directory, delegate: str = "xnnpack", runtime: str = "litert", runner: str = "both",
-          form: str = "presynth", threshold: float | None = None, frames: int = 200,
-          warmup: int = 20, threads: int = 1, images=None, delegate_path: str | None = None,
-          allow_fallback: bool = False, policy: ResynthesisPolicy | None = None,
-          progress=None) -> dict:
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``bench`` measures; the CLI's flags map one to one."""
+
+    delegate: str = "xnnpack"
+    runtime: str = "litert"
+    runner: str = "both"  # sequential, pipelined or both
+    form: str = "presynth"  # specialist form: presynth or coefficient
+    threshold: float | None = None  # None: the manifest's
+    frames: int = 200
+    warmup: int = 20
+    threads: int = 1
+    images: str | None = None  # a folder; None or 'digits': digits
+    delegate_path: str | None = None
+    allow_fallback: bool = False
+    policy: ResynthesisPolicy = field(default_factory=ResynthesisPolicy)
+
+
+@dataclass
+class StageFigures:
+    latency_ms: dict  # percentiles()
+    init_ms: float | None = None  # session creation; None where not a session (synthesis)
+    first_inference_ms: float | None = None
+    with_session_recreation_ms: dict | None = None  # synthesis: + re-creating the session
+
+
+@dataclass
+class RunnerFigures:
+    throughput_fps: float
+    latency_ms: dict
+    early_exit_rate: float
+    avg_madds: int
+    resyntheses: int | None
+    peak_rss_mb: float
+
+
+@dataclass
+class BenchReport:
+    directory: str
+    runtime: str
+    delegate: str
+    fallback: str | None
+    threads: int
+    frames: int
+    warmup: int
+    specialist_form: str
+    threshold: float | None
+    processors: dict
+    stages: dict[str, StageFigures] = field(default_factory=dict)
+    runners: dict[str, RunnerFigures] = field(default_factory=dict)
+    early_exit_rate: float | None = None
+    avg_madds: int | None = None
+    full_pipeline_madds: int | None = None
+    stage_bound_fps: float | None = None  # 1 / max(t_light, t_specialist)
+    pipelined_vs_sequential: float | None = None
+    specialist_vs_baseline_p50: float | None = None
+
+
+@dataclass
+class _Setup:
+    dep: Deployment
+    factory: object  # the specialist's session factory
+    light_factory: object
+    frames: list  # (LM input, specialist input) per frame
+
+
+def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> BenchReport:
+    """Per-stage and end-to-end figures for an export (module docstring)."""
     say = progress or (lambda msg: None)
-    dep = Deployment(directory)
-    if runtime == "litert" and dep.manifest["target"] != "tflite" or \
-            runtime == "onnxruntime" and dep.manifest["target"] != "onnx":
-        from basisnet_deploy.common.errors import UserError
-
-        raise UserError(f"{directory} is a {dep.manifest['target']} export; --runtime {runtime} "
-                        f"runs {'tflite' if runtime == 'litert' else 'onnx'} exports")
-    factory = make_factory(runtime, delegate, threads, delegate_path, allow_fallback,
-                           probe=str(dep.path("lightweight")))
-    # The lightweight model stays on the CPU, as BasisNet is meant to run.
-    light_factory = make_factory(runtime, "xnnpack" if delegate != "cpu" else "cpu", threads)
-    threshold = dep.threshold if threshold is None else threshold
-    imgs = _images(images, dep)
-    frame_list = [dep.frame(imgs[i % len(imgs)]) for i in range(frames)]
-    say(f"{len(frame_list)} frames from {len(imgs)} images")
-
-    report = {"directory": str(directory), "runtime": runtime, "delegate": delegate,
-              "fallback": factory.fallback_note, "threads": threads, "frames": frames,
-              "warmup": warmup, "specialist_form": form, "threshold": threshold,
-              "processors": {"lightweight": light_factory.processor, "specialist": factory.processor},
-              "stages": {}, "runners": {}}
-
-    say("per-stage: lightweight")
-    light_feeds = [{"image": f[0]} for f in frame_list]
-    report["stages"]["lightweight"] = _stage(light_factory, dep.path("lightweight"), light_feeds, warmup)
-    lm = light_factory(dep.path("lightweight"))
-    coeffs = [np.asarray(lm.run(f)["coefficients"], np.float32)[0] for f in light_feeds]
-
-    say(f"per-stage: specialist ({form})")
-    if form == "coefficient":
-        feeds = [{"image": f[1], "coefficients": c[None]} for f, c in zip(frame_list, coeffs)]
-        report["stages"]["specialist"] = _stage(factory, dep.path("specialist_coefficient"), feeds, warmup)
-    else:
-        ps = dep.presynth()
-        feeds = [{"image": f[1]} for f in frame_list]
-        model = synthesize(ps.template, ps.table, ps.bases, coeffs[0])
-        report["stages"]["specialist"] = _stage(factory, ps.path, feeds, warmup, model=model)
-        say("per-stage: synthesis (+ session re-creation)")
-        synth, recreate = [], []
-        for c in coeffs[: max(10, min(len(coeffs), 50))]:
-            ms, model = _time_ms(lambda: synthesize(ps.template, ps.table, ps.bases, c))
-            synth.append(ms)
-            ms2, _ = _time_ms(lambda: factory(ps.path, model))
-            recreate.append(ms + ms2)
-        report["stages"]["synthesis"] = {"latency_ms": percentiles(synth),
-                                         "with_session_recreation_ms": percentiles(recreate)}
-    if "baseline_plain" in dep.artifacts:
-        say("per-stage: plain baseline")
-        feeds = [{"image": f[1]} for f in frame_list]
-        report["stages"]["baseline_plain"] = _stage(factory, dep.path("baseline_plain"), feeds, warmup)
-        report["specialist_vs_baseline_p50"] = round(
-            report["stages"]["specialist"]["latency_ms"]["p50"]
-            / report["stages"]["baseline_plain"]["latency_ms"]["p50"], 3)
-
-    modes = ["sequential", "pipelined"] if runner == "both" else [runner]
-    cost = dep.cost()
+    setup = _setup(directory, options, say)
+    opts = options
+    report = BenchReport(
+        directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
+        fallback=setup.factory.fallback_note, threads=opts.threads, frames=opts.frames,
+        warmup=opts.warmup, specialist_form=opts.form,
+        threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
+        processors={"lightweight": setup.light_factory.processor,
+                    "specialist": setup.factory.processor})
+    _measure_stages(setup, opts, report, say)
+    modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
     for mode in modes:
         say(f"end to end: {mode}")
-        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode, policy=policy)
-        list(run.run(frame_list[:warmup]))  # warm-up pass, sessions and caches
-        run = TwoStageRunner(dep, light_factory, factory, threshold, form, mode, policy=policy)
-        t = time.perf_counter()
-        results = list(run.run(frame_list))
-        wall = time.perf_counter() - t
-        exit_rate = float(np.mean([r.stage == "lightweight" for r in results]))
-        report["runners"][mode] = {
-            "throughput_fps": round(len(results) / wall, 2),
-            "latency_ms": percentiles([r.latency_ms for r in results]),
-            "early_exit_rate": round(exit_rate, 4),
-            "avg_madds": int(expected_madds(cost, exit_rate)),
-            "resyntheses": run.resyntheses if form == "presynth" else None,
-            "peak_rss_mb": peak_rss_mb(),
-        }
-    first = report["runners"][modes[0]]
-    report["early_exit_rate"] = first["early_exit_rate"]
-    report["avg_madds"] = first["avg_madds"]
-    report["full_pipeline_madds"] = cost["madds"]
-    s = report["stages"]
-    bottleneck = max(s["lightweight"]["latency_ms"]["p50"], s["specialist"]["latency_ms"]["p50"])
-    report["stage_bound_fps"] = round(1000.0 / bottleneck, 2)  # 1 / max(t_light, t_specialist)
+        report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode)
+    first = report.runners[modes[0]]
+    report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
+    report.full_pipeline_madds = setup.dep.cost()["madds"]
+    bottleneck = max(report.stages["lightweight"].latency_ms["p50"],
+                     report.stages["specialist"].latency_ms["p50"])
+    report.stage_bound_fps = round(1000.0 / bottleneck, 2)
     if len(modes) == 2:
-        report["pipelined_vs_sequential"] = round(
-            report["runners"]["pipelined"]["throughput_fps"]
-            / report["runners"]["sequential"]["throughput_fps"], 3)
+        report.pipelined_vs_sequential = round(
+            report.runners["pipelined"].throughput_fps / report.runners["sequential"].throughput_fps, 3)
     return report
+
+
+def _setup(directory, opts: BenchOptions, say) -> _Setup:
+    dep = Deployment(directory)
+    wanted = "tflite" if opts.runtime == "litert" else "onnx"
+    if dep.manifest.target != wanted:
+        raise UserError(f"{directory} is a {dep.manifest.target} export; --runtime {opts.runtime} "
+                        f"runs {wanted} exports")
+    factory = make_factory(opts.runtime, opts.delegate, opts.threads, opts.delegate_path,
+                           opts.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
+    # The lightweight model stays on the CPU, as BasisNet is meant to run.
+    light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu",
+                                 opts.threads)
+    imgs = _images(opts.images, dep)
+    frames = [dep.frame(imgs[i % len(imgs)]) for i in range(opts.frames)]
+    say(f"{len(frames)} frames from {len(imgs)} images")
+    return _Setup(dep, factory, light_factory, frames)
+
+
+def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say) -> None:
+    """Per-stage figures: lightweight, specialist, synthesis (presynth), plain baseline."""
+    dep, factory = setup.dep, setup.factory
+    say("per-stage: lightweight")
+    light_feeds = [{"image": f[0]} for f in setup.frames]
+    report.stages["lightweight"] = _stage(setup.light_factory, dep.path(Role.LIGHTWEIGHT),
+                                          light_feeds, opts.warmup)
+    lm = setup.light_factory(dep.path(Role.LIGHTWEIGHT))
+    coeffs = [np.asarray(lm.run(f)["coefficients"], np.float32)[0] for f in light_feeds]
+    say(f"per-stage: specialist ({opts.form})")
+    if opts.form == "coefficient":
+        feeds = [{"image": f[1], "coefficients": c[None]} for f, c in zip(setup.frames, coeffs)]
+        report.stages["specialist"] = _stage(factory, dep.path(Role.SPECIALIST_COEFFICIENT), feeds,
+                                             opts.warmup)
+    else:
+        ps = dep.presynth()
+        feeds = [{"image": f[1]} for f in setup.frames]
+        model = synthesize(ps.template, ps.table, ps.bases, coeffs[0])
+        report.stages["specialist"] = _stage(factory, ps.path, feeds, opts.warmup, model=model)
+        say("per-stage: synthesis (+ session re-creation)")
+        report.stages["synthesis"] = _synthesis_stage(ps, factory, coeffs)
+    if Role.BASELINE_PLAIN in dep.artifacts:
+        say("per-stage: plain baseline")
+        feeds = [{"image": f[1]} for f in setup.frames]
+        report.stages["baseline_plain"] = _stage(factory, dep.path(Role.BASELINE_PLAIN), feeds,
+                                                 opts.warmup)
+        report.specialist_vs_baseline_p50 = round(
+            report.stages["specialist"].latency_ms["p50"]
+            / report.stages["baseline_plain"].latency_ms["p50"], 3)
+
+
+def _synthesis_stage(ps, factory, coeffs) -> StageFigures:
+    synth, recreate = [], []
+    for c in coeffs[: max(10, min(len(coeffs), 50))]:
+        ms, model = _time_ms(lambda: synthesize(ps.template, ps.table, ps.bases, c))
+        synth.append(ms)
+        ms2, _ = _time_ms(lambda: factory(ps.path, model))
+        recreate.append(ms + ms2)
+    return StageFigures(latency_ms=percentiles(synth), with_session_recreation_ms=percentiles(recreate))
+
+
+def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> RunnerFigures:
+    def runner():
+        return TwoStageRunner(setup.dep, setup.light_factory, setup.factory, threshold, opts.form,
+                              mode, policy=opts.policy)
+    warm = runner()
+    list(warm.run(setup.frames[:opts.warmup]))  # warm-up pass, sessions and caches
+    run = runner()
+    t = time.perf_counter()
+    results = list(run.run(setup.frames))
+    wall = time.perf_counter() - t
+    exit_rate = float(np.mean([r.stage == "lightweight" for r in results]))
+    return RunnerFigures(
+        throughput_fps=round(len(results) / wall, 2),
+        latency_ms=percentiles([r.latency_ms for r in results]),
+        early_exit_rate=round(exit_rate, 4),
+        avg_madds=int(expected_madds(setup.dep.cost(), exit_rate)),
+        resyntheses=run.resyntheses if opts.form == "presynth" else None,
+        peak_rss_mb=peak_rss_mb())
 
 
 def _images(images, dep):

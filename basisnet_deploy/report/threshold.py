@@ -8,13 +8,9 @@ come from the manifest's cost model at that exit rate.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, expected_madds, load_manifest
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, _SpecialistStage, softmax
 
@@ -68,17 +64,14 @@ def choose(result: dict, max_drop: float | None = None, target_madds: float | No
 
 def write_threshold(directory, chosen: dict, result: dict, constraint: dict) -> None:
     """Record the threshold in manifest.json (atomically: temp file, then rename)."""
-    path = Path(directory) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["early_exit"] = {
+    manifest = load_manifest(directory)
+    manifest.early_exit = {
         "threshold": chosen["threshold"], "constraint": constraint,
         "calibrated_on": result["images"], "accuracy": chosen["accuracy"],
         "no_exit_accuracy": result["no_exit_accuracy"], "exit_rate": chosen["exit_rate"],
         "avg_madds": chosen["avg_madds"], "full_madds": result["full_madds"],
         "madds_cut": 1.0 - chosen["avg_madds"] / result["full_madds"]}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    manifest.save(directory)
 
 
 def plot(result: dict, chosen: dict, path) -> None:
@@ -111,3 +104,37 @@ def plot(result: dict, chosen: dict, path) -> None:
            fill=(200, 30, 30))
     d.text((w // 2 - 60, h - 30), "average MAdds per frame (M)", fill="black")
     img.save(path)
+
+
+def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,
+              form: str = "presynth", plot_path=None) -> dict:
+    """Choose the early-exit threshold on labelled held-out images and record it.
+
+    ``held`` is a :class:`~basisnet_deploy.data.datasets.HeldOut` with labels. The plot is
+    drawn before the manifest is touched, so a bad ``plot_path`` changes nothing.
+    """
+    from pathlib import Path
+
+    from basisnet_deploy.runtime.backends import make_factory
+    from basisnet_deploy.runtime.deployment import Deployment
+
+    if (max_drop is None) == (target_madds is None):
+        raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
+    if held.labels is None:
+        raise UserError(f"{held.source}: threshold calibration needs labels: DIR/<class>/<images> "
+                        "with the manifest's class names")
+    plot_path = Path(plot_path or Path(directory) / "early_exit_tradeoff.png")
+    if not plot_path.parent.is_dir():
+        raise UserError(f"--plot {plot_path}: its folder does not exist; create it or choose another")
+    dep = Deployment(directory)
+    runtime = "litert" if dep.manifest.target == "tflite" else "onnxruntime"
+    result = tradeoff(dep, make_factory(runtime, "xnnpack"), held.images, held.labels, form)
+    chosen = choose(result, max_drop, target_madds)
+    try:
+        plot(result, chosen, plot_path)
+    except OSError as e:
+        raise UserError(f"--plot {plot_path}: cannot write it ({e.strerror}); nothing was changed") from None
+    constraint = {"max_drop_points": max_drop} if max_drop is not None else {"target_madds": target_madds}
+    write_threshold(directory, chosen, result, constraint)
+    return {"chosen": chosen, **{k: v for k, v in result.items() if k != "curve"},
+            "source": held.source, "plot": str(plot_path), "manifest": str(Path(directory) / MANIFEST_FILE)}

@@ -57,7 +57,6 @@ class CompiledModelSession:
         self.outputs = {n: self.model.create_output_buffer_by_name(self.signature, n) for n in sig["outputs"]}
         details = self.model.get_output_tensor_details(self.signature)
         self._out = {n: (int(np.prod(details[n]["shape"])), details[n]["shape"]) for n in sig["outputs"]}
-        self.fully_accelerated = self.model.is_fully_accelerated()
 
     def run(self, feeds):
         for k, v in feeds.items():

@@ -12,38 +12,31 @@ import numpy as np
 from basisnet_deploy.data import preprocess
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
-from basisnet_deploy.artifacts.manifest import check_files, load_manifest, manifest_preprocessing
+from basisnet_deploy.artifacts.manifest import Artifact, Manifest, Role, check_files, load_manifest
 
 
 class Deployment:
     def __init__(self, directory):
         self.directory = Path(directory)
-        self.manifest = load_manifest(self.directory)
+        self.manifest: Manifest = load_manifest(self.directory)
         check_files(self.directory, self.manifest)
-        m = self.manifest
-        p = m["preprocessing"]
-        self.preprocessing = manifest_preprocessing(m)
-        self.light_resolution = p["lightweight_resolution"]
-        self.resolution = p["specialist_resolution"]
-        self.labels = m["labels"]
-        self.threshold = m.get("early_exit", {}).get("threshold")
+        self.preprocessing = self.manifest.preprocessing
+        self.light_resolution = self.manifest.light_resolution
+        self.resolution = self.manifest.resolution
+        self.labels = list(self.manifest.labels)
+        self.threshold = self.manifest.threshold
         self._presynth = None
 
     @property
-    def artifacts(self) -> dict:
-        return self.manifest["artifacts"]
+    def artifacts(self) -> dict[Role, Artifact]:
+        return self.manifest.artifacts
 
-    def path(self, role: str) -> Path:
-        if role not in self.artifacts:
-            raise UserError(f"{self.directory}: the export has no {role} artifact "
-                            f"(it has {sorted(self.artifacts)}); re-export with it")
-        return self.directory / self.artifacts[role]["file"]
+    def path(self, role: Role | str) -> Path:
+        return self.directory / self.manifest.artifact(role, self.directory).file
 
     def presynth(self) -> Presynth:
         if self._presynth is None:
-            entry = self.artifacts.get("specialist_presynth")
-            if entry is None:
-                raise UserError(f"{self.directory}: no pre-synthesized specialist in this export")
+            entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory)
             self._presynth = load_presynth(self.directory, entry)
         return self._presynth
 
@@ -53,4 +46,4 @@ class Deployment:
                 preprocess(image, self.resolution, self.preprocessing)[None])
 
     def cost(self) -> dict:
-        return self.manifest["cost"]
+        return self.manifest.cost

@@ -42,7 +42,6 @@ class Result:
     confidence: float
     stage: str  # "lightweight" (early exit) or "specialist"
     times_ms: dict = field(default_factory=dict)
-    resynthesized: bool = False
     latency_ms: float = 0.0  # from submission to result, queueing included
 
 
@@ -131,7 +130,6 @@ class TwoStageRunner:
         self.queue_size = queue_size
         self.policy = policy or ResynthesisPolicy()
         self.resyntheses = 0
-        self.frames_seen = 0
 
     # One frame's work, shared by both modes.
     def _first(self, stage, index, frame, submitted):
@@ -166,7 +164,6 @@ class TwoStageRunner:
         try:
             for index, frame in enumerate(frames):
                 item = self._first(light, index, frame, time.perf_counter())
-                self.frames_seen += 1
                 yield self._second(spec, item)
         finally:
             self.resyntheses = spec.resyntheses
@@ -258,7 +255,6 @@ class TwoStageRunner:
                     return
                 if isinstance(item, _Failure):
                     raise item.exc
-                self.frames_seen += 1
                 yield item
         finally:
             stop.set()

@@ -101,25 +101,48 @@ def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: Trai
     if len(train_set.labels) < settings.batch_size:
         raise UserError(f"{dataset.source}: {len(train_set.labels)} training images is fewer "
                         f"than one batch of {settings.batch_size}; add images or lower --batch-size")
-    light_x = train_set.tensors(arch.light_resolution, pre)
-    image_x = train_set.tensors(arch.resolution, pre)
     labels = train_set.labels
-
     strategy = _strategy(settings.strategy)
     steps_per_epoch = len(labels) // settings.batch_size
-    total_steps = steps_per_epoch * settings.epochs
     with strategy.scope():
         net = BasisNet(arch)
-        warmup = max(1, int(settings.warmup_epochs * steps_per_epoch))
-        decay = keras.optimizers.schedules.ExponentialDecay(
-            settings.learning_rate, max(1, int(settings.decay_epochs * steps_per_epoch)), 0.99,
-            staircase=True)
-        schedule = _Warmup(settings.learning_rate, warmup, decay)
-        optimizer = keras.optimizers.RMSprop(schedule, rho=0.9, momentum=0.9, epsilon=1e-3,
-                                             global_clipnorm=settings.clip_norm)
+        optimizer = _optimizer(settings, steps_per_epoch)
         variables = net.lightweight.trainable_variables + net.specialist.trainable_variables
         optimizer.build(variables)
-    rate = settings.dropout_rate(arch.bases)
+    step_fn = _train_step(net, optimizer, variables, strategy, settings,
+                          steps_per_epoch * settings.epochs)
+    ds = (tf.data.Dataset.from_tensor_slices((train_set.tensors(arch.light_resolution, pre),
+                                              train_set.tensors(arch.resolution, pre), labels))
+          .shuffle(len(labels), seed=settings.seed, reshuffle_each_iteration=True)
+          .batch(settings.batch_size, drop_remainder=True)
+          .repeat(settings.epochs))
+    start = time.perf_counter()
+    _loop(strategy.experimental_distribute_dataset(ds), step_fn, settings, steps_per_epoch, progress)
+    seconds = time.perf_counter() - start
+    held = evaluate(net, test_set.tensors(arch.light_resolution, pre),
+                    test_set.tensors(arch.resolution, pre), test_set.labels)
+    metrics = {"held_out": held, "train_seconds": round(seconds, 1),
+               "steps": steps_per_epoch * settings.epochs,
+               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped)}
+    training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings), **metrics}
+    config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
+    return TrainResult(net, config, metrics)
+
+
+def _optimizer(settings: TrainSettings, steps_per_epoch: int):
+    """RMSProp (decay 0.9, momentum 0.9) on a warm-up then x0.99 staircase schedule."""
+    warmup = max(1, int(settings.warmup_epochs * steps_per_epoch))
+    decay = keras.optimizers.schedules.ExponentialDecay(
+        settings.learning_rate, max(1, int(settings.decay_epochs * steps_per_epoch)), 0.99,
+        staircase=True)
+    schedule = _Warmup(settings.learning_rate, warmup, decay)
+    return keras.optimizers.RMSprop(schedule, rho=0.9, momentum=0.9, epsilon=1e-3,
+                                    global_clipnorm=settings.clip_norm)
+
+
+def _train_step(net, optimizer, variables, strategy, settings: TrainSettings, total_steps: int):
+    """The distributed training step: (batch, step) -> (summed loss, hits)."""
+    rate = settings.dropout_rate(net.cfg.bases)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
     def replica_step(light, image, y, step):
@@ -142,14 +165,13 @@ def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: Trai
         loss, hits = strategy.run(replica_step, args=(*batch, step))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None))
+    return train_step
 
-    ds = (tf.data.Dataset.from_tensor_slices((light_x, image_x, labels))
-          .shuffle(len(labels), seed=settings.seed, reshuffle_each_iteration=True)
-          .batch(settings.batch_size, drop_remainder=True)
-          .repeat(settings.epochs))
-    dist = strategy.experimental_distribute_dataset(ds)
-    start, step, loss_avg, acc_avg = time.perf_counter(), 0, None, None
-    for batch in dist:
+
+def _loop(batches, train_step, settings: TrainSettings, steps_per_epoch: int, progress) -> None:
+    """Run every batch; smoothed loss/accuracy to ``progress``; stop on a non-finite loss."""
+    total, step, loss_avg, acc_avg = steps_per_epoch * settings.epochs, 0, None, None
+    for batch in batches:
         loss, hits = train_step(batch, tf.constant(step, tf.int64))
         loss, acc = float(loss), float(hits) / settings.batch_size
         loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
@@ -159,16 +181,8 @@ def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: Trai
             raise UserError(f"training diverged at step {step} (loss {loss}); "
                             "lower --learning-rate")
         if progress:
-            progress(step, total_steps, {"loss": loss_avg, "acc": acc_avg,
-                                         "epoch": step / max(steps_per_epoch, 1)})
-    seconds = time.perf_counter() - start
-    held = evaluate(net, test_set.tensors(arch.light_resolution, pre),
-                    test_set.tensors(arch.resolution, pre), test_set.labels)
-    metrics = {"held_out": held, "train_seconds": round(seconds, 1), "steps": total_steps,
-               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped)}
-    training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings), **metrics}
-    config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
-    return TrainResult(net, config, metrics)
+            progress(step, total, {"loss": loss_avg, "acc": acc_avg,
+                                   "epoch": step / max(steps_per_epoch, 1)})
 
 
 class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -184,3 +198,48 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"peak": self.peak, "steps": self.steps}
+
+
+def train_checkpoint(dataset_spec: str, out, arch: ArchConfig, pre: Preprocessing,
+                     settings: TrainSettings, progress=None) -> dict:
+    """Train on ``dataset_spec`` ('digits' or a folder) and write the checkpoint to ``out``.
+
+    Refuses an existing non-empty ``out`` that is not a checkpoint before any work.
+    """
+    import os
+
+    from basisnet_deploy.data import load_dataset
+    from basisnet_deploy.model import checkpoint
+
+    out = str(out)
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "config.json")):
+        raise UserError(f"{out}: exists and is not a checkpoint directory; choose a new --out")
+    ds = load_dataset(dataset_spec)
+    result = train(ds, arch, pre, settings, progress)
+    checkpoint.save(out, result.net, result.config)
+    return {"checkpoint": out, **result.metrics}
+
+
+def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict:
+    """Held-out top-1 of both stages; on the training dataset, its held-out split only."""
+    from basisnet_deploy.data import load_dataset
+    from basisnet_deploy.model import checkpoint
+
+    net, cfg = checkpoint.load(checkpoint_dir)
+    settings = cfg.training.get("settings", {})
+    trained_on = cfg.training.get("dataset")
+    dataset_spec = dataset_spec or trained_on
+    if not dataset_spec:
+        raise UserError(f"{checkpoint_dir}: config.json does not say what it was trained on; "
+                        "pass --dataset digits or --dataset DIR")
+    ds = load_dataset(dataset_spec)
+    if ds.class_names != cfg.labels:
+        raise UserError(f"{dataset_spec}: classes {list(ds.class_names)[:5]}... do not match the "
+                        f"checkpoint's labels {list(cfg.labels)[:5]}...")
+    split = "all"
+    if dataset_spec == trained_on and "held_out" in settings:
+        ds = ds.split(settings["held_out"], settings.get("seed", 0))[1]
+        split = "held-out"
+    a, pre = cfg.architecture, cfg.preprocessing
+    return {"dataset": dataset_spec, "split": split,
+            **evaluate(net, ds.tensors(a.light_resolution, pre), ds.tensors(a.resolution, pre), ds.labels)}

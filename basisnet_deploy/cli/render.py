@@ -1,0 +1,179 @@
+"""The one output renderer of the CLI: tables for people, JSON for scripts, the same everywhere.
+
+Every command ends in :func:`emit`: with ``--json`` the result goes to stdout as one JSON
+document; otherwise the command's text view prints it. ``--json-out FILE`` writes the same
+JSON to a file (atomically) in either case. Results may be dataclasses, enums, paths or NumPy
+scalars: :func:`~basisnet_deploy.common.jsonable.jsonable` turns them into plain JSON values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from basisnet_deploy.common.jsonable import jsonable
+
+
+def emit(result, as_json: bool, json_out: str | None, text: Callable[[object], list[str]]) -> None:
+    """Render ``result`` once: JSON on stdout or the text view, plus ``--json-out``."""
+    doc = jsonable(result)
+    if json_out:
+        _write_json(Path(json_out), doc)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for line in text(result):
+        click.echo(line)
+
+
+def _write_json(path: Path, doc) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def fmt_m(n) -> str:
+    """Millions, for MAdds and parameter counts."""
+    return f"{n / 1e6:,.2f}M"
+
+
+def fmt_ms(v, width: int = 10, digits: int = 3) -> str:
+    """A latency cell; a figure not measured in this run prints as '-', never 'nan'."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return f"{'-':>{width}}"
+    return f"{v:>{width}.{digits}f}"
+
+
+# Text views: one per result kind, each a list of lines.
+
+def cost_text(result: dict) -> list[str]:
+    if "network" in result:
+        n = result["network"]
+        return [f"{n['arch']} {n['width']}x{n['resolution']}, {n['classes']} classes",
+                f"  MAdds {fmt_m(result['madds'])}   params {fmt_m(result['params'])}"]
+    a = result["architecture"]
+    lines = [f"BasisNet-{a['backbone'].upper()}: K={a['bases']}, non-shared "
+             f"L{a['nonshared'][0]}-L{a['nonshared'][1]}, specialist {a['width']}x"
+             f"{a['resolution']}, LM {a['light_width']}x{a['light_resolution']}, "
+             f"{a['num_classes']} classes",
+             f"  {'stage':<14}{'MAdds':>12}{'params':>12}"]
+    for name, st in result["stages"].items():
+        lines.append(f"  {name:<14}{fmt_m(st['madds']):>12}{fmt_m(st['params']):>12}")
+    lines.append(f"  {'pipeline':<14}{fmt_m(result['madds']):>12}{fmt_m(result['params']):>12}")
+    return lines
+
+
+def train_text(result: dict) -> list[str]:
+    held = result["held_out"]
+    return [f"trained {result['steps']} steps in {result['train_seconds']:.0f} s on "
+            f"{result['train_examples']} images",
+            f"held-out top-1 ({held['examples']} images): lightweight "
+            f"{held['lightweight_top1']:.1%}, specialist {held['specialist_top1']:.1%}",
+            f"checkpoint written to {result['checkpoint']}"]
+
+
+def evaluate_text(result: dict) -> list[str]:
+    return [f"{result['dataset']} ({result['split']}, {result['examples']} images): lightweight "
+            f"top-1 {result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}"]
+
+
+def export_text(manifest) -> list[str]:
+    lines = [f"exported in {manifest.info['export_seconds']:.0f} s"]
+    for entry in manifest.artifacts.values():
+        gpu = entry.details.get("gpu_compatibility")
+        gpu_txt = "" if gpu is None else ("  GPU: compatible" if gpu["compatible"]
+                                          else f"  GPU: {len(gpu['warnings'])} incompatible op(s)")
+        lines.append(f"  {entry.file:<30} {entry.bytes / 1e6:7.2f} MB  "
+                     f"{entry.quantization.value}{gpu_txt}")
+    return lines + verification_text(manifest.info["verification"])
+
+
+def verification_text(v: dict) -> list[str]:
+    lines = [f"verification against the float TF model ({v['images']} {v['source']} images):",
+             f"  {'artifact':<42}{'top-1 agree':>12}{'accuracy':>10}{'max rel err':>13}"]
+
+    def row(name, s):
+        acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
+        lines.append(f"  {name:<42}{s['top1_agreement']:>12.1%}{acc:>10}{s['logits']['max_rel']:>13.2e}")
+    row("lightweight", v["lightweight"])
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        if role in v:
+            row(f"{role} (float LM coeffs)", v[role]["isolated"])
+            row(f"{role} (end to end)", v[role]["end_to_end"])
+    c = v["lightweight"]["coefficients"]
+    lines.append(f"  lightweight coefficients: max abs err {c['max_abs']:.2e}, mean {c['mean_abs']:.2e}")
+    if "presynth_vs_coefficient" in v:
+        lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
+                     f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
+    return lines
+
+
+def check_text(report: dict) -> list[str]:
+    lines = []
+    for role, r in report.items():
+        verdict = {True: "GPU compatible", False: "GPU INCOMPATIBLE", None: "GPU: n/a"}[r["compatible"]]
+        lines.append(f"  {role:<24} sha256 ok   {verdict}")
+        lines += [f"      {w}" for w in r["warnings"]]
+        if r["compatible"] is None:
+            lines.append(f"      ({r['analyzer']})")
+    return lines
+
+
+def android_text(report: dict) -> list[str]:
+    lines = [f"wrote {report['out']} from {report['source']}:"]
+    lines += [f"  {name:<32} {size / 1e6:8.2f} MB" for name, size in report["files"].items()]
+    return lines + [f"  {'total':<32} {report['total_bytes'] / 1e6:8.2f} MB"]
+
+
+def bench_text(r) -> list[str]:
+    lines = [f"{r.runtime} / delegate {r.delegate} / {r.threads} thread(s) / specialist "
+             f"{r.specialist_form} / threshold {r.threshold}"]
+    if r.fallback:
+        lines.append(f"  FALLBACK: {r.fallback}")
+    lines.append(f"  processors: lightweight {r.processors['lightweight']}, "
+                 f"specialist {r.processors['specialist']}")
+    lines.append(f"  {'stage':<16}{'init ms':>10}{'first ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
+    for name, st in r.stages.items():
+        lat = st.latency_ms
+        lines.append(f"  {name:<16}{fmt_ms(st.init_ms, 10, 2)}{fmt_ms(st.first_inference_ms, 10, 2)}"
+                     f"{fmt_ms(lat['p50'])}{fmt_ms(lat['p90'])}{fmt_ms(lat['p99'])}")
+        if st.with_session_recreation_ms:
+            lines.append(f"  {'  + re-create':<16}{'':>20}{fmt_ms(st.with_session_recreation_ms['p50'])}")
+    lines.append(f"  {'runner':<12}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'exit':>8}{'avg MAdds':>12}"
+                 f"{'resynth':>9}{'peak RSS':>10}")
+    for name, x in r.runners.items():
+        resynth = "-" if x.resyntheses is None else str(x.resyntheses)
+        lines.append(f"  {name:<12}{x.throughput_fps:>9.1f}{fmt_ms(x.latency_ms['p50'], 9)}"
+                     f"{fmt_ms(x.latency_ms['p99'], 9)}{x.early_exit_rate:>8.1%}"
+                     f"{x.avg_madds / 1e6:>11.2f}M{resynth:>9}{x.peak_rss_mb:>8.0f}MB")
+    lines.append(f"  stage-bound throughput 1/max(t_light, t_specialist): {r.stage_bound_fps:.1f} fps")
+    if r.pipelined_vs_sequential is not None:
+        lines.append(f"  pipelined / sequential throughput: {r.pipelined_vs_sequential:.2f}x")
+    if r.specialist_vs_baseline_p50 is not None:
+        lines.append(f"  specialist / plain baseline latency (p50): {r.specialist_vs_baseline_p50:.2f}x")
+    return lines
+
+
+def predict_text(predictions) -> list[str]:
+    return [f"{p.image}: {p.name} ({p.confidence:.1%}) answered by the {p.stage}" for p in predictions]
+
+
+def threshold_text(r: dict) -> list[str]:
+    chosen = r["chosen"]
+    cut = 1 - chosen["avg_madds"] / r["full_madds"]
+    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
+    return [f"{r['source']}, {r['images']} images: never exiting gives "
+            f"{r['no_exit_accuracy']:.2%} top-1 at {r['full_madds'] / 1e6:.2f}M MAdds",
+            f"{label}: {chosen['accuracy']:.2%} top-1 "
+            f"({(chosen['accuracy'] - r['no_exit_accuracy']) * 100:+.2f} points), exit rate "
+            f"{chosen['exit_rate']:.1%}, {chosen['avg_madds'] / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
+            f"written to {r['manifest']}; trade-off plot: {r['plot']}"]

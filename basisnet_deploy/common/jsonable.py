@@ -1,0 +1,27 @@
+"""Plain JSON values from typed results, for the CLI's renderer, files and benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from pathlib import Path
+
+
+def jsonable(value):
+    """Plain JSON values for a result: dataclasses, enums, paths, tuples, NumPy scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k.value if isinstance(k, enum.Enum) else k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalar
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; a missing figure is null
+    return value

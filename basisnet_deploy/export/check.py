@@ -1,0 +1,43 @@
+"""``check``: integrity and GPU-delegate compatibility of every artifact in an export."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+
+_NO_ANALYZER = "none for ONNX; GPU means the CUDA execution provider"
+
+
+def check_export(directory) -> dict:
+    """role -> {"sha256_ok", "compatible", "warnings", "analyzer"}.
+
+    Every artifact's size and sha256 are checked first (a mismatch is a UserError). TF's GPU
+    compatibility analyzer then runs on each .tflite; it needs TensorFlow, and where that is
+    not installed the verdict is None with the reason, never a traceback.
+    """
+    directory = Path(directory)
+    manifest = load_manifest(directory)
+    check_files(directory, manifest)
+    analyzer = _gpu_analyzer() if manifest.target == "tflite" else None
+    report = {}
+    for role, entry in manifest.artifacts.items():
+        if manifest.target != "tflite":
+            verdict = {"compatible": None, "warnings": [], "analyzer": _NO_ANALYZER}
+        elif isinstance(analyzer, str):
+            verdict = {"compatible": None, "warnings": [], "analyzer": analyzer}
+        else:
+            verdict = analyzer(directory / entry.file)
+        report[role.value] = {"sha256_ok": True, **verdict}
+    return report
+
+
+def _gpu_analyzer():
+    """TF's GPU compatibility analyzer, or the reason it cannot run here."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return ("TF's GPU analyzer needs TensorFlow, which this install lacks: "
+                "pip install 'basisnet-deploy[convert]'")
+    from basisnet_deploy.converters.tflite import gpu_compatibility
+
+    return gpu_compatibility

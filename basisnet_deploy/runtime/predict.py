@@ -1,0 +1,54 @@
+"""``predict``: class, confidence and the answering stage for image files, on an export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from basisnet_deploy.artifacts.manifest import Role
+from basisnet_deploy.data import load_image
+from basisnet_deploy.runtime.backends import make_factory
+from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.runtime.runner import TwoStageRunner
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where the two stages run; the CLI's runtime flags map one to one."""
+
+    delegate: str = "xnnpack"  # the specialist's processor; the LM stays on the CPU
+    runtime: str | None = None  # None: litert for TFLite exports, onnxruntime for ONNX
+    delegate_path: str | None = None
+    allow_fallback: bool = False
+    threads: int = 1
+    form: str = "presynth"  # specialist form: presynth or coefficient
+
+    def runtime_for(self, deployment: Deployment) -> str:
+        if self.runtime:
+            return self.runtime
+        return "litert" if deployment.manifest.target == "tflite" else "onnxruntime"
+
+
+@dataclass
+class Prediction:
+    image: str
+    index: int
+    name: str  # the class label
+    confidence: float
+    stage: str  # "lightweight" (early exit) or "specialist"
+    times_ms: dict
+
+
+def predict(directory, image_paths: list[str], options: RuntimeOptions = RuntimeOptions(),
+            threshold: float | None = None) -> list[Prediction]:
+    """One :class:`Prediction` per image, in order; ``threshold`` None: the manifest's."""
+    dep = Deployment(directory)
+    runtime = options.runtime_for(dep)
+    factory = make_factory(runtime, options.delegate, options.threads, options.delegate_path,
+                           options.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
+    light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu", options.threads)
+    frames = [dep.frame(load_image(p)) for p in image_paths]
+    run = TwoStageRunner(dep, light, factory, dep.threshold if threshold is None else threshold,
+                         options.form, "sequential")
+    return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
+                       {k: round(v, 3) for k, v in r.times_ms.items()})
+            for path, r in zip(image_paths, run.run(frames))]
