@@ -20,7 +20,7 @@ from basisnet_deploy.common.jsonable import jsonable
 from basisnet_deploy.report.bench import BenchOptions, bench
 from basisnet_deploy.data import digits
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
 
 OUT = Path(__file__).parent / "results" / "runner_pipelining.json"
 
@@ -70,7 +70,7 @@ def main():
     imgs = digits().images
     frames = [dep.frame(im) for im in imgs[:500]]
     f = make_factory("litert", "xnnpack")
-    runner = TwoStageRunner(dep, f, f, dep.threshold, "presynth", "pipelined")
+    runner = TwoStageRunner(dep, f, f, RunnerOptions(threshold=dep.threshold, form="presynth", mode="pipelined"))
     rss, expected, lost, reordered = {}, 0, 0, 0
     t = time.perf_counter()
     for r in runner.run(frames[i % len(frames)] for i in range(args.soak)):

@@ -12,7 +12,7 @@ from basisnet_deploy.runtime.backends import DelegateUnavailable, make_factory
 from basisnet_deploy.cli import main
 from basisnet_deploy.data import digits
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner, softmax
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner, softmax
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_modes_agree_keep_order_and_exits_skip_the_specialist(dep, frames, thres
     out = {}
     for mode in ("sequential", "pipelined"):
         spec = Counting()
-        runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), spec, threshold, form, mode)
+        runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), spec, RunnerOptions(threshold=threshold, form=form, mode=mode))
         results = list(runner.run(frames))
         assert [r.index for r in results] == list(range(len(frames)))
         exits = [r for r in results if r.stage == "lightweight"]
@@ -82,7 +82,7 @@ def test_a_fault_in_either_stage_reaches_the_caller_and_shuts_down(dep, frames, 
     faulty = Counting(fail_at=5)
     light = faulty if stage == "light" else make_factory("litert", "xnnpack")
     spec = faulty if stage == "specialist" else make_factory("litert", "xnnpack")
-    runner = TwoStageRunner(dep, light, spec, None, "coefficient", "pipelined", queue_size=2)
+    runner = TwoStageRunner(dep, light, spec, RunnerOptions(threshold=None, form="coefficient", mode="pipelined", queue_size=2))
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="injected fault"):
         list(runner.run(frames * 5))
@@ -97,15 +97,13 @@ def test_a_failing_frame_source_reaches_the_caller(dep, frames):
     def source():
         yield from frames[:3]
         raise ValueError("camera unplugged")
-    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
-                            None, "coefficient", "pipelined")
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"), RunnerOptions(threshold=None, form="coefficient", mode="pipelined"))
     with pytest.raises(ValueError, match="camera unplugged"):
         list(runner.run(source()))
 
 
 def test_stopping_mid_stream_does_not_deadlock(dep, frames):
-    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
-                            None, "presynth", "pipelined", queue_size=1)
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"), RunnerOptions(threshold=None, form="presynth", mode="pipelined", queue_size=1))
     gen = runner.run(frames * 10)
     assert [next(gen).index for _ in range(3)] == [0, 1, 2]
     start = time.perf_counter()
@@ -116,14 +114,13 @@ def test_stopping_mid_stream_does_not_deadlock(dep, frames):
 
 def test_resynthesis_policy(dep, frames):
     f = make_factory("litert", "xnnpack")
-    exact = TwoStageRunner(dep, f, f, None, "presynth", "sequential")
+    exact = TwoStageRunner(dep, f, f, RunnerOptions(threshold=None, form="presynth", mode="sequential"))
     list(exact.run(frames[:10]))
     assert exact.resyntheses == 10  # every frame has its own coefficients
-    loose = TwoStageRunner(dep, f, f, None, "presynth", "sequential", policy=ResynthesisPolicy(tolerance=2.0))
+    loose = TwoStageRunner(dep, f, f, RunnerOptions(threshold=None, form="presynth", mode="sequential", policy=ResynthesisPolicy(tolerance=2.0)))
     list(loose.run(frames[:10]))
     assert loose.resyntheses == 1
-    every = TwoStageRunner(dep, f, f, None, "presynth", "sequential",
-                           policy=ResynthesisPolicy(tolerance=2.0, every=4))
+    every = TwoStageRunner(dep, f, f, RunnerOptions(threshold=None, form="presynth", mode="sequential", policy=ResynthesisPolicy(tolerance=2.0, every=4)))
     list(every.run(frames[:10]))
     assert every.resyntheses == 3
 
@@ -200,3 +197,61 @@ def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
     assert r.specialist_vs_baseline_p50 == pytest.approx(
         r.stages["specialist"].latency_ms["p50"] / r.stages["baseline_plain"].latency_ms["p50"], rel=1e-2)
     assert "pipelined" not in r.runners
+
+
+class ThreadLog:
+    """A factory recording the thread that builds each synthesized session and runs it."""
+
+    def __init__(self):
+        self.inner, self.built, self.ran = make_factory("litert", "xnnpack"), [], []
+
+    def __call__(self, path, model=None):
+        if model is not None:
+            self.built.append(threading.current_thread().name)
+        session = self.inner(path, model)
+        log = self
+
+        class Wrapped:
+            def run(self, feeds):
+                log.ran.append(threading.current_thread().name)
+                return session.run(feeds)
+        return Wrapped()
+
+
+def test_pipelined_synthesis_runs_on_its_own_thread_once_per_frame(dep, frames):
+    """Exact per-frame BasisNet: every frame gets its own kernels, built on the synthesis
+    thread, while the specialist thread only runs sessions."""
+    log = ThreadLog()
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), log,
+                            RunnerOptions(form="presynth", mode="pipelined"))
+    results = list(runner.run(frames[:12]))
+    assert [r.index for r in results] == list(range(12))
+    assert runner.resyntheses == 12 and len(log.built) == 12
+    assert set(log.built) == {"basisnet-stage1"}  # LM, synthesis, specialist = stage0..2
+    assert set(log.ran) == {"basisnet-stage2"}
+    assert all("synthesis" in r.times_ms and "specialist" in r.times_ms for r in results)
+
+
+def test_keep_latest_drops_stale_frames_and_counts_them(dep, frames):
+    """A source faster than the pipeline: frames are dropped, never reordered, all accounted."""
+    slow = Counting()
+
+    class Slow(Counting):
+        def __call__(self, path, model=None):
+            session = slow(path, model)
+
+            class Wrapped:
+                def run(self, feeds):
+                    time.sleep(0.02)
+                    return session.run(feeds)
+            return Wrapped()
+
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), Slow(),
+                            RunnerOptions(form="coefficient", mode="pipelined", queue_size=1,
+                                          drop="keep-latest"))
+    results = list(runner.run(frames * 2))
+    indices = [r.index for r in results]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert runner.dropped > 0
+    assert len(results) + runner.dropped == len(frames) * 2
+    assert indices[-1] == len(frames) * 2 - 1  # the newest frame is always answered

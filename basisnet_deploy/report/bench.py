@@ -21,7 +21,7 @@ from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.runtime.backends import make_factory
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
 
 
 def percentiles(samples_ms) -> dict:
@@ -210,8 +210,9 @@ def _synthesis_stage(ps, factory, coeffs) -> StageFigures:
 
 def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> RunnerFigures:
     def runner():
-        return TwoStageRunner(setup.dep, setup.light_factory, setup.factory, threshold, opts.form,
-                              mode, policy=opts.policy)
+        return TwoStageRunner(setup.dep, setup.light_factory, setup.factory,
+                              RunnerOptions(threshold=threshold, form=opts.form, mode=mode,
+                                            policy=opts.policy))
     warm = runner()
     list(warm.run(setup.frames[:opts.warmup]))  # warm-up pass, sessions and caches
     run = runner()

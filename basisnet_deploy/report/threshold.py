@@ -12,22 +12,18 @@ import numpy as np
 
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, expected_madds, load_manifest
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.runtime.runner import ResynthesisPolicy, _SpecialistStage, softmax
+from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
 
 def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:
     """LM and specialist answers per image, and the curve over all thresholds."""
-    lm = factory(dep.path("lightweight"))
-    spec = _SpecialistStage(dep, factory, form, ResynthesisPolicy())
+    runner = TwoStageRunner(dep, factory, factory, RunnerOptions(threshold=None, form=form,
+                                                                 mode="sequential"))
     conf, lm_pred, sp_pred = [], [], []
-    for im in images:
-        light, image = dep.frame(im)
-        out = lm.run({"image": light})
-        p = softmax(np.asarray(out["logits"], np.float32)[0])
-        conf.append(float(p.max()))
-        lm_pred.append(int(p.argmax()))
-        logits, _, _ = spec(image, np.asarray(out["coefficients"], np.float32)[0])
-        sp_pred.append(int(np.argmax(logits)))
+    for r in runner.run(dep.frame(im) for im in images):  # never exits: both answers
+        conf.append(r.lightweight_confidence)
+        lm_pred.append(r.lightweight_label)
+        sp_pred.append(r.label)
     conf, lm_pred, sp_pred, labels = map(np.asarray, (conf, lm_pred, sp_pred, labels))
     cost = dep.cost()
     curve = []

@@ -8,7 +8,7 @@ from basisnet_deploy.artifacts.manifest import Role
 from basisnet_deploy.data import load_image
 from basisnet_deploy.runtime.backends import make_factory
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.runtime.runner import TwoStageRunner
+from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
                            options.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
     light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu", options.threads)
     frames = [dep.frame(load_image(p)) for p in image_paths]
-    run = TwoStageRunner(dep, light, factory, dep.threshold if threshold is None else threshold,
-                         options.form, "sequential")
+    threshold = dep.threshold if threshold is None else threshold
+    run = TwoStageRunner(dep, light, factory,
+                         RunnerOptions(threshold=threshold, form=options.form, mode="sequential"))
     return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
                        {k: round(v, 3) for k, v in r.times_ms.items()})
             for path, r in zip(image_paths, run.run(frames))]

@@ -1,13 +1,22 @@
 """The two-stage runner: lightweight model on one processor, specialist on another.
 
-``sequential``: per frame, the LM, then (unless the frame exits early) the specialist.
-``pipelined``: each stage has its own worker thread, which creates and owns its session (GPU
-delegates must be created on the thread that uses them). Bounded queues between feeder, LM
-and specialist apply backpressure, so while the specialist handles frame t the LM previews
-frame t+1. Every frame, early exits included, passes through the specialist worker's queue
-(an exit is forwarded without running the specialist), so results come back in input order.
+``sequential``: per frame, the LM, then (unless the frame exits early) the specialist, with
+any synthesis in between, all on the caller's thread.
 
-Errors in either stage (or in the frame source) reach the caller as the original exception.
+``pipelined``: each stage has its own worker thread, which creates and owns its session (GPU
+delegates must be created on the thread that uses them). With the pre-synthesized form,
+synthesis is a stage of its own between the LM and the specialist: it mixes the kernels for
+frame t+1 and builds that frame's session while the specialist runs frame t, so the
+specialist never waits for synthesis (exact per-frame BasisNet). Bounded queues between the
+stages apply backpressure. Every frame, early exits included, passes through every queue (an
+exit is forwarded without running the later stages), so results come back in input order.
+
+Frame policy (``drop``): ``block`` (the default) makes the source wait when the pipeline is
+full, so every frame is answered; ``keep-latest`` is what a live camera wants: when the LM's
+input queue is full the oldest waiting frame is dropped (counted in ``dropped``), so the
+pipeline always works on the newest frames and latency stays bounded.
+
+Errors in any stage (or in the frame source) reach the caller as the original exception.
 Every blocking queue operation polls a stop event, so close and shutdown never deadlock, even
 mid-stream or when the caller stops reading.
 
@@ -27,10 +36,12 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from basisnet_deploy.artifacts.synthesis import synthesize
+from basisnet_deploy.artifacts.manifest import Role
+from basisnet_deploy.runtime.synthesizer import SynthesizedModel, Synthesizer
 
 MODES = ("sequential", "pipelined")
 FORMS = ("coefficient", "presynth")
+DROP_POLICIES = ("block", "keep-latest")
 _DONE = object()
 
 
@@ -43,6 +54,8 @@ class Result:
     stage: str  # "lightweight" (early exit) or "specialist"
     times_ms: dict = field(default_factory=dict)
     latency_ms: float = 0.0  # from submission to result, queueing included
+    lightweight_label: int = -1  # the LM's own answer, whichever stage answered
+    lightweight_confidence: float = 0.0
 
 
 @dataclass
@@ -58,51 +71,118 @@ class ResynthesisPolicy:
         return float(np.max(np.abs(coefficients - current))) > self.tolerance
 
 
+@dataclass(frozen=True)
+class RunnerOptions:
+    threshold: float | None = None  # early-exit confidence; None: never exit
+    form: str = "presynth"  # specialist form: presynth or coefficient
+    mode: str = "pipelined"  # sequential or pipelined
+    queue_size: int = 4  # frames waiting between two stages
+    policy: ResynthesisPolicy = field(default_factory=ResynthesisPolicy)
+    drop: str = "block"  # block or keep-latest (see the module docstring)
+
+    def validated(self) -> "RunnerOptions":
+        for value, allowed, name in ((self.mode, MODES, "mode"), (self.form, FORMS, "form"),
+                                     (self.drop, DROP_POLICIES, "drop")):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+        return self
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     return z / np.sum(z, axis=-1, keepdims=True)
 
 
-class _LightStage:
-    def __init__(self, deployment, factory):
-        self.session = factory(deployment.path("lightweight"))
+@dataclass
+class _Item:
+    """One frame on its way through the stages."""
 
-    def __call__(self, x):
+    index: int
+    frame: tuple  # (LM input, specialist input)
+    submitted: float
+    times: dict = field(default_factory=dict)
+    coefficients: np.ndarray | None = None
+    label: int = -1
+    confidence: float = 0.0
+    lm_label: int = -1
+    lm_confidence: float = 0.0
+    exits: bool = False
+    model: SynthesizedModel | None = None  # presynth: the session this frame runs on
+
+
+class _LightStage:
+    def __init__(self, deployment, factory, threshold):
+        self.session = factory(deployment.path(Role.LIGHTWEIGHT))
+        self.threshold = threshold
+
+    def __call__(self, item: _Item) -> _Item:
         t = time.perf_counter()
-        out = self.session.run({"image": x})
-        ms = (time.perf_counter() - t) * 1e3
-        return np.asarray(out["logits"], np.float32)[0], np.asarray(out["coefficients"], np.float32)[0], ms
+        out = self.session.run({"image": item.frame[0]})
+        item.times["lightweight"] = (time.perf_counter() - t) * 1e3
+        probs = softmax(np.asarray(out["logits"], np.float32)[0])
+        item.coefficients = np.asarray(out["coefficients"], np.float32)[0]
+        item.label = item.lm_label = int(np.argmax(probs))
+        item.confidence = item.lm_confidence = float(probs[item.label])
+        item.exits = self.threshold is not None and item.confidence >= self.threshold
+        return item
+
+
+class _SynthesisStage:
+    """Presynth: the session each frame runs on, re-synthesized as the policy asks."""
+
+    def __init__(self, deployment, factory, policy: ResynthesisPolicy, buffers: int,
+                 stop: threading.Event | None = None):
+        self.synthesizer = Synthesizer(deployment.presynth(), factory, buffers, stop)
+        self.policy = policy
+        self.current: SynthesizedModel | None = None
+        self.uses = 0
+        self.resyntheses = 0
+
+    def __call__(self, item: _Item) -> _Item:
+        if item.exits:
+            return item
+        if self.current is None or self.policy.needed(self.current.coefficients,
+                                                      item.coefficients, self.uses):
+            t = time.perf_counter()
+            fresh = self.synthesizer.build(item.coefficients)
+            item.times["synthesis"] = (time.perf_counter() - t) * 1e3
+            if self.current is not None:
+                self.current.release()  # this stage's own hold; frames in flight keep theirs
+            self.current, self.uses = fresh, 0
+            self.resyntheses += 1
+        self.uses += 1
+        item.model = self.current.hold()
+        return item
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.release()
+            self.current = None
 
 
 class _SpecialistStage:
-    def __init__(self, deployment, factory, form: str, policy: ResynthesisPolicy):
-        self.form, self.factory, self.policy = form, factory, policy
-        self.resyntheses = 0
-        if form == "coefficient":
-            self.session = factory(deployment.path("specialist_coefficient"))
-        else:
-            self.assets = deployment.presynth()
-            self.session, self.current, self.uses = None, None, 0
+    def __init__(self, deployment, factory, form: str):
+        self.form = form
+        self.session = factory(deployment.path(Role.SPECIALIST_COEFFICIENT)) if form == "coefficient" else None
 
-    def __call__(self, x, coefficients):
-        times, resynth = {}, False
+    def __call__(self, item: _Item) -> _Item:
+        if item.exits:
+            return item
         if self.form == "presynth":
-            if self.policy.needed(self.current, coefficients, self.uses):
-                t = time.perf_counter()
-                model = synthesize(self.assets.template, self.assets.table, self.assets.bases,
-                                   coefficients)
-                self.session = self.factory(self.assets.path, model)
-                times["synthesis"] = (time.perf_counter() - t) * 1e3
-                self.current, self.uses, resynth = coefficients, 0, True
-                self.resyntheses += 1
-            self.uses += 1
-            feeds = {"image": x}
+            session, feeds = item.model.session, {"image": item.frame[1]}
         else:
-            feeds = {"image": x, "coefficients": coefficients[None]}
+            session, feeds = self.session, {"image": item.frame[1], "coefficients": item.coefficients[None]}
         t = time.perf_counter()
-        logits = np.asarray(self.session.run(feeds)["logits"], np.float32)[0]
-        times["specialist"] = (time.perf_counter() - t) * 1e3
-        return logits, times, resynth
+        logits = np.asarray(session.run(feeds)["logits"], np.float32)[0]
+        item.times["specialist"] = (time.perf_counter() - t) * 1e3
+        if item.model is not None:
+            item.model.release()
+            item.model = None
+        probs = softmax(logits)
+        item.label, item.confidence = int(np.argmax(probs)), float(np.max(probs))
+        return item
 
 
 class _Failure:
@@ -114,151 +194,183 @@ class TwoStageRunner:
     """Run frames through both stages; see the module docstring.
 
     ``light`` and ``specialist`` are backend factories (``factory(path, model_bytes=None)``
-    -> session); ``threshold`` is the early-exit confidence (None: never exit).
+    -> session). After a run, ``resyntheses`` counts the models synthesized and ``dropped``
+    the frames a keep-latest run left out.
     """
 
+    SYNTH_QUEUE = 1  # frames between synthesis and the specialist: keeps the latency short
+
     def __init__(self, deployment, light: Callable, specialist: Callable,
-                 threshold: float | None = None, specialist_form: str = "presynth",
-                 mode: str = "pipelined", queue_size: int = 4,
-                 policy: ResynthesisPolicy | None = None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
-        if specialist_form not in FORMS:
-            raise ValueError(f"specialist_form must be one of {FORMS}")
+                 options: RunnerOptions = RunnerOptions()):
         self.deployment, self.light, self.specialist = deployment, light, specialist
-        self.threshold, self.form, self.mode = threshold, specialist_form, mode
-        self.queue_size = queue_size
-        self.policy = policy or ResynthesisPolicy()
+        self.options = options.validated()
         self.resyntheses = 0
-
-    # One frame's work, shared by both modes.
-    def _first(self, stage, index, frame, submitted):
-        logits, coeff, ms = stage(frame[0])
-        probs = softmax(logits)
-        label = int(np.argmax(probs))
-        exits = self.threshold is not None and float(probs[label]) >= self.threshold
-        return (index, frame, submitted, coeff, {"lightweight": ms}, label, float(probs[label]), exits)
-
-    def _second(self, stage, item) -> Result:
-        index, frame, submitted, coeff, times, label, conf, exits = item
-        resynth = False
-        if exits:
-            answer = "lightweight"
-        else:
-            logits, extra, resynth = stage(frame[1], coeff)
-            times = {**times, **extra}
-            probs = softmax(logits)
-            label, conf, answer = int(np.argmax(probs)), float(np.max(probs)), "specialist"
-        return Result(index, label, self.deployment.labels[label], conf, answer, times, resynth,
-                      (time.perf_counter() - submitted) * 1e3)
+        self.dropped = 0
 
     def run(self, frames: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[Result]:
         """Results in input order for frames of (lightweight input, specialist input)."""
-        if self.mode == "sequential":
+        if self.options.mode == "sequential":
             return self._run_sequential(frames)
         return self._run_pipelined(frames)
 
+    def _result(self, item: _Item) -> Result:
+        return Result(item.index, item.label, self.deployment.labels[item.label], item.confidence,
+                      "lightweight" if item.exits else "specialist", item.times,
+                      (time.perf_counter() - item.submitted) * 1e3, item.lm_label, item.lm_confidence)
+
+    def _stage_factories(self, buffers: int, stop=None) -> list[Callable[[], Callable]]:
+        """Each stage as a factory, called on the thread that will run it."""
+        o, dep = self.options, self.deployment
+        factories = [lambda: _LightStage(dep, self.light, o.threshold)]
+        if o.form == "presynth":
+            factories.append(lambda: self._track(
+                _SynthesisStage(dep, self.specialist, o.policy, buffers, stop)))
+        factories.append(lambda: _SpecialistStage(dep, self.specialist, o.form))
+        return factories
+
+    def _track(self, stage: _SynthesisStage) -> _SynthesisStage:
+        self._synthesis = stage
+        return stage
+
+    def _finish(self) -> None:
+        stage = getattr(self, "_synthesis", None)
+        if stage is not None:
+            self.resyntheses = stage.resyntheses
+            stage.close()
+            self._synthesis = None
+
     def _run_sequential(self, frames):
-        light = _LightStage(self.deployment, self.light)
-        spec = _SpecialistStage(self.deployment, self.specialist, self.form, self.policy)
+        stages = [make() for make in self._stage_factories(buffers=2)]
         try:
             for index, frame in enumerate(frames):
-                item = self._first(light, index, frame, time.perf_counter())
-                yield self._second(spec, item)
+                item = _Item(index, frame, time.perf_counter())
+                for stage in stages:
+                    item = stage(item)
+                yield self._result(item)
         finally:
-            self.resyntheses = spec.resyntheses
+            self._finish()
 
     def _run_pipelined(self, frames):
+        # Buffers: one being built, the synthesis stage's current, the queued frames', the
+        # specialist's: SYNTH_QUEUE + 3 can never all be held, so building never deadlocks.
         stop = threading.Event()
-        q_in, q_mid, q_out = (queue.Queue(self.queue_size) for _ in range(3))
-        spec_holder = {}
+        pipeline = _Pipeline(self._stage_factories(self.SYNTH_QUEUE + 3, stop),
+                             self.options.queue_size, self.SYNTH_QUEUE, self.options.drop, stop)
+        try:
+            for item in pipeline.run(frames):
+                yield self._result(item)
+        finally:
+            self.dropped = pipeline.dropped
+            self._finish()
 
-        def put(q, item):
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
 
-        def get(q):
-            while not stop.is_set():
-                try:
-                    return q.get(timeout=0.05)
-                except queue.Empty:
-                    continue
-            return _DONE
+class _Pipeline:
+    """Worker threads joined by bounded queues: feeder -> stage 1 -> ... -> caller."""
 
-        def fail(exc):
-            # Hand the error to the caller even if q_out is full, then stop everyone.
+    def __init__(self, stages: list[Callable[[], Callable]], queue_size: int, last_queue: int,
+                 drop: str, stop: threading.Event):
+        self.stages, self.drop, self.stop = stages, drop, stop
+        sizes = [queue_size] * len(stages) + [queue_size]
+        if len(stages) > 2:
+            sizes[-2] = last_queue  # between synthesis and the specialist
+        self.queues = [queue.Queue(n) for n in sizes]
+        self.dropped = 0
+
+    def put(self, q, item) -> bool:
+        while not self.stop.is_set():
             try:
-                q_out.put_nowait(_Failure(exc))
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q):
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return _DONE
+
+    def fail(self, exc: BaseException) -> None:
+        """Hand the error to the caller even if the output queue is full, then stop everyone."""
+        out = self.queues[-1]
+        try:
+            out.put_nowait(_Failure(exc))
+        except queue.Full:
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                pass
+            out.put_nowait(_Failure(exc))
+        self.stop.set()
+
+    def offer_latest(self, item) -> None:
+        """keep-latest: never wait; when the first queue is full, drop its oldest frame."""
+        q = self.queues[0]
+        while not self.stop.is_set():
+            try:
+                q.put_nowait(item)
+                return
             except queue.Full:
                 try:
-                    q_out.get_nowait()
+                    q.get_nowait()
+                    self.dropped += 1
                 except queue.Empty:
                     pass
-                q_out.put_nowait(_Failure(exc))
-            stop.set()
 
-        def feeder():
-            try:
-                for index, frame in enumerate(frames):
-                    if not put(q_in, (index, frame, time.perf_counter())):
-                        return
-                put(q_in, _DONE)
-            except BaseException as e:  # the frame source failed
-                fail(e)
+    def feeder(self, frames) -> None:
+        try:
+            for index, frame in enumerate(frames):
+                item = _Item(index, frame, time.perf_counter())
+                if self.drop == "keep-latest":
+                    self.offer_latest(item)
+                elif not self.put(self.queues[0], item):
+                    return
+            self.put(self.queues[0], _DONE)
+        except BaseException as e:  # the frame source failed
+            self.fail(e)
 
-        def light_worker():
-            try:
-                stage = _LightStage(self.deployment, self.light)  # created on this thread
-                while True:
-                    item = get(q_in)
-                    if item is _DONE:
-                        put(q_mid, _DONE)
-                        return
-                    if not put(q_mid, self._first(stage, *item)):
-                        return
-            except BaseException as e:
-                fail(e)
+    def worker(self, position: int) -> None:
+        try:
+            stage = self.stages[position]()  # created on this thread
+            source, sink = self.queues[position], self.queues[position + 1]
+            while True:
+                item = self.get(source)
+                if item is _DONE:
+                    self.put(sink, _DONE)
+                    return
+                if not self.put(sink, stage(item)):
+                    return
+        except BaseException as e:
+            self.fail(e)
 
-        def specialist_worker():
-            try:
-                stage = _SpecialistStage(self.deployment, self.specialist, self.form, self.policy)
-                spec_holder["stage"] = stage
-                while True:
-                    item = get(q_mid)
-                    if item is _DONE:
-                        put(q_out, _DONE)
-                        return
-                    if not put(q_out, self._second(stage, item)):
-                        return
-            except BaseException as e:
-                fail(e)
-
-        threads = [threading.Thread(target=f, name=f"basisnet-{f.__name__}", daemon=True)
-                   for f in (feeder, light_worker, specialist_worker)]
+    def run(self, frames) -> Iterator[_Item]:
+        threads = [threading.Thread(target=self.feeder, args=(frames,), name="basisnet-feeder", daemon=True)]
+        threads += [threading.Thread(target=self.worker, args=(i,), name=f"basisnet-stage{i}", daemon=True)
+                    for i in range(len(self.stages))]
         for t in threads:
             t.start()
         try:
-            while True:
-                item = get(q_out)
-                if item is _DONE and stop.is_set():
-                    # Stopped by a failure: drain what is queued; the failure comes last.
-                    try:
-                        item = q_out.get_nowait()
-                    except queue.Empty:
-                        return
-                if item is _DONE:
-                    return
-                if isinstance(item, _Failure):
-                    raise item.exc
-                yield item
+            yield from self._results()
         finally:
-            stop.set()
+            self.stop.set()
             for t in threads:
                 t.join(timeout=1.0)
-            if "stage" in spec_holder:
-                self.resyntheses = spec_holder["stage"].resyntheses
+
+    def _results(self) -> Iterator[_Item]:
+        out = self.queues[-1]
+        while True:
+            item = self.get(out)
+            if item is _DONE and self.stop.is_set():
+                # Stopped by a failure: drain what is queued; the failure comes last.
+                try:
+                    item = out.get_nowait()
+                except queue.Empty:
+                    return
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
