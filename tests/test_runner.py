@@ -197,6 +197,32 @@ def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
     assert r.specialist_vs_baseline_p50 == pytest.approx(
         r.stages["specialist"].latency_ms["p50"] / r.stages["baseline_plain"].latency_ms["p50"], rel=1e-2)
     assert "pipelined" not in r.runners
+    assert r.baseline_fps > 0
+    assert r.vs_baseline_fps == {"sequential": pytest.approx(
+        r.runners["sequential"].throughput_fps / r.baseline_fps, rel=1e-2)}
+
+
+def test_thread_counts_are_chosen_from_the_cores_and_checked():
+    from basisnet_deploy.common.errors import UserError
+    from basisnet_deploy.report.bench import stage_threads
+
+    assert stage_threads(cores=2) == {"lightweight": 1, "synthesis": 1, "specialist": 1, "cores": 2}
+    assert stage_threads(cores=8)["specialist"] == 6
+    assert stage_threads(3, cores=8)["specialist"] == 3
+    with pytest.raises(UserError, match="--threads 9: this machine has 8 cores"):
+        stage_threads(9, cores=8)
+
+
+def test_bench_at_a_fixed_input_rate_with_keep_latest(float_tflite):
+    from basisnet_deploy.report.bench import BenchOptions, bench
+
+    r = bench(float_tflite[0], BenchOptions(frames=20, warmup=2, runner="pipelined",
+                                            input_fps=200.0, drop="keep-latest"))
+    run = r.runners["pipelined"]
+    assert run.input_fps == 200.0
+    # Offered at 200 fps, answered no faster than offered (the pacing really happened).
+    assert run.throughput_fps <= 200.0 * 1.05
+    assert run.latency_ms["count"] + run.dropped == 20  # every frame answered or counted
 
 
 class ThreadLog:

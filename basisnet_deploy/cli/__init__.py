@@ -311,7 +311,9 @@ def _runtime_options(fn):
                      help="An external TFLite delegate library (e.g. a GPU delegate .so)."),
         click.option("--allow-fallback", is_flag=True,
                      help="Run on the CPU when the delegate cannot load; the report says so."),
-        click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True),
+        click.option("--threads", type=click.IntRange(1, 256), default=None,
+                     help="Threads of the specialist (default: the cores left after the LM and "
+                          "synthesis, at least 1). The LM and synthesis run one thread each."),
         click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]),
                      default="presynth", show_default=True),
     ]
@@ -341,11 +343,19 @@ def _runtime(flags: dict):
 @click.option("--dataset", type=click.Choice(["digits"]), default=None)
 @click.option("--resynth-tolerance", type=float, default=0.0, show_default=True,
               help="Presynth: re-synthesize when coefficients drift by more than this (max abs).")
-@click.option("--resynth-every", type=int, default=0, show_default=True,
-              help="Presynth: re-synthesize at least every N frames (0: no limit).")
+@click.option("--resynth-every", type=click.IntRange(0, 10**9), default=0, show_default=True,
+              help="Presynth: re-synthesize at least every N frames (0: no limit; 1: every "
+                   "frame, the paper's exact per-image BasisNet).")
+@click.option("--input-fps", type=click.FloatRange(0.1, 10000), default=None,
+              help="Offer frames at this rate, as a camera would (default: as fast as the "
+                   "runner accepts them, full load).")
+@click.option("--drop", type=click.Choice(["block", "keep-latest"]), default="block",
+              show_default=True,
+              help="When the pipeline is full: block the source, or drop the oldest waiting "
+                   "frame (a live camera); dropped frames are counted.")
 @output_options
 def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth_tolerance,
-          resynth_every, as_json, json_out, **flags):
+          resynth_every, input_fps, drop, as_json, json_out, **flags):
     """Benchmark an export: per-stage init / first inference / p50-p90-p99, and the
     sequential and pipelined runners end to end (throughput, latency, early exits, MAdds, RSS).
 
@@ -361,7 +371,7 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
         delegate=rt.delegate, runtime=rt.runtime_for(Deployment(directory)), runner=runner,
         form=rt.form, threshold=threshold, frames=frames, warmup=warmup, threads=rt.threads,
         images=images or dataset, delegate_path=rt.delegate_path, allow_fallback=rt.allow_fallback,
-        policy=ResynthesisPolicy(resynth_tolerance, resynth_every))
+        policy=ResynthesisPolicy(resynth_tolerance, resynth_every), input_fps=input_fps, drop=drop)
     report = run_bench(directory, options, progress=lambda m: click.echo(f"  {m}", err=True))
     render.emit(report, as_json, json_out, render.bench_text)
 

@@ -135,7 +135,9 @@ def android_text(report: dict) -> list[str]:
 
 
 def bench_text(r) -> list[str]:
-    lines = [f"{r.runtime} / delegate {r.delegate} / {r.threads} thread(s) / specialist "
+    th = r.threads
+    lines = [f"{r.runtime} / delegate {r.delegate} / threads: LM {th['lightweight']}, synthesis "
+             f"{th['synthesis']}, specialist {th['specialist']} ({th['cores']} cores) / specialist "
              f"{r.specialist_form} / threshold {r.threshold}"]
     if r.fallback:
         lines.append(f"  FALLBACK: {r.fallback}")
@@ -149,17 +151,22 @@ def bench_text(r) -> list[str]:
         if st.with_session_recreation_ms:
             lines.append(f"  {'  + re-create':<16}{'':>20}{fmt_ms(st.with_session_recreation_ms['p50'])}")
     lines.append(f"  {'runner':<12}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'exit':>8}{'avg MAdds':>12}"
-                 f"{'resynth':>9}{'peak RSS':>10}")
+                 f"{'resynth':>9}{'dropped':>9}{'peak RSS':>10}")
     for name, x in r.runners.items():
         resynth = "-" if x.resyntheses is None else str(x.resyntheses)
         lines.append(f"  {name:<12}{x.throughput_fps:>9.1f}{fmt_ms(x.latency_ms['p50'], 9)}"
                      f"{fmt_ms(x.latency_ms['p99'], 9)}{x.early_exit_rate:>8.1%}"
-                     f"{x.avg_madds / 1e6:>11.2f}M{resynth:>9}{x.peak_rss_mb:>8.0f}MB")
+                     f"{x.avg_madds / 1e6:>11.2f}M{resynth:>9}{x.dropped:>9}{x.peak_rss_mb:>8.0f}MB")
     lines.append(f"  stage-bound throughput 1/max(t_light, t_specialist): {r.stage_bound_fps:.1f} fps")
     if r.pipelined_vs_sequential is not None:
         lines.append(f"  pipelined / sequential throughput: {r.pipelined_vs_sequential:.2f}x")
     if r.specialist_vs_baseline_p50 is not None:
         lines.append(f"  specialist / plain baseline latency (p50): {r.specialist_vs_baseline_p50:.2f}x")
+    if r.baseline_fps:
+        ratios = ", ".join(f"{m} {v:.2f}x" for m, v in r.vs_baseline_fps.items())
+        lines.append(f"  plain baseline alone: {r.baseline_fps:.1f} fps; BasisNet / plain: {ratios}")
+    if any(x.input_fps for x in r.runners.values()):
+        lines.append(f"  frames offered at {next(iter(r.runners.values())).input_fps:g} fps (a camera)")
     return lines
 
 

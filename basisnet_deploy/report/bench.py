@@ -9,6 +9,8 @@ per frame (the manifest's cost model at the measured exit rate) and the process'
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import resource
 import sys
 import time
@@ -66,11 +68,13 @@ class BenchOptions:
     threshold: float | None = None  # None: the manifest's
     frames: int = 200
     warmup: int = 20
-    threads: int = 1
+    threads: int | None = None  # the specialist's; None: chosen from the core count
     images: str | None = None  # a folder; None or 'digits': digits
     delegate_path: str | None = None
     allow_fallback: bool = False
     policy: ResynthesisPolicy = field(default_factory=ResynthesisPolicy)
+    input_fps: float | None = None  # frames offered at this rate; None: as fast as accepted
+    drop: str = "block"  # block or keep-latest (runner.DROP_POLICIES)
 
 
 @dataclass
@@ -83,12 +87,14 @@ class StageFigures:
 
 @dataclass
 class RunnerFigures:
-    throughput_fps: float
+    throughput_fps: float  # answered frames per second of wall time
     latency_ms: dict
     early_exit_rate: float
     avg_madds: int
     resyntheses: int | None
     peak_rss_mb: float
+    dropped: int = 0  # keep-latest: frames never answered
+    input_fps: float | None = None  # the offered rate; None: full load
 
 
 @dataclass
@@ -97,7 +103,7 @@ class BenchReport:
     runtime: str
     delegate: str
     fallback: str | None
-    threads: int
+    threads: dict  # per stage, as chosen (stage_threads)
     frames: int
     warmup: int
     specialist_form: str
@@ -111,6 +117,8 @@ class BenchReport:
     stage_bound_fps: float | None = None  # 1 / max(t_light, t_specialist)
     pipelined_vs_sequential: float | None = None
     specialist_vs_baseline_p50: float | None = None
+    baseline_fps: float | None = None  # the plain network alone, frame after frame, same run
+    vs_baseline_fps: dict = field(default_factory=dict)  # runner fps / baseline_fps, per runner
 
 
 @dataclass
@@ -121,14 +129,25 @@ class _Setup:
     frames: list  # (LM input, specialist input) per frame
 
 
+def stage_threads(specialist: int | None = None, cores: int | None = None) -> dict:
+    """Threads per stage. The LM and synthesis take one each; the specialist gets the rest of
+    the cores (at least one). A count above the machine's cores is a user error."""
+    cores = cores or os.cpu_count() or 1
+    if specialist is not None and not 1 <= specialist <= cores:
+        raise UserError(f"--threads {specialist}: this machine has {cores} cores; choose 1 to {cores}")
+    return {"lightweight": 1, "synthesis": 1, "specialist": specialist or max(1, cores - 2),
+            "cores": cores}
+
+
 def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> BenchReport:
     """Per-stage and end-to-end figures for an export (module docstring)."""
     say = progress or (lambda msg: None)
-    setup = _setup(directory, options, say)
-    opts = options
+    threads = stage_threads(options.threads)
+    opts = dataclasses.replace(options, threads=threads["specialist"])
+    setup = _setup(directory, opts, say)
     report = BenchReport(
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
-        fallback=setup.factory.fallback_note, threads=opts.threads, frames=opts.frames,
+        fallback=setup.factory.fallback_note, threads=threads, frames=opts.frames,
         warmup=opts.warmup, specialist_form=opts.form,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={"lightweight": setup.light_factory.processor,
@@ -147,6 +166,9 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     if len(modes) == 2:
         report.pipelined_vs_sequential = round(
             report.runners["pipelined"].throughput_fps / report.runners["sequential"].throughput_fps, 3)
+    if report.baseline_fps:
+        report.vs_baseline_fps = {m: round(r.throughput_fps / report.baseline_fps, 3)
+                                  for m, r in report.runners.items()}
     return report
 
 
@@ -159,8 +181,7 @@ def _setup(directory, opts: BenchOptions, say) -> _Setup:
     factory = make_factory(opts.runtime, opts.delegate, opts.threads, opts.delegate_path,
                            opts.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
     # The lightweight model stays on the CPU, as BasisNet is meant to run.
-    light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu",
-                                 opts.threads)
+    light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu", 1)
     imgs = _images(opts.images, dep)
     frames = [dep.frame(imgs[i % len(imgs)]) for i in range(opts.frames)]
     say(f"{len(frames)} frames from {len(imgs)} images")
@@ -196,6 +217,17 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
         report.specialist_vs_baseline_p50 = round(
             report.stages["specialist"].latency_ms["p50"]
             / report.stages["baseline_plain"].latency_ms["p50"], 3)
+        report.baseline_fps = _baseline_fps(factory, dep.path(Role.BASELINE_PLAIN), feeds)
+
+
+def _baseline_fps(factory, path, feeds) -> float:
+    """The plain network alone over every frame, one after another: the reference rate."""
+    session = factory(path)
+    session.run(feeds[0])
+    t = time.perf_counter()
+    for f in feeds:
+        session.run(f)
+    return round(len(feeds) / (time.perf_counter() - t), 2)
 
 
 def _synthesis_stage(ps, factory, coeffs) -> StageFigures:
@@ -212,12 +244,12 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> 
     def runner():
         return TwoStageRunner(setup.dep, setup.light_factory, setup.factory,
                               RunnerOptions(threshold=threshold, form=opts.form, mode=mode,
-                                            policy=opts.policy))
+                                            policy=opts.policy, drop=opts.drop))
     warm = runner()
     list(warm.run(setup.frames[:opts.warmup]))  # warm-up pass, sessions and caches
     run = runner()
     t = time.perf_counter()
-    results = list(run.run(setup.frames))
+    results = list(run.run(_paced(setup.frames, opts.input_fps)))
     wall = time.perf_counter() - t
     exit_rate = float(np.mean([r.stage == "lightweight" for r in results]))
     return RunnerFigures(
@@ -226,7 +258,20 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> 
         early_exit_rate=round(exit_rate, 4),
         avg_madds=int(expected_madds(setup.dep.cost(), exit_rate)),
         resyntheses=run.resyntheses if opts.form == "presynth" else None,
-        peak_rss_mb=peak_rss_mb())
+        peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps)
+
+
+def _paced(frames, fps: float | None):
+    """The frames, offered no faster than ``fps`` (a camera); all at once when None."""
+    if not fps:
+        yield from frames
+        return
+    start, period = time.perf_counter(), 1.0 / fps
+    for i, frame in enumerate(frames):
+        delay = start + i * period - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield frame
 
 
 def _images(images, dep):

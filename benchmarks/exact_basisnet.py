@@ -1,0 +1,122 @@
+"""Issue 11 targets: exact per-frame BasisNet against a plain MobileNetV3-Large, one run.
+
+    .venv/bin/python benchmarks/exact_basisnet.py [--frames 400] [--reuse]
+
+Full-size BasisNet-MV3 (MV3-S 1.0x128 LM, 16 bases of MV3-L 1.0x224, L8-L15, 1000 classes,
+random init with trained-like BN statistics: timing only), exported to TFLite int8 with the
+plain MV3-L baseline (same template weights). Everything below is measured in this one run,
+on this machine, with LiteRT's interpreter and XNNPACK, and the thread counts ``bench``
+chooses from the core count (reported):
+
+- exact BasisNet: the pre-synthesized specialist re-synthesized for every frame
+  (``--resynth-every 1``), no early exit, sequential and pipelined, frames/s and latency at
+  full load, then at a fixed 30 frames/s input, then pipelined with keep-latest at full load;
+- the plain int8 MV3-L alone over the same frames: frames/s, and the ratio;
+- one full-size synthesis (mix + quantize + patch), per-stage medians;
+- ``bench``'s single-model median against ai-edge-litert's own ``litert-benchmark`` on the
+  same .tflite and thread count.
+
+Writes benchmarks/results/exact_basisnet.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from basisnet_deploy.common.jsonable import jsonable
+from basisnet_deploy.report.bench import BenchOptions, bench
+from basisnet_deploy.runtime.runner import ResynthesisPolicy
+
+OUT = Path(__file__).parent / "results" / "exact_basisnet.json"
+NEVER_EXIT = 2.0  # softmax confidences are <= 1: every frame goes to the specialist
+
+
+def make_export(work: Path) -> Path:
+    """The full-size checkpoint and its TFLite int8 export with the plain baseline."""
+    from export_full_size import _normalize
+
+    from basisnet_deploy.data import Preprocessing
+    from basisnet_deploy.export.pipeline import ExportOptions, export
+    from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.model.config import ArchConfig, BasisNetConfig
+    from basisnet_deploy.model.network import BasisNet
+
+    if work.exists():
+        shutil.rmtree(work)
+    arch = ArchConfig()
+    net = BasisNet(arch)
+    _normalize(net, arch)
+    cfg = BasisNetConfig(arch, Preprocessing(resize="squash"), tuple(f"c{i}" for i in range(1000)),
+                         {"note": "random init, for timing only"})
+    checkpoint.save(work / "ckpt", net, cfg)
+    export(work / "ckpt", work / "tflite-int8", ExportOptions(
+        target="tflite", calibration="digits", calibration_size=100, specialist="presynth",
+        baseline=True, verify_images=8, images="digits"))
+    return work / "tflite-int8"
+
+
+def litert_benchmark(model: Path, threads: int, runs: int) -> dict:
+    """ai-edge-litert's own benchmark tool on one model (CompiledModel, CPU accelerator)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        tool = Path(sys.executable).with_name("litert-benchmark")
+        cmd = [str(tool), "--model", str(model), "--num_threads", str(threads),
+               "--num_runs", str(runs), "--warmup_runs", "20", "--result_json", str(out)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return {"command": " ".join(cmd[1:]).replace(str(model), model.name), **json.loads(out.read_text())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--work", default="runs/bench-exact")
+    ap.add_argument("--reuse", action="store_true", help="reuse the export from a previous run")
+    args = ap.parse_args()
+    work = Path(args.work)
+    export_dir = work / "tflite-int8" if args.reuse and (work / "tflite-int8").is_dir() else make_export(work)
+    exact = ResynthesisPolicy(every=1)
+    runs = {
+        "full_load": BenchOptions(frames=args.frames, threshold=NEVER_EXIT, policy=exact),
+        "input_30fps": BenchOptions(frames=min(args.frames, 150), threshold=NEVER_EXIT, policy=exact,
+                                    input_fps=30.0),
+        "keep_latest_full_load": BenchOptions(frames=args.frames, threshold=NEVER_EXIT, policy=exact,
+                                              runner="pipelined", drop="keep-latest"),
+    }
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, load average "
+                          f"{os.getloadavg()[0]:.2f} at start",
+               "command": "python " + " ".join(sys.argv), "export": str(export_dir)}
+    for name, options in runs.items():
+        print(f"bench: {name}", flush=True)
+        results[name] = jsonable(bench(export_dir, options))
+    full = results["full_load"]
+    seq, pipe = full["runners"]["sequential"], full["runners"]["pipelined"]
+    threads = full["threads"]["specialist"]
+    results["litert_benchmark_baseline"] = litert_benchmark(export_dir / "baseline_plain.tflite",
+                                                            threads, 200)
+    results["targets"] = {
+        "exact_pipelined_vs_plain_fps (>= 0.8)": full["vs_baseline_fps"].get("pipelined"),
+        "synthesis_p50_ms (<= 2.0)": full["stages"]["synthesis"]["latency_ms"]["p50"],
+        "pipelined_vs_sequential_fps (>= 1.3)": full["pipelined_vs_sequential"],
+        "pipelined_p50_over_sequential_p50 (<= 1.5)": round(
+            pipe["latency_ms"]["p50"] / seq["latency_ms"]["p50"], 3),
+        "at_30fps_pipelined_p50_over_sequential_p50": round(
+            results["input_30fps"]["runners"]["pipelined"]["latency_ms"]["p50"]
+            / results["input_30fps"]["runners"]["sequential"]["latency_ms"]["p50"], 3),
+        "bench_baseline_p50_ms": full["stages"]["baseline_plain"]["latency_ms"]["p50"],
+    }
+    results["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["targets"], indent=2))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
