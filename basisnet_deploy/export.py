@@ -314,6 +314,10 @@ def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, q
     with open(buf, "wb") as f:
         np.savez(f, **arrays)
     (tmp / "specialist_patches.json").write_text(dump_table(patches))
+    from basisnet_deploy import compact_bases  # int8 bases for fast synthesis (issue 11)
+
+    compact = compact_bases.write(tmp, arrays, patches)
     return {"bases": buf.name, "patch_table": "specialist_patches.json",
             "bases_sha256": sha256_hex(buf.read_bytes()),
+            "bases_int8": compact.name, "bases_int8_sha256": sha256_hex(compact.read_bytes()),
             "baked_coefficients": np.round(baked, 6).tolist(), "patched_layers": len(patches)}
