@@ -11,31 +11,61 @@ import pytest
 from basisnet_deploy import compact_bases, fast_synthesis
 from basisnet_deploy.compact_bases import CompactBasesError
 from basisnet_deploy.fast_synthesis import FastSynthesisError, FastSynthesizer
-from basisnet_deploy.synthesis import Patch, load_presynth, synthesize
+from basisnet_deploy.synthesis import Patch, synthesize
 
 needs_compiled = pytest.mark.skipif(not fast_synthesis.compiled_available(),
                                     reason="compiled kernel not built (no C compiler at install)")
 KERNELS = ["numpy", pytest.param("compiled", marks=needs_compiled)]
 
 
-@pytest.fixture(scope="module")
-def presynth(int8_tflite):
-    out, m = int8_tflite
-    return load_presynth(out, m["artifacts"]["specialist_presynth"])
+LAYERS = [("expand", "conv", 0), ("dw", "depthwise", 0), ("project", "conv", 1)]  # (name, kind, slot)
 
 
 @pytest.fixture(scope="module")
-def compact(int8_tflite, presynth):
-    out, m = int8_tflite
-    entry = m["artifacts"]["specialist_presynth"]
-    path = out / entry["bases_int8"]
-    from basisnet_deploy.verify import sha256_hex
+def presynth():
+    """A small int8 TFLite template (conv, depthwise, conv; 3 bases, 2 coefficient rows),
+    converted and located as export does it, in seconds instead of a full export's minutes."""
+    import keras
+    import tensorflow as tf
 
-    assert sha256_hex(path.read_bytes()) == entry["bases_int8_sha256"]
+    from basisnet_deploy.calibration.reader import FeedReader
+    from basisnet_deploy.converters.base import Graph
+    from basisnet_deploy.converters.tflite import TFLiteExporter
+    from basisnet_deploy.converters.tflite_patch import locate
+    from basisnet_deploy.synthesis import Presynth, mix
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    image = keras.Input((16, 16, 8), batch_size=1, name="image")
+    x = keras.layers.Conv2D(24, 1, activation="relu", name="expand")(image)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
+    x = keras.layers.Conv2D(8, 1, name="project")(x)
+    model = keras.Model(image, keras.layers.GlobalAveragePooling2D()(x))
+    baked = np.full((2, 3), 1 / 3, np.float32)
+    bases, expected = {}, {}
+    for name, kind, slot in LAYERS:
+        kernel, bias = model.get_layer(name).get_weights()
+        shape = np.transpose(kernel, (3, 0, 1, 2)).shape  # Keras HWIO / HWC1 -> TFLite OHWI / 1HWC
+        bases[name] = rng.normal(0, 0.3, (3, *shape)).astype(np.float32)
+        bases[name + "/bias"] = rng.normal(0, 0.2, bias.shape).astype(np.float32)
+        expected[name] = (kind, slot, mix(bases[name], baked[slot]))
+        model.get_layer(name).set_weights([np.transpose(expected[name][2], (1, 2, 3, 0)),
+                                           bases[name + "/bias"]])
+    spec = tf.TensorSpec([1, 16, 16, 8], tf.float32, name="image")
+    graph = Graph("specialist_presynth", model, lambda image: {"logits": model(image)}, [spec],
+                  ["logits"], patchable=True)
+    feeds = [{"image": rng.standard_normal((1, 16, 16, 8)).astype(np.float32)} for _ in range(8)]
+    template = TFLiteExporter().convert(graph, "int8", FeedReader(feeds))
+    return Presynth(None, template, locate(template, expected), bases)
+
+
+@pytest.fixture(scope="module")
+def compact(presynth, tmp_path_factory):
+    path = compact_bases.write(tmp_path_factory.mktemp("compact"), presynth.bases, presynth.table)
     return compact_bases.load(path, presynth.table)
 
 
-def _coefficients(seed, k=3, rows=8):
+def _coefficients(seed, k=3, rows=2):
     return np.random.default_rng(seed).dirichlet(np.ones(k), size=rows).astype(np.float32)
 
 
@@ -109,15 +139,15 @@ def test_unchanged_layers_are_skipped_and_bytes_stay_exact(presynth, kernel):
     c1 = _coefficients(1)
     fast.synthesize(c1)
     c2 = c1.copy()
-    c2[2] = c2[2][::-1]  # only block 2's row changes
-    redone = [p for p in presynth.table if p.slot == 2]
-    kept = next(p for p in presynth.table if p.slot != 2)
+    c2[1] = c2[1][::-1]  # only row 1 changes
+    redone = [p for p in presynth.table if p.slot == 1]
+    kept = next(p for p in presynth.table if p.slot != 1)
     # Mark one byte of a layer that must be skipped and one of a layer that must be redone.
     fast.buffer[kept.weight_offset] ^= 0xFF
     fast.buffer[redone[0].weight_offset] ^= 0xFF
     out = np.frombuffer(fast.synthesize(c2), np.uint8)
     ref = np.frombuffer(synthesize(presynth.template, presynth.table, presynth.bases, c2), np.uint8)
-    assert fast.layers_done == len(redone) == 3
+    assert fast.layers_done == len(redone) == 1
     assert out[kept.weight_offset] == ref[kept.weight_offset] ^ 0xFF  # not rewritten: skipped
     out = out.copy()
     out[kept.weight_offset] ^= 0xFF
@@ -132,9 +162,11 @@ def test_resynthesis_in_place_changes_the_interpreter_output(presynth, compact):
     """XNNPACK packs weights at interpreter creation; a patched buffer must reach the model."""
     from basisnet_deploy.runtime import LiteRTSession
 
-    x = np.random.default_rng(0).standard_normal((1, 32, 32, 3)).astype(np.float32)
+    assert {p.layer for p in presynth.table} == {name for name, _, _ in LAYERS}
+
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 8)).astype(np.float32)
     fast = FastSynthesizer(presynth.template, presynth.table, compact=compact)
-    eye = np.broadcast_to(np.eye(3, dtype=np.float32), (8, 3, 3))
+    eye = np.broadcast_to(np.eye(3, dtype=np.float32), (2, 3, 3))
     outs = []
     for k in (0, 1):
         session = LiteRTSession(fast.synthesize(eye[:, k]), xnnpack=True)
@@ -209,3 +241,28 @@ def test_without_the_compiled_kernel_numpy_is_used(monkeypatch):
     with pytest.raises(FastSynthesisError) as e:
         FastSynthesizer(template, table, bases=bases, kernel="compiled")
     _one_line(e, "not built")
+
+
+def test_export_writes_compact_bases_next_to_the_float_bases(presynth, tmp_path, monkeypatch):
+    """The export hook (export._write_presynth_sidecars), with the converter stubbed out."""
+    from types import SimpleNamespace
+
+    from basisnet_deploy import export as export_module
+    from basisnet_deploy.verify import sha256_hex
+
+    class Exporter:
+        def patch_table(self, template, folded, baked, quantize):
+            return presynth.table, presynth.bases
+
+    monkeypatch.setattr(export_module, "fold_bases", lambda specialist: {})
+    entry = export_module._write_presynth_sidecars(tmp_path, Exporter(), presynth.template,
+                                                   SimpleNamespace(specialist=None), np.zeros((2, 3)), "int8")
+    path = tmp_path / entry["bases_int8"]
+    assert path.name == compact_bases.FILENAME
+    assert sha256_hex(path.read_bytes()) == entry["bases_int8_sha256"]
+    arrays = compact_bases.load(path, presynth.table)
+    for key, value in compact_bases.compact(presynth.bases, presynth.table).items():
+        assert np.array_equal(arrays[key], value), key
+    q = arrays["expand/q8"].astype(np.float32) * arrays["expand/scales"][:, :, None, None, None]
+    step = arrays["expand/scales"][:, :, None, None, None]
+    assert np.all(np.abs(q - presynth.bases["expand"]) <= 0.5 * step * (1 + 1e-6))
