@@ -10,12 +10,19 @@ channels on the patch's channel axis:
 
 - ``L/q8``: int8 [K, *S], in the template's layout (the float file's ``L`` quantized);
 - ``L/scales``: float32 [K, C], finite and > 0; symmetric, zero point 0: basis k's value is
-  ``float32(q8[k]) * scales[k, c]`` (one float32 multiply), c the element's output channel;
+  ``q8[k] * scales[k, c]``, c the element's output channel;
 - ``L/bias``: float32 [C], the folded bias, unchanged (present when the float file has it);
 - ``format``: the string ``FORMAT``.
 
 Each basis is quantized per output channel exactly as ``synthesis.quantize_per_channel`` does
 for a synthesized kernel (scale = max|w| / 127, round half even, clip to [-127, 127]).
+
+Mixing compact bases (``mixed_kernel``) folds the coefficient into the scale, so each element
+costs one multiply and one add per basis: ``m_k[c] = float32(a_k * scales[k, c])``, then
+``w = float32(q8[0]) * m_0[c]`` and ``w = w + float32(q8[k]) * m_k[c]`` for k = 1..K-1, every
+op rounded to float32, no fused multiply-add. (Dequantizing first, ``(q8 * s) * a``, costs a
+second multiply per element, which made the fused kernel 1.4x slower.) ``synthesize_reference``
+is the plain, unfused definition that fast synthesis must equal byte for byte.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.errors import UserError
-from basisnet_deploy.synthesis import Patch, quantize_per_channel
+from basisnet_deploy.synthesis import Patch, quantize_per_channel, synthesize
 
 FORMAT = "basisnet-compact-bases/1"
 FILENAME = "specialist_bases_int8.npz"
@@ -108,10 +115,8 @@ def _shape(name: str, key: str, a: np.ndarray, expected: tuple) -> None:
 
 
 def dequantize(arrays: dict[str, np.ndarray], table: list[Patch]) -> dict[str, np.ndarray]:
-    """Float32 bases ``float32(q8) * scales`` (one rounding), in the float file's keys.
-
-    ``synthesis.synthesize`` on these is the reference the compact fast path must equal.
-    """
+    """Float32 bases ``float32(q8) * scales``, in the float file's keys: what the int8 storage
+    makes of each basis (the error measurement compares these with the float32 bases)."""
     out = {}
     for p in table:
         q = arrays[p.layer + "/q8"]
@@ -121,3 +126,26 @@ def dequantize(arrays: dict[str, np.ndarray], table: list[Patch]) -> dict[str, n
         if p.layer + "/bias" in arrays:
             out[p.layer + "/bias"] = arrays[p.layer + "/bias"]
     return out
+
+
+def mixed_kernel(arrays: dict[str, np.ndarray], p: Patch, a: np.ndarray) -> np.ndarray:
+    """The float32 kernel of ``p`` for coefficient row ``a`` [K] (the module docstring's order)."""
+    q, s = arrays[p.layer + "/q8"], arrays[p.layer + "/scales"]
+    m = np.asarray(a, np.float32)[:, None] * s  # [K, C], float32 products
+    shape = [1] * (q.ndim - 1)
+    shape[p.channel_axis] = -1
+    w = q[0].astype(np.float32) * m[0].reshape(shape)
+    for k in range(1, len(m)):
+        w = w + q[k].astype(np.float32) * m[k].reshape(shape)
+    return w
+
+
+def synthesize_reference(template: bytes, table: list[Patch], arrays: dict[str, np.ndarray],
+                         coefficients: np.ndarray) -> bytes:
+    """Model bytes for compact bases, by the definition: each layer's ``mixed_kernel``, then
+    ``synthesis.synthesize``'s own quantization and patching (one basis, coefficient 1, which
+    passes the kernel through exactly: w * 1 == w in float32)."""
+    coefficients = np.asarray(coefficients, np.float32)
+    one = {p.layer: mixed_kernel(arrays, p, coefficients[p.slot])[None] for p in table}
+    one.update({k: v for k, v in arrays.items() if k.endswith("/bias")})
+    return synthesize(template, table, one, np.ones((len(coefficients), 1), np.float32))

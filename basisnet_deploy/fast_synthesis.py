@@ -14,10 +14,11 @@ Arithmetic (the definition; the Java core ports it bit for bit). All values floa
 product and sum rounded to float32 on its own (no fused multiply-add), in this order. For a
 layer with coefficient row a[0..K-1] and output channel c of element j:
 
-- basis value: float bases ``b_k = W[k, j]``; compact bases ``b_k = float32(q8[k, j]) *
-  scales[k, c]`` (compact_bases.py);
-- mix: ``w = b_0 * a[0]``, then ``w = w + b_k * a[k]`` for k = 1..K-1 (so the float path is
-  ``synthesis.mix``, and the compact path is ``synthesis.mix`` over the dequantized bases);
+- multipliers: float bases ``m_k = a[k]``; compact bases ``m_k = a[k] * scales[k, c]``;
+- basis values: float bases ``b_k = W[k, j]``; compact bases ``b_k = float32(q8[k, j])``
+  (exact);
+- mix: ``w = b_0 * m_0``, then ``w = w + b_k * m_k`` for k = 1..K-1 (so the float path is
+  ``synthesis.mix``, and the compact path is ``compact_bases.mixed_kernel``);
 - scale: ``m = max_j |w|`` over the channel, ``s = m / 127`` (float32 division), and
   ``s = float32(1e-9)`` where s is not > 0;
 - kernel: ``int8(clip(round_half_even(w / s), -127, 127))``, w / s a float32 division;
@@ -28,7 +29,7 @@ layer with coefficient row a[0..K-1] and output channel c of element j:
   bias_scale_offset.
 
 So the float path equals ``synthesis.synthesize`` byte for byte, and the compact path equals
-``synthesize`` on ``compact_bases.dequantize(...)``.
+``compact_bases.synthesize_reference``.
 
 Caution for callers: the LiteRT interpreter does not copy ``model_content`` (it keeps a
 reference), so hand it ``bytes(synth.buffer)``, or never patch ``buffer`` while an interpreter
@@ -85,8 +86,13 @@ def _load_kernel():
     fn = lib.bn_synthesize
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    global _USE_SIMD
+    _USE_SIMD = lib.bn_use_simd
     return fn
+
+
+_USE_SIMD = None
 
 
 _KERNEL = _load_kernel()
@@ -94,6 +100,12 @@ _KERNEL = _load_kernel()
 
 def compiled_available() -> bool:
     return _KERNEL is not None
+
+
+def use_simd(on: bool) -> bool:
+    """Let the compiled kernel use its AVX2 loops (default) or only its generic ones (tests
+    check both give the same bytes). Returns whether the AVX2 loops will run."""
+    return bool(_USE_SIMD(int(on))) if _USE_SIMD is not None else False
 
 
 class FastSynthesizer:
@@ -168,9 +180,11 @@ class FastSynthesizer:
             channels_n = max(channels_n, c)
         self._desc, self._scratch = desc, np.zeros(scratch_n, np.float32)
         self._scales = np.zeros(channels_n, np.float32)
+        self._multipliers = np.zeros(self.k * channels_n, np.float32)
         ptr = ctypes.c_void_p
         return (ptr(desc.ctypes.data), ptr(self._coeff.ctypes.data), ptr(self._todo.ctypes.data),
-                ptr(self._view.ctypes.data), ptr(self._scratch.ctypes.data), ptr(self._scales.ctypes.data))
+                ptr(self._view.ctypes.data), ptr(self._scratch.ctypes.data), ptr(self._scales.ctypes.data),
+                ptr(self._multipliers.ctypes.data))
 
 
 def _choose_kernel(kernel: str) -> str:
@@ -243,22 +257,13 @@ def _compact_layers(arrays: dict, table: list[Patch]) -> list[_Layer]:
 
 def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
     """The NumPy fallback for one layer: the same values as the C kernel, op for op."""
+    from basisnet_deploy.compact_bases import mixed_kernel
+
     p = layer.patch
     if layer.scales is None:
         w = mix(layer.bases, a)
-    else:  # per basis: float32(q8) * scale, then the mix's * a[k] and + in synthesis.mix's order
-        outer, c, inner = layer.split
-        q = layer.bases.reshape(len(a), outer, c, inner)
-        s = layer.scales.reshape(len(a), 1, c, 1)
-        w = np.empty((outer, c, inner), np.float32)
-        t = np.empty_like(w)
-        for k in range(len(a)):
-            dst = w if k == 0 else t
-            np.multiply(q[k], s[k], out=dst, dtype=np.float32)
-            np.multiply(dst, a[k], out=dst)
-            if k:
-                np.add(w, t, out=w)
-        w = w.reshape(p.shape)
+    else:
+        w = mixed_kernel({p.layer + "/q8": layer.bases, p.layer + "/scales": layer.scales}, p, a)
     q8, scale = quantize_per_channel(w, p.channel_axis)
     _put(view, p.weight_offset, q8)
     _put(view, p.scale_offset, scale.astype("<f4"))

@@ -1,8 +1,8 @@
 """Fused synthesis (fast_synthesis.py) and compact int8 bases (compact_bases.py).
 
 Exactness: the float32-bases path equals synthesis.synthesize byte for byte, the compact path
-equals synthesize on the dequantized compact bases, and the compiled kernel equals the NumPy
-fallback. Timing lives in benchmarks/synthesis_kernel.py, not here.
+equals compact_bases.synthesize_reference (its plain definition), and the compiled kernel, with
+its AVX2 loops and with its generic ones, equals the NumPy fallback. Timing lives in benchmarks/synthesis_kernel.py, not here.
 """
 
 import numpy as np
@@ -71,10 +71,12 @@ def _coefficients(seed, k=3, rows=2):
 
 def _synthetic(k=4, seed=0):
     """(template, table, bases): layouts the TFLite export never makes (channel axis 1 with
-    inner > 1, no bias, an all-zero channel), with unaligned offsets."""
+    inner > 1, no bias, an all-zero channel), odd lengths, unaligned offsets."""
     rng = np.random.default_rng(seed)
     specs = [("conv", (12, 1, 1, 20), -1, True), ("depthwise", (1, 3, 3, 16), -1, True),
-             ("conv", (5, 6, 3, 3), 1, False), ("conv", (7, 2, 2, 3), 0, True)]
+             ("conv", (5, 6, 3, 3), 1, False), ("conv", (7, 2, 2, 3), 0, True),
+             # long enough for the AVX2 loops' 32-wide blocks, 8-wide steps and scalar tails
+             ("conv", (6, 1, 1, 77), -1, True), ("depthwise", (1, 3, 3, 45), -1, False)]
     table, bases, at = [], {}, 7
     for i, (kind, shape, axis, has_bias) in enumerate(specs):
         n, c = int(np.prod(shape)), shape[axis if axis >= 0 else {"conv": 0, "depthwise": 3}[kind]]
@@ -101,12 +103,12 @@ def test_float_path_equals_reference_synthesize(presynth, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_compact_path_equals_reference_on_dequantized_bases(presynth, compact, kernel):
-    deq = compact_bases.dequantize(compact, presynth.table)
+def test_compact_path_equals_its_reference_definition(presynth, compact, kernel):
     fast = FastSynthesizer(presynth.template, presynth.table, compact=compact, kernel=kernel)
     for seed in range(3):
         coeff = _coefficients(seed)
-        assert bytes(fast.synthesize(coeff)) == synthesize(presynth.template, presynth.table, deq, coeff)
+        ref = compact_bases.synthesize_reference(presynth.template, presynth.table, compact, coeff)
+        assert bytes(fast.synthesize(coeff)) == ref
     # Compact bases change the model a little, not a lot: kernels within +-2 int8 steps.
     ref = np.frombuffer(synthesize(presynth.template, presynth.table, presynth.bases, coeff), np.int8)
     got = np.frombuffer(fast.buffer, np.int8)
@@ -120,15 +122,21 @@ def test_compact_path_equals_reference_on_dequantized_bases(presynth, compact, k
 @pytest.mark.parametrize("use_compact", [False, True])
 def test_compiled_and_numpy_give_identical_bytes(use_compact):
     template, table, bases = _synthetic()
-    source = {"compact": compact_bases.compact(bases, table)} if use_compact else {"bases": bases}
+    arrays = compact_bases.compact(bases, table)
+    source = {"compact": arrays} if use_compact else {"bases": bases}
+    coefficients = [_coefficients(s, k=4, rows=2) for s in range(4)]
     outs = {}
-    for kernel in ("numpy", "compiled"):
-        fast = FastSynthesizer(template, table, kernel=kernel, **source)
-        outs[kernel] = [bytes(fast.synthesize(_coefficients(s, k=4, rows=2))) for s in range(4)]
-    assert outs["numpy"] == outs["compiled"]
-    ref = synthesize(template, table, compact_bases.dequantize(source["compact"], table)
-                     if use_compact else bases, _coefficients(3, k=4, rows=2))
-    assert outs["compiled"][-1] == ref
+    for kernel, simd in (("numpy", True), ("compiled", True), ("compiled", False)):
+        try:
+            fast_synthesis.use_simd(simd)
+            fast = FastSynthesizer(template, table, kernel=kernel, **source)
+            outs[kernel, simd] = [bytes(fast.synthesize(c)) for c in coefficients]
+        finally:
+            fast_synthesis.use_simd(True)
+    assert outs["numpy", True] == outs["compiled", True] == outs["compiled", False]
+    ref = (compact_bases.synthesize_reference(template, table, arrays, coefficients[-1]) if use_compact
+           else synthesize(template, table, bases, coefficients[-1]))
+    assert outs["compiled", True][-1] == ref
     zero = table[0]  # the all-zero channel 3 got scale float32(1e-9), as the reference writes
     assert np.frombuffer(ref, "<f4", 1, zero.scale_offset + 12)[0] == np.float32(1e-9)
 
@@ -172,8 +180,8 @@ def test_resynthesis_in_place_changes_the_interpreter_output(presynth, compact):
         session = LiteRTSession(fast.synthesize(eye[:, k]), xnnpack=True)
         outs.append(session.run({"image": x})["logits"])
     assert not np.array_equal(outs[0], outs[1])
-    deq = compact_bases.dequantize(compact, presynth.table)
-    fresh = LiteRTSession(synthesize(presynth.template, presynth.table, deq, eye[:, 1]), xnnpack=True)
+    fresh = LiteRTSession(compact_bases.synthesize_reference(presynth.template, presynth.table, compact,
+                                                             eye[:, 1]), xnnpack=True)
     assert np.array_equal(outs[1], fresh.run({"image": x})["logits"])
 
 
@@ -214,7 +222,7 @@ def test_bad_float_bases_table_and_coefficients_are_refused(tmp_path):
         (dict(bases={**bases, "l2": bases["l2"][:, :-1]}), ["specialist_bases.npz", "'l2' has shape"]),
         (dict(bases={**bases, "l0/bias": bases["l0/bias"][:-1]}), ["specialist_bases.npz", "'l0/bias'"]),
         (dict(bases={**bases, "l3": np.where(bases["l3"] > 0.1, np.inf, bases["l3"])}), ["'l3'", "non-finite"]),
-        (dict(bases=bases, table=table[:-1] + [Patch(**{**vars(table[-1]), "weight_offset": len(template) - 2})]),
+        (dict(bases=bases, table=table[:3] + [Patch(**{**vars(table[3]), "weight_offset": len(template) - 2})]),
          ["specialist_patches.json", "'l3'", "outside the template"]),
         (dict(bases=bases, table=[Patch(**{**vars(table[0]), "dtype": "float32"})]),
          ["specialist_patches.json", "'l0' is float32"]),
