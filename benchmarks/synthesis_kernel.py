@@ -7,7 +7,8 @@ exported here (presynth only). Compact bases are written with compact_bases.writ
 function export calls, when the export predates them.
 
 Per-frame-changing coefficients (a new Dirichlet draw every call, so every layer is
-re-synthesized), 1 thread, median of --runs calls after --warmup. Also: interpreter
+re-synthesized), 1 thread, median of --runs calls after --warmup, the implementations called
+round-robin (the machine is shared; min and p90 are kept next to each median). Also: interpreter
 re-creation from the patched buffer (ai_edge_litert, XNNPACK), the stale-weight check, and
 the error compact bases introduce against float32 bases. Writes
 benchmarks/results/synthesis_kernel.json.
@@ -67,22 +68,24 @@ def _load(directory: Path):
     return ps, compact_bases.load(path, ps.table), "written by this benchmark (export predates it)"
 
 
-def median_ms(fn, warmup: int, runs: int) -> float:
-    """Median ms of fn() over runs calls after warmup; also keeps min and p90 in SPREAD (the
-    machine is shared, so the spread says how much of a median is other processes)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    SPREAD.append({"min": round(times[0], 3), "p90": round(times[int(0.9 * (len(times) - 1))], 3)})
-    return statistics.median(times)
-
-
-SPREAD: list[dict] = []
+def interleaved_ms(fns: dict, coefficients, warmup: int, runs: int) -> dict:
+    """{name: {median, min, p90}} in ms of each fns[name](c), called round-robin: run i calls
+    every function once with coefficient set i, so load from other processes on this shared
+    machine falls on all of them alike."""
+    times = {name: [] for name in fns}
+    for i in range(warmup + runs):
+        c = coefficients[i % len(coefficients)]
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn(c)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t) * 1e3)
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = {"median": round(statistics.median(ts), 3), "min": round(ts[0], 3),
+                     "p90": round(ts[int(0.9 * (len(ts) - 1))], 3)}
+    return out
 
 
 def _frames(fn, coefficients):
@@ -92,23 +95,21 @@ def _frames(fn, coefficients):
 
 
 def _timings(ps, compact, coefficients, warmup: int, runs: int) -> tuple[dict, dict]:
-    """Median ms per synthesis, each implementation; and whether their bytes agree."""
+    """Per-synthesis times of each implementation, and whether their bytes agree."""
     fast = {(src, kernel): FastSynthesizer(ps.template, ps.table, kernel=kernel,
                                            **({"compact": compact} if src == "int8" else {"bases": ps.bases}))
             for src in ("float32", "int8")
             for kernel in (("numpy", "compiled") if compiled_available() else ("numpy",))}
-    ms = {"reference_synthesize_float32_bases": median_ms(
-        _frames(lambda c: synthesize(ps.template, ps.table, ps.bases, c), coefficients), warmup, runs),
-        "reference_synthesize_int8_bases": median_ms(
-        _frames(lambda c: compact_bases.synthesize_reference(ps.template, ps.table, compact, c), coefficients),
-        warmup, max(10, runs // 5))}
-    for (src, kernel), f in fast.items():
-        ms[f"{kernel}_{src}_bases"] = median_ms(_frames(f.synthesize, coefficients), warmup, runs)
-        assert f.layers_done == len(ps.table)  # every call re-synthesized every layer
+    fns = {"reference_synthesize_float32_bases": lambda c: synthesize(ps.template, ps.table, ps.bases, c),
+           **{f"{kernel}_{src}_bases": f.synthesize for (src, kernel), f in fast.items()}}
+    ms = interleaved_ms(fns, coefficients, warmup, runs)
+    assert all(f.layers_done == len(ps.table) for f in fast.values())  # every layer, every call
+    ms.update(interleaved_ms({"reference_synthesize_int8_bases": lambda c: compact_bases.synthesize_reference(
+        ps.template, ps.table, compact, c)}, coefficients, 2, max(10, runs // 5)))
     if compiled_available():
         same = fast["int8", "compiled"]
-        ms["compiled_int8_bases_coefficients_unchanged"] = median_ms(
-            lambda: same.synthesize(coefficients[0]), warmup, runs)
+        ms.update(interleaved_ms({"compiled_int8_bases_coefficients_unchanged":
+                                  lambda c: same.synthesize(coefficients[0])}, coefficients, warmup, runs))
         assert same.layers_done == 0
     exact = {}
     for c in coefficients[:3]:
@@ -169,14 +170,15 @@ def _interpreter(ps, compact, coefficients, warmup: int, runs: int) -> dict:
     fast = FastSynthesizer(ps.template, ps.table, compact=compact)
     x = np.random.default_rng(1).random((1, 224, 224, 3), np.float32) * 2 - 1
     fast.synthesize(coefficients[0])
-    ms = {"copy_buffer_to_bytes": median_ms(lambda: bytes(fast.buffer), warmup, runs),
-          # LiteRTSession copies a bytearray to bytes: the interpreter keeps a reference to
-          # model_content rather than a copy, so it must not see later in-place patches.
-          "recreate_interpreter_from_buffer": median_ms(lambda: LiteRTSession(fast.buffer), warmup, runs)}
     session = LiteRTSession(fast.buffer)
-    ms["specialist_invoke"] = median_ms(lambda: session.run({"image": x}), warmup, runs)
-    ms[f"{fast.kernel}_int8_bases_synthesize_plus_recreate"] = median_ms(
-        _frames(lambda c: LiteRTSession(fast.synthesize(c)), coefficients), warmup, runs)
+    ms = interleaved_ms({
+        "copy_buffer_to_bytes": lambda c: bytes(fast.buffer),
+        # LiteRTSession copies a bytearray to bytes: the interpreter keeps a reference to
+        # model_content rather than a copy, so it must not see later in-place patches.
+        "recreate_interpreter_from_buffer": lambda c: LiteRTSession(fast.buffer),
+        "specialist_invoke": lambda c: session.run({"image": x}),
+        f"{fast.kernel}_int8_bases_synthesize_plus_recreate": lambda c: LiteRTSession(fast.synthesize(c)),
+    }, coefficients, warmup, runs)
     outs = []
     for c in coefficients[:2]:  # two different coefficient sets, one buffer patched in place
         outs.append(LiteRTSession(fast.synthesize(c)).run({"image": x})["logits"])
@@ -218,8 +220,8 @@ def main():
         "compiled_kernel": compiled_available(), "runs": args.runs, "warmup": args.warmup,
         "coefficients": "a different Dirichlet(1) draw [L, K] every call: every layer re-synthesized",
         "load_average_1_5_15min_before_and_after_timing": [load_before, load_after],
-        "latency_ms_median": {k: round(v, 3) for k, v in {**ms, **interp["ms"]}.items()},
-        "latency_ms_min_p90": dict(zip({**ms, **interp["ms"]}, SPREAD)),
+        "latency_ms_median": {k: v["median"] for k, v in {**ms, **interp["ms"]}.items()},
+        "latency_ms_min_p90": {k: [v["min"], v["p90"]] for k, v in {**ms, **interp["ms"]}.items()},
         "exact": exact, "interpreter_check": interp["check"],
         "compact_error": _compact_error(ps, compact, coefficients[:args.error_sets]),
         "target_ms_one_synthesis": 2.0,
