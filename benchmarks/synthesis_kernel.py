@@ -173,8 +173,8 @@ def _interpreter(ps, compact, coefficients, warmup: int, runs: int) -> dict:
     session = LiteRTSession(fast.buffer)
     ms = interleaved_ms({
         "copy_buffer_to_bytes": lambda c: bytes(fast.buffer),
-        # LiteRTSession copies a bytearray to bytes: the interpreter keeps a reference to
-        # model_content rather than a copy, so it must not see later in-place patches.
+        # LiteRTSession copies the bytearray to bytes (the interpreter takes bytes only, and
+        # holds on to them: it must not see later in-place patches).
         "recreate_interpreter_from_buffer": lambda c: LiteRTSession(fast.buffer),
         "specialist_invoke": lambda c: session.run({"image": x}),
         f"{fast.kernel}_int8_bases_synthesize_plus_recreate": lambda c: LiteRTSession(fast.synthesize(c)),
