@@ -8,7 +8,8 @@ function export calls, when the export predates them.
 
 Per-frame-changing coefficients (a new Dirichlet draw every call, so every layer is
 re-synthesized), 1 thread, median of --runs calls after --warmup, the implementations called
-round-robin (the machine is shared; min and p90 are kept next to each median). Also: interpreter
+round-robin (the machine is shared; min, p90 and the median of this thread's CPU time are
+kept next to each wall-clock median). Also: interpreter
 re-creation from the patched buffer (ai_edge_litert, XNNPACK), the stale-weight check, and
 the error compact bases introduce against float32 bases. Writes
 benchmarks/results/synthesis_kernel.json.
@@ -69,22 +70,25 @@ def _load(directory: Path):
 
 
 def interleaved_ms(fns: dict, coefficients, warmup: int, runs: int) -> dict:
-    """{name: {median, min, p90}} in ms of each fns[name](c), called round-robin: run i calls
-    every function once with coefficient set i, so load from other processes on this shared
-    machine falls on all of them alike."""
-    times = {name: [] for name in fns}
+    """{name: {median, min, p90, cpu_median}} in ms of each fns[name](c), called round-robin:
+    run i calls every function once with coefficient set i, so load from other processes on
+    this shared machine falls on all of them alike. cpu_median is this thread's CPU time
+    (time.thread_time), which time spent descheduled does not inflate."""
+    wall, cpu = {name: [] for name in fns}, {name: [] for name in fns}
     for i in range(warmup + runs):
         c = coefficients[i % len(coefficients)]
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t, u = time.perf_counter(), time.thread_time()
             fn(c)
             if i >= warmup:
-                times[name].append((time.perf_counter() - t) * 1e3)
+                wall[name].append((time.perf_counter() - t) * 1e3)
+                cpu[name].append((time.thread_time() - u) * 1e3)
     out = {}
-    for name, ts in times.items():
+    for name, ts in wall.items():
         ts.sort()
         out[name] = {"median": round(statistics.median(ts), 3), "min": round(ts[0], 3),
-                     "p90": round(ts[int(0.9 * (len(ts) - 1))], 3)}
+                     "p90": round(ts[int(0.9 * (len(ts) - 1))], 3),
+                     "cpu_median": round(statistics.median(cpu[name]), 3)}
     return out
 
 
@@ -222,6 +226,7 @@ def main():
         "load_average_1_5_15min_before_and_after_timing": [load_before, load_after],
         "latency_ms_median": {k: v["median"] for k, v in {**ms, **interp["ms"]}.items()},
         "latency_ms_min_p90": {k: [v["min"], v["p90"]] for k, v in {**ms, **interp["ms"]}.items()},
+        "thread_cpu_ms_median": {k: v["cpu_median"] for k, v in {**ms, **interp["ms"]}.items()},
         "exact": exact, "interpreter_check": interp["check"],
         "compact_error": _compact_error(ps, compact, coefficients[:args.error_sets]),
         "target_ms_one_synthesis": 2.0,
