@@ -104,8 +104,11 @@ def _timings(ps, compact, coefficients, warmup: int, runs: int) -> tuple[dict, d
                                            **({"compact": compact} if src == "int8" else {"bases": ps.bases}))
             for src in ("float32", "int8")
             for kernel in (("numpy", "compiled") if compiled_available() else ("numpy",))}
+    q8 = [compact[p.layer + "/q8"] for p in ps.table]
     fns = {"reference_synthesize_float32_bases": lambda c: synthesize(ps.template, ps.table, ps.bases, c),
-           **{f"{kernel}_{src}_bases": f.synthesize for (src, kernel), f in fast.items()}}
+           **{f"{kernel}_{src}_bases": f.synthesize for (src, kernel), f in fast.items()},
+           # the floor of any int8-bases synthesis: one SIMD pass over the 19.4 MB (NumPy max)
+           "read_int8_bases_once": lambda c: [q.max() for q in q8]}
     ms = interleaved_ms(fns, coefficients, warmup, runs)
     assert all(f.layers_done == len(ps.table) for f in fast.values())  # every layer, every call
     ms.update(interleaved_ms({"reference_synthesize_int8_bases": lambda c: compact_bases.synthesize_reference(
