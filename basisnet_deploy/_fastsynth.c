@@ -33,39 +33,47 @@
 enum { D_BASES, D_BSCALES, D_BIAS, D_OUTER, D_C, D_INNER, D_SLOT, D_WOFF, D_SOFF, D_BOFF, D_BSOFF,
        D_INSCALE, D_N };
 
-/* acc[j] = the mixed value of n contiguous elements: acc = b_0 * m_0, then acc = acc + b_k * m_k
- * for k = 1..K-1, each product and sum rounded to float32. b points at basis 0, the bases are
- * `stride` apart. m_k is the multiplier of basis k: m[k * m_stride] (float bases: the
- * coefficient a_k; compact bases: a_k * scale_k[c], one per channel), or, for mix_i8_vector,
- * m[k * m_stride + j] (one per element: a row across channels). */
-BN_INLINE void mix_f32(const float *restrict b, int64_t stride, const float *restrict m,
-                       int64_t m_stride, int64_t K, int64_t n, float *restrict acc) {
-    const float m0 = m[0];
+/* One block of the mix: acc[j] for n contiguous elements is acc = b_0 * m_0, then
+ * acc = acc + b_k * m_k for k = 1..K-1, each product and sum rounded to float32. */
+typedef struct {
+    const void *b;    /* element 0 of basis 0 (int8 for compact bases, else float32) */
+    int64_t stride;   /* elements from one basis to the next */
+    const float *m;   /* multiplier of basis 0: float bases a_k, compact a_k * scale_k[c] */
+    int64_t m_stride; /* from one basis's multipliers to the next's */
+    int m_vec;        /* 1: one multiplier per element, m[k * m_stride + j] (a row across
+                         channels); 0: one per basis, m[k * m_stride] */
+    int64_t K;
+} bn_mix;
+
+BN_INLINE void mix_f32(const bn_mix *x, int64_t n, float *restrict acc) {
+    const float *restrict b = (const float *)x->b;
+    const float m0 = x->m[0];
     for (int64_t j = 0; j < n; j++) acc[j] = b[j] * m0;
-    for (int64_t k = 1; k < K; k++) {
-        const float *restrict bk = b + k * stride;
-        const float mk = m[k * m_stride];
+    for (int64_t k = 1; k < x->K; k++) {
+        const float *restrict bk = b + k * x->stride;
+        const float mk = x->m[k * x->m_stride];
         for (int64_t j = 0; j < n; j++) acc[j] = acc[j] + bk[j] * mk;
     }
 }
 
-BN_INLINE void mix_i8_scalar(const int8_t *restrict b, int64_t stride, const float *restrict m,
-                             int64_t m_stride, int64_t K, int64_t n, float *restrict acc) {
-    const float m0 = m[0];
+BN_INLINE void mix_i8_scalar(const bn_mix *x, int64_t n, float *restrict acc) {
+    const int8_t *restrict b = (const int8_t *)x->b;
+    const float m0 = x->m[0];
     for (int64_t j = 0; j < n; j++) acc[j] = (float)b[j] * m0;
-    for (int64_t k = 1; k < K; k++) {
-        const int8_t *restrict bk = b + k * stride;
-        const float mk = m[k * m_stride];
+    for (int64_t k = 1; k < x->K; k++) {
+        const int8_t *restrict bk = b + k * x->stride;
+        const float mk = x->m[k * x->m_stride];
         for (int64_t j = 0; j < n; j++) acc[j] = acc[j] + (float)bk[j] * mk;
     }
 }
 
-BN_INLINE void mix_i8_vector(const int8_t *restrict b, int64_t stride, const float *restrict m,
-                             int64_t m_stride, int64_t K, int64_t n, float *restrict acc) {
+BN_INLINE void mix_i8_vector(const bn_mix *x, int64_t n, float *restrict acc) {
+    const int8_t *restrict b = (const int8_t *)x->b;
+    const float *restrict m = x->m;
     for (int64_t j = 0; j < n; j++) acc[j] = (float)b[j] * m[j];
-    for (int64_t k = 1; k < K; k++) {
-        const int8_t *restrict bk = b + k * stride;
-        const float *restrict mk = m + k * m_stride;
+    for (int64_t k = 1; k < x->K; k++) {
+        const int8_t *restrict bk = b + k * x->stride;
+        const float *restrict mk = m + k * x->m_stride;
         for (int64_t j = 0; j < n; j++) acc[j] = acc[j] + (float)bk[j] * mk[j];
     }
 }
@@ -126,9 +134,11 @@ BN_INLINE void quantize_vec(const float *restrict w, int64_t n, const float *res
 #define BN_T(p, k, o) _mm256_mul_ps(LOAD(p), BN_M(k, o))
 
 #define BN_MIX_AVX2(NAME, T)                                                                       \
-    BN_AVX2 static int64_t NAME(const T *restrict b, int64_t stride, const float *restrict m,      \
-                                int64_t m_stride, int m_vec, int64_t K, int64_t n,                 \
-                                float *restrict acc) {                                             \
+    BN_AVX2 static int64_t NAME(const bn_mix *x, int64_t n, float *restrict acc) {                 \
+        const T *restrict b = (const T *)x->b;                                                     \
+        const float *restrict m = x->m;                                                            \
+        const int64_t stride = x->stride, m_stride = x->m_stride, K = x->K;                        \
+        const int m_vec = x->m_vec;                                                                \
         int64_t j = 0;                                                                             \
         for (; j + 32 <= n; j += 32) {                                                             \
             __m256 r0 = BN_T(b + j, 0, 0), r1 = BN_T(b + j + 8, 0, 8);                             \
@@ -161,106 +171,116 @@ BN_MIX_AVX2(mix_f32_avx2, float)
 #undef LOAD
 #endif
 
-/* n contiguous elements (see mix_f32): int8 bases when `compact`, else float32. */
-BN_INLINE void mix_block(int simd, int compact, const void *b, int64_t stride, const float *m,
-                         int64_t m_stride, int m_vec, int64_t K, int64_t n, float *acc) {
+/* n contiguous elements of block x (int8 bases when `compact`, else float32). */
+BN_INLINE void mix_block(int simd, int compact, const bn_mix *x, int64_t n, float *acc) {
     int64_t j = 0;
 #ifdef BN_HAVE_AVX2
-    if (simd)
-        j = compact ? mix_i8_avx2((const int8_t *)b, stride, m, m_stride, m_vec, K, n, acc)
-                    : mix_f32_avx2((const float *)b, stride, m, m_stride, 0, K, n, acc);
+    if (simd) j = compact ? mix_i8_avx2(x, n, acc) : mix_f32_avx2(x, n, acc);
 #else
     (void)simd;
 #endif
     if (j == n) return;
+    bn_mix rest = *x; /* the tail: the same block from element j on */
+    rest.b = compact ? (const void *)((const int8_t *)x->b + j) : (const void *)((const float *)x->b + j);
+    if (x->m_vec) rest.m = x->m + j;
     if (!compact)
-        mix_f32((const float *)b + j, stride, m, m_stride, K, n - j, acc + j);
-    else if (m_vec)
-        mix_i8_vector((const int8_t *)b + j, stride, m + j, m_stride, K, n - j, acc + j);
+        mix_f32(&rest, n - j, acc + j);
+    else if (x->m_vec)
+        mix_i8_vector(&rest, n - j, acc + j);
     else
-        mix_i8_scalar((const int8_t *)b + j, stride, m, m_stride, K, n - j, acc + j);
+        mix_i8_scalar(&rest, n - j, acc + j);
 }
 
-/* Address of element `at` of the bases, int8 (compact) or float32. */
-BN_INLINE const void *bases_at(const int64_t *d, int64_t at) {
-    return d[D_BSCALES] ? (const void *)((const int8_t *)(intptr_t)d[D_BASES] + at)
-                        : (const void *)((const float *)(intptr_t)d[D_BASES] + at);
-}
+/* What one layer's synthesis works with. */
+typedef struct {
+    const float *a; /* the coefficient row [K] */
+    int64_t K;
+    uint8_t *buf;   /* the model buffer */
+    float *scratch; /* the largest per-layer need */
+    float *scales;  /* the largest C */
+    float *m;       /* compact multipliers m[k * C + c] = a_k * scale_k[c]; K times the largest C */
+} bn_ctx;
 
-/* Compact bases: the per-channel multipliers m[k * C + c] = a_k * scale_k[c] (float32). */
-BN_INLINE void compact_multipliers(const int64_t *d, const float *a, int64_t K, float *m) {
+BN_INLINE void compact_multipliers(const bn_ctx *cx, const int64_t *d) {
     const int64_t C = d[D_C];
     const float *s = (const float *)(intptr_t)d[D_BSCALES];
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = 0; c < C; c++) m[k * C + c] = a[k] * s[k * C + c];
+    for (int64_t k = 0; k < cx->K; k++)
+        for (int64_t c = 0; c < C; c++) cx->m[k * C + c] = cx->a[k] * s[k * C + c];
+}
+
+/* The block of the mix starting at element `at` of every basis; m_at indexes the multipliers
+ * (compact: channel c, or 0 for a row; float bases use the coefficients). */
+BN_INLINE bn_mix block_at(const bn_ctx *cx, const int64_t *d, int64_t at, int64_t m_at, int m_vec) {
+    const int compact = d[D_BSCALES] != 0;
+    bn_mix x;
+    x.b = compact ? (const void *)((const int8_t *)(intptr_t)d[D_BASES] + at)
+                  : (const void *)((const float *)(intptr_t)d[D_BASES] + at);
+    x.stride = d[D_OUTER] * d[D_C] * d[D_INNER];
+    x.m = compact ? cx->m + m_at : cx->a;
+    x.m_stride = compact ? d[D_C] : 1;
+    x.m_vec = m_vec;
+    x.K = cx->K;
+    return x;
 }
 
 /* Output channel = a contiguous block (TFLite OHWI conv, ONNX OIHW): one channel at a time in
  * `scratch` (L1-sized), so no layer-sized float kernel is ever written. */
-BN_INLINE void layer_by_channel(int simd, const int64_t *d, const float *a, int64_t K, uint8_t *buf,
-                                float *scratch, float *scales, const float *m) {
+BN_INLINE void layer_by_channel(int simd, const bn_ctx *cx, const int64_t *d) {
     const int64_t C = d[D_C], inner = d[D_INNER];
-    const int compact = d[D_BSCALES] != 0;
-    int8_t *out = (int8_t *)(buf + d[D_WOFF]);
+    int8_t *out = (int8_t *)(cx->buf + d[D_WOFF]);
     for (int64_t c = 0; c < C; c++) {
-        mix_block(simd, compact, bases_at(d, c * inner), C * inner, compact ? m + c : a, compact ? C : 1, 0,
-                  K, inner, scratch);
-        scales[c] = channel_scale(max_abs_bits(scratch, inner, 0));
-        quantize(scratch, inner, scales[c], out + c * inner);
+        const bn_mix x = block_at(cx, d, c * inner, c, 0);
+        mix_block(simd, d[D_BSCALES] != 0, &x, inner, cx->scratch);
+        cx->scales[c] = channel_scale(max_abs_bits(cx->scratch, inner, 0));
+        quantize(cx->scratch, inner, cx->scales[c], out + c * inner);
     }
 }
 
 /* Channel axis inside the layout (TFLite depthwise [1, H, W, C]): these kernels are small, so
  * the whole layer is mixed into `scratch` first, then each channel's max is known. */
-BN_INLINE void layer_whole(int simd, const int64_t *d, const float *a, int64_t K, uint8_t *buf,
-                           float *scratch, float *scales, const float *m) {
+BN_INLINE void layer_whole(int simd, const bn_ctx *cx, const int64_t *d) {
     const int64_t outer = d[D_OUTER], C = d[D_C], inner = d[D_INNER], row = C * inner;
     const int compact = d[D_BSCALES] != 0;
-    int8_t *out = (int8_t *)(buf + d[D_WOFF]);
+    float *w = cx->scratch;
     for (int64_t o = 0; o < outer; o++) {
-        if (!compact)  /* float bases: the whole row is one block with the coefficients */
-            mix_block(simd, 0, bases_at(d, o * row), outer * row, a, 1, 0, K, row, scratch + o * row);
-        else if (inner == 1)  /* one multiplier per element of the row */
-            mix_block(simd, 1, bases_at(d, o * row), outer * row, m, C, 1, K, C, scratch + o * row);
-        else
-            for (int64_t c = 0; c < C; c++)
-                mix_block(simd, 1, bases_at(d, o * row + c * inner), outer * row, m + c, C, 0, K, inner,
-                          scratch + o * row + c * inner);
+        if (!compact || inner == 1) { /* a row is one block: float bases, or a multiplier per element */
+            const bn_mix x = block_at(cx, d, o * row, 0, compact);
+            mix_block(simd, compact, &x, row, w + o * row);
+        } else {
+            for (int64_t c = 0; c < C; c++) {
+                const bn_mix x = block_at(cx, d, o * row + c * inner, c, 0);
+                mix_block(simd, 1, &x, inner, w + o * row + c * inner);
+            }
+        }
     }
     for (int64_t c = 0; c < C; c++) {
         uint32_t mx = 0;
-        for (int64_t o = 0; o < outer; o++) mx = max_abs_bits(scratch + o * row + c * inner, inner, mx);
-        scales[c] = channel_scale(mx);
+        for (int64_t o = 0; o < outer; o++) mx = max_abs_bits(w + o * row + c * inner, inner, mx);
+        cx->scales[c] = channel_scale(mx);
     }
+    int8_t *out = (int8_t *)(cx->buf + d[D_WOFF]);
     for (int64_t o = 0; o < outer; o++) {
         if (inner == 1)
-            quantize_vec(scratch + o * row, C, scales, out + o * row);
+            quantize_vec(w + o * row, C, cx->scales, out + o * row);
         else
             for (int64_t c = 0; c < C; c++)
-                quantize(scratch + o * row + c * inner, inner, scales[c], out + o * row + c * inner);
+                quantize(w + o * row + c * inner, inner, cx->scales[c], out + o * row + c * inner);
     }
 }
 
-BN_INLINE void layer(int simd, const int64_t *d, const float *a, int64_t K, uint8_t *buf,
-                     float *scratch, float *scales, float *m) {
-    if (d[D_BSCALES]) compact_multipliers(d, a, K, m);
+BN_INLINE void layer(int simd, const bn_ctx *cx, const int64_t *d) {
+    if (d[D_BSCALES]) compact_multipliers(cx, d);
     if (d[D_OUTER] == 1)
-        layer_by_channel(simd, d, a, K, buf, scratch, scales, m);
+        layer_by_channel(simd, cx, d);
     else
-        layer_whole(simd, d, a, K, buf, scratch, scales, m);
+        layer_whole(simd, cx, d);
 }
 
 /* The layer loops compiled twice: max/quantize loops auto-vectorize for the target, the
  * mixes are the intrinsics above (AVX2) or the generic loops. */
-static void layer_generic(const int64_t *d, const float *a, int64_t K, uint8_t *buf,
-                          float *scratch, float *scales, float *m) {
-    layer(0, d, a, K, buf, scratch, scales, m);
-}
+static void layer_generic(const bn_ctx *cx, const int64_t *d) { layer(0, cx, d); }
 #ifdef BN_HAVE_AVX2
-BN_AVX2 static void layer_avx2(const int64_t *d, const float *a, int64_t K, uint8_t *buf,
-                               float *scratch, float *scales, float *m) {
-    layer(1, d, a, K, buf, scratch, scales, m);
-}
+BN_AVX2 static void layer_avx2(const bn_ctx *cx, const int64_t *d) { layer(1, cx, d); }
 #endif
 
 /* Scales, and the int32 bias re-quantized with them: bias_scale = input_scale * scale[c],
@@ -296,25 +316,27 @@ BN_EXPORT int bn_use_simd(int on) {
 }
 
 /* All layers with todo[i] != 0. desc: int64[n_layers][D_N] (see the enum and fast_synthesis.py);
- * coeff: float32 [L, K]; scratch: floats for the largest per-layer need; scales: the largest C;
- * m: K times the largest C (compact multipliers). */
+ * coeff: float32 [L, K]; work: four addresses: the model buffer, then float32 workspaces for
+ * scratch (the largest per-layer need), scales (the largest C) and compact multipliers (K
+ * times the largest C). */
 BN_EXPORT int bn_synthesize(const int64_t *desc, int64_t n_layers, const float *coeff, int64_t K,
-                            const uint8_t *todo, uint8_t *buf, float *scratch, float *scales,
-                            float *m) {
+                            const uint8_t *todo, const int64_t *work) {
+    bn_ctx cx = {NULL, K, (uint8_t *)(intptr_t)work[0], (float *)(intptr_t)work[1],
+                 (float *)(intptr_t)work[2], (float *)(intptr_t)work[3]};
 #ifdef BN_HAVE_AVX2
     const int simd = use_simd && __builtin_cpu_supports("avx2");
 #endif
     for (int64_t i = 0; i < n_layers; i++) {
         const int64_t *d = desc + i * D_N;
         if (!todo[i]) continue;
-        const float *a = coeff + d[D_SLOT] * K;
+        cx.a = coeff + d[D_SLOT] * K;
 #ifdef BN_HAVE_AVX2
         if (simd)
-            layer_avx2(d, a, K, buf, scratch, scales, m);
+            layer_avx2(&cx, d);
         else
 #endif
-            layer_generic(d, a, K, buf, scratch, scales, m);
-        write_channel_data(d, buf, scales);
+            layer_generic(&cx, d);
+        write_channel_data(d, cx.buf, cx.scales);
     }
     return 0;
 }

@@ -88,7 +88,7 @@ def _load_kernel():
     fn = lib.bn_synthesize
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+                   ctypes.c_void_p, ctypes.c_void_p]
     global _USE_SIMD
     _USE_SIMD = lib.bn_use_simd
     return fn
@@ -152,8 +152,8 @@ class FastSynthesizer:
         np.copyto(self._coeff, c)
         self._valid = False
         if self._args is not None:
-            _KERNEL(self._args[0], len(self.layers), self._args[1], self.k, self._args[2],
-                    *self._args[3:])
+            desc, coeff, todo, work = self._args
+            _KERNEL(desc, len(self.layers), coeff, self.k, todo, work)
         else:
             for layer, todo in zip(self.layers, self._todo):
                 if todo:
@@ -183,10 +183,11 @@ class FastSynthesizer:
         self._desc, self._scratch = desc, np.zeros(scratch_n, np.float32)
         self._scales = np.zeros(channels_n, np.float32)
         self._multipliers = np.zeros(self.k * channels_n, np.float32)
+        self._work = np.array([a.ctypes.data for a in (self._view, self._scratch, self._scales,
+                                                        self._multipliers)], np.int64)
         ptr = ctypes.c_void_p
         return (ptr(desc.ctypes.data), ptr(self._coeff.ctypes.data), ptr(self._todo.ctypes.data),
-                ptr(self._view.ctypes.data), ptr(self._scratch.ctypes.data), ptr(self._scales.ctypes.data),
-                ptr(self._multipliers.ctypes.data))
+                ptr(self._work.ctypes.data))
 
 
 def _choose_kernel(kernel: str) -> str:
