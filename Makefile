@@ -17,7 +17,7 @@ JVM_OUT    := android_demo/core/build/jvm
 JVM_CP     := $(JAVA_LIBS)/gson.jar
 JUNIT_CP   := $(JAVA_LIBS)/junit-jupiter-api.jar:$(JAVA_LIBS)/opentest4j.jar:$(JAVA_LIBS)/junit-platform-commons.jar:$(JAVA_LIBS)/apiguardian.jar
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py basisnet_deploy/artifacts/_fastsynth.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[convert,test]'

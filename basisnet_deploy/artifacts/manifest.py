@@ -24,6 +24,7 @@ from basisnet_deploy.data import Preprocessing
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 BASES_FILE = "specialist_bases.npz"
+BASES_INT8_FILE = "specialist_bases_int8.npz"  # compact bases (artifacts.compact_bases)
 PATCH_TABLE_FILE = "specialist_patches.json"
 
 
@@ -68,6 +69,8 @@ class PresynthFiles:
     bases_sha256: str
     baked_coefficients: list
     patched_layers: int
+    bases_int8: str  # the compact (int8, per-basis per-channel scales) copy of the bases
+    bases_int8_sha256: str
 
 
 @dataclass
@@ -267,6 +270,8 @@ def _artifact(role: Role, entry, where) -> Artifact:
             bases=safe_name(entry["bases"], where, f"{key}.bases"),
             patch_table=safe_name(entry["patch_table"], where, f"{key}.patch_table"),
             bases_sha256=_typed(entry, "bases_sha256", str, where),
+            bases_int8=safe_name(entry["bases_int8"], where, f"{key}.bases_int8"),
+            bases_int8_sha256=_typed(entry, "bases_int8_sha256", str, where),
             baked_coefficients=_typed(entry, "baked_coefficients", list, where),
             patched_layers=_typed(entry, "patched_layers", int, where))
         fixed |= set(fields)

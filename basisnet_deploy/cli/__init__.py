@@ -349,13 +349,16 @@ def _runtime(flags: dict):
 @click.option("--input-fps", type=click.FloatRange(0.1, 10000), default=None,
               help="Offer frames at this rate, as a camera would (default: as fast as the "
                    "runner accepts them, full load).")
+@click.option("--bases", type=click.Choice(["float32", "int8"]), default="float32", show_default=True,
+              help="Presynth: synthesize from the float32 bases (the reference's exact bytes) or "
+                   "the int8 compact bases (a quarter of the bytes to read; error in README).")
 @click.option("--drop", type=click.Choice(["block", "keep-latest"]), default="block",
               show_default=True,
               help="When the pipeline is full: block the source, or drop the oldest waiting "
                    "frame (a live camera); dropped frames are counted.")
 @output_options
 def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth_tolerance,
-          resynth_every, input_fps, drop, as_json, json_out, **flags):
+          resynth_every, input_fps, drop, bases, as_json, json_out, **flags):
     """Benchmark an export: per-stage init / first inference / p50-p90-p99, and the
     sequential and pipelined runners end to end (throughput, latency, early exits, MAdds, RSS).
 
@@ -371,7 +374,8 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
         delegate=rt.delegate, runtime=rt.runtime_for(Deployment(directory)), runner=runner,
         form=rt.form, threshold=threshold, frames=frames, warmup=warmup, threads=rt.threads,
         images=images or dataset, delegate_path=rt.delegate_path, allow_fallback=rt.allow_fallback,
-        policy=ResynthesisPolicy(resynth_tolerance, resynth_every), input_fps=input_fps, drop=drop)
+        policy=ResynthesisPolicy(resynth_tolerance, resynth_every), input_fps=input_fps, drop=drop,
+        bases=bases)
     report = run_bench(directory, options, progress=lambda m: click.echo(f"  {m}", err=True))
     render.emit(report, as_json, json_out, render.bench_text)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
+from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, MANIFEST_FILE, PATCH_TABLE_FILE, Artifact,
                                                 Manifest, PresynthFiles, Quantization, Role)
 from basisnet_deploy.calibration.images import calibration_images
@@ -368,6 +369,8 @@ def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, q
     with open(buf, "wb") as f:
         np.savez(f, **arrays)
     (tmp / PATCH_TABLE_FILE).write_text(dump_table(patches))
+    compact = compact_bases.write(tmp, arrays, patches)  # int8 bases for fast synthesis
     return PresynthFiles(bases=buf.name, patch_table=PATCH_TABLE_FILE,
-                         bases_sha256=sha256_hex(buf.read_bytes()),
+                         bases_sha256=sha256_hex(buf.read_bytes()), bases_int8=compact.name,
+                         bases_int8_sha256=sha256_hex(compact.read_bytes()),
                          baked_coefficients=np.round(baked, 6).tolist(), patched_layers=len(patches))

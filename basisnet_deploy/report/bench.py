@@ -20,6 +20,7 @@ import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Role, expected_madds
 from basisnet_deploy.artifacts.synthesis import synthesize
+from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.runtime.backends import make_factory
 from basisnet_deploy.runtime.deployment import Deployment
@@ -75,6 +76,7 @@ class BenchOptions:
     policy: ResynthesisPolicy = field(default_factory=ResynthesisPolicy)
     input_fps: float | None = None  # frames offered at this rate; None: as fast as accepted
     drop: str = "block"  # block or keep-latest (runner.DROP_POLICIES)
+    bases: str = "float32"  # presynth synthesis from float32 (exact) or int8 (compact) bases
 
 
 @dataclass
@@ -107,6 +109,7 @@ class BenchReport:
     frames: int
     warmup: int
     specialist_form: str
+    bases: str  # presynth: which bases synthesis mixed
     threshold: float | None
     processors: dict
     stages: dict[str, StageFigures] = field(default_factory=dict)
@@ -148,7 +151,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     report = BenchReport(
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
         fallback=setup.factory.fallback_note, threads=threads, frames=opts.frames,
-        warmup=opts.warmup, specialist_form=opts.form,
+        warmup=opts.warmup, specialist_form=opts.form, bases=opts.bases,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={"lightweight": setup.light_factory.processor,
                     "specialist": setup.factory.processor})
@@ -208,7 +211,8 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
         model = synthesize(ps.template, ps.table, ps.bases, coeffs[0])
         report.stages["specialist"] = _stage(factory, ps.path, feeds, opts.warmup, model=model)
         say("per-stage: synthesis (+ session re-creation)")
-        report.stages["synthesis"] = _synthesis_stage(ps, factory, coeffs)
+        compact = dep.compact_bases() if opts.bases == "int8" else None
+        report.stages["synthesis"] = _synthesis_stage(ps, factory, coeffs, compact)
     if Role.BASELINE_PLAIN in dep.artifacts:
         say("per-stage: plain baseline")
         feeds = [{"image": f[1]} for f in setup.frames]
@@ -230,10 +234,13 @@ def _baseline_fps(factory, path, feeds) -> float:
     return round(len(feeds) / (time.perf_counter() - t), 2)
 
 
-def _synthesis_stage(ps, factory, coeffs) -> StageFigures:
+def _synthesis_stage(ps, factory, coeffs, compact=None) -> StageFigures:
+    """One synthesis (mix + quantize + patch, and the bytes copy a session needs), as the
+    runner's synthesis stage does it, then with the session re-created from it."""
+    model_bytes = model_bytes_fn(ps, compact)
     synth, recreate = [], []
     for c in coeffs[: max(10, min(len(coeffs), 50))]:
-        ms, model = _time_ms(lambda: synthesize(ps.template, ps.table, ps.bases, c))
+        ms, model = _time_ms(lambda: model_bytes(c))
         synth.append(ms)
         ms2, _ = _time_ms(lambda: factory(ps.path, model))
         recreate.append(ms + ms2)
@@ -244,7 +251,7 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> 
     def runner():
         return TwoStageRunner(setup.dep, setup.light_factory, setup.factory,
                               RunnerOptions(threshold=threshold, form=opts.form, mode=mode,
-                                            policy=opts.policy, drop=opts.drop))
+                                            policy=opts.policy, drop=opts.drop, bases=opts.bases))
     warm = runner()
     list(warm.run(setup.frames[:opts.warmup]))  # warm-up pass, sessions and caches
     run = runner()

@@ -11,6 +11,7 @@ import numpy as np
 
 from basisnet_deploy.data import preprocess
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
 from basisnet_deploy.artifacts.manifest import Artifact, Manifest, Role, check_files, load_manifest
 
@@ -39,6 +40,18 @@ class Deployment:
             entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory)
             self._presynth = load_presynth(self.directory, entry)
         return self._presynth
+
+    def compact_bases(self) -> dict:
+        """The int8 (compact) bases of the pre-synthesized specialist, sha256-checked."""
+        from basisnet_deploy.artifacts import compact_bases
+
+        entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory).presynth
+        path = self.directory / entry.bases_int8
+        data = path.read_bytes() if path.is_file() else b""
+        if sha256_hex(data) != entry.bases_int8_sha256:
+            raise UserError(f"{path}: missing, or its sha256 differs from the manifest; re-run "
+                            "basisnet-deploy export")
+        return compact_bases.load(path, self.presynth().table)
 
     def frame(self, image) -> tuple[np.ndarray, np.ndarray]:
         """A PIL image -> (lightweight input, specialist input), each [1, r, r, 3]."""

@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Role
-from basisnet_deploy.runtime.synthesizer import SynthesizedModel, Synthesizer
+from basisnet_deploy.runtime.synthesizer import BASES_KINDS, SynthesizedModel, Synthesizer
 
 MODES = ("sequential", "pipelined")
 FORMS = ("coefficient", "presynth")
@@ -79,10 +79,11 @@ class RunnerOptions:
     queue_size: int = 4  # frames waiting between two stages
     policy: ResynthesisPolicy = field(default_factory=ResynthesisPolicy)
     drop: str = "block"  # block or keep-latest (see the module docstring)
+    bases: str = "float32"  # presynth: float32 bases (exact bytes) or int8 (compact, smaller)
 
     def validated(self) -> "RunnerOptions":
         for value, allowed, name in ((self.mode, MODES, "mode"), (self.form, FORMS, "form"),
-                                     (self.drop, DROP_POLICIES, "drop")):
+                                     (self.drop, DROP_POLICIES, "drop"), (self.bases, BASES_KINDS, "bases")):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.queue_size < 1:
@@ -132,10 +133,11 @@ class _LightStage:
 class _SynthesisStage:
     """Presynth: the session each frame runs on, re-synthesized as the policy asks."""
 
-    def __init__(self, deployment, factory, policy: ResynthesisPolicy, buffers: int,
+    def __init__(self, deployment, factory, options: "RunnerOptions", buffers: int,
                  stop: threading.Event | None = None):
-        self.synthesizer = Synthesizer(deployment.presynth(), factory, buffers, stop)
-        self.policy = policy
+        compact = deployment.compact_bases() if options.bases == "int8" else None
+        self.synthesizer = Synthesizer(deployment.presynth(), factory, buffers, stop, compact)
+        self.policy = options.policy
         self.current: SynthesizedModel | None = None
         self.uses = 0
         self.resyntheses = 0
@@ -224,7 +226,7 @@ class TwoStageRunner:
         factories = [lambda: _LightStage(dep, self.light, o.threshold)]
         if o.form == "presynth":
             factories.append(lambda: self._track(
-                _SynthesisStage(dep, self.specialist, o.policy, buffers, stop)))
+                _SynthesisStage(dep, self.specialist, o, buffers, stop)))
         factories.append(lambda: _SpecialistStage(dep, self.specialist, o.form))
         return factories
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
 from basisnet_deploy.artifacts.synthesis import Presynth, synthesize
+
+BASES_KINDS = ("float32", "int8")  # which copy of the bases synthesis mixes
 
 
 @dataclass
@@ -45,21 +48,44 @@ class SynthesizedModel:
             self._release()
 
 
-class Synthesizer:
-    """Builds :class:`SynthesizedModel` s: mix the bases, patch a free buffer, open a session."""
+def model_bytes_fn(presynth: Presynth, compact: dict | None = None):
+    """coefficients [L, K] -> the synthesized model's bytes.
 
-    def __init__(self, presynth: Presynth, factory, buffers: int, stop: threading.Event | None = None):
+    Int8 templates go through the fused kernel (``artifacts.fast_synthesis``): with the float32
+    bases it writes exactly the bytes of the reference ``synthesize``; with ``compact`` (int8)
+    bases, the bytes of ``compact_bases.synthesize_reference``. Float templates use the
+    reference. Each call returns a fresh ``bytes`` copy: a session keeps reading its model
+    bytes, so the kernel's buffer, patched again next call, must never be one.
+    """
+    if all(p.dtype == "int8" for p in presynth.table):
+        fast = (FastSynthesizer(presynth.template, presynth.table, compact=compact) if compact
+                else FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases))
+        return lambda coefficients: bytes(fast.synthesize(coefficients))
+    if compact:
+        raise ValueError("int8 (compact) bases need an int8 template")
+    return lambda coefficients: synthesize(presynth.template, presynth.table, presynth.bases,
+                                           coefficients)
+
+
+class Synthesizer:
+    """Builds :class:`SynthesizedModel` s: synthesize the model bytes, open a session.
+
+    The pool bounds how many synthesized sessions (each with its own copy of the model) live
+    at once; one synthesis thread uses it (the fused kernel is not thread-safe).
+    """
+
+    def __init__(self, presynth: Presynth, factory, buffers: int, stop: threading.Event | None = None,
+                 compact: dict | None = None):
         self.presynth, self.factory, self.stop = presynth, factory, stop
+        self.model_bytes = model_bytes_fn(presynth, compact)
         self.free: queue.Queue = queue.Queue()
         for _ in range(buffers):
-            self.free.put(object())  # a slot; the reference synthesize() allocates its bytes
+            self.free.put(object())
 
     def build(self, coefficients: np.ndarray) -> SynthesizedModel:
         slot = self._take()
         try:
-            model = synthesize(self.presynth.template, self.presynth.table, self.presynth.bases,
-                               coefficients)
-            session = self.factory(self.presynth.path, model)
+            session = self.factory(self.presynth.path, self.model_bytes(coefficients))
         except BaseException:
             self.free.put(slot)
             raise
