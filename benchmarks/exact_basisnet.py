@@ -74,11 +74,45 @@ def litert_benchmark(model: Path, threads: int, runs: int) -> dict:
         return {"command": " ".join(cmd[1:]).replace(str(model), model.name), **json.loads(out.read_text())}
 
 
+def fast_path_agreement(export_dir: Path, frames: int) -> dict:
+    """The runtime's synthesis against the reference ``synthesize`` on real frames.
+
+    float32 bases: the synthesized model bytes must be identical; int8 (compact) bases: the
+    specialist's top-1 on each frame, against the reference model's.
+    """
+    import numpy as np
+
+    from basisnet_deploy.artifacts.manifest import Role
+    from basisnet_deploy.artifacts.synthesis import synthesize
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.runtime.backends import make_factory
+    from basisnet_deploy.runtime.deployment import Deployment
+    from basisnet_deploy.runtime.synthesizer import model_bytes_fn
+
+    dep = Deployment(export_dir)
+    ps, factory = dep.presynth(), make_factory("litert", "xnnpack")
+    exact, compact = model_bytes_fn(ps), model_bytes_fn(ps, dep.compact_bases())
+    lm = factory(dep.path(Role.LIGHTWEIGHT))
+    same_bytes, agree = 0, 0
+    images = digits().images
+    for i in range(frames):
+        light, image = dep.frame(images[i % len(images)])
+        coeff = np.asarray(lm.run({"image": light})["coefficients"], np.float32)[0]
+        reference = synthesize(ps.template, ps.table, ps.bases, coeff)
+        same_bytes += exact(coeff) == reference
+        top1 = [int(np.argmax(factory(ps.path, m).run({"image": image})["logits"]))
+                for m in (reference, compact(coeff))]
+        agree += top1[0] == top1[1]
+    return {"frames": frames, "float32_bases_identical_bytes": same_bytes / frames,
+            "int8_bases_top1_agreement": agree / frames}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--work", default="runs/bench-exact")
     ap.add_argument("--reuse", action="store_true", help="reuse the export from a previous run")
+    ap.add_argument("--agreement-frames", type=int, default=200)
     args = ap.parse_args()
     work = Path(args.work)
     export_dir = work / "tflite-int8" if args.reuse and (work / "tflite-int8").is_dir() else make_export(work)
@@ -101,6 +135,11 @@ def main() -> None:
     threads = full["threads"]["specialist"]
     results["litert_benchmark_baseline"] = litert_benchmark(export_dir / "baseline_plain.tflite",
                                                             threads, 200)
+    print("bench: int8 (compact) bases, full load", flush=True)
+    results["full_load_int8_bases"] = jsonable(bench(export_dir, BenchOptions(
+        frames=args.frames, threshold=NEVER_EXIT, policy=exact, bases="int8")))
+    print("fast path against the reference", flush=True)
+    results["fast_path_agreement"] = fast_path_agreement(export_dir, args.agreement_frames)
     results["targets"] = {
         "exact_pipelined_vs_plain_fps (>= 0.8)": full["vs_baseline_fps"].get("pipelined"),
         "synthesis_p50_ms (<= 2.0)": full["stages"]["synthesis"]["latency_ms"]["p50"],
@@ -111,6 +150,11 @@ def main() -> None:
             results["input_30fps"]["runners"]["pipelined"]["latency_ms"]["p50"]
             / results["input_30fps"]["runners"]["sequential"]["latency_ms"]["p50"], 3),
         "bench_baseline_p50_ms": full["stages"]["baseline_plain"]["latency_ms"]["p50"],
+        "litert_benchmark_baseline_median_ms": results["litert_benchmark_baseline"]["latency"]["median_ms"],
+        "int8_bases_exact_pipelined_vs_plain_fps": results["full_load_int8_bases"]["vs_baseline_fps"].get("pipelined"),
+        "int8_bases_synthesis_p50_ms": results["full_load_int8_bases"]["stages"]["synthesis"]["latency_ms"]["p50"],
+        "fast_path_float32_identical_bytes (1.0)": results["fast_path_agreement"]["float32_bases_identical_bytes"],
+        "fast_path_int8_top1_agreement (>= 0.999)": results["fast_path_agreement"]["int8_bases_top1_agreement"],
     }
     results["load_average_at_end"] = round(os.getloadavg()[0], 2)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
