@@ -13,12 +13,14 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import Role, expected_madds
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, expected_madds
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.runtime.backends import make_factory
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, TwoStageRunner
@@ -111,6 +113,7 @@ class BenchReport:
     stage_bound_fps: float | None = None  # 1 / max(t_light, t_specialist)
     pipelined_vs_sequential: float | None = None
     specialist_vs_baseline_p50: float | None = None
+    manifest_sha256: str | None = None  # of the export's manifest.json, so report can match them
 
 
 @dataclass
@@ -132,7 +135,8 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         warmup=opts.warmup, specialist_form=opts.form,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={"lightweight": setup.light_factory.processor,
-                    "specialist": setup.factory.processor})
+                    "specialist": setup.factory.processor},
+        manifest_sha256=sha256_hex((Path(directory) / MANIFEST_FILE).read_bytes()))
     _measure_stages(setup, opts, report, say)
     modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
     for mode in modes:
