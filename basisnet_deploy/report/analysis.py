@@ -167,8 +167,8 @@ class EarlyExit:
 
 
 def early_exit(run: FreshRun, names, cost: dict, early: dict) -> EarlyExit:
-    p = softmax(run.lm_logits.astype(np.float64))
-    conf, lm_pred = p.max(axis=-1), p.argmax(axis=-1)
+    p = softmax(run.lm_logits.astype(np.float32))  # float32, as the runner decides exits
+    conf, lm_pred = p.max(axis=-1).astype(np.float64), p.argmax(axis=-1)
     sp_pred = run.specialist_logits[run.primary].argmax(axis=-1)
     t = early.get("threshold")
     exits = np.zeros(len(conf), bool) if t is None else conf >= t

@@ -18,7 +18,7 @@ def fidelity_section(doc: dict) -> str:
                      num(f"{k}/logits_max_rel", r["logits_max_rel"], "e"),
                      num(f"{k}/coefficients_max_abs", r["coefficients_max_abs"], "e")])
     v = f["manifest"] or {}
-    stored = (_table(["artifact", "top-1 agreement", "accuracy", "accuracy drop",
+    stored = (_table(["artifact", "top-1 agreement", "accuracy", "drop vs float model",
                       "logit max rel err", "coefficient max abs err"], rows)
               if rows else "<p class=flag>The manifest records no verification.</p>")
     fresh = []
@@ -26,8 +26,9 @@ def fidelity_section(doc: dict) -> str:
         if role == "presynth_vs_coefficient":
             continue
         k = f"/fidelity/fresh/{role}"
-        fresh.append([escape(role), num(f"{k}/accuracy", s["accuracy"], "pct"),
-                      num(f"{k}/agreement_with_lightweight", s.get("agreement_with_lightweight"), "pct")])
+        agree = ("(itself)" if role == "lightweight"
+                 else num(f"{k}/agreement_with_lightweight", s["agreement_with_lightweight"], "pct"))
+        fresh.append([escape(role), num(f"{k}/accuracy", s["accuracy"], "pct"), agree])
     pvc = f["fresh"].get("presynth_vs_coefficient")
     extra = "" if pvc is None else (
         "<p>Pre-synthesized vs coefficient-input specialist on these images: top-1 agreement "
