@@ -255,3 +255,12 @@ def test_unknown_layer_and_classes_are_refused(float_tflite, tmp_path, capsys):
         code, _, err = _cli(capsys, "report", float_tflite[0], "--images", "digits",
                             "--out", tmp_path / "r", "--limit", 10, *args)
         _one_line_error(code, err, words)
+
+
+def test_report_runs_without_tensorflow(float_tflite, tmp_path):
+    from tests.test_without_tensorflow import run_without_tf
+
+    done = run_without_tf("report", float_tflite[0], "--images", "digits", "--limit", 12,
+                          "--out", tmp_path / "r", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"]["count"] == 12

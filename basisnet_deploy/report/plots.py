@@ -93,16 +93,13 @@ def specialization_png(spec, images: list) -> bytes:
     return _png(fig)
 
 
-def _heat(ax, data, vmin, vmax, title, blocks, cmap="viridis", annotate=False):
-    im = ax.imshow(data, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+def _heat(ax, data, limits, title, blocks, cmap="viridis"):
+    """A block x basis heat map; the numbers themselves are in report.json."""
+    im = ax.imshow(data, vmin=limits[0], vmax=limits[1], cmap=cmap, aspect="auto")
     ax.set_title(title, fontsize=9)
     ax.set_yticks(range(len(blocks)), blocks, fontsize=7)
     ax.set_xticks(range(data.shape[1]), [str(k) for k in range(data.shape[1])], fontsize=7)
     ax.set_xlabel("basis", fontsize=8)
-    if annotate and data.size <= 160:
-        for (l, k), v in np.ndenumerate(data):
-            ax.text(k, l, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if v < (vmin + vmax) / 2 else "black")
     return im
 
 
@@ -113,7 +110,7 @@ def similar_png(sim) -> bytes:
     fig = _figure(2.6 * len(data) + 1.0, 0.32 * len(sim.blocks) + 1.6)
     axes = fig.subplots(1, len(data), squeeze=False)[0]
     for ax, name, d in zip(axes, sim.classes, data):
-        im = _heat(ax, d, 0.0, vmax, f"class '{name}'", sim.blocks)
+        im = _heat(ax, d, (0.0, vmax), f"class '{name}'", sim.blocks)
     fig.colorbar(im, ax=list(axes), label="mean coefficient", shrink=0.9)
     return _png(fig)
 
@@ -133,7 +130,7 @@ def health_png(health) -> bytes:
     left.legend(fontsize=7, loc="lower right")
     left.set_title("coefficient entropy per layer", fontsize=9)
     freq = np.asarray(health.largest_frequency)
-    im = _heat(right, freq, 0.0, 1.0, "share of images where the basis is the largest",
+    im = _heat(right, freq, (0.0, 1.0), "share of images where the basis is the largest",
                health.blocks, cmap="magma")
     for u in health.unused:
         right.plot(u["basis"], health.blocks.index(u["block"]), "x", color=RED, ms=10, mew=2)
