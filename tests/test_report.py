@@ -196,14 +196,20 @@ def _one_line_error(code, err, *words):
 
 def test_cli_replaces_a_previous_report_and_prints_json(report, float_tflite, capsys):
     out, _ = report
-    (out / "stale.txt").write_text("from an old report")
-    code, stdout, err = _cli(capsys, "report", float_tflite[0], "--images", "digits", "--out", out,
-                             "--limit", 20, "--classes", "3,8", "--layer", "L8", "--json")
+    (out / "notes.txt").write_text("the user's, not the report's")
+    args = ["report", float_tflite[0], "--images", "digits", "--out", out, "--limit", 20,
+            "--classes", "3,8", "--layer", "L8", "--json"]
+    code, _, err = _cli(capsys, *args)
+    _one_line_error(code, err, "holds files the report did not write (notes.txt)")
+    assert (out / "notes.txt").read_text() == "the user's, not the report's"
+    (out / "notes.txt").unlink()
+    (out / "early_exit.png").write_bytes(b"old")
+    code, stdout, err = _cli(capsys, *args)
     assert code == 0, err
     doc = json.loads(stdout)
     assert doc["images"]["count"] == 20 and doc["similar_classes"]["classes"] == ["3", "8"]
     assert doc["specialization"]["block"] == "L8" and doc["cost"]["bench"] is None
-    assert not (out / "stale.txt").exists() and (out / MARKER).is_file()
+    assert (out / "early_exit.png").read_bytes()[:4] == b"\x89PNG" and (out / MARKER).is_file()
     assert json.loads((out / "report.json").read_text())["images"]["count"] == 20
 
 

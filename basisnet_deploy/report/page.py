@@ -80,11 +80,23 @@ def _version() -> str:
 
 
 def check_out(out) -> None:
-    """``--out`` must be new, or a previous report (it holds the marker file)."""
+    """``--out`` must be new, or a previous report holding only what that report wrote (the
+    marker file lists it), so replacing it loses nothing the tool did not write."""
     out = Path(out)
-    if out.exists() and not (out.is_dir() and (out / MARKER).is_file()):
+    if not out.exists():
+        return
+    if not (out.is_dir() and (out / MARKER).is_file()):
         raise UserError(f"--out {out}: exists and is not a previous basisnet-deploy report (no "
                         f"{MARKER} in it); choose a new folder, nothing was written")
+    try:
+        written = set(json.loads((out / MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--out {out}: its {MARKER} is unreadable; remove the folder yourself "
+                        "or choose another, nothing was written") from None
+    extra = sorted(p.name for p in out.iterdir() if p.name not in written | {MARKER})
+    if extra:
+        raise UserError(f"--out {out}: holds files the report did not write ({', '.join(extra[:3])}); "
+                        "move them or choose another folder, nothing was written")
 
 
 def load_bench(path, export_dir) -> dict:
@@ -260,5 +272,5 @@ def write_report(result: ReportResult, data: Labelled, out, start: float) -> Non
         doc = jsonable(result)
         (tmp / JSON_FILE).write_text(json.dumps(doc, indent=2) + "\n")
         (tmp / PAGE_FILE).write_text(render_page(doc, pictures))
-        (tmp / MARKER).write_text(json.dumps({"generator": result.generator,
-                                              "export": result.export}) + "\n")
+        (tmp / MARKER).write_text(json.dumps({"generator": result.generator, "export": result.export,
+                                              "files": sorted(p.name for p in tmp.iterdir())}) + "\n")
