@@ -40,7 +40,7 @@ class ReportOptions:
     bench: str | None = None  # a ``bench --json-out`` file of this export
     layer: str | None = None  # block name, e.g. 'L15'; None: the last non-shared block
     classes: tuple[str, ...] = ()  # for the similar-classes heat maps; () = most confused
-    limit: int | None = None  # at most this many images (per class order, seeded)
+    limit: int | None = None  # at most this many images, spread over the classes (seeded)
     top: int = 3  # classes per basis
     thumbnails: int = 3  # images per class and basis
 
@@ -137,10 +137,23 @@ def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None) -> La
                             f"manifest's labels {list(labels)[:5]}...; rename them to match")
         remap = np.asarray([labels.index(c) for c in ds.class_names])
         ds.labels = remap[ds.labels]
-    idx = np.arange(len(ds.images))
-    if limit is not None and limit < len(idx):
-        idx = np.sort(np.random.default_rng(0).permutation(len(idx))[:limit])
+    idx = sample_indices(np.asarray(ds.labels), limit)
     return Labelled([ds.images[i] for i in idx], np.asarray(ds.labels)[idx], source)
+
+
+def sample_indices(labels: np.ndarray, limit: int | None) -> np.ndarray:
+    """All indices, or ``limit`` of them spread over the classes (seeded, round robin over
+    the classes in a random order within each), sorted."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    perm = np.random.default_rng(0).permutation(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        members = perm[labels[perm] == c]
+        rank[members] = np.arange(len(members))
+    position = np.empty(len(labels), np.int64)
+    position[perm] = np.arange(len(labels))
+    return np.sort(np.lexsort((position, rank))[:limit])
 
 
 def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
@@ -179,6 +192,7 @@ def _check_classes(options: ReportOptions, labels, present) -> None:
     for name in options.classes:
         if name not in labels:
             raise UserError(f"--classes: {name!r} is not one of the manifest's labels")
+    for name in options.classes:
         if labels.index(name) not in present:
             raise UserError(f"--classes: {name!r} has no images in --images")
     if options.classes and len(options.classes) < 2:
