@@ -8,7 +8,7 @@ RUN    := runs/demo
 
 export PYTHONHASHSEED = 0
 
-.PHONY: demo test install clean jvm-build jvm-test android-static-check
+.PHONY: demo test install clean jvm-build jvm-test android-static-check test-deps
 
 # The Android demo's plain-Java core (android_demo/core), built and tested with Debian's JDK 17,
 # JUnit 5 and Gson (.ci/run installs them), no Gradle or network needed.
@@ -18,6 +18,7 @@ JVM_CP     := $(JAVA_LIBS)/gson.jar
 JUNIT_CP   := $(JAVA_LIBS)/junit-jupiter-api.jar:$(JAVA_LIBS)/opentest4j.jar:$(JAVA_LIBS)/junit-platform-commons.jar:$(JAVA_LIBS)/apiguardian.jar
 
 $(STAMP): pyproject.toml constraints.txt setup.py basisnet_deploy/artifacts/_fastsynth.c
+	bash scripts/install-build-deps.sh $(PYTHON)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[convert,test]'
@@ -40,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
 
-test: $(STAMP) jvm-test android-static-check
+test: $(STAMP) test-deps jvm-test android-static-check
 	BASISNET_JVM_CLASSES=$(JVM_OUT) $(BIN)/python -m pytest -q tests
 
 jvm-build:
@@ -60,3 +61,8 @@ clean:
 # compile-only API signatures in android_demo/tools/stubs. Installs kotlinc from npm if missing.
 android-static-check:
 	bash android_demo/tools/static_check.sh
+
+# Debian packages the tests need (JDK, JUnit, Gson, Chromium for the report page test, a C
+# compiler for the synthesis kernel): the same script .ci/run uses, so make test works alone.
+test-deps:
+	bash scripts/install-test-deps.sh

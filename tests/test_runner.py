@@ -5,6 +5,7 @@ import shutil
 import threading
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -140,7 +141,11 @@ def test_threshold_calibration_meets_its_constraint(float_tflite, tmp_path):
     th.write_threshold(copy, chosen, result, {"max_drop_points": 0.5})
     th.plot(result, chosen, tmp_path / "curve.png")
     assert Deployment(copy).threshold == chosen["threshold"]
-    assert Image.open(tmp_path / "curve.png").size == (720, 460)
+    png = np.asarray(Image.open(tmp_path / "curve.png").convert("RGB")).astype(int)
+    assert png.shape == (460, 720, 3)  # matplotlib, 7.2 x 4.6 in at 100 dpi
+    red = (png[..., 0] > 170) & (png[..., 1] < 80) & (png[..., 2] < 80)  # the chosen point
+    blue = (png[..., 2] > 150) & (png[..., 0] < 80)  # the curve
+    assert red.sum() > 30 and blue.sum() > 100
 
 
 def test_bench_json_has_the_documented_keys(float_tflite, tmp_path, capsys):

@@ -429,11 +429,45 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     render.emit(result, as_json, json_out, render.threshold_text)
 
 
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--images", required=True, metavar="digits|DIR",
+              help="Labelled images: 'digits' (its held-out fifth, seed 0) or DIR/<class>/<images> "
+                   "with class folders named as the manifest's labels.")
+@click.option("--bench", "bench_json", type=click.Path(dir_okay=False), default=None,
+              help="A 'bench --json-out' file of this export (checked by the manifest's sha256): "
+                   "adds per-stage latencies.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Report folder to write (index.html, PNGs, report.json). An existing folder "
+                   "is replaced only if it is a previous report.")
+@click.option("--layer", default=None, metavar="BLOCK",
+              help="Non-shared block for basis specialization, e.g. L15 (default: the last).")
+@click.option("--classes", default=None, metavar="A,B,...",
+              help="Classes for the similar-classes heat maps (default: the ones the LM confuses most).")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images (a seeded sample).")
+@output_options
+def report(directory, images, bench_json, out, layer, classes, limit, as_json, json_out):
+    """One self-contained HTML page: what the bases learned and what the deployment costs.
+
+    Runs the export's lightweight model and every exported specialist form on the images
+    (no TensorFlow) and writes OUT/index.html with its PNGs and OUT/report.json, which holds
+    every number the page shows.
+    """
+    from basisnet_deploy.report.page import ReportOptions, build_report
+
+    names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else ()
+    options = ReportOptions(images=images, bench=bench_json, layer=layer, classes=names, limit=limit)
+    with _progress("report", unit="image") as progress:
+        result = build_report(directory, out, options, progress)
+    render.emit(result, as_json, json_out, render.report_text)
+
+
 class _progress:
     """A tqdm bar on stderr fed by ``progress(step, total, logs)`` callbacks."""
 
-    def __init__(self, desc):
-        self.desc, self.bar = desc, None
+    def __init__(self, desc, unit="step"):
+        self.desc, self.unit, self.bar = desc, unit, None
 
     def __enter__(self):
         return self
@@ -443,7 +477,7 @@ class _progress:
 
         if self.bar is None:
             tty = sys.stderr.isatty()
-            self.bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
                             mininterval=0.5 if tty else 15, dynamic_ncols=True)
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         self.bar.update(step - self.bar.n)

@@ -15,13 +15,15 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import Role, expected_madds
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, expected_madds
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.runtime.backends import make_factory
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
@@ -122,6 +124,7 @@ class BenchReport:
     specialist_vs_baseline_p50: float | None = None
     baseline_fps: float | None = None  # the plain network alone, frame after frame, same run
     vs_baseline_fps: dict = field(default_factory=dict)  # runner fps / baseline_fps, per runner
+    manifest_sha256: str | None = None  # of the export's manifest.json, so report can match them
 
 
 @dataclass
@@ -154,7 +157,8 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         warmup=opts.warmup, specialist_form=opts.form, bases=opts.bases,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={"lightweight": setup.light_factory.processor,
-                    "specialist": setup.factory.processor})
+                    "specialist": setup.factory.processor},
+        manifest_sha256=sha256_hex((Path(directory) / MANIFEST_FILE).read_bytes()))
     _measure_stages(setup, opts, report, say)
     modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
     for mode in modes:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, expected_madds, load_manifest
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, load_manifest
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.report.analysis import tradeoff_curve
+from basisnet_deploy.report.plots import tradeoff_png
 from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
 
@@ -26,15 +28,9 @@ def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:
         sp_pred.append(r.label)
     conf, lm_pred, sp_pred, labels = map(np.asarray, (conf, lm_pred, sp_pred, labels))
     cost = dep.cost()
-    curve = []
-    for t in sorted(set(conf.tolist())) + [float("inf")]:
-        exits = conf >= t
-        pred = np.where(exits, lm_pred, sp_pred)
-        rate = float(exits.mean())
-        curve.append({"threshold": t if np.isfinite(t) else None, "accuracy": float((pred == labels).mean()),
-                      "exit_rate": rate, "avg_madds": float(expected_madds(cost, rate))})
+    curve = tradeoff_curve(conf, lm_pred, sp_pred, labels, cost)
     return {"curve": curve, "no_exit_accuracy": curve[-1]["accuracy"],
-            "lightweight_accuracy": float((lm_pred == labels).mean()),
+            "lightweight_accuracy": float((np.asarray(lm_pred) == labels).mean()),
             "full_madds": cost["madds"], "images": int(len(labels))}
 
 
@@ -71,35 +67,12 @@ def write_threshold(directory, chosen: dict, result: dict, constraint: dict) -> 
 
 
 def plot(result: dict, chosen: dict, path) -> None:
-    """Accuracy against average MAdds over all thresholds, as a PNG (Pillow only)."""
-    from PIL import Image, ImageDraw
+    """Accuracy against average MAdds over all thresholds, as a 720x460 PNG (matplotlib)."""
+    from pathlib import Path
 
-    w, h, m = 720, 460, 70
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    xs = [c["avg_madds"] / 1e6 for c in result["curve"]]
-    ys = [c["accuracy"] * 100 for c in result["curve"]]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys) - 0.5, max(ys) + 0.5
-
-    def px(x, y):
-        return (m + (x - x0) / (x1 - x0) * (w - 2 * m), h - m - (y - y0) / (y1 - y0) * (h - 2 * m))
-    d.rectangle([m, m, w - m, h - m], outline="black")
-    for i in range(5):
-        xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
-        d.text((px(xv, y0)[0] - 15, h - m + 8), f"{xv:.2f}", fill="black")
-        d.text((8, px(x0, yv)[1] - 6), f"{yv:.1f}%", fill="black")
-    pts = sorted(zip(xs, ys))
-    d.line([px(x, y) for x, y in pts], fill=(30, 90, 200), width=2)
-    cx, cy = px(chosen["avg_madds"] / 1e6, chosen["accuracy"] * 100)
-    d.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], outline=(200, 30, 30), width=3)
-    d.text((m, 20), "BasisNet early exit: top-1 vs average MAdds per frame (M)", fill="black")
-    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
-    d.text((m, 38), f"chosen {label}: {chosen['accuracy']:.1%} top-1, "
-                    f"{chosen['avg_madds'] / 1e6:.2f}M MAdds, exit rate {chosen['exit_rate']:.1%}",
-           fill=(200, 30, 30))
-    d.text((w // 2 - 60, h - 30), "average MAdds per frame (M)", fill="black")
-    img.save(path)
+    png = tradeoff_png(result["curve"], chosen,
+                       "BasisNet early exit: top-1 vs average MAdds per frame")
+    Path(path).write_bytes(png)
 
 
 def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,

@@ -109,6 +109,8 @@ class _Item:
     confidence: float = 0.0
     lm_label: int = -1
     lm_confidence: float = 0.0
+    lm_logits: np.ndarray | None = None
+    logits: np.ndarray | None = None  # the specialist's
     exits: bool = False
     model: SynthesizedModel | None = None  # presynth: the session this frame runs on
 
@@ -122,7 +124,8 @@ class _LightStage:
         t = time.perf_counter()
         out = self.session.run({"image": item.frame[0]})
         item.times["lightweight"] = (time.perf_counter() - t) * 1e3
-        probs = softmax(np.asarray(out["logits"], np.float32)[0])
+        item.lm_logits = np.asarray(out["logits"], np.float32)[0]
+        probs = softmax(item.lm_logits)
         item.coefficients = np.asarray(out["coefficients"], np.float32)[0]
         item.label = item.lm_label = int(np.argmax(probs))
         item.confidence = item.lm_confidence = float(probs[item.label])
@@ -177,7 +180,7 @@ class _SpecialistStage:
         else:
             session, feeds = self.session, {"image": item.frame[1], "coefficients": item.coefficients[None]}
         t = time.perf_counter()
-        logits = np.asarray(session.run(feeds)["logits"], np.float32)[0]
+        logits = item.logits = np.asarray(session.run(feeds)["logits"], np.float32)[0]
         item.times["specialist"] = (time.perf_counter() - t) * 1e3
         if item.model is not None:
             item.model.release()
@@ -185,6 +188,31 @@ class _SpecialistStage:
         probs = softmax(logits)
         item.label, item.confidence = int(np.argmax(probs)), float(np.max(probs))
         return item
+
+
+@dataclass
+class StageOutputs:
+    """Both stages' raw outputs for one frame (no early exit)."""
+
+    lm_logits: np.ndarray
+    coefficients: np.ndarray  # [L, K]
+    logits: np.ndarray  # the specialist's
+
+
+def stage_outputs(deployment, factory, form: str, frames) -> Iterator[StageOutputs]:
+    """LM and specialist outputs per frame, sequentially on this thread, every frame through
+    both stages (for analysis: threshold sweeps, reports)."""
+    options = RunnerOptions(threshold=None, form=form, mode="sequential")
+    runner = TwoStageRunner(deployment, factory, factory, options)
+    stages = [make() for make in runner._stage_factories(buffers=2)]
+    try:
+        for index, frame in enumerate(frames):
+            item = _Item(index, frame, time.perf_counter())
+            for stage in stages:
+                item = stage(item)
+            yield StageOutputs(item.lm_logits, item.coefficients, item.logits)
+    finally:
+        runner._finish()
 
 
 class _Failure:

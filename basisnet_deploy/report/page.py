@@ -1,0 +1,289 @@
+"""``report``: one self-contained HTML page on what the bases learned and what the deployment
+costs, plus its PNGs and a JSON of every number it shows.
+
+The page is computed from one fresh run of the exported artifacts on labelled images (the
+lightweight model and each exported specialist form, driven by the exported LM's
+coefficients) and from the manifest (its cost model, early-exit record and stored
+verification against the float model); an optional ``bench`` JSON adds measured latencies.
+No TensorFlow: the float reference is not re-run here, the manifest's verification table is
+shown as stored.
+
+The output folder is written atomically; an existing ``--out`` is replaced only when it holds
+the :data:`MARKER` file of a previous report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import sha256_hex, staged_directory
+from basisnet_deploy.report import analysis, plots
+from basisnet_deploy.report.html import render_page
+
+MARKER = ".basisnet-report"
+PAGE_FILE, JSON_FILE = "index.html", "report.json"
+SPECIALISTS = (Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What ``report`` shows; the CLI's flags map one to one."""
+
+    images: str = "digits"  # 'digits' (its held-out fifth, seed 0) or DIR/<class>/<images>
+    bench: str | None = None  # a ``bench --json-out`` file of this export
+    layer: str | None = None  # block name, e.g. 'L15'; None: the last non-shared block
+    classes: tuple[str, ...] = ()  # for the similar-classes heat maps; () = most confused
+    limit: int | None = None  # at most this many images, spread over the classes (seeded)
+    top: int = 3  # classes per basis
+    thumbnails: int = 3  # images per class and basis
+
+
+@dataclass
+class Labelled:
+    images: list
+    labels: np.ndarray
+    source: str
+
+
+@dataclass
+class ReportResult:
+    """Everything the page shows (``report.json`` is this, as JSON)."""
+
+    export: str
+    out: str
+    images: dict
+    specialization: analysis.Specialization
+    similar_classes: analysis.SimilarClasses
+    basis_health: analysis.BasisHealth
+    early_exit: analysis.EarlyExit
+    fidelity: dict
+    cost: dict
+    files: dict = field(default_factory=dict)
+    generator: str = field(default_factory=lambda: f"basisnet-deploy {_version()}")
+    seconds: float | None = None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("basisnet-deploy")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def check_out(out) -> None:
+    """``--out`` must be new, or a previous report holding only what that report wrote (the
+    marker file lists it), so replacing it loses nothing the tool did not write."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not (out.is_dir() and (out / MARKER).is_file()):
+        raise UserError(f"--out {out}: exists and is not a previous basisnet-deploy report (no "
+                        f"{MARKER} in it); choose a new folder, nothing was written")
+    try:
+        written = set(json.loads((out / MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--out {out}: its {MARKER} is unreadable; remove the folder yourself "
+                        "or choose another, nothing was written") from None
+    extra = sorted(p.name for p in out.iterdir() if p.name not in written | {MARKER})
+    if extra:
+        raise UserError(f"--out {out}: holds files the report did not write ({', '.join(extra[:3])}); "
+                        "move them or choose another folder, nothing was written")
+
+
+def load_bench(path, export_dir) -> dict:
+    """A ``bench --json-out`` file, checked to belong to this export by the manifest's sha256."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise UserError(f"--bench {path}: cannot read it ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"--bench {path}: not JSON; pass the file of bench --json-out") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):
+        raise UserError(f"--bench {path}: no 'stages'; pass the file of bench --json-out")
+    want = sha256_hex((Path(export_dir) / MANIFEST_FILE).read_bytes())
+    got = doc.get("manifest_sha256")
+    if got != want:
+        why = "has no manifest_sha256 (re-run bench)" if got is None else "is from another export"
+        raise UserError(f"--bench {path}: {why}: its manifest sha256 is not {want[:12]}... of "
+                        f"{export_dir}/{MANIFEST_FILE}; re-run bench on this export")
+    return doc
+
+
+def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None) -> Labelled:
+    """'digits' (held-out fifth, seed 0) or DIR/<class>/<images> whose classes are labels."""
+    from basisnet_deploy.data import digits, image_folder
+
+    if spec == "digits":
+        ds = digits()
+        if tuple(ds.class_names) != tuple(labels):
+            raise UserError(f"--images digits: the export's labels {list(labels)[:5]}... are "
+                            "not the digits 0-9; pass --images DIR with its classes")
+        _, held = ds.split_indices(0.2, 0)
+        ds, source = ds.subset(held), "held-out digits (20%, seed 0)"
+    else:
+        ds, source = image_folder(spec), str(spec)
+        unknown = [c for c in ds.class_names if c not in labels]
+        if unknown:
+            raise UserError(f"--images {spec}: class folders {unknown[:3]} are not among the "
+                            f"manifest's labels {list(labels)[:5]}...; rename them to match")
+        remap = np.asarray([labels.index(c) for c in ds.class_names])
+        ds.labels = remap[ds.labels]
+    idx = sample_indices(np.asarray(ds.labels), limit)
+    return Labelled([ds.images[i] for i in idx], np.asarray(ds.labels)[idx], source)
+
+
+def sample_indices(labels: np.ndarray, limit: int | None) -> np.ndarray:
+    """All indices, or ``limit`` of them spread over the classes (seeded, round robin over
+    the classes in a random order within each), sorted."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    perm = np.random.default_rng(0).permutation(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        members = perm[labels[perm] == c]
+        rank[members] = np.arange(len(members))
+    position = np.empty(len(labels), np.int64)
+    position[perm] = np.arange(len(labels))
+    return np.sort(np.lexsort((position, rank))[:limit])
+
+
+def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
+    """The exported LM and every exported specialist form on each image, end to end."""
+    from basisnet_deploy.runtime.backends import make_factory
+    from basisnet_deploy.runtime.runner import stage_outputs
+
+    roles = [r for r in SPECIALISTS if r in dep.artifacts]
+    factory = make_factory("litert" if dep.manifest.target == "tflite" else "onnxruntime", "xnnpack")
+    frames = [dep.frame(im) for im in data.images]
+    logits, coeffs, spec = [], [], {}
+    for n_role, role in enumerate(roles):
+        outputs = []
+        for n, out in enumerate(stage_outputs(dep, factory, role.value.split("_")[1], frames)):
+            outputs.append(out.logits)
+            if n_role == 0:
+                logits.append(out.lm_logits)
+                coeffs.append(out.coefficients)
+            if progress:
+                progress(n_role * len(frames) + n + 1, len(roles) * len(frames), {})
+        spec[role.value] = np.stack(outputs)
+    return analysis.FreshRun(np.asarray(data.labels), np.stack(logits), np.stack(coeffs),
+                             spec, roles[0].value)
+
+
+def _layer(options: ReportOptions, blocks: list[str]) -> int:
+    if options.layer is None:
+        return len(blocks) - 1
+    if options.layer not in blocks:
+        raise UserError(f"--layer {options.layer}: not a non-shared block; choose one of {blocks}")
+    return blocks.index(options.layer)
+
+
+def _check_classes(options: ReportOptions, labels, present) -> None:
+    for name in options.classes:
+        if name not in labels:
+            raise UserError(f"--classes: {name!r} is not one of the manifest's labels")
+    for name in options.classes:
+        if labels.index(name) not in present:
+            raise UserError(f"--classes: {name!r} has no images in --images")
+    if options.classes and len(options.classes) < 2:
+        raise UserError("--classes: name at least two classes to compare")
+
+
+def _cost(manifest, bench: dict | None) -> dict:
+    cost = {"stages": manifest.cost["stages"], "madds": manifest.cost["madds"],
+            "params": manifest.cost["params"], "bench": None}
+    if bench is not None:
+        cost["bench"] = {
+            "file_directory": bench.get("directory"), "delegate": bench.get("delegate"),
+            "runtime": bench.get("runtime"), "specialist_form": bench.get("specialist_form"),
+            "stages": {n: s["latency_ms"] for n, s in bench["stages"].items()},
+            "runners": {n: {"throughput_fps": r["throughput_fps"], "latency_ms": r["latency_ms"],
+                            "early_exit_rate": r["early_exit_rate"], "avg_madds": r["avg_madds"]}
+                        for n, r in bench.get("runners", {}).items()}}
+    return cost
+
+
+def _inputs(export_dir, options: ReportOptions):
+    from basisnet_deploy.runtime.deployment import Deployment
+
+    dep = Deployment(export_dir)
+    if not any(r in dep.artifacts for r in SPECIALISTS):
+        raise UserError(f"{export_dir}: the export has neither a pre-synthesized nor a "
+                        "coefficient-input specialist; re-export with --specialist all")
+    blocks = list(dep.manifest.coefficients.get("blocks") or [])
+    if not blocks:
+        raise UserError(f"{export_dir}/{MANIFEST_FILE}: coefficients.blocks is missing; re-export")
+    bench = load_bench(options.bench, export_dir) if options.bench else None
+    return dep, blocks, bench
+
+
+def build_report(export_dir, out, options: ReportOptions = ReportOptions(),
+                 progress=None) -> ReportResult:
+    """Run the export on the images, compute every figure and write the report to ``out``."""
+    start = time.perf_counter()
+    check_out(out)
+    dep, blocks, bench = _inputs(export_dir, options)
+    names = list(dep.labels)
+    layer = _layer(options, blocks)
+    data = labelled_images(options.images, tuple(names), options.limit)
+    _check_classes(options, names, set(np.unique(data.labels).tolist()))
+    run = fresh_run(dep, data, progress)
+    result = ReportResult(
+        export=str(export_dir), out=str(out),
+        images={"source": data.source, "count": len(data.images),
+                "classes": len(set(data.labels.tolist()))},
+        specialization=analysis.specialization(run, names, blocks, layer, options.top,
+                                               options.thumbnails),
+        similar_classes=analysis.similar_classes(run, names, blocks, list(options.classes)),
+        basis_health=analysis.basis_health(run, blocks),
+        early_exit=analysis.early_exit(run, names, dep.cost(), dep.manifest.early_exit),
+        fidelity={"manifest": dep.manifest.info.get("verification"),
+                  "manifest_table": analysis.verification_rows(dep.manifest.info.get("verification")),
+                  "fresh": analysis.fresh_fidelity(run)},
+        cost=_cost(dep.manifest, bench))
+    write_report(result, data, out, start)
+    return result
+
+
+def _pictures(result: ReportResult, data: Labelled) -> dict[str, bytes]:
+    ee = result.early_exit
+    at = {"threshold": ee.threshold, **ee.at_threshold}
+    latency = None
+    if result.cost["bench"]:
+        latency = {n: s["p50"] for n, s in result.cost["bench"]["stages"].items()}
+    return {
+        "specialization.png": plots.specialization_png(result.specialization, data.images),
+        "similar_classes.png": plots.similar_png(result.similar_classes),
+        "basis_health.png": plots.health_png(result.basis_health),
+        "early_exit.png": plots.tradeoff_png(
+            ee.curve, at, f"early exit on {result.images['count']} images: top-1 vs average MAdds"),
+        "exit_per_class.png": plots.exit_per_class_png(ee.per_class_exit_rate, ee.threshold),
+        "cost.png": plots.cost_png(result.cost["stages"], latency),
+    }
+
+
+def write_report(result: ReportResult, data: Labelled, out, start: float) -> None:
+    """PNGs, the page and the JSON into a staged folder that replaces ``out`` at the end."""
+    from basisnet_deploy.common.jsonable import jsonable
+
+    pictures = _pictures(result, data)
+    result.files = {"page": PAGE_FILE, "json": JSON_FILE, "pictures": sorted(pictures)}
+    check_out(out)  # again: nothing may have appeared there while the images ran
+    with staged_directory(out) as tmp:
+        for name, png in pictures.items():
+            (tmp / name).write_bytes(png)
+        result.seconds = round(time.perf_counter() - start, 2)
+        doc = jsonable(result)
+        (tmp / JSON_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+        (tmp / PAGE_FILE).write_text(render_page(doc, pictures))
+        (tmp / MARKER).write_text(json.dumps({"generator": result.generator, "export": result.export,
+                                              "files": sorted(p.name for p in tmp.iterdir())}) + "\n")
