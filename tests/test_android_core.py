@@ -7,6 +7,7 @@ The core's own unit tests (scheduler order and backpressure, manifest errors, ..
 JUnit in ``make jvm-test``.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ from tests.conftest import export
 from basisnet_deploy.runtime.runner import softmax
 from basisnet_deploy.runtime.sessions import open_session
 from basisnet_deploy.artifacts.synthesis import synthesize
+from basisnet_deploy.artifacts import compact_bases
+from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer, compiled_available
 
 from tests.conftest import FAST
 
@@ -139,11 +142,14 @@ def test_synthesized_tflite_is_byte_identical_and_predicts_the_same(
     onehot = np.zeros_like(real[0])
     onehot[:, -1] = 1
     sets = real + [onehot, np.mean(real, axis=0)]
-    jobs = []
+    jobs, compact_jobs = [], []
     for i, c in enumerate(sets):
         (tmp_path / f"c{i}.f32").write_bytes(np.ascontiguousarray(c, "<f4").tobytes())
         jobs.append({"coefficients": str(tmp_path / f"c{i}.f32"), "out": str(tmp_path / f"java{i}.tflite")})
-    golden_tool({"synthesize": {"assets": str(assets), "sets": jobs}}, tmp_path)
+        compact_jobs.append({"coefficients": str(tmp_path / f"c{i}.f32"),
+                             "out": str(tmp_path / f"java_int8_{i}.tflite")})
+    golden_tool({"synthesize": [{"assets": str(assets), "sets": jobs},
+                                {"assets": str(assets), "sets": compact_jobs, "compact": True}]}, tmp_path)
 
     for i, c in enumerate(sets):
         ours = synthesize(p.template, p.table, p.bases, c)
@@ -155,6 +161,25 @@ def test_synthesized_tflite_is_byte_identical_and_predicts_the_same(
         got = open_session(p.path, model=theirs).run({"image": x})["logits"]
         want = open_session(p.path, model=ours).run({"image": x})["logits"]
         assert int(np.argmax(got)) == int(np.argmax(want))
+        np.testing.assert_array_equal(got, want)
+
+    # The same sets from the compact int8 bases (specialist_bases_int8.bin): byte for byte the
+    # Python definition (compact_bases.synthesize_reference) and, for int8 templates, the fused
+    # kernel (FastSynthesizer(compact=...), compiled and NumPy); LiteRT gives the same logits.
+    arrays = dep.compact_bases()
+    kernels = (["numpy"] + (["compiled"] if compiled_available() else [])) if which == "int8" else []
+    fast = [FastSynthesizer(p.template, p.table, compact=arrays, kernel=k) for k in kernels]
+    for i, c in enumerate(sets):
+        ours = compact_bases.synthesize_reference(p.template, p.table, arrays, c)
+        theirs = (tmp_path / f"java_int8_{i}.tflite").read_bytes()
+        assert theirs == ours, f"set {i}: JVM compact synthesis differs from Python's in " \
+            f"{int(np.sum(np.frombuffer(theirs, np.uint8) != np.frombuffer(ours, np.uint8)))} bytes"
+        for f in fast:
+            assert bytes(f.synthesize(c)) == theirs, f"set {i}: FastSynthesizer({f.kernel}) differs"
+        assert theirs != p.template
+        x = frames[i % len(frames)][1]
+        got = open_session(p.path, model=theirs).run({"image": x})["logits"]
+        want = open_session(p.path, model=ours).run({"image": x})["logits"]
         np.testing.assert_array_equal(got, want)
 
 
@@ -199,6 +224,24 @@ def test_android_assets_command(int8_tflite, tmp_path, capsys):
             data = np.fromfile(out / "specialist_bases.bin", "<f4", count=int(np.prod(entry["shape"])),
                                offset=entry["offset"]).reshape(entry["shape"])
             np.testing.assert_array_equal(data, npz[name])
+    # The compact int8 bases, raw, every tensor at its recorded offset on a 4-byte boundary.
+    raw8 = m["artifacts"]["specialist_presynth"]["bases_int8_raw"]
+    blob = (out / "specialist_bases_int8.bin").read_bytes()
+    assert report["files"]["specialist_bases_int8.bin"] == raw8["bytes"] == len(blob)
+    assert raw8["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert raw8["format"] == compact_bases.FORMAT and raw8["byte_order"] == "little"
+    with np.load(directory / "specialist_bases_int8.npz") as npz:
+        want = {k: npz[k] for k in npz.files if k != "format"}
+    assert set(raw8["tensors"]) == set(want)
+    for name, entry in raw8["tensors"].items():
+        dtype = {"int8": np.int8, "float32": "<f4"}[entry["dtype"]]
+        assert entry["offset"] % 4 == 0 and np.dtype(dtype) == want[name].dtype
+        data = np.frombuffer(blob, dtype, count=int(np.prod(entry["shape"])),
+                             offset=entry["offset"]).reshape(entry["shape"])
+        np.testing.assert_array_equal(data, want[name])
+    with np.load(directory / "specialist_bases.npz") as npz:  # a quarter of the float32 bytes
+        for name in (k for k in want if k.endswith("/q8")):
+            assert 4 * want[name].nbytes == npz[name[:-len("/q8")]].nbytes
     # Re-running replaces its own output; anything else is refused and left alone.
     with pytest.raises(SystemExit) as e:
         main(["android-assets", str(directory), "--out", str(out)])

@@ -6,6 +6,15 @@ float32 tensors back to back, so the app can memory-map them from an uncompresse
 instead of unzipping K copies of the non-shared weights onto the Java heap. The copied
 manifest gains ``artifacts.specialist_presynth.bases_raw`` (file, sha256, per-tensor byte
 offset and shape) and an ``android_assets`` block naming its source.
+
+The compact int8 bases (``specialist_bases_int8.npz``, see ``artifacts.compact_bases``) are
+written raw too, as ``specialist_bases_int8.bin``: for every patched layer L in the patch
+table's order, ``L/q8`` (int8 [K, *S]), ``L/scales`` (float32 LE [K, C]) and, where the layer
+has one, ``L/bias`` (float32 LE [C]), back to back, each tensor starting on a 4-byte boundary
+(zero padding after an int8 tensor whose size is not a multiple of 4) so the app reads floats
+aligned. The copied manifest indexes it in ``artifacts.specialist_presynth.bases_int8_raw``
+(file, bytes, sha256, format, per-tensor offset, shape and dtype). The app synthesizes from
+these by default (a quarter of the float32 bases' bytes), from ``bases_raw`` otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from basisnet_deploy.common.files import sha256_hex
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
 BASES_RAW = "specialist_bases.bin"
+BASES_INT8_RAW = "specialist_bases_int8.bin"
 
 
 def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
@@ -49,6 +59,8 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
         if presynth is not None:
             files.append(presynth.presynth.patch_table)
             presynth.details["bases_raw"] = _write_bases(export_dir, presynth.presynth, tmp / BASES_RAW)
+            presynth.details["bases_int8_raw"] = _write_compact(export_dir, presynth.presynth,
+                                                                tmp / BASES_INT8_RAW)
         for name in files:
             shutil.copyfile(export_dir / name, tmp / name)
         manifest.info["android_assets"] = {"source": str(export_dir),
@@ -82,3 +94,35 @@ def _write_bases(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
     digest = sha256_hex(target.read_bytes())
     return {"file": target.name, "bytes": offset, "sha256": digest, "dtype": "float32",
             "byte_order": "little", "tensors": tensors}
+
+
+def _write_compact(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
+    """``specialist_bases_int8.bin`` (module docstring) and its manifest index."""
+    from basisnet_deploy.artifacts import compact_bases
+    from basisnet_deploy.artifacts.synthesis import load_table
+
+    path = export_dir / files.bases_int8
+    data = path.read_bytes() if path.is_file() else b""
+    if sha256_hex(data) != files.bases_int8_sha256:
+        raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
+                        "basisnet-deploy export")
+    table = load_table((export_dir / files.patch_table).read_text())
+    arrays = compact_bases.load(path, table)
+    tensors, offset = {}, 0
+    with open(target, "wb") as f:
+        for p in table:
+            for key, dtype in ((p.layer + "/q8", "i1"), (p.layer + "/scales", "<f4"),
+                               (p.layer + "/bias", "<f4")):
+                if key not in arrays:  # only a bias can be absent (compact_bases.check)
+                    continue
+                pad = -offset % 4
+                f.write(b"\0" * pad)
+                offset += pad
+                array = np.ascontiguousarray(arrays[key], dtype)
+                f.write(array.tobytes())
+                tensors[key] = {"offset": offset, "shape": list(array.shape),
+                                "dtype": "int8" if dtype == "i1" else "float32"}
+                offset += array.nbytes
+    digest = sha256_hex(target.read_bytes())
+    return {"file": target.name, "bytes": offset, "sha256": digest,
+            "format": compact_bases.FORMAT, "byte_order": "little", "tensors": tensors}

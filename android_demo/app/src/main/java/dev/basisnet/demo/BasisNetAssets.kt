@@ -3,6 +3,7 @@ package dev.basisnet.demo
 import android.content.Context
 import dev.basisnet.core.AssetCheck
 import dev.basisnet.core.BasesFile
+import dev.basisnet.core.CompactBases
 import dev.basisnet.core.Manifest
 import dev.basisnet.core.ManifestException
 import dev.basisnet.core.Patch
@@ -47,12 +48,20 @@ class BasisNetAssets private constructor(val context: Context, val manifest: Man
         }
     }
 
-    /** The pre-synthesized specialist's synthesizer: template, patch table, mapped bases. */
-    fun synthesizer(): Synthesizer {
+    /**
+     * The pre-synthesized specialist's synthesizer: template, patch table, mapped bases. With
+     * [compact] (the default) it reads the int8 bases (`specialist_bases_int8.bin`, a quarter of
+     * the float32 bytes) where the assets have them, else the float32 `specialist_bases.bin`.
+     */
+    fun synthesizer(compact: Boolean = true): Synthesizer {
         val presynth = manifest.artifact("specialist_presynth")
+        val table = Patch.parseTable(String(bytes(manifest.patchTableFile), Charsets.UTF_8))
+        val int8File = manifest.basesInt8RawFile
+        if (compact && int8File != null) {
+            return Synthesizer(bytes(presynth.file), table, CompactBases(map(int8File), manifest.basesInt8RawIndex), manifest.bases)
+        }
         val basesFile = manifest.basesRawFile
             ?: throw ManifestException("manifest.json: no bases_raw entry; ${AssetCheck.FIX}")
-        val table = Patch.parseTable(String(bytes(manifest.patchTableFile), Charsets.UTF_8))
         return Synthesizer(bytes(presynth.file), table, BasesFile(map(basesFile), manifest.basesRawIndex), manifest.bases)
     }
 

@@ -43,6 +43,7 @@ public final class AssetCheck {
             }
             requirePresent(source, manifest.patchTableFile);
             requirePresent(source, manifest.basesRawFile);
+            if (manifest.basesInt8RawFile != null) requirePresent(source, manifest.basesInt8RawFile);
         }
     }
 

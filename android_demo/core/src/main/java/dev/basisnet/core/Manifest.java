@@ -37,6 +37,9 @@ public final class Manifest {
     public final String patchTableFile;
     public final String basesRawFile;
     public final Map<String, BasesFile.Entry> basesRawIndex;
+    /** The compact int8 bases written raw by android-assets (bases_int8_raw), or null/empty when absent. */
+    public final String basesInt8RawFile;
+    public final Map<String, CompactBases.Entry> basesInt8RawIndex;
     public final long lightweightMadds;
     public final long specialistMadds;
 
@@ -87,6 +90,8 @@ public final class Manifest {
         Map<String, Artifact> arts = new LinkedHashMap<>();
         String table = null, raw = null;
         Map<String, BasesFile.Entry> index = Collections.emptyMap();
+        String raw8 = null;
+        Map<String, CompactBases.Entry> index8 = Collections.emptyMap();
         for (Map.Entry<String, JsonElement> e : object(root, "artifacts").entrySet()) {
             JsonObject a = e.getValue().getAsJsonObject();
             String where = "artifacts." + e.getKey();
@@ -100,12 +105,24 @@ public final class Manifest {
                     raw = string(r, "file", where + ".bases_raw");
                     index = BasesFile.index(object(r, "tensors", where + ".bases_raw"));
                 }
+                if (a.has("bases_int8_raw")) {
+                    JsonObject r = object(a, "bases_int8_raw", where);
+                    String format = string(r, "format", where + ".bases_int8_raw");
+                    if (!format.equals(CompactBases.FORMAT)) {
+                        throw new ManifestException("manifest.json: " + where + ".bases_int8_raw.format '" + format
+                                + "' is not " + CompactBases.FORMAT + "; re-run basisnet-deploy android-assets");
+                    }
+                    raw8 = string(r, "file", where + ".bases_int8_raw");
+                    index8 = CompactBases.index(object(r, "tensors", where + ".bases_int8_raw"));
+                }
             }
         }
         artifacts = Collections.unmodifiableMap(arts);
         patchTableFile = table;
         basesRawFile = raw;
         basesRawIndex = index;
+        basesInt8RawFile = raw8;
+        basesInt8RawIndex = index8;
 
         JsonElement cost = root.get("cost");
         long lm = 0, sp = 0;

@@ -16,27 +16,84 @@ import java.util.List;
  * (checked by the Python test suite): the mix is the same float32 multiply-then-add sequence
  * over k, int8 re-quantization is symmetric per output channel with round-half-even, and
  * float16 uses round-to-nearest-even like NumPy.
+ *
+ * <p>With {@link CompactBases} (the int8 bases, a quarter of the bytes) it is a port of
+ * {@code compact_bases.synthesize_reference} and of {@code FastSynthesizer(..., compact=...)},
+ * byte-identical to both (the Python golden-vector tests check it). The arithmetic is the one
+ * {@code basisnet_deploy/artifacts/fast_synthesis.py} defines, all float32, every product and sum
+ * rounded on its own (Java {@code float} {@code *} and {@code +}; never {@code Math.fma}):
+ * multipliers {@code m_k = a[k] * scales[k, c]}; {@code w = q8[0] * m_0}, then
+ * {@code w = w + q8[k] * m_k}; then the same per-channel quantization as the float path.
  */
 public final class Synthesizer {
     private final byte[] template;
     private final List<Patch> table;
-    private final BasesFile bases;
+    private final BasesFile bases; // float32 bases, or null
+    private final CompactBases compact; // int8 bases, or null
+    private final int k;
 
+    /** From the float32 bases (specialist_bases.bin). */
     public Synthesizer(byte[] template, List<Patch> table, BasesFile bases, int k) {
+        this(template, table, bases, null, k);
+    }
+
+    /** From the compact int8 bases (specialist_bases_int8.bin). */
+    public Synthesizer(byte[] template, List<Patch> table, CompactBases compact, int k) {
+        this(template, table, null, compact, k);
+    }
+
+    private Synthesizer(byte[] template, List<Patch> table, BasesFile bases, CompactBases compact, int k) {
         this.template = template;
         this.table = table;
         this.bases = bases;
+        this.compact = compact;
+        this.k = k;
         checkDisjoint(table);
         for (Patch p : table) {
-            BasesFile.Entry e = bases.entry(p.layer);
-            if (e == null || e.elements() != k * p.elements()) {
-                throw new ManifestException("specialist_bases.bin: '" + p.layer + "' does not hold " + k + " bases of "
-                        + java.util.Arrays.toString(p.shape) + "; the assets come from different exports, re-run android-assets");
+            if (compact != null) {
+                checkCompact(compact, p, k);
+            } else {
+                BasesFile.Entry e = bases.entry(p.layer);
+                if (e == null || e.elements() != k * p.elements()) {
+                    throw new ManifestException("specialist_bases.bin: '" + p.layer + "' does not hold " + k + " bases of "
+                            + java.util.Arrays.toString(p.shape) + "; the assets come from different exports, re-run android-assets");
+                }
             }
             long end = (long) p.weightOffset + (long) p.elements() * bytesPerWeight(p.dtype);
             if (end > template.length) {
                 throw new ManifestException("specialist_presynth.tflite: patch '" + p.layer + "' ends at byte " + end
                         + " past the template's " + template.length + " bytes; the template is truncated or from another export");
+            }
+        }
+    }
+
+    /** Whether this synthesizer reads the compact int8 bases. */
+    public boolean compact() {
+        return compact != null;
+    }
+
+    private static void checkCompact(CompactBases compact, Patch p, int k) {
+        String f = CompactBases.FILE + ": '" + p.layer;
+        String fix = "; the assets come from different exports, re-run android-assets";
+        CompactBases.Entry q = compact.entry(p.layer + "/q8");
+        if (q == null || q.elements() != k * p.elements()) {
+            throw new ManifestException(f + "/q8' does not hold " + k + " bases of " + java.util.Arrays.toString(p.shape) + fix);
+        }
+        CompactBases.Entry s = compact.entry(p.layer + "/scales");
+        if (s == null || s.elements() != k * p.channels()) {
+            throw new ManifestException(f + "/scales' does not hold " + k + "x" + p.channels() + " scales" + fix);
+        }
+        FloatBuffer scales = compact.scales(p.layer);
+        for (int i = 0; i < scales.limit(); i++) {
+            float v = scales.get(i);
+            if (!(v > 0) || Float.isInfinite(v)) {
+                throw new ManifestException(f + "/scales' holds a non-finite or non-positive scale; re-run android-assets");
+            }
+        }
+        if (p.dtype.equals("int8") && p.hasBias()) {
+            CompactBases.Entry b = compact.entry(p.layer + "/bias");
+            if (b == null || b.elements() != p.channels()) {
+                throw new ManifestException(f + "/bias' is missing or not " + p.channels() + " values" + fix);
             }
         }
     }
@@ -67,7 +124,10 @@ public final class Synthesizer {
         byte[] out = template.clone();
         ByteBuffer buf = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
         for (Patch p : table) {
-            float[] w = mix(bases.tensor(p.layer), coefficients[p.slot], p.elements());
+            float[] a = coefficients[p.slot];
+            if (a.length != k) throw new IllegalArgumentException("coefficients: row " + p.slot + " has " + a.length + " values, expected " + k);
+            float[] w = compact != null ? mixCompact(compact.q8(p.layer), compact.scales(p.layer), a, p)
+                    : mix(bases.tensor(p.layer), a, p.elements());
             switch (p.dtype) {
                 case "float32":
                     for (int i = 0; i < w.length; i++) buf.putFloat(p.weightOffset + 4 * i, w[i]);
@@ -95,6 +155,34 @@ public final class Synthesizer {
         return acc;
     }
 
+    /**
+     * The compact bases' kernel for row a: {@code m_k[c] = a[k] * scales[k, c]}, then
+     * {@code w = q8[0] * m_0[c]} and {@code w = w + q8[k] * m_k[c]} for k = 1..K-1, each op a
+     * float32 op rounded on its own (the order of {@code compact_bases.mixed_kernel}).
+     */
+    static float[] mixCompact(ByteBuffer q8, FloatBuffer scales, float[] a, Patch p) {
+        int n = p.elements(), channels = p.channels(), inner = p.channelStride();
+        int outer = n / (channels * inner);
+        float[] m = new float[a.length * channels];
+        for (int kk = 0; kk < a.length; kk++) {
+            for (int c = 0; c < channels; c++) m[kk * channels + c] = a[kk] * scales.get(kk * channels + c);
+        }
+        float[] w = new float[n];
+        for (int kk = 0; kk < a.length; kk++) {
+            int base = kk * n;
+            for (int o = 0, i = 0; o < outer; o++) {
+                for (int c = 0; c < channels; c++) {
+                    float mk = m[kk * channels + c];
+                    for (int j = 0; j < inner; j++, i++) {
+                        float b = q8.get(base + i); // int8 -> float32: exact
+                        w[i] = kk == 0 ? b * mk : w[i] + b * mk;
+                    }
+                }
+            }
+        }
+        return w;
+    }
+
     private void writeInt8(ByteBuffer buf, Patch p, float[] w) {
         int channels = p.channels();
         int stride = p.channelStride();
@@ -106,7 +194,7 @@ public final class Synthesizer {
         }
         for (int c = 0; c < channels; c++) buf.putFloat(p.scaleOffset + 4 * c, scale[c]);
         if (!p.hasBias()) return; // e.g. ONNX depthwise convs: BN stays a Mul/Add after them
-        FloatBuffer bias = bases.tensor(p.layer + "/bias");
+        FloatBuffer bias = compact != null ? compact.floats(p.layer + "/bias") : bases.tensor(p.layer + "/bias");
         float inputScale = (float) p.inputScale;
         for (int c = 0; c < channels; c++) {
             float biasScale = inputScale * scale[c];

@@ -13,6 +13,7 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.List;
 
 import javax.imageio.ImageIO;
 
@@ -29,9 +30,12 @@ public final class GoldenTool {
         if (jobs.has("preprocess")) {
             for (JsonElement e : jobs.getAsJsonArray("preprocess")) preprocess(e.getAsJsonObject());
         }
-        if (jobs.has("synthesize")) {
-            JsonObject s = jobs.getAsJsonObject("synthesize");
-            synthesize(Path.of(s.get("assets").getAsString()), s);
+        if (jobs.has("synthesize")) { // one job, or a list of them (float and compact bases)
+            JsonElement all = jobs.get("synthesize");
+            for (JsonElement e : all.isJsonArray() ? all.getAsJsonArray() : List.of(all)) {
+                JsonObject s = e.getAsJsonObject();
+                synthesize(Path.of(s.get("assets").getAsString()), s);
+            }
         }
         if (jobs.has("decide")) decide(jobs.getAsJsonObject("decide"));
     }
@@ -56,16 +60,23 @@ public final class GoldenTool {
         Manifest m = Manifest.parse(Files.readString(assets.resolve("manifest.json")));
         Artifact presynth = m.artifact("specialist_presynth");
         byte[] template = Files.readAllBytes(assets.resolve(presynth.file));
-        ByteBuffer bases;
-        try (FileChannel ch = FileChannel.open(assets.resolve(m.basesRawFile), StandardOpenOption.READ)) {
-            bases = ch.map(FileChannel.MapMode.READ_ONLY, 0, ch.size());
-        }
-        Synthesizer s = new Synthesizer(template, Patch.parseTable(Files.readString(assets.resolve(m.patchTableFile))),
-                new BasesFile(bases, m.basesRawIndex), m.bases);
+        List<Patch> table = Patch.parseTable(Files.readString(assets.resolve(m.patchTableFile)));
+        // "compact": true synthesizes from specialist_bases_int8.bin, else from the float32 bases.
+        boolean compact = job.has("compact") && job.get("compact").getAsBoolean();
+        Synthesizer s = compact
+                ? new Synthesizer(template, table, new CompactBases(map(assets.resolve(m.basesInt8RawFile)), m.basesInt8RawIndex), m.bases)
+                : new Synthesizer(template, table, new BasesFile(map(assets.resolve(m.basesRawFile)), m.basesRawIndex), m.bases);
+        if (s.compact() != compact) throw new IllegalStateException("wrong synthesizer");
         for (JsonElement e : job.getAsJsonArray("sets")) {
             JsonObject set = e.getAsJsonObject();
             float[] flat = readFloats(Path.of(set.get("coefficients").getAsString()));
             Files.write(Path.of(set.get("out").getAsString()), s.synthesize(m.coefficientRows(flat)));
+        }
+    }
+
+    private static ByteBuffer map(Path file) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            return ch.map(FileChannel.MapMode.READ_ONLY, 0, ch.size());
         }
     }
 
