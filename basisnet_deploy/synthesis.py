@@ -99,6 +99,7 @@ def overlapping(patches: list[Patch]) -> str | None:
     return None
 
 
+_INT32_SAFE = 2**31 - 256  # |bias_q| bound, a margin below int32's limit for float rounding
 _MIX_CHUNK = 1 << 16  # elements per block: keeps the accumulator in cache
 
 
@@ -125,10 +126,16 @@ def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     return out.reshape(bases.shape[1:])
 
 
-def quantize_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per output channel: (int8 values, float32 scales)."""
+def quantize_per_channel(w: np.ndarray, axis: int, min_scale=None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output channel: (int8 values, float32 scales).
+
+    The scale is max|w| / 127, so no weight clips; ``min_scale`` [C] raises it where a
+    channel needs it (below: an int32 bias that would otherwise overflow).
+    """
     other = tuple(i for i in range(w.ndim) if i != axis)
     scale = (np.max(np.abs(w), axis=other) / 127.0).astype(np.float32)
+    if min_scale is not None:
+        scale = np.maximum(scale, np.asarray(min_scale, np.float32))
     scale = np.where(scale > 0, scale, np.float32(1e-9)).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
@@ -150,7 +157,11 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
         if p.dtype in ("float32", "float16"):
             writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
-        q, scale = quantize_per_channel(w, p.channel_axis)
+        # A near-zero synthesized channel with a real bias would need a bias_q past int32:
+        # its weight scale is raised so the bias fits, instead of clipping the bias.
+        min_scale = (None if p.bias_offset < 0 else np.abs(bases[p.layer + "/bias"])
+                     / (np.float32(p.input_scale) * np.float32(_INT32_SAFE)))
+        q, scale = quantize_per_channel(w, p.channel_axis, min_scale)
         writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
         if p.bias_offset < 0:  # a conv without bias (ONNX depthwise: BN stays a Mul/Add)
             continue
