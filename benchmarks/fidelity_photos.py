@@ -126,6 +126,22 @@ def reader(feeds):
     return FeedReader(feeds)
 
 
+def register_onnx_experiments():
+    """Recipes tried here only (the exporter keeps the ones that won)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    from basisnet_deploy.converters.onnx import ONNX_RECIPES
+
+    head = ONNX_RECIPES["int8_float_head"]
+    ONNX_RECIPES.update({
+        "int8_percentile": {"calibrate_method": CalibrationMethod.Percentile},
+        "int8_entropy": {"calibrate_method": CalibrationMethod.Entropy},
+        "int8_moving_average": {"extra_options": {"CalibMovingAverage": True}},
+        "int8_float_head_percentile": {**head, "calibrate_method": CalibrationMethod.Percentile},
+        "int8_per_tensor": {"per_channel": False},
+    })
+
+
 def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
     """{recipe: scores} and {recipe: int8 LM coefficients} for the LM on one target."""
     from basisnet_deploy.converters import get_exporter
@@ -155,6 +171,7 @@ def main():
     ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    register_onnx_experiments()
     s = Setup(args.ckpt, args.photos, args.calibration_size, decompose=args.target == "tflite")
     out = {"args": vars(args), "heldout_images": len(s.labels)}
     out["lm"], coeffs = lm_recipes(s, args.target, [n for n in args.lm.split(",") if n])
