@@ -9,13 +9,14 @@ inside installed wheels, so nothing is downloaded:
   astronaut, chelsea, coffee, rocket, hubble_deep_field, ihc, motorcycle_left, retina,
   camera (greyscale).
 
-A class is "which photograph this crop comes from". Each photograph is cut along its longer
-axis into a training region (the first ``TRAIN_FRACTION``) and a held-out region (the last
-``HELD_FRACTION``) with a gap between them, so no held-out crop shares a pixel with a
-training or calibration crop. Crops have a random scale and aspect, random flips, and are
-written in a cycle of formats a user's folder holds: JPEG with an EXIF orientation tag (the
-stored pixels rotated so that an EXIF-aware reader sees the upright crop), RGB PNG,
-greyscale L PNG, palette P PNG, RGBA PNG and 16-bit greyscale PNG ('I;16').
+A class is "which photograph this crop comes from". Each photograph is cut into a 4x4 grid
+of cells; four cells, one in every row and every column, are held out, the other twelve are
+for training and calibration, and every crop lies inside one cell, so no held-out crop shares
+a pixel with a training or calibration crop while both splits still sample the whole scene.
+Crops have a random scale and aspect, random flips, and are written in a cycle of formats
+a user's folder holds: JPEG with an EXIF orientation tag (the stored pixels rotated so that
+an EXIF-aware reader sees the upright crop), RGB PNG, greyscale L PNG, palette P PNG, RGBA
+PNG and 16-bit greyscale PNG ('I;16').
 
 ``build(DIR)`` writes ``DIR/train/<class>/...`` and ``DIR/heldout/<class>/...``; it is
 deterministic for a seed. ``python tests/photo_fixture.py DIR`` does the same from a shell.
@@ -47,7 +48,8 @@ PHOTOS = {
 }
 PACKAGES = ("scikit-learn", "matplotlib", "scikit-image")  # the PyPI names, for the test extra
 FORMATS = ("jpeg_exif", "png_rgb", "png_l", "png_p", "png_rgba", "png_i16")
-TRAIN_FRACTION, HELD_FRACTION = 0.62, 0.30  # along the longer axis; 8% gap in between
+GRID = 4
+HELD_CELLS = {(0, 1), (1, 3), (2, 0), (3, 2)}  # (row, column): one per row and per column
 # EXIF orientation -> the transpose that *undoes* ImageOps.exif_transpose, so the stored
 # pixels are what a camera would write for an upright scene under that tag.
 _EXIF_STORE = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
@@ -70,21 +72,24 @@ def load_photo(name: str) -> Image.Image:
         return im.convert("RGB")
 
 
-def regions(size: tuple[int, int]) -> dict[str, tuple[int, int, int, int]]:
-    """Disjoint (left, top, right, bottom) boxes of a photo for 'train' and 'heldout'."""
+def regions(size: tuple[int, int]) -> dict[str, list[tuple[int, int, int, int]]]:
+    """(left, top, right, bottom) cells of a photo for 'train' and 'heldout'; disjoint."""
     w, h = size
-    if w >= h:
-        a, b = round(w * TRAIN_FRACTION), round(w * (1 - HELD_FRACTION))
-        return {"train": (0, 0, a, h), "heldout": (b, 0, w, h)}
-    a, b = round(h * TRAIN_FRACTION), round(h * (1 - HELD_FRACTION))
-    return {"train": (0, 0, w, a), "heldout": (0, b, w, h)}
+    xs = [round(w * i / GRID) for i in range(GRID + 1)]
+    ys = [round(h * i / GRID) for i in range(GRID + 1)]
+    out = {"train": [], "heldout": []}
+    for r in range(GRID):
+        for c in range(GRID):
+            split = "heldout" if (r, c) in HELD_CELLS else "train"
+            out[split].append((xs[c], ys[r], xs[c + 1], ys[r + 1]))
+    return out
 
 
 def random_crop(photo: Image.Image, box, rng, out_size: int) -> Image.Image:
-    """A crop inside ``box``: side 35-100% of the box's short side, aspect 3:4 to 4:3."""
+    """A crop inside ``box``: side 50-100% of the box's short side, aspect 3:4 to 4:3."""
     left, top, right, bottom = box
     bw, bh = right - left, bottom - top
-    side = rng.uniform(0.35, 1.0) * min(bw, bh)
+    side = rng.uniform(0.5, 1.0) * min(bw, bh)
     aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
     cw, ch = min(bw, round(side * np.sqrt(aspect))), min(bh, round(side / np.sqrt(aspect)))
     x0, y0 = left + int(rng.integers(0, bw - cw + 1)), top + int(rng.integers(0, bh - ch + 1))
@@ -132,12 +137,12 @@ def build(root, train_per_class: int = 60, heldout_per_class: int = 40, size: in
     for name in classes or tuple(PHOTOS):
         photo = load_photo(name)
         for split, n in (("train", train_per_class), ("heldout", heldout_per_class)):
-            box = regions(photo.size)[split]
+            cells = regions(photo.size)[split]
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             offset = int(rng.integers(len(FORMATS)))  # every format equally often per class
             for i in range(n):
-                crop = random_crop(photo, box, rng, size)
+                crop = random_crop(photo, cells[int(rng.integers(len(cells)))], rng, size)
                 fmt = FORMATS[(i + offset) % len(FORMATS)]
                 save_as(crop, fmt, folder / f"{name}_{i:04d}", rng)
                 formats[fmt] = formats.get(fmt, 0) + 1
