@@ -212,15 +212,22 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
                     q = _coefficient_int8_scheme(target, coefficient_int8)
                     if q == "int8" and target == "tflite":
                         _bound_synthesized_kernels(graphs[role].model)
+                q = _int8_recipe(target, role, q)
                 say(f"converting {role} to {target} ({q})")
-                reader = _reader(feeds.get(role)) if q == "int8" else None
-                data = exporter.convert(graphs[role], q, reader)
+                reader = _reader(feeds.get(role)) if q not in ("float32", "float16", "dynamic") else None
+                if role == "specialist_presynth" and q == "int8" and hasattr(exporter, "convert_presynth_int8"):
+                    data, template_calibration = exporter.convert_presynth_int8(
+                        graphs[role], reader, fold_bases(net.specialist), baked, lm_coeff)
+                else:
+                    data, template_calibration = exporter.convert(graphs[role], q, reader), None
                 name = role + exporter.suffix
                 (tmp / name).write_bytes(data)
                 entry = {"role": ROLES[role], "file": name, "sha256": sha256_hex(data), "bytes": len(data),
                          "quantization": q}
                 if role == "specialist_presynth":
                     entry.update(_write_presynth_sidecars(tmp, exporter, data, net, baked, q))
+                if template_calibration:
+                    entry["template_calibration"] = template_calibration
                 artifacts[role] = entry
             manifest = {
                 "schema_version": MANIFEST_VERSION,
@@ -267,6 +274,17 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     except ExportError as e:
         raise UserError(f"export failed: {e}") from None
     return manifest
+
+
+# Issue #10, measured on held-out real photos (benchmarks/results/fidelity_photos.md): the
+# LM's int8 activations cost agreement and coefficient accuracy all through the trunk (the
+# per-layer report), so its --quantize int8 recipe keeps int8 weights with float activations.
+INT8_RECIPES = {("tflite", "lightweight"): "dynamic"}
+
+
+def _int8_recipe(target: str, role: str, q: str) -> str:
+    """The recipe an artifact gets when the export asks for ``q`` (only int8 is changed)."""
+    return INT8_RECIPES.get((target, role), q) if q == "int8" else q
 
 
 def _coefficient_int8_scheme(target: str, choice: str) -> str:

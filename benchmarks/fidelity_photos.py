@@ -93,14 +93,21 @@ def run_lm(s: Setup, model: bytes, suffix: str):
     return row, coeff
 
 
-def run_coefficient(s: Setup, model: bytes, suffix: str, lm_coeff) -> dict:
+def isolated_and_end_to_end(s: Setup, go, lm_coeffs: dict) -> dict:
+    """Scores fed the float LM's coefficients, and fed each int8 LM recipe's."""
+    out = {"isolated": scores(s.ref_sp, go(s.ref_coeff), s.labels)}
+    for name, coeff in lm_coeffs.items():
+        out[f"end_to_end (LM {name})"] = scores(s.ref_sp, go(coeff), s.labels)
+    return out
+
+
+def run_coefficient(s: Setup, model: bytes, suffix: str, lm_coeffs) -> dict:
     sess = session(model, suffix)
 
     def go(coeff):
         return np.concatenate([sess.run({"image": x[None], "coefficients": c[None]})["logits"]
                                for x, c in zip(s.image, coeff)]).astype(np.float32)
-    return {"isolated": scores(s.ref_sp, go(s.ref_coeff), s.labels),
-            "end_to_end": scores(s.ref_sp, go(lm_coeff), s.labels)}
+    return isolated_and_end_to_end(s, go, lm_coeffs)
 
 
 def run_presynth(s: Setup, model: bytes, suffix: str, exporter, quantize, lm_coeff) -> dict:
@@ -116,8 +123,7 @@ def run_presynth(s: Setup, model: bytes, suffix: str, exporter, quantize, lm_coe
             sess = open_session(Path("t" + suffix), model=synthesize(model, table, bases, c))
             outs.append(sess.run({"image": x[None]})["logits"])
         return np.concatenate(outs).astype(np.float32)
-    return {"isolated": scores(s.ref_sp, go(s.ref_coeff), s.labels),
-            "end_to_end": scores(s.ref_sp, go(lm_coeff), s.labels)}
+    return isolated_and_end_to_end(s, go, lm_coeff)
 
 
 def reader(feeds):
@@ -159,6 +165,20 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
     return rows, coeffs
 
 
+def lm_layer_report(s: Setup, name: str) -> list[dict]:
+    """Per-layer error of the TFLite LM recipe against the float TFLite LM, on 32
+    calibration images (basisnet_deploy/layer_report.py)."""
+    from basisnet_deploy.converters import get_exporter
+    from basisnet_deploy.layer_report import format_report, layer_errors
+
+    ex = get_exporter("tflite")
+    graph = s.graphs["lightweight"]
+    rows = layer_errors(ex.convert(graph, "float32"), ex.convert(graph, name, reader(s.lm_feeds())),
+                        s.lm_feeds()[:32])
+    print(f"layer report, LM {name}:\n{format_report(rows)}", flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
@@ -166,16 +186,18 @@ def main():
     ap.add_argument("--calibration-size", type=int, default=200)
     ap.add_argument("--target", default="tflite")
     ap.add_argument("--lm", default="int8", help="comma-separated LM recipes")
-    ap.add_argument("--e2e-lm", default=None, help="LM recipe whose coefficients drive end_to_end")
+    ap.add_argument("--e2e-lm", default=None, help="LM recipes whose coefficients drive end_to_end (comma-separated)")
     ap.add_argument("--coefficient", default="", help="coefficient-specialist recipes")
     ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--layer-report", default="", help="LM recipes to get a per-layer report for")
     args = ap.parse_args()
     register_onnx_experiments()
     s = Setup(args.ckpt, args.photos, args.calibration_size, decompose=args.target == "tflite")
     out = {"args": vars(args), "heldout_images": len(s.labels)}
     out["lm"], coeffs = lm_recipes(s, args.target, [n for n in args.lm.split(",") if n])
-    lm_coeff = coeffs[args.e2e_lm or next(iter(coeffs))]
+    lm_coeff = {n: coeffs[n] for n in (args.e2e_lm.split(",") if args.e2e_lm else list(coeffs)[:1])}
+    out["layer_report"] = {n: lm_layer_report(s, n) for n in filter(None, args.layer_report.split(","))}
     out["coefficient"], out["presynth"] = {}, {}
     from basisnet_deploy.converters import get_exporter
 
