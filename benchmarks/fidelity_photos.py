@@ -148,6 +148,23 @@ def register_onnx_experiments():
     })
 
 
+def aeq_lm(s: Setup, name: str) -> bytes:
+    """ai-edge-quantizer per-op recipes on the float TFLite LM:
+    aeq_dynamic_float_fc: int8 channelwise weights with dynamic int8 compute for convs, the
+    FULLY_CONNECTED heads left float; aeq_weight_only: int8 weights, float compute."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from basisnet_deploy.converters import get_exporter
+
+    float_model = get_exporter("tflite").convert(s.graphs["lightweight"], "float32")
+    base = recipe.weight_only_wi8_afp32() if name == "aeq_weight_only" else recipe.dynamic_wi8_afp32()
+    qt = quantizer.Quantizer(float_model, base)
+    if name == "aeq_dynamic_float_fc":
+        qt.update_quantization_recipe(regex=".*", operation_name=recipe.TFLOperationName.FULLY_CONNECTED,
+                                      algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+    return bytes(qt.quantize().quantized_model)
+
+
 def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
     """{recipe: scores} and {recipe: int8 LM coefficients} for the LM on one target."""
     from basisnet_deploy.converters import get_exporter
@@ -157,7 +174,10 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
     for name in names:
         t = time.perf_counter()
         q = "dynamic" if name == "dynamic" else name
-        model = ex.convert(s.graphs["lightweight"], q, reader(s.lm_feeds()) if q != "dynamic" else None)
+        if name.startswith("aeq_"):
+            model = aeq_lm(s, name)
+        else:
+            model = ex.convert(s.graphs["lightweight"], q, reader(s.lm_feeds()) if q != "dynamic" else None)
         rows[name], coeffs[name] = run_lm(s, model, ex.suffix)
         rows[name]["bytes"] = len(model)
         rows[name]["seconds"] = round(time.perf_counter() - t, 1)

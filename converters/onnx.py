@@ -62,6 +62,8 @@ class OnnxExporter:
             return proto.SerializeToString()
         if quantize == "float16":
             raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
+        if quantize == "dynamic":  # int8 weights, activations quantized per frame at run time
+            return _quantize_dynamic(proto, graph)
         if quantize not in ONNX_RECIPES:
             raise ExportError(f"unknown quantization {quantize!r}")
         data = _quantize(proto, graph, calibration, **ONNX_RECIPES[quantize])
@@ -126,6 +128,27 @@ def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> by
                       activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         quantize_static(str(pre), str(dst), calibration, nodes_to_exclude=excluded,
                         **{**kwargs, **options})
+        model = onnx.load(dst)
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
+
+
+def _quantize_dynamic(proto, graph: Graph) -> bytes:
+    """onnxruntime's dynamic quantization: int8 weights; each activation's scale is computed
+    from the frame itself at run time (ConvInteger/MatMulInteger), so no calibrated range
+    can clip or waste resolution on a frame unlike the calibration images (issue #10)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "dyn.onnx"))
+        onnx.save(proto, src)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        try:
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QUInt8)
+        except Exception as e:
+            raise ExportError(f"{graph.name}: ONNX dynamic quantization failed: {e}") from e
         model = onnx.load(dst)
         onnx.checker.check_model(model)
         return model.SerializeToString()
