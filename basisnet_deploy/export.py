@@ -276,10 +276,14 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
     return manifest
 
 
-# Issue #10, measured on held-out real photos (benchmarks/results/fidelity_photos.md): the
-# LM's int8 activations cost agreement and coefficient accuracy all through the trunk (the
-# per-layer report), so its --quantize int8 recipe keeps int8 weights with float activations.
-INT8_RECIPES = {("tflite", "lightweight"): "dynamic"}
+# Issue #10, measured on held-out real photos (benchmarks/results/fidelity_photos.md): static
+# int8 activations cost agreement and coefficient accuracy all through the trunks (the
+# per-layer report: no single layer carries it), so these artifacts keep int8 weights with
+# activations quantized per frame at run time (TFLite dynamic range; onnxruntime
+# quantize_dynamic). Full-int8 TFLite templates get per-image calibrated ranges instead.
+INT8_RECIPES = {("tflite", "lightweight"): "dynamic",
+                ("onnx", "lightweight"): "dynamic",
+                ("onnx", "specialist_coefficient"): "dynamic"}
 
 
 def _int8_recipe(target: str, role: str, q: str) -> str:

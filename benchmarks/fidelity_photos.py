@@ -242,13 +242,13 @@ def presynth_recipe(s: Setup, ex, name: str, lm_coeff) -> dict:
     from basisnet_deploy.export import fold_bases
 
     graph = s.graphs["specialist_presynth"]
-    if name == "int8":
-        model = ex.convert(graph, "int8", reader(s.image_feeds()))
+    if name in ("int8", "dynamic"):
+        model = ex.convert(graph, name, reader(s.image_feeds()) if name == "int8" else None)
         report = {}
     else:
         model, report = ex.convert_presynth_int8(graph, reader(s.image_feeds()),
                                                  fold_bases(s.net.specialist), s.baked, s.c_coeff)
-    row = run_presynth(s, model, ex.suffix, ex, "int8", lm_coeff)
+    row = run_presynth(s, model, ex.suffix, ex, name if name == "dynamic" else "int8", lm_coeff)
     row["report"] = report
     return row
 

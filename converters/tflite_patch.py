@@ -102,7 +102,13 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]])
                               "the converter changed the graph in a way pre-synthesis cannot patch")
         n, kind, ftensor, btensor, itensor, off, dtype = match
         used.add(n)
-        if dtype == np.int8:
+        if dtype == np.int8 and btensor is not None and _DTYPES.get(btensor.Type()) == np.float32:
+            # Dynamic range (int8 weights, float bias and activations): the folded bias does
+            # not depend on the coefficients, so only the kernel and its scales are patched.
+            q = ftensor.Quantization()
+            patches.append(Patch(layer, slot, kind, tuple(int(s) for s in want.shape), "int8", off,
+                                 scale_offset=_vector_offset(q, 8), axis=q.QuantizedDimension()))
+        elif dtype == np.int8:
             if btensor is None:
                 raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
             q = ftensor.Quantization()
