@@ -283,7 +283,8 @@ def export(checkpoint_dir, out_dir, target: str = "tflite", quantize: str | None
 # quantize_dynamic). Full-int8 TFLite templates get per-image calibrated ranges instead.
 INT8_RECIPES = {("tflite", "lightweight"): "dynamic",
                 ("onnx", "lightweight"): "dynamic",
-                ("onnx", "specialist_coefficient"): "dynamic"}
+                ("onnx", "specialist_coefficient"): "dynamic",
+                ("tflite", "specialist_presynth"): "dynamic"}
 
 
 def _int8_recipe(target: str, role: str, q: str) -> str:
