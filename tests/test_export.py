@@ -63,23 +63,28 @@ def test_synthesize_patches_in_place_and_equals_the_specialist(float_tflite, ckp
 def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
     out, m = int8_tflite
     arts = m["artifacts"]
-    assert arts["lightweight"]["quantization"] == "int8"
-    assert arts["specialist_presynth"]["quantization"] == "int8"
+    # Issue #10: int8 weights with per-frame activations where static int8 cost agreement.
+    assert arts["lightweight"]["quantization"] == "dynamic"
+    assert arts["specialist_presynth"]["quantization"] == "dynamic"
     assert arts["specialist_coefficient"]["quantization"] == "dynamic"
     table = load_table((out / arts["specialist_presynth"]["patch_table"]).read_text())
-    assert {p.dtype for p in table} == {"int8"} and all(p.input_scale > 0 for p in table)
+    # Dynamic range: int8 kernels patched with their scales (bias fixed, float); kernels under
+    # the converter's 1024-element threshold stay float.
+    assert "int8" in {p.dtype for p in table} <= {"int8", "float32"}
+    assert all(p.bias_offset == -1 for p in table)
     assert m["calibration"]["used"] == 16
     v = m["verification"]["specialist_presynth"]["end_to_end"]
     assert 0.0 <= v["top1_agreement"] <= 1.0
     assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
-    # No int8 HARD_SWISH (XNNPACK lacks it), so XNNPACK takes the specialist whole; the LM
-    # splits once more, at the int8 SOFTMAX of its coefficient head.
+    # No int8 HARD_SWISH (XNNPACK lacks it). Dynamic-range convs (int8 weights, float
+    # activations) are not taken by this LiteRT's default XNNPACK delegate: the graph splits
+    # into several partitions (8 for the LM of this tiny model; issue #10 latency caveat).
     assert m["hard_swish"].startswith("decomposed")
-    for role, partitions in (("lightweight", 2), ("specialist_presynth", 1)):
+    for role in ("lightweight", "specialist_presynth"):
         s = open_session(out / arts[role]["file"])
         s.run({"image": np.zeros(arts[role]["inputs"][0]["shape"], np.float32)})
         ops = [o["op_name"] for o in s.interpreter._get_ops_details()]
-        assert "HARD_SWISH" not in ops and ops.count("DELEGATE") == partitions, role
+        assert "HARD_SWISH" not in ops and ops.count("DELEGATE") >= 1, role
 
 
 def test_fakequant_coefficient_specialist_is_full_int8_and_runs(ckpt, tmp_path):
