@@ -62,9 +62,11 @@ class OnnxExporter:
             return proto.SerializeToString()
         if quantize == "float16":
             raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
-        if quantize != "int8":
+        if quantize == "dynamic":  # int8 weights, activations quantized per frame at run time
+            return _quantize_dynamic(proto, graph)
+        if quantize not in ONNX_RECIPES:
             raise ExportError(f"unknown quantization {quantize!r}")
-        data = _quantize(proto, graph, calibration)
+        data = _quantize(proto, graph, calibration, **ONNX_RECIPES[quantize])
         return _raw_initializers(data) if graph.patchable else data
 
     def decompose_hard_swish(self, quantize: str) -> bool:
@@ -91,7 +93,25 @@ def _raw_initializers(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def _quantize(proto, graph: Graph, calibration) -> bytes:
+# Recipes by quantization name. "int8_float_head" leaves the LM's Dense heads (MatMul/Gemm
+# and their bias Add) and the softmax in float (issue #10: the coefficient head is where int8
+# costs agreement); everything else is QDQ int8 as in "int8".
+ONNX_RECIPES = {"int8": {}, "int8_float_head": {"exclude_ops": ("MatMul", "Gemm", "Softmax")}}
+
+
+def _head_nodes(model, exclude_ops) -> list[str]:
+    """Names of the nodes of ``exclude_ops`` types plus the Add that biases a MatMul."""
+    producers = {out: n for n in model.graph.node for out in n.output}
+    names = []
+    for n in model.graph.node:
+        fed_by_matmul = any(producers.get(i) is not None and producers[i].op_type == "MatMul"
+                            for i in n.input)
+        if n.op_type in exclude_ops or (n.op_type == "Add" and fed_by_matmul and "MatMul" in exclude_ops):
+            names.append(n.name)
+    return names
+
+
+def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -103,9 +123,32 @@ def _quantize(proto, graph: Graph, calibration) -> bytes:
         onnx.save(proto, src)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         calibration.rewind()
-        quantize_static(str(pre), str(dst), calibration, quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8)
+        excluded = _head_nodes(onnx.load(pre), exclude_ops) if exclude_ops else []
+        kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True,
+                      activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        quantize_static(str(pre), str(dst), calibration, nodes_to_exclude=excluded,
+                        **{**kwargs, **options})
+        model = onnx.load(dst)
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
+
+
+def _quantize_dynamic(proto, graph: Graph) -> bytes:
+    """onnxruntime's dynamic quantization: int8 weights; each activation's scale is computed
+    from the frame itself at run time (ConvInteger/MatMulInteger), so no calibrated range
+    can clip or waste resolution on a frame unlike the calibration images (issue #10)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "dyn.onnx"))
+        onnx.save(proto, src)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        try:
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QUInt8)
+        except Exception as e:
+            raise ExportError(f"{graph.name}: ONNX dynamic quantization failed: {e}") from e
         model = onnx.load(dst)
         onnx.checker.check_model(model)
         return model.SerializeToString()

@@ -45,6 +45,10 @@ class TFLiteExporter:
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 if self.input_type != "float32":
                     conv.inference_input_type = tf.as_dtype(self.input_type)
+            elif quantize in ("int16x8", "int8_float_head"):
+                if calibration is None:
+                    raise ExportError(f"{graph.name}: {quantize} needs calibration data")
+                return _convert_mixed(conv, graph, quantize, calibration)
             elif quantize == "dynamic":  # int8 weights, float activations
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
             elif quantize != "float32":
@@ -55,6 +59,26 @@ class TFLiteExporter:
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
                                   f"{str(e).strip().splitlines()[0]}") from e
             return _unshare_buffers(model) if graph.patchable else model
+
+    def convert_presynth_int8(self, graph: Graph, calibration, folded, baked, coefficients):
+        """(int8 template, report): activation ranges cover each calibration image's own
+        synthesized kernels, not only the baked ones (tflite_template_calibration.py)."""
+        import keras
+        import tensorflow as tf
+
+        from basisnet_deploy.converters.tflite_template_calibration import convert_template
+
+        with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
+            archive = keras.export.ExportArchive()
+            archive.track(graph.model)
+            archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
+            archive.write_out(tmp, verbose=False)
+            conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = calibration
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            model, report = convert_template(conv, graph, calibration, folded, baked, coefficients)
+            return _unshare_buffers(model), report
 
     def decompose_hard_swish(self, quantize: str) -> bool:
         # XNNPACK has no int8 HARD_SWISH: each one splits the graph (benchmarks/int8_hardswish.py).
@@ -71,6 +95,45 @@ class TFLiteExporter:
             arrays[layer] = bases  # fold_bases already gives TFLite's layout
             arrays[layer + "/bias"] = bias
         return locate(template, expected), arrays
+
+
+# Ops the "int8_float_head" recipe keeps in float: the LM's two Dense heads and the softmax.
+# The trunk has no FULLY_CONNECTED (its SE blocks are 1x1 convs), so only the heads change.
+FLOAT_HEAD_OPS = ["FULLY_CONNECTED", "SOFTMAX"]
+
+
+def _convert_mixed(conv, graph: Graph, quantize: str, calibration) -> bytes:
+    """Higher-precision recipes for graphs whose int8 costs agreement (issue #10).
+
+    - ``int16x8``: the TF converter's int16 activations + int8 weights mode, every op;
+    - ``int8_float_head``: full int8 except :data:`FLOAT_HEAD_OPS`, which run in float
+      between a dequantize and a quantize (selective quantization through TF's
+      QuantizationDebugger, the converter's documented route to a denylist).
+    """
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = calibration
+    try:
+        if quantize == "int16x8":
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            return conv.convert()
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=FLOAT_HEAD_OPS)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=_as_lists(calibration, graph), debug_options=options)
+        return debugger.get_nondebug_quantized_model()
+    except Exception as e:
+        raise ExportError(f"{graph.name}: TFLite {quantize} conversion failed: "
+                          f"{str(e).strip().splitlines()[0]}") from e
+
+
+def _as_lists(calibration, graph: Graph):
+    """The debugger wants each sample as a list in input order, not a dict by name."""
+    names = [spec.name for spec in graph.inputs]
+    return lambda: ([feed[n] for n in names] for feed in calibration())
 
 
 def _unshare_buffers(model: bytes) -> bytes:

@@ -119,6 +119,12 @@ def _patch(model, model_bytes, layer, slot, want, match) -> Patch:
     shape = tuple(int(s) for s in want.shape)
     if dtype != np.int8:
         return Patch(layer, slot, kind, shape, np.dtype(dtype).name, off)
+    if btensor is not None and _DTYPES.get(btensor.Type()) == np.float32:
+        # Dynamic range (int8 weights, float bias and activations): the folded bias does not
+        # depend on the coefficients, so only the kernel and its scales are patched.
+        q = ftensor.Quantization()
+        return Patch(layer, slot, kind, shape, "int8", off, scale_offset=_vector_offset(q, 8),
+                     axis=q.QuantizedDimension())
     if btensor is None:
         raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
     q = ftensor.Quantization()

@@ -249,3 +249,56 @@ def test_synthesize_refuses_overlapping_writes(float_tflite):
     assert "share bytes" in overlapping(clash)
     with pytest.raises(ValueError, match="overlapping"):
         synthesize(template, clash, bases, np.full((8, 3), 1 / 3, np.float32))
+
+
+def test_fidelity_recipe_keeps_int8_weights_with_per_frame_activations(ckpt, tmp_path):
+    """--int8-recipe fidelity: dynamic-range LM and template; the template's patches rewrite
+    int8 kernels and their scales only (the float bias does not depend on coefficients)."""
+    m = export(ckpt, tmp_path / "fid", target="tflite", calibration="digits",
+               specialist="presynth", int8_recipe="fidelity", **FAST)
+    arts = m["artifacts"]
+    assert arts["lightweight"]["quantization"] == "dynamic"
+    assert arts["specialist_presynth"]["quantization"] == "dynamic"
+    table = load_table((tmp_path / "fid" / arts["specialist_presynth"]["patch_table"]).read_text())
+    assert "int8" in {p.dtype for p in table} <= {"int8", "float32"}
+    assert all(p.bias_offset == -1 for p in table)
+    v = m["verification"]["specialist_presynth"]["isolated"]
+    assert v["logits"]["max_rel"] < 0.1  # dynamic range: close to float
+
+
+def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, monkeypatch):
+    """Below --min-agreement the export fails with exit 1 and writes nothing; with
+    --allow-low-agreement it lands, recorded in the manifest, and check and bench warn.
+    The verification is real; only its LM agreement is lowered, so the gate must trip."""
+    from basisnet_deploy.export import pipeline
+
+    real = pipeline.verify_directory
+
+    def lowered(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result["lightweight"]["top1_agreement"] = 0.75
+        return result
+
+    monkeypatch.setattr(pipeline, "verify_directory", lowered)
+    out = tmp_path / "gated"
+    args = ["export", str(ckpt), "--calibration", "digits", "--calibration-size", "16",
+            "--verify-images", "12", "--specialist", "presynth", "--out", str(out)]
+    with pytest.raises(SystemExit) as code:
+        main(args + ["--min-agreement", "100.5"])
+    assert code.value.code == 2  # out of range, refused at parse time
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    err = capsys.readouterr().err
+    assert code.value.code == 1 and "Traceback" not in err
+    assert "lightweight agrees with the float model on 75.00% of 12 held-out images" in err
+    assert not out.exists() and not list(tmp_path.glob(".gated*"))  # no staging left
+    with pytest.raises(SystemExit) as code:
+        main(args + ["--allow-low-agreement"])
+    assert code.value.code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["agreement_gate"] == {"min_agreement": 99.0, "forced": True,
+                                          "below": {"lightweight": 75.0}}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["check", str(out)])
+    assert "forced through the agreement gate" in capsys.readouterr().out

@@ -281,6 +281,16 @@ def _artifact(role: Role, entry, where) -> Artifact:
                     presynth=presynth, details={k: v for k, v in entry.items() if k not in fixed})
 
 
+def agreement_warning(manifest: Manifest) -> str | None:
+    """A warning for an export forced through the agreement gate (--allow-low-agreement)."""
+    gate = manifest.info.get("agreement_gate") or {}
+    if not gate.get("forced"):
+        return None
+    below = ", ".join(f"{k} {v}%" for k, v in gate.get("below", {}).items())
+    return (f"this export was forced through the agreement gate (--allow-low-agreement): below "
+            f"{gate.get('min_agreement')}%: {below}")
+
+
 def check_files(directory, manifest: Manifest) -> None:
     """Every artifact file present, with the size and sha256 the manifest records."""
     directory = Path(directory)

@@ -222,6 +222,18 @@ def evaluate(checkpoint, dataset, as_json, json_out):
               help="Also export a plain MobileNet of the specialist's shape, so bench reports "
                    "the specialist's latency as a ratio to it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
+@click.option("--int8-recipe", type=click.Choice(["full", "fidelity"]), default="full", show_default=True,
+              help="What --quantize int8 makes of each artifact: 'full' static int8 (fastest; the "
+                   "template's ranges calibrated over each image's own kernels) or 'fidelity' "
+                   "(dynamic-range lightweight model and template: higher agreement, slower). "
+                   "README 'Int8 recipes' has the measured trade-off.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
+              help="Percent top-1 agreement with the float model on held-out images that every "
+                   "artifact must reach, isolated and end to end; below it the export fails "
+                   "(exit 1) and nothing is written.")
+@click.option("--allow-low-agreement", is_flag=True,
+              help="Write an export below --min-agreement anyway; the manifest records it and "
+                   "check/bench warn.")
 @output_options
 def export(checkpoint, out, as_json, json_out, **options):
     """Convert a checkpoint into a lightweight model, specialist(s) and manifest.json.
@@ -502,7 +514,7 @@ def main(argv=None):
         sys.exit(e.exit_code)
     except (UserError, ConfigError) as e:
         click.echo(f"Error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
     except ImportError as e:  # a missing optional dependency, by the module's name
         if (e.name or "").split(".")[0] not in CONVERT_MODULES:
             raise

@@ -118,8 +118,10 @@ def verification_text(v: dict) -> list[str]:
 
 
 def check_text(report: dict) -> list[str]:
-    lines = []
+    lines = [f"WARNING: {report['warning']}"] if "warning" in report else []
     for role, r in report.items():
+        if role == "warning":
+            continue
         verdict = {True: "GPU compatible", False: "GPU INCOMPATIBLE", None: "GPU: n/a"}[r["compatible"]]
         lines.append(f"  {role:<24} sha256 ok   {verdict}")
         lines += [f"      {w}" for w in r["warnings"]]
@@ -139,6 +141,8 @@ def bench_text(r) -> list[str]:
     lines = [f"{r.runtime} / delegate {r.delegate} / threads: LM {th['lightweight']}, synthesis "
              f"{th['synthesis']}, specialist {th['specialist']} ({th['cores']} cores) / specialist "
              f"{r.specialist_form} / threshold {r.threshold}"]
+    if r.warning:
+        lines.append(f"  WARNING: {r.warning}")
     if r.fallback:
         lines.append(f"  FALLBACK: {r.fallback}")
     lines.append(f"  processors: lightweight {r.processors['lightweight']}, "

@@ -66,6 +66,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                                     f"{MAX_PIXELS} pixels; refused as a possible decompression bomb")
                 im = ImageOps.exif_transpose(im)
                 im.load()
+                im = _sixteen_bit_to_8(im)
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                     im = im.convert("RGBA")
                     background = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -79,6 +80,15 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise DataError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def _sixteen_bit_to_8(im: Image.Image) -> Image.Image:
+    """16-bit greyscale (PNG 'I;16*') to 'L' by its full range: Pillow's convert('RGB')
+    clips such values at 255, which turns most of a 16-bit photo white."""
+    if not im.mode.startswith("I;16"):
+        return im
+    x = np.asarray(im, dtype=np.float32) / 257.0
+    return Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8), mode="L")
 
 
 def preprocess(image: Image.Image, resolution: int, pre: Preprocessing) -> np.ndarray:

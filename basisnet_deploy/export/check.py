@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import agreement_warning, check_files, load_manifest
 
 _NO_ANALYZER = "none for ONNX; GPU means the CUDA execution provider"
 
@@ -22,6 +22,9 @@ def check_export(directory) -> dict:
     check_files(directory, manifest)
     analyzer = _gpu_analyzer() if manifest.target == "tflite" else None
     report = {}
+    warning = agreement_warning(manifest)
+    if warning:
+        report["warning"] = warning
     for role, entry in manifest.artifacts.items():
         if manifest.target != "tflite":
             verdict = {"compatible": None, "warnings": [], "analyzer": _NO_ANALYZER}

@@ -42,6 +42,20 @@ from basisnet_deploy.runtime.sessions import describe
 warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
 
 SPECIALIST_FORMS = ("coefficient", "presynth", "all")
+
+# What ``--quantize int8`` makes of each artifact, per recipe (README "Int8 recipes"). Measured
+# on held-out real photographs in benchmarks/results/fidelity_photos.md:
+# - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU); the
+#   pre-synthesized template's activation ranges cover every calibration image's own kernels;
+# - fidelity: int8 weights with activations quantized per frame at run time (TFLite dynamic
+#   range, onnxruntime quantize_dynamic) for the lightweight model and the template, where
+#   static int8 costs agreement: higher agreement, less int8 speed.
+INT8_RECIPES = {
+    "full": {},
+    "fidelity": {("tflite", "lightweight"): "dynamic", ("onnx", "lightweight"): "dynamic",
+                 ("onnx", "specialist_coefficient"): "dynamic",
+                 ("tflite", "specialist_presynth"): "dynamic"},
+}
 EXPORT_QUANTIZATIONS = ["int8", "float16", "float32"]  # what a whole export may ask for
 
 
@@ -136,6 +150,9 @@ class ExportOptions:
     coefficient_int8: str = "dynamic"  # TFLite int8 scheme of the coefficient-input specialist
     baseline: bool = False  # also export a plain MobileNet for bench's overhead ratio
     seed: int = 0
+    int8_recipe: str = "full"  # one of INT8_RECIPES: what --quantize int8 makes of each artifact
+    min_agreement: float = 99.0  # percent; an artifact below it fails the export (the gate)
+    allow_low_agreement: bool = False  # write it anyway, recorded in the manifest
 
     def validated(self) -> "ExportOptions":
         """A copy with ``quantize`` resolved; a :class:`UserError` for a bad combination."""
@@ -151,6 +168,10 @@ class ExportOptions:
             raise UserError(f"--specialist: unknown {self.specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
         if self.coefficient_int8 not in ("dynamic", "fakequant"):
             raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose dynamic or fakequant")
+        if self.int8_recipe not in INT8_RECIPES:
+            raise UserError(f"--int8-recipe: unknown {self.int8_recipe!r}; choose one of {list(INT8_RECIPES)}")
+        if not 0 <= self.min_agreement <= 100:
+            raise UserError(f"--min-agreement {self.min_agreement}: a percentage from 0 to 100")
         if quantize is Quantization.INT8 and not self.calibration:
             raise UserError("--quantize int8 needs real calibration images: pass --calibration "
                             "digits or --calibration IMAGE_DIR")
@@ -194,7 +215,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     feeds = _feeds(inputs) if inputs.calib else {}
     try:
         with staged_directory(out_dir) as tmp:
-            artifacts, job = {}, _Job(exporter, opts, tmp, say)
+            artifacts, job = {}, _Job(exporter, opts, tmp, say, inputs.net, baked, inputs.lm_coeff)
             for role in opts.roles:
                 artifacts[role] = _convert(role, graphs[role.value], feeds.get(role.value), job)
                 if role is Role.SPECIALIST_PRESYNTH:
@@ -209,11 +230,47 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             manifest.info["verification"] = verify_directory(
                 tmp, manifest, inputs.net, held.images[:n],
                 None if held.labels is None else held.labels[:n], source=held.source)
+            manifest.info["agreement_gate"] = _gate(manifest.info["verification"], opts)
             manifest.info["export_seconds"] = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
     except ExportError as e:
         raise UserError(f"export failed: {e}") from None
     return manifest
+
+
+def lowest_agreements(verification: dict) -> dict[str, float]:
+    """Top-1 agreement with float per artifact check, in percent (isolated and end to end)."""
+    out = {}
+    for role, result in verification.items():
+        if not isinstance(result, dict):
+            continue
+        if "top1_agreement" in result:
+            out[role] = 100.0 * result["top1_agreement"]
+        for check in ("isolated", "end_to_end"):
+            if check in result:
+                out[f"{role} ({check.replace('_', ' ')})"] = 100.0 * result[check]["top1_agreement"]
+    return out
+
+
+def _gate(verification: dict, opts: ExportOptions) -> dict:
+    """Refuse (nothing lands) when an artifact agrees with float on fewer held-out images than
+    ``min_agreement``; with ``allow_low_agreement`` record that it was forced through."""
+    agreements = lowest_agreements(verification)
+    low = {k: round(v, 2) for k, v in agreements.items() if v < opts.min_agreement}
+    if low and not opts.allow_low_agreement:
+        worst = min(low, key=low.get)
+        raise LowAgreement(f"{worst} agrees with the float model on {low[worst]:.2f}% of "
+                           f"{verification['images']} held-out images, below --min-agreement "
+                           f"{opts.min_agreement:g}% ({len(low)} check(s) low); nothing was written. "
+                           "Try --int8-recipe fidelity, more --calibration-size, or pass "
+                           "--allow-low-agreement to write it anyway")
+    return {"min_agreement": opts.min_agreement, "forced": bool(low), "below": low}
+
+
+class LowAgreement(UserError):
+    """An export refused by the agreement gate (the CLI exits 1: the input was fine)."""
+
+    exit_code = 1
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -269,6 +326,9 @@ class _Job:
     opts: ExportOptions
     tmp: Path
     say: object
+    net: object  # the checkpoint's BasisNet (per-image template calibration mixes its bases)
+    baked: np.ndarray  # [L, K] the template's coefficients
+    coefficients: np.ndarray  # [N, L, K] the float LM's, one set per calibration image
 
 
 def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
@@ -279,12 +339,19 @@ def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
         q = _coefficient_int8_scheme(opts.target, opts.coefficient_int8)
         if q == "int8" and opts.target == "tflite":
             _bound_synthesized_kernels(graph.model)
+    if q == "int8":
+        q = INT8_RECIPES[opts.int8_recipe].get((opts.target, role.value), q)
     say(f"converting {role.value} to {opts.target} ({q})")
     reader = _reader(feeds) if q == "int8" else None
-    data = exporter.convert(graph, q, reader)
+    details = {}
+    if role is Role.SPECIALIST_PRESYNTH and q == "int8" and hasattr(exporter, "convert_presynth_int8"):
+        data, details["template_calibration"] = exporter.convert_presynth_int8(
+            graph, reader, fold_bases(job.net.specialist), job.baked, job.coefficients)
+    else:
+        data = exporter.convert(graph, q, reader)
     name = role.value + exporter.suffix
     (tmp / name).write_bytes(data)
-    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q))
+    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q), details=details)
 
 
 def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, exporter) -> Manifest:

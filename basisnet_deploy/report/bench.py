@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, expected_madds
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, agreement_warning, expected_madds
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
@@ -124,6 +124,7 @@ class BenchReport:
     specialist_vs_baseline_p50: float | None = None
     baseline_fps: float | None = None  # the plain network alone, frame after frame, same run
     vs_baseline_fps: dict = field(default_factory=dict)  # runner fps / baseline_fps, per runner
+    warning: str | None = None  # e.g. an export forced through the agreement gate
     manifest_sha256: str | None = None  # of the export's manifest.json, so report can match them
 
 
@@ -159,6 +160,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         processors={"lightweight": setup.light_factory.processor,
                     "specialist": setup.factory.processor},
         manifest_sha256=sha256_hex((Path(directory) / MANIFEST_FILE).read_bytes()))
+    report.warning = agreement_warning(setup.dep.manifest)
     _measure_stages(setup, opts, report, say)
     modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
     for mode in modes:
