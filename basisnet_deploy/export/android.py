@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
-from basisnet_deploy.common.files import staged_directory
+from basisnet_deploy.common.files import check_output_dir, staged_directory
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
                                                 load_manifest)
@@ -30,6 +30,7 @@ BASES_RAW = "specialist_bases.bin"
 def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     """Copy a TFLite export into ``out_dir`` (replaced atomically); returns a report."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    check_output_dir(out_dir, "android-assets", legacy=_ours)
     manifest = load_manifest(export_dir)
     if manifest.target != "tflite":
         raise UserError(f"{export_dir}: target is {manifest.target!r}; the Android demo runs "
@@ -39,12 +40,9 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     if not {Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT} & set(artifacts):
         raise UserError(f"{export_dir}: the app needs the lightweight model and a specialist; "
                         "re-export with --specialist all")
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not _ours(out_dir))):
-        raise UserError(f"{out_dir}: exists and is not an android-assets directory; choose another "
-                        "--out (a previous android-assets output is replaced)")
 
     files = [entry.file for entry in artifacts.values()]
-    with staged_directory(out_dir) as tmp:
+    with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:
             files.append(presynth.presynth.patch_table)

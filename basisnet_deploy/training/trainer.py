@@ -206,14 +206,12 @@ def train_checkpoint(dataset_spec: str, out, arch: ArchConfig, pre: Preprocessin
 
     Refuses an existing non-empty ``out`` that is not a checkpoint before any work.
     """
-    import os
-
+    from basisnet_deploy.common.files import check_output_dir
     from basisnet_deploy.data import load_dataset
     from basisnet_deploy.model import checkpoint
 
     out = str(out)
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "config.json")):
-        raise UserError(f"{out}: exists and is not a checkpoint directory; choose a new --out")
+    check_output_dir(out, "checkpoint", legacy=checkpoint.legacy_checkpoint)
     ds = load_dataset(dataset_spec)
     result = train(ds, arch, pre, settings, progress)
     checkpoint.save(out, result.net, result.config)
