@@ -23,10 +23,11 @@ class CalibrationImages:
     source: str
     considered: int
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: list = field(default_factory=list)
 
     def report(self) -> dict:
         return {"source": self.source, "used": len(self.images), "considered": self.considered,
-                "skipped": dict(self.skipped)}
+                "skipped": dict(self.skipped), "skipped_files": self.skipped_files[:20]}
 
 
 def calibration_images(source: str, count: int, seed: int = 0,
@@ -47,4 +48,5 @@ def calibration_images(source: str, count: int, seed: int = 0,
         raise DataError(f"{source}: no such calibration folder; pass --calibration digits or a "
                         "folder of images")
     sample = sample_folder(source, count, seed)
-    return CalibrationImages(sample.images, str(source), sample.considered, sample.skipped)
+    return CalibrationImages(sample.images, str(source), sample.considered, sample.skipped,
+                             sample.skipped_files)

@@ -123,7 +123,8 @@ def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: Trai
                     test_set.tensors(arch.resolution, pre), test_set.labels)
     metrics = {"held_out": held, "train_seconds": round(seconds, 1),
                "steps": steps_per_epoch * settings.epochs,
-               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped)}
+               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped),
+               "skipped_files": list(dataset.skipped_files)[:20]}
     training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings), **metrics}
     config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
     return TrainResult(net, config, metrics)
