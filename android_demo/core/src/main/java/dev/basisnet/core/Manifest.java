@@ -36,6 +36,9 @@ public final class Manifest {
     /** Presynth extras: patch table file, raw bases file (android-assets), baked coefficients. */
     public final String patchTableFile;
     public final String basesRawFile;
+    /** sha256 of the patch table and of the raw bases, as the manifest records them. */
+    public final String patchTableSha256;
+    public final String basesRawSha256;
     public final Map<String, BasesFile.Entry> basesRawIndex;
     public final long lightweightMadds;
     public final long specialistMadds;
@@ -85,7 +88,7 @@ public final class Manifest {
         }
 
         Map<String, Artifact> arts = new LinkedHashMap<>();
-        String table = null, raw = null;
+        String table = null, raw = null, tableSha = null, rawSha = null;
         Map<String, BasesFile.Entry> index = Collections.emptyMap();
         for (Map.Entry<String, JsonElement> e : object(root, "artifacts").entrySet()) {
             JsonObject a = e.getValue().getAsJsonObject();
@@ -95,9 +98,11 @@ public final class Manifest {
                     tensors(array(a, "outputs", where), where + ".outputs")));
             if (e.getKey().equals("specialist_presynth")) {
                 table = string(a, "patch_table", where);
+                tableSha = string(a, "patch_table_sha256", where);
                 if (a.has("bases_raw")) {
                     JsonObject r = object(a, "bases_raw", where);
                     raw = string(r, "file", where + ".bases_raw");
+                    rawSha = string(r, "sha256", where + ".bases_raw");
                     index = BasesFile.index(object(r, "tensors", where + ".bases_raw"));
                 }
             }
@@ -105,6 +110,8 @@ public final class Manifest {
         artifacts = Collections.unmodifiableMap(arts);
         patchTableFile = table;
         basesRawFile = raw;
+        patchTableSha256 = tableSha;
+        basesRawSha256 = rawSha;
         basesRawIndex = index;
 
         JsonElement cost = root.get("cost");
