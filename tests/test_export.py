@@ -103,12 +103,12 @@ def test_fakequant_coefficient_specialist_is_full_int8_and_runs(ckpt, tmp_path):
     assert 0.0 <= m["verification"]["specialist_coefficient"]["end_to_end"]["top1_agreement"] <= 1.0
 
 
-def test_onnx_float_export(ckpt, tmp_path):
+def test_onnx_float_export(float_onnx):
     import onnx
 
-    m = export(ckpt, tmp_path / "onnx", target="onnx", **FAST)
+    directory, m = float_onnx
     for entry in m["artifacts"].values():
-        onnx.checker.check_model(onnx.load(tmp_path / "onnx" / entry["file"]))
+        onnx.checker.check_model(onnx.load(directory / entry["file"]))
     v = m["verification"]
     assert v["lightweight"]["logits"]["max_rel"] <= 1e-4
     assert v["specialist_coefficient"]["isolated"]["logits"]["max_rel"] <= 1e-4

@@ -229,6 +229,22 @@ def _tensor(t: _Table, buffers: list[int]) -> None:
             raise _Bad(f"tensor {t.string(3)!r}: {len(scales)} scales for axis {axis} of {shape}")
         if zeros and len(zeros) != len(scales):
             raise _Bad(f"tensor {t.string(3)!r}: {len(zeros)} zero points for {len(scales)} scales")
+        _quant_values(t, kind, scales, zeros)
+
+
+# TensorType -> the zero points it can hold (int8, uint8, int16)
+_ZERO_RANGE = {9: (-128, 127), 3: (0, 255), 7: (0, 0)}
+
+
+def _quant_values(t: _Table, kind: int, scales: list, zeros: list) -> None:
+    """Scales finite and positive; zero points inside the type, 0 for per-channel int8."""
+    if any(not 0 < s < float("inf") for s in scales):
+        raise _Bad(f"tensor {t.string(3)!r}: a quantization scale is not a positive number")
+    lo, hi = _ZERO_RANGE.get(kind, (-(2**63), 2**63 - 1))
+    if len(scales) > 1 and kind == 9:
+        lo = hi = 0
+    if any(not lo <= z <= hi for z in zeros):
+        raise _Bad(f"tensor {t.string(3)!r}: zero point outside [{lo}, {hi}] (bad zero point)")
 
 
 def _indices(values: list[int], n: int, what: str) -> None:

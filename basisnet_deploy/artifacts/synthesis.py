@@ -75,7 +75,7 @@ def load_presynth(directory, entry) -> Presynth:
     """
     directory = Path(directory)
     files = entry.presynth
-    bases = _load_bases(directory / files.bases)
+    bases = load_bases(directory / files.bases)
     path = directory / entry.file
     table_path = directory / files.patch_table
     try:
@@ -98,7 +98,7 @@ def load_presynth(directory, entry) -> Presynth:
     return Presynth(path, template, table, bases)
 
 
-def _load_bases(path: Path) -> dict[str, np.ndarray]:
+def load_bases(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             bases = {k: npz[k] for k in npz.files}

@@ -22,6 +22,7 @@ from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
                                                 load_manifest)
 from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.artifacts.synthesis import load_bases, load_presynth
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
 BASES_RAW = "specialist_bases.bin"
@@ -42,6 +43,8 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
                         "re-export with --specialist all")
 
     files = [entry.file for entry in artifacts.values()]
+    if Role.SPECIALIST_PRESYNTH in artifacts:  # bases readable, patch table fits the template
+        load_presynth(export_dir, artifacts[Role.SPECIALIST_PRESYNTH])
     with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:
@@ -70,10 +73,10 @@ def _write_bases(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
     if sha256_hex(data) != files.bases_sha256:
         raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
                         "basisnet-deploy export")
-    tensors, offset = {}, 0
-    with np.load(path) as npz, open(target, "wb") as f:
-        for name in sorted(npz.files):
-            array = np.ascontiguousarray(npz[name], "<f4")
+    tensors, offset, bases = {}, 0, load_bases(path)
+    with open(target, "wb") as f:
+        for name in sorted(bases):
+            array = np.ascontiguousarray(bases[name], "<f4")
             f.write(array.tobytes())
             tensors[name] = {"offset": offset, "shape": list(array.shape)}
             offset += array.nbytes

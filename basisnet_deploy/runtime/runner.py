@@ -42,6 +42,7 @@ class Result:
     confidence: float
     stage: str  # "lightweight" (early exit) or "specialist"
     times_ms: dict = field(default_factory=dict)
+    resynthesized: bool = False  # presynth: this frame's coefficients were synthesized anew
     latency_ms: float = 0.0  # from submission to result, queueing included
 
 
