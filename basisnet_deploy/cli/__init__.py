@@ -457,11 +457,19 @@ def main(argv=None):
     """Console entry point: user errors become one line on stderr and exit code 2."""
     # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
     # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
-    from basisnet_deploy.common.quiet import set_verbosity
+    from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity
 
-    set_verbosity(False)  # -v turns it back on
+    args = sys.argv[1:] if argv is None else list(argv)
+    set_verbosity(bool(args) and args[0] in ("-v", "--verbose"))  # -v: every log shown
+    with filter_native_logs():
+        code = _run(args)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run(argv):
+    """The command's exit code; user errors printed as one line."""
     try:
-        code = cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
+        return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -480,7 +488,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import sys
+import re
 import tempfile
+import threading
 
 VERBOSE_ENV = "BASISNET_VERBOSE"
 
@@ -56,3 +58,52 @@ def quiet_native():
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+_NATIVE_LOG = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]]+\] |WARNING: All log "
+                         rb"messages before absl::InitializeLog\(\) is called)")
+
+
+@contextlib.contextmanager
+def filter_native_logs():
+    """Drop absl/glog-formatted lines (TensorFlow's C++ start-up notices, which ignore
+    TF_CPP_MIN_LOG_LEVEL) from file descriptor 2; everything else passes through as written."""
+    if verbose():
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, saved), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        pump.join(timeout=5)
+        os.close(saved)
+
+
+def _pump(read_end: int, out: int) -> None:
+    pending = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(read_end, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            data = b"".join(ln + b"\n" for ln in lines if not _NATIVE_LOG.match(ln))
+            if b"\r" in pending and not _NATIVE_LOG.match(pending):  # a progress bar redraw
+                data, pending = data + pending, b""
+            if data:
+                os.write(out, data)
+        if pending and not _NATIVE_LOG.match(pending):
+            os.write(out, pending)
+    os.close(read_end)

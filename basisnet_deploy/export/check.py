@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import Role, check_files, load_manifest
+from basisnet_deploy.artifacts.synthesis import load_presynth
 
 _NO_ANALYZER = "none for ONNX; GPU means the CUDA execution provider"
 
@@ -20,6 +21,8 @@ def check_export(directory) -> dict:
     directory = Path(directory)
     manifest = load_manifest(directory)
     check_files(directory, manifest)
+    if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
+        load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
     analyzer = _gpu_analyzer() if manifest.target == "tflite" else None
     report = {}
     for role, entry in manifest.artifacts.items():
