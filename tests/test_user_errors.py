@@ -111,3 +111,16 @@ def test_native_log_lines_are_dropped_unless_verbose(verbose):
                          env=env, timeout=60).stderr
     assert "Error: a real line" in err
     assert ("noise" in err and "InitializeLog" in err) == bool(verbose)
+
+
+def test_a_calibration_set_of_1x1_images_is_refused(tmp_path):
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.common.errors import UserError
+
+    for i in range(3):
+        Image.new("RGB", (1, 1), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    with pytest.raises(UserError, match="smaller than 8x8"):
+        calibration_images(str(tmp_path), 10)
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "real.png")
+    calib = calibration_images(str(tmp_path), 10)
+    assert len(calib.images) == 1 and calib.report()["skipped"] == {"smaller than 8x8": 3}
