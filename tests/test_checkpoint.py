@@ -91,7 +91,7 @@ def test_save_is_atomic_and_refuses_foreign_directories(saved, tmp_path):
     foreign.mkdir()
     (foreign / "todo.txt").write_text("mine")
     cfg = checkpoint.load_config(path)
-    with pytest.raises(UserError, match="was not written by basisnet-deploy as a checkpoint"):
+    with pytest.raises(UserError, match="is not a basisnet-deploy checkpoint directory"):
         checkpoint.save(foreign, net, cfg)
     assert (foreign / "todo.txt").read_text() == "mine"
     # Overwriting a checkpoint leaves exactly one checkpoint and no temporary siblings.

@@ -160,7 +160,7 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing(ckpt, tmp_path, capsy
         (["export", str(ckpt), "--out", str(out), "--calibration", str(empty)], "is empty"),
         (["export", str(ckpt), "--out", str(out), "--calibration", str(junk)], "none of its 2 files"),
         (["export", str(ckpt), "--out", str(out), "--quantize", "int8"], "needs real calibration"),
-        (["export", str(ckpt), "--out", str(junk)], "not an export directory"),
+        (["export", str(ckpt), "--out", str(junk)], "not a basisnet-deploy export directory"),
         (["verify", str(tmp_path)], "manifest.json: missing"),
         (["export", str(ckpt), "--out", str(out), "--target", "onnx", "--input-type", "int8"],
          "--input-type applies to TFLite"),

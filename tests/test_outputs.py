@@ -37,7 +37,7 @@ def test_foreign_non_empty_directory_is_refused_and_untouched(tmp_path, content)
     out.mkdir()
     for name, text in content.items():
         (out / name).write_text(text)
-    with pytest.raises(UserError, match="was not written by basisnet-deploy as a export"):
+    with pytest.raises(UserError, match="is not a basisnet-deploy export directory"):
         _write(out)
     assert {p.name: p.read_text() for p in out.iterdir()} == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -46,7 +46,7 @@ def test_foreign_non_empty_directory_is_refused_and_untouched(tmp_path, content)
 def test_output_of_another_kind_is_refused(tmp_path):
     out = tmp_path / "out"
     _write(out, kind="checkpoint")
-    with pytest.raises(UserError, match="as a export"):
+    with pytest.raises(UserError, match="not a basisnet-deploy export directory"):
         _write(out, kind="export")
     assert (out / "result.txt").exists()
 

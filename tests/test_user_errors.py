@@ -36,7 +36,7 @@ def test_foreign_out_is_refused_before_any_work(tmp_path, capsys, command):
     argv = {"train": ["train", "--dataset", str(tmp_path / "no-such-data"), "--out", str(out)],
             "export": ["export", str(tmp_path / "no-such-ckpt"), "--out", str(out)]}[command]
     err = _exit_2(argv, capsys)
-    assert str(out) in err and "was not written by basisnet-deploy" in err  # not the data error
+    assert str(out) in err and "is not a basisnet-deploy" in err  # not the data error
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 

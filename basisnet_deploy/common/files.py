@@ -75,8 +75,8 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
             raise OutputError(f"{option} {target}: the directory is read-only; make it writable "
                               "or choose a new path")
         if any(target.iterdir()) and not owned(target, kind, legacy):
-            raise OutputError(f"{option} {target}: exists, is not empty and was not written by "
-                              f"basisnet-deploy as a {kind} (no {MARKER_FILE} marker); choose a "
+            raise OutputError(f"{option} {target}: exists, is not empty and is not a basisnet-deploy "
+                              f"{kind} directory (no {MARKER_FILE} marker of that kind); choose a "
                               "new or empty directory")
     return target
 
