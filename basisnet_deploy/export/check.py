@@ -38,7 +38,11 @@ def check_export(directory) -> dict:
 
 def _gpu_analyzer():
     """TF's GPU compatibility analyzer, or the reason it cannot run here."""
-    if importlib.util.find_spec("tensorflow") is None:
+    try:
+        missing = importlib.util.find_spec("tensorflow") is None
+    except ImportError:  # a finder that refuses it outright
+        missing = True
+    if missing:
         return ("TF's GPU analyzer needs TensorFlow, which this install lacks: "
                 "pip install 'basisnet-deploy[convert]'")
     from basisnet_deploy.converters.tflite import gpu_compatibility
