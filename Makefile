@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 RUN    := runs/demo
 
 export PYTHONHASHSEED = 0
+# Quiet installs: no pip version nag, no setuptools deprecation banners (-qq: errors only).
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+PIP_QUIET := -qq
 
-.PHONY: demo test install clean jvm-build jvm-test android-static-check test-deps
+.PHONY: demo test install clean jvm-build jvm-test android-static-check deps test-deps smoke
 
 # The Android demo's plain-Java core (android_demo/core), built and tested with Debian's JDK 17,
 # JUnit 5 and Gson (.ci/run installs them), no Gradle or network needed.
@@ -20,18 +23,26 @@ JUNIT_CP   := $(JAVA_LIBS)/junit-jupiter-api.jar:$(JAVA_LIBS)/opentest4j.jar:$(J
 $(STAMP): pyproject.toml constraints.txt setup.py basisnet_deploy/artifacts/_fastsynth.c
 	bash scripts/install-build-deps.sh $(PYTHON)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[convert,test]'
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[convert,test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: deps $(STAMP)
+
+# System packages (scripts/install-test-deps.sh, the same script .ci/run calls; idempotent):
+# deps = Python with venv support; test-deps = that plus the JVM test dependencies.
+deps:
+	bash scripts/install-test-deps.sh --python-only $(PYTHON)
+
+test-deps:
+	bash scripts/install-test-deps.sh $(PYTHON)
 
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
 # checkpoint from disk, cost it, export it to TFLite int8 and ONNX int8 (each export prints
 # its verification table against the float model), calibrate the early-exit threshold,
 # bench the sequential and pipelined runners, and copy the TFLite export into the Android
 # demo's assets (android_demo/app/src/main/assets/basisnet, git-ignored).
-demo: $(STAMP)
+demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
@@ -41,7 +52,7 @@ demo: $(STAMP)
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
 
-test: $(STAMP) test-deps jvm-test android-static-check
+test: test-deps $(STAMP) jvm-test android-static-check
 	BASISNET_JVM_CLASSES=$(JVM_OUT) $(BIN)/python -m pytest -q tests
 
 jvm-build:
@@ -54,15 +65,23 @@ jvm-test: jvm-build
 	  --fail-if-no-tests -cp $(JVM_OUT)/main:$(JVM_OUT)/test:$(JVM_CP) --scan-classpath $(JVM_OUT)/test
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-smoke-* runs .pytest_cache
+
+# A smoke test on another Python (CI runs the full suite on $(PYTHON) and this on the others):
+# the base install (no TensorFlow), import, --help and the tests that need no TensorFlow.
+#   make smoke SMOKE_PYTHON=python3.13
+SMOKE_PYTHON ?= python3.13
+SMOKE_VENV   := .venv-smoke-$(notdir $(SMOKE_PYTHON))
+smoke:
+	bash scripts/install-test-deps.sh --python-only $(SMOKE_PYTHON)
+	test -x $(SMOKE_VENV)/bin/python || $(SMOKE_PYTHON) -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[test]'
+	$(SMOKE_VENV)/bin/python -c 'import sys, basisnet_deploy; print("basisnet-deploy", basisnet_deploy.__version__, "on Python", sys.version.split()[0])'
+	$(SMOKE_VENV)/bin/basisnet-deploy --help > /dev/null
+	$(SMOKE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_arch.py tests/test_data.py tests/test_layout.py tests/test_outputs.py
 
 # The Android app's static check (android_demo/README.md "Static check"): one runtime in the
 # Gradle files, the wrapper, the ABIs, and the app's Kotlin compiled against the core and the
 # compile-only API signatures in android_demo/tools/stubs. Installs kotlinc from npm if missing.
 android-static-check:
 	bash android_demo/tools/static_check.sh
-
-# Debian packages the tests need (JDK, JUnit, Gson, Chromium for the report page test, a C
-# compiler for the synthesis kernel): the same script .ci/run uses, so make test works alone.
-test-deps:
-	bash scripts/install-test-deps.sh

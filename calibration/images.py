@@ -23,10 +23,11 @@ class CalibrationImages:
     source: str
     considered: int
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: list = field(default_factory=list)
 
     def report(self) -> dict:
         return {"source": self.source, "used": len(self.images), "considered": self.considered,
-                "skipped": dict(self.skipped)}
+                "skipped": dict(self.skipped), "skipped_files": self.skipped_files[:20]}
 
 
 def calibration_images(source: str, count: int, seed: int = 0,
@@ -47,4 +48,23 @@ def calibration_images(source: str, count: int, seed: int = 0,
         raise DataError(f"{source}: no such calibration folder; pass --calibration digits or a "
                         "folder of images")
     sample = sample_folder(source, count, seed)
-    return CalibrationImages(sample.images, str(source), sample.considered, sample.skipped)
+    return _without_tiny(CalibrationImages(sample.images, str(source), sample.considered,
+                                           sample.skipped, sample.skipped_files))
+
+
+MIN_SIDE = 8  # pixels; the digits are 8x8. A 1x1 image calibrates int8 ranges to a constant.
+
+
+def _without_tiny(calib: CalibrationImages) -> CalibrationImages:
+    """Images under MIN_SIDE pixels on a side skipped (named, counted); none left is an error."""
+    keep = [im for im in calib.images if min(im.size) >= MIN_SIDE]
+    tiny = len(calib.images) - len(keep)
+    if not tiny:
+        return calib
+    if not keep:
+        raise DataError(f"{calib.source}: every readable image is smaller than {MIN_SIDE}x{MIN_SIDE} "
+                        "pixels; int8 calibration needs real images of the kind the model will see")
+    skipped = Counter(calib.skipped)
+    skipped[f"smaller than {MIN_SIDE}x{MIN_SIDE}"] += tiny
+    names = calib.skipped_files + [f"({tiny} images under {MIN_SIDE} px)"]
+    return CalibrationImages(keep, calib.source, calib.considered, skipped, names)

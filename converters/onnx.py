@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basisnet_deploy.common.quiet import quiet_native
 from basisnet_deploy.converters.base import ExportError, Graph
 from basisnet_deploy.artifacts.synthesis import Patch
 
@@ -54,7 +55,9 @@ class OnnxExporter:
         fn = tf.function(tf.autograph.experimental.do_not_convert(graph.fn),
                          input_signature=graph.inputs)
         try:
-            proto, _ = tf2onnx.convert.from_function(fn, input_signature=graph.inputs, opset=OPSET)
+            with quiet_native():
+                proto, _ = tf2onnx.convert.from_function(fn, input_signature=graph.inputs,
+                                                         opset=OPSET)
         except Exception as e:
             raise ExportError(f"{graph.name}: tf2onnx failed: {str(e).strip().splitlines()[0]}") from e
         onnx.checker.check_model(proto)
@@ -121,13 +124,14 @@ def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> by
     with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(proto, src)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        calibration.rewind()
-        excluded = _head_nodes(onnx.load(pre), exclude_ops) if exclude_ops else []
-        kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True,
-                      activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        quantize_static(str(pre), str(dst), calibration, nodes_to_exclude=excluded,
-                        **{**kwargs, **options})
+        with quiet_native():
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            calibration.rewind()
+            excluded = _head_nodes(onnx.load(pre), exclude_ops) if exclude_ops else []
+            kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True,
+                          activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            quantize_static(str(pre), str(dst), calibration, nodes_to_exclude=excluded,
+                            **{**kwargs, **options})
         model = onnx.load(dst)
         onnx.checker.check_model(model)
         return model.SerializeToString()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import tempfile
 
+from basisnet_deploy.common.quiet import quiet_native
 from basisnet_deploy.converters.base import ExportError, Graph
 
 ENDPOINT = "serve"
@@ -54,7 +55,8 @@ class TFLiteExporter:
             elif quantize != "float32":
                 raise ExportError(f"unknown quantization {quantize!r}")
             try:
-                model = conv.convert()
+                with quiet_native():  # the converter's MLIR notes and C++ logs
+                    model = conv.convert()
             except Exception as e:  # ConverterError carries MLIR diagnostics
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
                                   f"{str(e).strip().splitlines()[0]}") from e

@@ -70,3 +70,11 @@ def int8_tflite(ckpt, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exp") / "i8"
     return out, export(ckpt, out, target="tflite", calibration="digits", **FAST)
+
+
+@pytest.fixture(scope="session")
+def float_onnx(ckpt, tmp_path_factory):
+    """(directory, manifest) of a float ONNX export of ``ckpt``."""
+
+    out = tmp_path_factory.mktemp("exp") / "onnx"
+    return out, export(ckpt, out, target="onnx", **FAST)

@@ -254,7 +254,7 @@ def test_android_assets_command(int8_tflite, tmp_path, capsys):
         main(["android-assets", str(directory), "--out", str(other)])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "not an android-assets directory" in err and "Traceback" not in err
+    assert "not a basisnet-deploy android-assets directory" in err and "Traceback" not in err
     assert (other / "notes.txt").read_text() == "keep me"
     # A tampered artifact is caught before anything is written.
     bad = tmp_path / "bad"

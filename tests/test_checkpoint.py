@@ -91,7 +91,7 @@ def test_save_is_atomic_and_refuses_foreign_directories(saved, tmp_path):
     foreign.mkdir()
     (foreign / "todo.txt").write_text("mine")
     cfg = checkpoint.load_config(path)
-    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint directory"):
+    with pytest.raises(UserError, match="is not a basisnet-deploy checkpoint directory"):
         checkpoint.save(foreign, net, cfg)
     assert (foreign / "todo.txt").read_text() == "mine"
     # Overwriting a checkpoint leaves exactly one checkpoint and no temporary siblings.
@@ -100,6 +100,7 @@ def test_save_is_atomic_and_refuses_foreign_directories(saved, tmp_path):
     checkpoint.save(out, net, cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "notes"]
     assert checkpoint.load_config(out) == cfg
+    assert json.loads((out / ".basisnet-deploy").read_text())["kind"] == "checkpoint"
 
 
 def test_cli_cost_reads_a_checkpoint(saved):

@@ -103,12 +103,12 @@ def test_fakequant_coefficient_specialist_is_full_int8_and_runs(ckpt, tmp_path):
     assert 0.0 <= m["verification"]["specialist_coefficient"]["end_to_end"]["top1_agreement"] <= 1.0
 
 
-def test_onnx_float_export(ckpt, tmp_path):
+def test_onnx_float_export(float_onnx):
     import onnx
 
-    m = export(ckpt, tmp_path / "onnx", target="onnx", **FAST)
+    directory, m = float_onnx
     for entry in m["artifacts"].values():
-        onnx.checker.check_model(onnx.load(tmp_path / "onnx" / entry["file"]))
+        onnx.checker.check_model(onnx.load(directory / entry["file"]))
     v = m["verification"]
     assert v["lightweight"]["logits"]["max_rel"] <= 1e-4
     assert v["specialist_coefficient"]["isolated"]["logits"]["max_rel"] <= 1e-4
@@ -160,7 +160,7 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing(ckpt, tmp_path, capsy
         (["export", str(ckpt), "--out", str(out), "--calibration", str(empty)], "is empty"),
         (["export", str(ckpt), "--out", str(out), "--calibration", str(junk)], "none of its 2 files"),
         (["export", str(ckpt), "--out", str(out), "--quantize", "int8"], "needs real calibration"),
-        (["export", str(ckpt), "--out", str(junk)], "not an export directory"),
+        (["export", str(ckpt), "--out", str(junk)], "not a basisnet-deploy export directory"),
         (["verify", str(tmp_path)], "manifest.json: missing"),
         (["export", str(ckpt), "--out", str(out), "--target", "onnx", "--input-type", "int8"],
          "--input-type applies to TFLite"),

@@ -67,5 +67,5 @@ def test_cli_refuses_a_foreign_output_directory(tmp_path, capsys):
     with pytest.raises(SystemExit) as code:
         main(["train", "--out", str(tmp_path), "--epochs", "1"])
     assert code.value.code == 2
-    assert "not a checkpoint directory" in capsys.readouterr().err
+    assert "is not a basisnet-deploy checkpoint directory" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "x"

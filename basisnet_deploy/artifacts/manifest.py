@@ -67,6 +67,7 @@ class PresynthFiles:
     bases: str
     patch_table: str
     bases_sha256: str
+    patch_table_sha256: str
     baked_coefficients: list
     patched_layers: int
     bases_int8: str  # the compact (int8, per-basis per-channel scales) copy of the bases
@@ -272,6 +273,7 @@ def _artifact(role: Role, entry, where) -> Artifact:
             bases_sha256=_typed(entry, "bases_sha256", str, where),
             bases_int8=safe_name(entry["bases_int8"], where, f"{key}.bases_int8"),
             bases_int8_sha256=_typed(entry, "bases_int8_sha256", str, where),
+            patch_table_sha256=_typed(entry, "patch_table_sha256", str, where),
             baked_coefficients=_typed(entry, "baked_coefficients", list, where),
             patched_layers=_typed(entry, "patched_layers", int, where))
         fixed |= set(fields)
@@ -289,20 +291,54 @@ def agreement_warning(manifest: Manifest) -> str | None:
     below = ", ".join(f"{k} {v}%" for k, v in gate.get("below", {}).items())
     return (f"this export was forced through the agreement gate (--allow-low-agreement): below "
             f"{gate.get('min_agreement')}%: {below}")
+def inside(directory, name: str) -> Path:
+    """``directory / name``, resolved (symlinks followed); refused unless it stays inside
+    ``directory``: a manifest's file names are untrusted."""
+    root = Path(directory).resolve()
+    path = (root / name).resolve()
+    if path == root or root not in path.parents:
+        raise UserError(f"{Path(directory) / name}: resolves to {path}, outside the export "
+                        f"directory {root}; refusing to read it (re-run basisnet-deploy export)")
+    return path
 
 
 def check_files(directory, manifest: Manifest) -> None:
-    """Every artifact file present, with the size and sha256 the manifest records."""
-    directory = Path(directory)
+    """Every file of the export present, inside it, with the sha256 the manifest records:
+    each artifact (and its size), the bases and the patch table; then each model file's
+    structure (:mod:`~basisnet_deploy.artifacts.model_check`), so no runtime sees bad bytes."""
+    from basisnet_deploy.artifacts.model_check import check_model_bytes
+
     for role, entry in manifest.artifacts.items():
-        path = directory / entry.file
-        if not path.is_file():
-            raise UserError(f"{path}: missing ({role.value}); re-run basisnet-deploy export")
+        data = _checked(directory, entry.file, entry.sha256, role.value, entry.bytes)
+        check_model_bytes(data, Path(directory) / entry.file)
+        if entry.presynth is not None:
+            _checked(directory, entry.presynth.bases, entry.presynth.bases_sha256, "bases")
+            _checked(directory, entry.presynth.patch_table, entry.presynth.patch_table_sha256,
+                     "patch table")
+
+
+def _checked(directory, name: str, sha256: str, what: str, size: int | None = None) -> bytes:
+    path = inside(directory, name)
+    if not path.is_file():
+        raise UserError(f"{path}: missing ({what}); re-run basisnet-deploy export")
+    try:
         data = path.read_bytes()
-        if len(data) != entry.bytes or sha256_hex(data) != entry.sha256:
-            raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest "
-                            f"({entry.bytes} bytes expected): truncated or modified; "
-                            "re-run basisnet-deploy export")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
+    if (size is not None and len(data) != size) or sha256_hex(data) != sha256:
+        expected = f" ({size} bytes expected)" if size is not None else ""
+        raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest{expected} "
+                        f"({what}): truncated or modified; re-run basisnet-deploy export")
+    return data
+
+
+def legacy_export(directory: Path) -> bool:
+    """An export written before output markers: a manifest.json whose generator is us."""
+    try:
+        raw = json.loads((Path(directory) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and str(raw.get("generator", "")).startswith("basisnet-deploy")
 
 
 def expected_madds(cost: dict, exit_rate: float) -> float:

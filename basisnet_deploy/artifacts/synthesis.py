@@ -18,10 +18,13 @@ combination, so every range bound that holds for one frame holds for the batch.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from basisnet_deploy.common.errors import UserError
 
 CHANNEL_AXIS = {"conv": 0, "depthwise": 3}  # TFLite OHWI filters; depthwise is [1, H, W, C]
 
@@ -64,14 +67,100 @@ class Presynth:
 
 def load_presynth(directory, entry) -> Presynth:
     """The pre-synthesized specialist of ``directory`` from its manifest entry (an
-    :class:`~basisnet_deploy.artifacts.manifest.Artifact` with ``presynth`` files)."""
+    :class:`~basisnet_deploy.artifacts.manifest.Artifact` with ``presynth`` files).
+
+    The files are untrusted: a bases file that is not a readable ``.npz`` of float arrays, a
+    patch table that is not a list of patches, and offsets outside the template or
+    overlapping each other are a :class:`UserError` before any byte is written.
+    """
     directory = Path(directory)
     files = entry.presynth
-    with np.load(directory / files.bases) as npz:
-        bases = {k: npz[k] for k in npz.files}
+    bases = load_bases(directory / files.bases)
     path = directory / entry.file
-    return Presynth(path, path.read_bytes(), load_table((directory / files.patch_table).read_text()),
-                    bases)
+    table_path = directory / files.patch_table
+    try:
+        template, text = path.read_bytes(), table_path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{table_path}: cannot read ({e}); re-run basisnet-deploy export") from None
+    try:
+        table = load_table(text)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UserError(f"{table_path}: not a patch table ({str(e)[:120]}); re-run "
+                        "basisnet-deploy export") from None
+    try:
+        shape = np.asarray(files.baked_coefficients, dtype=np.float32).shape
+    except (ValueError, TypeError):
+        shape = ()
+    problem = validate_table(table, bases, len(template), shape)
+    if problem:
+        raise UserError(f"{table_path}: {problem}; the patch table does not fit {path.name}: "
+                        "re-run basisnet-deploy export")
+    return Presynth(path, template, table, bases)
+
+
+def load_bases(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            bases = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, AttributeError) as e:
+        raise UserError(f"{path}: not a readable .npz of bases ({str(e)[:120]}); re-run "
+                        "basisnet-deploy export") from None
+    for name, array in bases.items():
+        if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
+            raise UserError(f"{path}: {name} is {array.dtype} or not finite; expected float "
+                            "bases: re-run basisnet-deploy export")
+    return bases
+
+
+def validate_table(table: list[Patch], bases: dict, template_size: int, coeff_shape) -> str | None:
+    """What is wrong with ``table`` for this template, bases and [L, K] coefficients, or None."""
+    if len(coeff_shape) != 2:
+        return f"baked coefficients of shape {coeff_shape} are not [L, K]"
+    n_slots, k = coeff_shape
+    for p in table:
+        problem = _patch_problem(p, bases, n_slots, k)
+        if problem is None:
+            problem = next((f"{p.layer}: its {what} at byte {start} ends at {end}, past the "
+                            f"template's {template_size} bytes"
+                            for start, end, what in _ranges(p) if start < 0 or end > template_size),
+                           None)
+        if problem:
+            return problem
+    return overlapping(table)
+
+
+def _patch_problem(p: Patch, bases: dict, n_slots: int, k: int) -> str | None:
+    ints = (p.slot, p.weight_offset, p.scale_offset, p.bias_offset, p.bias_scale_offset, p.axis)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        return f"{p.layer!r}: offsets, slot and axis must be integers"
+    if p.kind not in CHANNEL_AXIS or p.dtype not in ("float32", "float16", "int8"):
+        return f"{p.layer!r}: kind {p.kind!r} / dtype {p.dtype!r} unknown"
+    if not p.shape or not all(isinstance(d, int) and 0 < d < 2**31 for d in p.shape) or \
+            not -1 <= p.axis < len(p.shape) or CHANNEL_AXIS[p.kind] >= len(p.shape):
+        return f"{p.layer!r}: shape {list(p.shape)} / axis {p.axis} is not a kernel shape"
+    if not 0 <= p.slot < n_slots:
+        return f"{p.layer!r}: slot {p.slot} is outside the {n_slots} coefficient rows"
+    if not isinstance(p.layer, str) or getattr(bases.get(p.layer), "shape", None) != (k, *p.shape):
+        return f"{p.layer!r}: no bases of shape {[k, *p.shape]} in the bases file"
+    if p.dtype == "int8" and p.bias_offset >= 0:
+        bias = bases.get(p.layer + "/bias")
+        if getattr(bias, "shape", None) != (p.channels,):
+            return f"{p.layer!r}: no bias of shape [{p.channels}] in the bases file"
+        if not isinstance(p.input_scale, (int, float)) or not 0 < p.input_scale < float("inf"):
+            return f"{p.layer!r}: input_scale {p.input_scale!r} is not a positive number"
+    return None
+
+
+def _ranges(p: Patch):
+    """(start, end, what) of every byte range ``p`` writes."""
+    n = int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize
+    yield p.weight_offset, p.weight_offset + n, "kernel"
+    if p.dtype == "int8":
+        c = p.channels
+        yield p.scale_offset, p.scale_offset + 4 * c, "scales"
+        if p.bias_offset >= 0:
+            yield p.bias_offset, p.bias_offset + 4 * c, "bias"
+            yield p.bias_scale_offset, p.bias_scale_offset + 4 * c, "bias scales"
 
 
 def dump_table(patches: list[Patch]) -> str:
@@ -79,22 +168,15 @@ def dump_table(patches: list[Patch]) -> str:
 
 
 def load_table(text: str) -> list[Patch]:
-    return [Patch(**{**d, "shape": tuple(d["shape"])}) for d in json.loads(text)]
+    data = json.loads(text)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise ValueError("the top level must be a list of objects")
+    return [Patch(**{**d, "shape": tuple(d["shape"])}) for d in data]
 
 
 def overlapping(patches: list[Patch]) -> str | None:
     """A description of the first two byte ranges that overlap, or None."""
-    ranges = []
-    for p in patches:
-        n = int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize
-        ranges.append((p.weight_offset, p.weight_offset + n, p.layer, "kernel"))
-        if p.dtype == "int8":
-            c = p.channels
-            ranges.append((p.scale_offset, p.scale_offset + 4 * c, p.layer, "scales"))
-            if p.bias_offset >= 0:
-                ranges += [(p.bias_offset, p.bias_offset + 4 * c, p.layer, "bias"),
-                           (p.bias_scale_offset, p.bias_scale_offset + 4 * c, p.layer, "bias scales")]
-    ranges.sort()
+    ranges = sorted((start, end, p.layer, what) for p in patches for start, end, what in _ranges(p))
     for a, b in zip(ranges, ranges[1:]):
         if b[0] < a[1]:
             return f"the {a[3]} of {a[2]} and the {b[3]} of {b[2]} share bytes {b[0]}-{min(a[1], b[1])}"

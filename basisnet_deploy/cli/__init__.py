@@ -80,8 +80,17 @@ def output_options(fn):
                         help="Print the result as one JSON document on stdout instead of a table.")(fn)
 
 
+def _verbose(ctx, param, value):
+    from basisnet_deploy.common.quiet import set_verbosity
+
+    set_verbosity(bool(value))
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="basisnet-deploy")
+@click.option("-v", "--verbose", is_flag=True, is_eager=True, expose_value=False, callback=_verbose,
+              help="Show TensorFlow's and the converters' own logs (hidden by default).")
 def cli():
     """Train, cost, export, verify, benchmark and run BasisNet two-stage classifiers.
 
@@ -137,11 +146,11 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Checkpoint directory to write (config.json + weights).")
 @arch_options
-@click.option("--epochs", type=int, default=_TRAIN_DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_TRAIN_DEFAULTS.batch_size, show_default=True)
-@click.option("--learning-rate", type=float, default=_TRAIN_DEFAULTS.learning_rate,
+@click.option("--epochs", type=click.IntRange(1, 100000), default=_TRAIN_DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=_TRAIN_DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, 10, min_open=True), default=_TRAIN_DEFAULTS.learning_rate,
               show_default=True, help="Peak RMSProp learning rate after the linear warm-up.")
-@click.option("--held-out", type=float, default=_TRAIN_DEFAULTS.held_out, show_default=True,
+@click.option("--held-out", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=_TRAIN_DEFAULTS.held_out, show_default=True,
               help="Fraction of each class held out for evaluation.")
 @click.option("--resize", type=click.Choice(["squash", "center_crop"]), default=None,
               help="Resize rule stored in the checkpoint (default: squash for digits, "
@@ -172,7 +181,12 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
     with _progress("train") as progress:
         result = train_checkpoint(dataset, out, arch, pre, settings, progress)
     if result["skipped"]:
-        click.echo(f"skipped {sum(result['skipped'].values())} files: {result['skipped']}", err=True)
+        from collections import Counter
+
+        from basisnet_deploy.data.datasets import describe_skipped
+
+        click.echo(describe_skipped(Counter(result["skipped"]), result.get("skipped_files", [])),
+                   err=True)
     render.emit(result, as_json, json_out, render.train_text)
 
 
@@ -347,13 +361,13 @@ def _runtime(flags: dict):
 @_runtime_options
 @click.option("--runner", type=click.Choice(["sequential", "pipelined", "both"]), default="both",
               show_default=True)
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Early-exit confidence (default: the manifest's; none means never exit).")
 @click.option("--frames", type=click.IntRange(1, 10**7), default=200, show_default=True)
 @click.option("--warmup", type=click.IntRange(0, 10**6), default=20, show_default=True)
 @click.option("--images", default=None, help="A folder of images (default: digits).")
 @click.option("--dataset", type=click.Choice(["digits"]), default=None)
-@click.option("--resynth-tolerance", type=float, default=0.0, show_default=True,
+@click.option("--resynth-tolerance", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Presynth: re-synthesize when coefficients drift by more than this (max abs).")
 @click.option("--resynth-every", type=click.IntRange(0, 10**9), default=0, show_default=True,
               help="Presynth: re-synthesize at least every N frames (0: no limit; 1: every "
@@ -396,7 +410,7 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_runtime_options
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Early-exit confidence (default: the manifest's; none means never exit).")
 @output_options
 def predict(directory, images, threshold, as_json, json_out, **flags):
@@ -413,9 +427,9 @@ def predict(directory, images, threshold, as_json, json_out, **flags):
               help="Held-out digits (the checkpoint's split when it was trained on digits).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Labelled images DIR/<class>/<images>, classes as the manifest's labels.")
-@click.option("--max-drop", type=float, default=None,
+@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
               help="Allowed top-1 drop in points against never exiting, e.g. 0.5.")
-@click.option("--target-madds", type=float, default=None, help="Average MAdds budget per frame.")
+@click.option("--target-madds", type=click.FloatRange(0, min_open=True), default=None, help="Average MAdds budget per frame.")
 @click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]), default="presynth",
               show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
@@ -503,9 +517,19 @@ def main(argv=None):
     """Console entry point: user errors become one line on stderr and exit code 2."""
     # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
     # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    set_verbosity(bool(args) and args[0] in ("-v", "--verbose"))  # -v: every log shown
+    with filter_native_logs():
+        code = _run(args)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run(argv):
+    """The command's exit code; user errors printed as one line."""
     try:
-        code = cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
+        return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -524,7 +548,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,37 +1,151 @@
-"""Files the tool writes and reads: atomic directory writes and content digests."""
+"""Files the tool writes and reads: owned, atomic directory writes and content digests.
+
+A directory a command writes (an export, a checkpoint, Android assets) is staged in a hidden
+sibling, marked as the tool's own with :data:`MARKER_FILE` (JSON: tool, version, kind), and
+renamed into place. A command replaces only a directory it made: an existing non-empty
+directory without the marker of the same kind is refused with one line before any work, as
+are a symlinked ``--out``, a read-only one and one under a regular file. The staging
+directory is removed on errors, Ctrl-C and SIGTERM.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
+
+from basisnet_deploy import __version__
+from basisnet_deploy.common.errors import UserError
+
+TOOL = "basisnet-deploy"
+MARKER_FILE = ".basisnet-deploy"
+KINDS = ("export", "checkpoint", "android-assets", "report")
+
+
+class OutputError(UserError):
+    pass
+
+
+def marker(kind: str) -> dict:
+    return {"tool": TOOL, "version": __version__, "kind": kind}
+
+
+def read_marker(directory: Path) -> dict | None:
+    """The marker of ``directory`` as a dict, or None where there is none or it is not ours."""
+    try:
+        data = json.loads((Path(directory) / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == TOOL else None
+
+
+def owned(directory: Path, kind: str, legacy=None) -> bool:
+    """True when ``directory`` is a ``kind`` output of this tool (marker, or ``legacy(dir)``)."""
+    mark = read_marker(directory)
+    if mark is not None:
+        return mark.get("kind") == kind
+    return bool(legacy and legacy(Path(directory)))
+
+
+def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> Path:
+    """Refuse, before any work and without writing anything, an output this command must not
+    replace. ``legacy(dir) -> bool`` accepts outputs written before markers existed."""
+    target = Path(target)
+    if kind not in KINDS:
+        raise ValueError(kind)
+    if target.is_symlink():
+        raise OutputError(f"{option} {target}: is a symbolic link; pass the directory it points "
+                          f"to ({os.path.realpath(target)}) or a new path")
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{option} {target}: exists and is not a directory; choose a new path")
+    parent = _existing_ancestor(target.absolute().parent)
+    if not parent.is_dir():
+        raise OutputError(f"{option} {target}: {parent} is a file, not a directory; choose a path "
+                          "under a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {target}: {parent} is not writable; choose a writable path")
+    if target.is_dir():
+        if not os.access(target, os.W_OK | os.X_OK | os.R_OK):
+            raise OutputError(f"{option} {target}: the directory is read-only; make it writable "
+                              "or choose a new path")
+        if any(target.iterdir()) and not owned(target, kind, legacy):
+            raise OutputError(f"{option} {target}: exists, is not empty and is not a basisnet-deploy "
+                              f"{kind} directory (no {MARKER_FILE} marker of that kind); choose a "
+                              "new or empty directory")
+    return target
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        if path.is_symlink():  # a dangling link: report it as the blocker
+            return path
+        path = path.parent
+    return path
 
 
 @contextlib.contextmanager
-def staged_directory(target: str | os.PathLike):
-    """Yield an empty temporary sibling of ``target``; on success it replaces ``target``.
+def staged_directory(target: str | os.PathLike, kind: str, legacy=None, option: str = "--out"):
+    """Yield an empty, marked temporary sibling of ``target``; on success it replaces ``target``.
 
-    On any exception the temporary directory is removed and ``target`` is untouched, so a
-    failed write never leaves a half-written result behind.
+    ``target`` is checked first (:func:`check_output_dir`). On any exception, Ctrl-C or SIGTERM
+    the temporary directory is removed and ``target`` is untouched.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    target = check_output_dir(target, kind, option, legacy)
     try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as e:
+        raise OutputError(f"{option} {target}: cannot create it ({e.strerror or e}); choose a "
+                          "writable path") from None
+    try:
+        with _terminate_as_exit():
+            (tmp / MARKER_FILE).write_text(json.dumps(marker(kind)) + "\n")
+            yield tmp
+            _replace(tmp, target)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    if not target.exists():
+        tmp.rename(target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    target.rename(old)
+    try:
+        tmp.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM so that ``finally`` blocks clean up."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """While active, SIGTERM raises :class:`Terminated` (exit 143) instead of killing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -23,6 +23,7 @@ class Dataset:
     class_names: tuple[str, ...]
     skipped: Counter = field(default_factory=Counter)
     source: str = ""
+    skipped_files: list = field(default_factory=list)  # paths, in reading order
 
     def tensors(self, resolution: int, pre: Preprocessing) -> np.ndarray:
         return np.stack([preprocess(im, resolution, pre) for im in self.images])
@@ -45,7 +46,7 @@ class Dataset:
 
     def subset(self, idx) -> "Dataset":
         return Dataset([self.images[i] for i in idx], self.labels[list(idx)], self.class_names,
-                       Counter(self.skipped), self.source)
+                       Counter(self.skipped), self.source, list(self.skipped_files))
 
 
 def digits() -> Dataset:
@@ -71,7 +72,7 @@ def image_folder(root: str | os.PathLike) -> Dataset:
     if len(classes) < 2:
         raise DataError(f"{root}: found {len(classes)} class folders; an image folder needs at "
                         "least two sub-folders, one per class")
-    images, labels, skipped = [], [], Counter()
+    images, labels, skipped, names = [], [], Counter(), []
     for label, name in enumerate(classes):
         for path in sorted((root / name).rglob("*")):
             if not path.is_file() or path.name.startswith("."):
@@ -81,10 +82,11 @@ def image_folder(root: str | os.PathLike) -> Dataset:
                 labels.append(label)
             except DataError as e:
                 skipped[skip_reason(str(e))] += 1
+                names.append(str(path))
     if not images:
         raise DataError(f"{root}: no readable images in {len(classes)} class folders "
-                        f"(skipped: {dict(skipped) or 'nothing found'})")
-    return Dataset(images, np.asarray(labels, np.int64), tuple(classes), skipped, str(root))
+                        f"({describe_skipped(skipped, names) or 'nothing found'})")
+    return Dataset(images, np.asarray(labels, np.int64), tuple(classes), skipped, str(root), names)
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -135,6 +137,7 @@ class FolderSample:
     images: list
     considered: int
     skipped: Counter = field(default_factory=Counter)
+    skipped_files: list = field(default_factory=list)
 
 
 def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderSample:
@@ -151,7 +154,7 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderS
         raise DataError(f"{root}: the folder is empty; add real images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     order = np.random.default_rng(seed).permutation(len(files))
-    images, skipped, considered = [], Counter(), 0
+    images, skipped, considered, names = [], Counter(), 0, []
     for i in order:
         if len(images) >= count:
             break
@@ -160,7 +163,19 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderS
             images.append(load_image(files[i]))
         except DataError as e:
             skipped[skip_reason(str(e))] += 1
+            names.append(str(files[i]))
     if not images:
         raise DataError(f"{root}: none of its {len(files)} files is a readable image "
-                        f"(skipped: {dict(skipped)})")
-    return FolderSample(images, considered, skipped)
+                        f"({describe_skipped(skipped, names)})")
+    return FolderSample(images, considered, skipped, names)
+
+
+def describe_skipped(skipped: Counter, names: list, limit: int = 5) -> str:
+    """'skipped 7 files (not an image: 6, truncated: 1): a.txt, b.png, ... and 2 more'."""
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))
+    shown = ", ".join(names[:limit]) + (f" and {total - limit} more" if total > limit else "")
+    return f"skipped {total} files ({reasons}): {shown}"
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -66,7 +65,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                                     f"{MAX_PIXELS} pixels; refused as a possible decompression bomb")
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                im = _sixteen_bit_to_8(im)
+                im = to_8bit(im)
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                     im = im.convert("RGBA")
                     background = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -82,13 +81,30 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise DataError(f"{path}: unreadable or truncated image ({e})") from None
 
 
-def _sixteen_bit_to_8(im: Image.Image) -> Image.Image:
-    """16-bit greyscale (PNG 'I;16*') to 'L' by its full range: Pillow's convert('RGB')
-    clips such values at 255, which turns most of a 16-bit photo white."""
-    if not im.mode.startswith("I;16"):
+_HIGH_BIT_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0,
+                   "I": None, "F": None}
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled, not clipped.
+
+    Pillow's ``convert("RGB")`` clips such images at 255 (a 16-bit PNG turns white). 16-bit
+    images scale by 255/65535; "I" images holding 16-bit data (Pillow opens 16-bit PNGs as
+    "I" or "I;16") scale the same way, wider ones by their maximum; float images by [0, 1]
+    when they lie in it, else by their maximum. Other modes pass through.
+    """
+    if im.mode not in _HIGH_BIT_MODES:
         return im
-    x = np.asarray(im, dtype=np.float32) / 257.0
-    return Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8), mode="L")
+    x = np.asarray(im, dtype=np.float64)
+    full = _HIGH_BIT_MODES[im.mode]
+    if full is None:
+        top = float(np.nanmax(x)) if x.size else 0.0
+        if im.mode == "F" and 0.0 <= np.nanmin(x) and top <= 1.0:
+            full = 1.0
+        else:
+            full = 65535.0 if top <= 65535 else max(top, 1.0)
+    y = np.clip(np.nan_to_num(x) * (255.0 / full), 0, 255)
+    return Image.fromarray(np.round(y).astype(np.uint8), mode="L")
 
 
 def preprocess(image: Image.Image, resolution: int, pre: Preprocessing) -> np.ndarray:

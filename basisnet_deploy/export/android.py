@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy import __version__
-from basisnet_deploy.common.files import staged_directory
+from basisnet_deploy.common.files import check_output_dir, staged_directory
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
                                                 load_manifest)
 from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.artifacts.synthesis import load_bases, load_presynth
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
 BASES_RAW = "specialist_bases.bin"
@@ -40,6 +41,7 @@ BASES_INT8_RAW = "specialist_bases_int8.bin"
 def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     """Copy a TFLite export into ``out_dir`` (replaced atomically); returns a report."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    check_output_dir(out_dir, "android-assets", legacy=_ours)
     manifest = load_manifest(export_dir)
     if manifest.target != "tflite":
         raise UserError(f"{export_dir}: target is {manifest.target!r}; the Android demo runs "
@@ -49,12 +51,11 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     if not {Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT} & set(artifacts):
         raise UserError(f"{export_dir}: the app needs the lightweight model and a specialist; "
                         "re-export with --specialist all")
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not _ours(out_dir))):
-        raise UserError(f"{out_dir}: exists and is not an android-assets directory; choose another "
-                        "--out (a previous android-assets output is replaced)")
 
     files = [entry.file for entry in artifacts.values()]
-    with staged_directory(out_dir) as tmp:
+    if Role.SPECIALIST_PRESYNTH in artifacts:  # bases readable, patch table fits the template
+        load_presynth(export_dir, artifacts[Role.SPECIALIST_PRESYNTH])
+    with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:
             files.append(presynth.presynth.patch_table)
@@ -84,10 +85,10 @@ def _write_bases(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
     if sha256_hex(data) != files.bases_sha256:
         raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
                         "basisnet-deploy export")
-    tensors, offset = {}, 0
-    with np.load(path) as npz, open(target, "wb") as f:
-        for name in sorted(npz.files):
-            array = np.ascontiguousarray(npz[name], "<f4")
+    tensors, offset, bases = {}, 0, load_bases(path)
+    with open(target, "wb") as f:
+        for name in sorted(bases):
+            array = np.ascontiguousarray(bases[name], "<f4")
             f.write(array.tobytes())
             tensors[name] = {"offset": offset, "shape": list(array.shape)}
             offset += array.nbytes

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from basisnet_deploy.artifacts.manifest import agreement_warning, check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import Role, agreement_warning, check_files, load_manifest
+from basisnet_deploy.artifacts.synthesis import load_presynth
 
 _NO_ANALYZER = "none for ONNX; GPU means the CUDA execution provider"
 
@@ -20,6 +21,8 @@ def check_export(directory) -> dict:
     directory = Path(directory)
     manifest = load_manifest(directory)
     check_files(directory, manifest)
+    if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
+        load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
     analyzer = _gpu_analyzer() if manifest.target == "tflite" else None
     report = {}
     warning = agreement_warning(manifest)
@@ -38,7 +41,11 @@ def check_export(directory) -> dict:
 
 def _gpu_analyzer():
     """TF's GPU compatibility analyzer, or the reason it cannot run here."""
-    if importlib.util.find_spec("tensorflow") is None:
+    try:
+        missing = importlib.util.find_spec("tensorflow") is None
+    except ImportError:  # a finder that refuses it outright
+        missing = True
+    if missing:
         return ("TF's GPU analyzer needs TensorFlow, which this install lacks: "
                 "pip install 'basisnet-deploy[convert]'")
     from basisnet_deploy.converters.tflite import gpu_compatibility

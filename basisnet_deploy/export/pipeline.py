@@ -24,15 +24,15 @@ import numpy as np
 
 from basisnet_deploy import __version__
 from basisnet_deploy.artifacts import compact_bases
-from basisnet_deploy.artifacts.manifest import (BASES_FILE, MANIFEST_FILE, PATCH_TABLE_FILE, Artifact,
-                                                Manifest, PresynthFiles, Quantization, Role)
+from basisnet_deploy.artifacts.manifest import (BASES_FILE, PATCH_TABLE_FILE, Artifact,
+                                                Manifest, PresynthFiles, Quantization, Role, legacy_export)
 from basisnet_deploy.calibration.images import calibration_images
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex, staged_directory
+from basisnet_deploy.common.files import check_output_dir, sha256_hex, staged_directory
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import ExportError
 from basisnet_deploy.data import preprocess
-from basisnet_deploy.data.datasets import evaluation_set
+from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
 from basisnet_deploy.export.verify import verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.cost import basisnet_cost
@@ -214,7 +214,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     graphs[Role.BASELINE_PLAIN.value] = graphs[Role.SPECIALIST_PRESYNTH.value]
     feeds = _feeds(inputs) if inputs.calib else {}
     try:
-        with staged_directory(out_dir) as tmp:
+        with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
             artifacts, job = {}, _Job(exporter, opts, tmp, say, inputs.net, baked, inputs.lm_coeff)
             for role in opts.roles:
                 artifacts[role] = _convert(role, graphs[role.value], feeds.get(role.value), job)
@@ -274,10 +274,7 @@ class LowAgreement(UserError):
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / MANIFEST_FILE).is_file())):
-        raise UserError(f"{out_dir}: exists and is not an export directory; choose a new --out "
-                        "(an existing export is replaced)")
+    check_output_dir(out_dir, "export", legacy=legacy_export)
 
 
 def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
@@ -294,6 +291,8 @@ def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
         say(f"reading calibration images from {opts.calibration}")
         calib = calibration_images(opts.calibration, opts.calibration_size, opts.seed,
                                    exclude=set(held.indices) if opts.calibration == "digits" else None)
+        if calib.skipped:
+            say(f"calibration: {describe_skipped(calib.skipped, calib.skipped_files)}")
     a, pre = cfg.architecture, cfg.preprocessing
     source = calib.images if calib else held.images[:64]
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in source])
@@ -440,4 +439,5 @@ def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, q
     return PresynthFiles(bases=buf.name, patch_table=PATCH_TABLE_FILE,
                          bases_sha256=sha256_hex(buf.read_bytes()), bases_int8=compact.name,
                          bases_int8_sha256=sha256_hex(compact.read_bytes()),
+                         patch_table_sha256=sha256_hex((tmp / PATCH_TABLE_FILE).read_bytes()),
                          baked_coefficients=np.round(baked, 6).tolist(), patched_layers=len(patches))

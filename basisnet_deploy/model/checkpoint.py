@@ -40,6 +40,16 @@ def _key(path: str) -> str:
     return "weights/" + path.replace(".", "..").replace("/", ".S") + "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+def legacy_checkpoint(directory: Path) -> bool:
+    """A checkpoint written before output markers: our config.json and weight index."""
+    try:
+        data = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and "schema_version" in data and "architecture" in data
+            and (directory / f"{PREFIX}.index").is_file())
+
+
 def save(directory: str | os.PathLike, net: "BasisNet", config: BasisNetConfig) -> Path:
     """Write ``config.json`` and the weights into ``directory``, atomically.
 
@@ -50,10 +60,7 @@ def save(directory: str | os.PathLike, net: "BasisNet", config: BasisNetConfig) 
 
     config.validate()
     directory = Path(directory)
-    if directory.exists() and not (directory / CONFIG_FILE).exists() and any(directory.iterdir()):
-        raise CheckpointError(f"{directory}: exists and is not a checkpoint directory; "
-                              "choose a new path or an empty directory")
-    with staged_directory(directory) as tmp:
+    with staged_directory(directory, "checkpoint", legacy=legacy_checkpoint) as tmp:
         tf.train.Checkpoint(weights={w.path: w for w in net.weights}).write(str(tmp / PREFIX))
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     return directory

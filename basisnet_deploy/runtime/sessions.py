@@ -71,7 +71,11 @@ class LiteRTSession:
                        for k, v in details.items()}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.runner(**{k: self._cast(k, v) for k, v in feeds.items()})
+        try:
+            return self.runner(**{k: self._cast(k, v) for k, v in feeds.items()})
+        except (ValueError, RuntimeError) as e:  # a kernel refusing the model at prepare time
+            raise RuntimeLoadError(f"{self.name}: LiteRT cannot run this model "
+                                   f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
     def _cast(self, key, value):
         shape, dtype, (scale, zero) = self.inputs[key]
@@ -105,7 +109,11 @@ class OnnxSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        try:
+            return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        except Exception as e:  # onnxruntime's own Fail / InvalidArgument / RuntimeException
+            raise RuntimeLoadError(f"{self.name}: onnxruntime cannot run this model "
+                                   f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
 
 def open_session(path: str | os.PathLike, model: bytes | None = None, **kwargs):

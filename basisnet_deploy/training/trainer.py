@@ -123,7 +123,8 @@ def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: Trai
                     test_set.tensors(arch.resolution, pre), test_set.labels)
     metrics = {"held_out": held, "train_seconds": round(seconds, 1),
                "steps": steps_per_epoch * settings.epochs,
-               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped)}
+               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped),
+               "skipped_files": list(dataset.skipped_files)[:20]}
     training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings), **metrics}
     config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
     return TrainResult(net, config, metrics)
@@ -206,14 +207,12 @@ def train_checkpoint(dataset_spec: str, out, arch: ArchConfig, pre: Preprocessin
 
     Refuses an existing non-empty ``out`` that is not a checkpoint before any work.
     """
-    import os
-
+    from basisnet_deploy.common.files import check_output_dir
     from basisnet_deploy.data import load_dataset
     from basisnet_deploy.model import checkpoint
 
     out = str(out)
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "config.json")):
-        raise UserError(f"{out}: exists and is not a checkpoint directory; choose a new --out")
+    check_output_dir(out, "checkpoint", legacy=checkpoint.legacy_checkpoint)
     ds = load_dataset(dataset_spec)
     result = train(ds, arch, pre, settings, progress)
     checkpoint.save(out, result.net, result.config)

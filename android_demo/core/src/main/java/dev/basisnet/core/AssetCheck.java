@@ -41,8 +41,8 @@ public final class AssetCheck {
                 throw new ManifestException("manifest.json: the pre-synthesized specialist has no bases_raw entry "
                         + "(copied by hand?); " + FIX);
             }
-            requirePresent(source, manifest.patchTableFile);
-            requirePresent(source, manifest.basesRawFile);
+            checkFile(source, manifest.patchTableFile, manifest.patchTableSha256);
+            checkFile(source, manifest.basesRawFile, manifest.basesRawSha256);
             if (manifest.basesInt8RawFile != null) requirePresent(source, manifest.basesInt8RawFile);
         }
     }

@@ -36,6 +36,9 @@ public final class Manifest {
     /** Presynth extras: patch table file, raw bases file (android-assets), baked coefficients. */
     public final String patchTableFile;
     public final String basesRawFile;
+    /** sha256 of the patch table and of the raw bases, as the manifest records them. */
+    public final String patchTableSha256;
+    public final String basesRawSha256;
     public final Map<String, BasesFile.Entry> basesRawIndex;
     /** The compact int8 bases written raw by android-assets (bases_int8_raw), or null/empty when absent. */
     public final String basesInt8RawFile;
@@ -88,7 +91,7 @@ public final class Manifest {
         }
 
         Map<String, Artifact> arts = new LinkedHashMap<>();
-        String table = null, raw = null;
+        String table = null, raw = null, tableSha = null, rawSha = null;
         Map<String, BasesFile.Entry> index = Collections.emptyMap();
         String raw8 = null;
         Map<String, CompactBases.Entry> index8 = Collections.emptyMap();
@@ -100,9 +103,11 @@ public final class Manifest {
                     tensors(array(a, "outputs", where), where + ".outputs")));
             if (e.getKey().equals("specialist_presynth")) {
                 table = string(a, "patch_table", where);
+                tableSha = string(a, "patch_table_sha256", where);
                 if (a.has("bases_raw")) {
                     JsonObject r = object(a, "bases_raw", where);
                     raw = string(r, "file", where + ".bases_raw");
+                    rawSha = string(r, "sha256", where + ".bases_raw");
                     index = BasesFile.index(object(r, "tensors", where + ".bases_raw"));
                 }
                 if (a.has("bases_int8_raw")) {
@@ -120,6 +125,8 @@ public final class Manifest {
         artifacts = Collections.unmodifiableMap(arts);
         patchTableFile = table;
         basesRawFile = raw;
+        patchTableSha256 = tableSha;
+        basesRawSha256 = rawSha;
         basesRawIndex = index;
         basesInt8RawFile = raw8;
         basesInt8RawIndex = index8;

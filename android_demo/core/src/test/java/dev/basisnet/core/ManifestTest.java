@@ -23,8 +23,8 @@ class ManifestTest {
             + "    \"outputs\": [{\"name\": \"logits\", \"dtype\": \"float32\", \"shape\": [1, 2], \"quantization\": null},"
             + "                  {\"name\": \"coefficients\", \"dtype\": \"float32\", \"shape\": [1, 2, 3], \"quantization\": null}]},"
             + "  \"specialist_presynth\": {\"file\": \"specialist_presynth.tflite\", \"sha256\": \"cd\", \"quantization\": \"int8\","
-            + "    \"patch_table\": \"specialist_patches.json\", \"bases\": \"specialist_bases.npz\","
-            + "    \"bases_raw\": {\"file\": \"specialist_bases.bin\", \"tensors\": {\"sp_L8_expand\": {\"offset\": 0, \"shape\": [3, 4, 1, 1, 2]}}},"
+            + "    \"patch_table\": \"specialist_patches.json\", \"patch_table_sha256\": \"ef\", \"bases\": \"specialist_bases.npz\","
+            + "    \"bases_raw\": {\"file\": \"specialist_bases.bin\", \"sha256\": \"01\", \"tensors\": {\"sp_L8_expand\": {\"offset\": 0, \"shape\": [3, 4, 1, 1, 2]}}},"
             + "    \"inputs\": [{\"name\": \"image\", \"dtype\": \"float32\", \"shape\": [1, 32, 32, 3], \"quantization\": null}],"
             + "    \"outputs\": [{\"name\": \"logits\", \"dtype\": \"float32\", \"shape\": [1, 2], \"quantization\": null}]}}}";
 
@@ -46,6 +46,8 @@ class ManifestTest {
         assertEquals(0.0078125f, image.scale);
         assertEquals("specialist_patches.json", m.patchTableFile);
         assertEquals("specialist_bases.bin", m.basesRawFile);
+        assertEquals("ef", m.patchTableSha256);
+        assertEquals("01", m.basesRawSha256);
         assertArrayEquals(new int[] {3, 4, 1, 1, 2}, m.basesRawIndex.get("sp_L8_expand").shape);
         float[][] rows = m.coefficientRows(new float[] {1, 2, 3, 4, 5, 6});
         assertArrayEquals(new float[] {4, 5, 6}, rows[1]);

@@ -47,16 +47,31 @@ class StartupTest {
         return s.toString();
     }
 
-    /** The test manifest with real digests of two small files, and the folder holding them. */
+    static final byte[] TABLE = "[]".getBytes(StandardCharsets.UTF_8);
+
+    @Test
+    void aTamperedPatchTableOrBasesFileIsRefused() throws Exception {
+        for (String name : new String[] {"specialist_patches.json", "specialist_bases.bin"}) {
+            Object[] e = export();
+            ((Folder) e[1]).files.put(name, "[{}]".getBytes(StandardCharsets.UTF_8));
+            ManifestException x = assertThrows(ManifestException.class,
+                    () -> AssetCheck.verify((Manifest) e[0], (Folder) e[1]));
+            assertTrue(x.getMessage().startsWith("assets/basisnet/" + name + ": sha256"), x.getMessage());
+        }
+    }
+
+    /** The test manifest with real digests of its small files, and the folder holding them. */
     static Object[] export() throws Exception {
         byte[] lm = "lightweight bytes".getBytes(StandardCharsets.UTF_8);
         byte[] sp = "specialist bytes".getBytes(StandardCharsets.UTF_8);
         String json = ManifestTest.MANIFEST.replace("\"sha256\": \"ab\"", "\"sha256\": \"" + sha(lm) + "\"")
-                .replace("\"sha256\": \"cd\"", "\"sha256\": \"" + sha(sp) + "\"");
+                .replace("\"sha256\": \"cd\"", "\"sha256\": \"" + sha(sp) + "\"")
+                .replace("\"patch_table_sha256\": \"ef\"", "\"patch_table_sha256\": \"" + sha(TABLE) + "\"")
+                .replace("\"sha256\": \"01\"", "\"sha256\": \"" + sha(new byte[24]) + "\"");
         Folder f = new Folder();
         f.files.put("lightweight.tflite", lm);
         f.files.put("specialist_presynth.tflite", sp);
-        f.files.put("specialist_patches.json", "[]".getBytes(StandardCharsets.UTF_8));
+        f.files.put("specialist_patches.json", TABLE);
         f.files.put("specialist_bases.bin", new byte[24]);
         return new Object[] {Manifest.parse(json), f};
     }

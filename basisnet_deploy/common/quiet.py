@@ -1,0 +1,109 @@
+"""Quiet by default: native libraries' chatter (TensorFlow's C++ logs, converter prints) is
+swallowed unless ``-v`` / ``BASISNET_VERBOSE=1`` asks for it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import re
+import tempfile
+import threading
+
+VERBOSE_ENV = "BASISNET_VERBOSE"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def set_verbosity(on: bool) -> None:
+    """Before TensorFlow is imported: its C++ log level and the Python loggers it uses."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        for name in ("absl", "tensorflow", "tf2onnx", "onnxruntime", "h5py"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_native():
+    """Send file descriptors 1 and 2 to a scratch file while native code runs (converter
+    prints, C++ logs); nothing is hidden with ``-v``. Python's own streams are flushed first."""
+    if verbose():
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no real descriptors (embedded, some test runners)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+_NATIVE_LOG = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]]+\] |WARNING: All log "
+                         rb"messages before absl::InitializeLog\(\) is called)")
+
+
+@contextlib.contextmanager
+def filter_native_logs():
+    """Drop absl/glog-formatted lines (TensorFlow's C++ start-up notices, which ignore
+    TF_CPP_MIN_LOG_LEVEL) from file descriptor 2; everything else passes through as written."""
+    if verbose():
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, saved), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        pump.join(timeout=5)
+        os.close(saved)
+
+
+def _pump(read_end: int, out: int) -> None:
+    pending = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(read_end, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            data = b"".join(ln + b"\n" for ln in lines if not _NATIVE_LOG.match(ln))
+            if b"\r" in pending and not _NATIVE_LOG.match(pending):  # a progress bar redraw
+                data, pending = data + pending, b""
+            if data:
+                os.write(out, data)
+        if pending and not _NATIVE_LOG.match(pending):
+            os.write(out, pending)
+    os.close(read_end)

@@ -1,0 +1,143 @@
+"""Everything read from an export is untrusted: paths, checksums, patch tables, model bytes."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from basisnet_deploy.artifacts.manifest import check_files, load_manifest
+from basisnet_deploy.artifacts.model_check import ModelCheckError, check_tflite
+from basisnet_deploy.artifacts.synthesis import load_presynth
+from basisnet_deploy.cli import main
+from basisnet_deploy.common.errors import UserError
+
+
+@pytest.fixture
+def export_copy(int8_tflite, tmp_path):
+    out = tmp_path / "ex"
+    shutil.copytree(int8_tflite[0], out)
+    return out
+
+
+def _edit_manifest(directory, fn):
+    path = directory / "manifest.json"
+    m = json.loads(path.read_text())
+    fn(m)
+    path.write_text(json.dumps(m))
+
+
+def _forge(directory, name, data: bytes, key: str):
+    """Replace ``name`` and rewrite its sha256 in the manifest, as an attacker could."""
+    (directory / name).write_bytes(data)
+
+    def fn(m):
+        entry = m["artifacts"]["specialist_presynth"]
+        entry[key] = hashlib.sha256(data).hexdigest()
+    _edit_manifest(directory, fn)
+
+
+def _cli_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert "Traceback" not in err and len([ln for ln in err.splitlines() if ln.startswith("Error:")]) == 1
+    return err
+
+
+def test_a_symlink_inside_the_export_that_leaves_it_is_refused(export_copy, tmp_path):
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes((export_copy / "specialist_bases.npz").read_bytes())
+    (export_copy / "specialist_bases.npz").unlink()
+    (export_copy / "specialist_bases.npz").symlink_to(outside)
+    with pytest.raises(UserError, match="outside the export directory"):
+        check_files(export_copy, load_manifest(export_copy))
+
+
+@pytest.mark.parametrize("command", ["check", "predict", "android-assets"])
+def test_traversal_names_are_refused_by_every_command(export_copy, tmp_path, capsys, command):
+    _edit_manifest(export_copy, lambda m: m["artifacts"]["specialist_presynth"].update(
+        patch_table="../../escape.json"))
+    argv = {"check": ["check", str(export_copy)],
+            "predict": ["predict", str(export_copy), str(tmp_path / "x.png")],
+            "android-assets": ["android-assets", str(export_copy), "--out", str(tmp_path / "a")]}
+    err = _cli_error(argv[command], capsys)
+    assert "not a plain file name inside the export directory" in err
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name,what", [("specialist_bases.npz", "bases"),
+                                       ("specialist_patches.json", "patch table")])
+def test_tampered_bases_and_patch_table_fail_the_checksum(export_copy, capsys, name, what):
+    data = bytearray((export_copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (export_copy / name).write_bytes(bytes(data))
+    for command in ("check", "predict"):
+        argv = [command, str(export_copy)] + (["nothing.png"] if command == "predict" else [])
+        err = _cli_error(argv, capsys)
+        assert name in err and f"({what})" in err and "sha256 differs" in err
+
+
+def test_manifest_without_a_patch_table_checksum_is_refused(export_copy):
+    _edit_manifest(export_copy, lambda m: m["artifacts"]["specialist_presynth"].pop("patch_table_sha256"))
+    with pytest.raises(UserError, match="lacks 'patch_table_sha256'"):
+        load_manifest(export_copy)
+
+
+def _presynth_error(directory) -> str:
+    m = load_manifest(directory)
+    check_files(directory, m)
+    with pytest.raises(UserError) as e:
+        load_presynth(directory, m.artifacts[next(r for r in m.artifacts if r.value == "specialist_presynth")])
+    return str(e.value)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda t, size: t[0].update(weight_offset=size - 2), "past the template"),
+    (lambda t, size: t[0].update(weight_offset=-5), "past the template"),
+    (lambda t, size: t[1].update(weight_offset=t[0]["weight_offset"]), "share bytes"),
+    (lambda t, size: t[0].update(slot=99), "slot 99"),
+    (lambda t, size: t[0].update(shape=[1, 2]), "no bases of shape"),
+    (lambda t, size: t[0].update(input_scale=0), "input_scale"),
+    (lambda t, size: t[0].pop("layer"), "not a patch table"),
+])
+def test_bad_patch_tables_are_refused_before_any_write(export_copy, damage, message):
+    table = json.loads((export_copy / "specialist_patches.json").read_text())
+    size = (export_copy / "specialist_presynth.tflite").stat().st_size
+    damage(table, size)
+    _forge(export_copy, "specialist_patches.json", json.dumps(table).encode(), "patch_table_sha256")
+    assert message in _presynth_error(export_copy)
+
+
+@pytest.mark.parametrize("damage", ["zip", "shape", "nan"])
+def test_bad_bases_npz_is_refused(export_copy, damage, tmp_path):
+    path = export_copy / "specialist_bases.npz"
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    name = sorted(arrays)[0]
+    if damage == "zip":
+        data = path.read_bytes()[:200]
+    else:
+        arrays[name] = arrays[name][..., :1] if damage == "shape" else np.full_like(arrays[name], np.nan)
+        np.savez(tmp_path / "b.npz", **arrays)
+        data = (tmp_path / "b.npz").read_bytes()
+    _forge(export_copy, "specialist_bases.npz", data, "bases_sha256")
+    expected = "no bases of shape" if damage == "shape" else "specialist_bases.npz"
+    assert expected in _presynth_error(export_copy)
+
+
+def test_flatbuffer_walk_accepts_real_models_and_refuses_broken_structure(int8_tflite):
+    directory, manifest = int8_tflite
+    for entry in manifest["artifacts"].values():
+        check_tflite((directory / entry["file"]).read_bytes(), entry["file"])
+    data = bytearray((directory / "lightweight.tflite").read_bytes())
+    root = int.from_bytes(data[:4], "little")
+    bad_root = bytes(data)
+    bad_root = (len(data) + 100).to_bytes(4, "little") + bad_root[4:]
+    for broken, why in [(bad_root, "outside the file"), (bytes(data[:len(data) // 3]), "outside the file|past the end"),
+                        (b"\x00" * 64, "TFL3"), (bytes(data[:4]) + b"XXXX" + bytes(data[8:]), "TFL3")]:
+        with pytest.raises(ModelCheckError, match=why):
+            check_tflite(broken, "m.tflite")
+    assert root < len(data)

@@ -1,0 +1,126 @@
+"""User mistakes: one ``Error:`` line naming the file or option, exit 2, nothing written."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from basisnet_deploy.cli import main
+from basisnet_deploy.data import load_image
+from basisnet_deploy.data.datasets import describe_skipped, image_folder
+
+
+def _exit_2(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("Error:")]) == 1, err
+    return err
+
+
+def _foreign(tmp_path, name="mine"):
+    out = tmp_path / name
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"generator": "someone else"}))
+    (out / "config.json").write_text("{}")
+    return out
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_foreign_out_is_refused_before_any_work(tmp_path, capsys, command):
+    out = _foreign(tmp_path)
+    argv = {"train": ["train", "--dataset", str(tmp_path / "no-such-data"), "--out", str(out)],
+            "export": ["export", str(tmp_path / "no-such-ckpt"), "--out", str(out)]}[command]
+    err = _exit_2(argv, capsys)
+    assert str(out) in err and "is not a basisnet-deploy" in err  # not the data error
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_out_under_a_regular_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    err = _exit_2(["train", "--dataset", "digits", "--out", str(tmp_path / "f" / "ck")], capsys)
+    assert "is a file, not a directory" in err
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["calibrate-threshold", "ex", "--max-drop", "200"], "--max-drop"),
+    (["calibrate-threshold", "ex", "--target-madds", "-1"], "--target-madds"),
+    (["predict", "ex", "x.png", "--threshold", "1.5"], "--threshold"),
+    (["train", "--out", "ck", "--held-out", "1"], "--held-out"),
+    (["train", "--out", "ck", "--epochs", "0"], "--epochs"),
+    (["bench", "ex", "--resynth-every", "-2"], "--resynth-every"),
+])
+def test_option_ranges_are_checked_at_parse_time(tmp_path, capsys, monkeypatch, argv, option):
+    monkeypatch.chdir(tmp_path)
+    err = _exit_2(argv, capsys)
+    assert option in err and "range" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verbose_flag_is_accepted_by_the_group(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["-v", "cost", "--preset", "demo", "--json"])
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["madds"] > 0
+
+
+@pytest.mark.parametrize("mode,dtype,full", [("I;16", np.uint16, 65535), ("I", np.int32, 65535),
+                                             ("F", np.float32, 1.0)])
+def test_high_bit_depth_images_are_scaled_not_clipped(tmp_path, mode, dtype, full):
+    ramp = np.linspace(0, full, 64 * 32).reshape(32, 64).astype(dtype)
+    path = tmp_path / ("ramp.png" if mode == "I;16" else "ramp.tif")
+    Image.fromarray(ramp).save(path)
+    got = np.asarray(load_image(path)).astype(int)
+    assert got.shape == (32, 64, 3)
+    expected = np.round(ramp.astype(np.float64) * 255 / full)
+    np.testing.assert_allclose(got[..., 0], expected, atol=1)
+    assert (got == 255).mean() < 0.01  # a clipped image is ~100% white
+
+
+def test_skipped_files_are_named_first_few_then_counted(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        Image.new("RGB", (9, 9), (10, 20, 30)).save(tmp_path / c / "ok.png")
+    for i in range(7):
+        (tmp_path / "a" / f"bad{i}.png").write_bytes(b"not an image")
+    ds = image_folder(tmp_path)
+    text = describe_skipped(ds.skipped, ds.skipped_files)
+    assert text.startswith("skipped 7 files (not an image: 7)")
+    assert "bad0.png" in text and "bad4.png" in text and "bad5.png" not in text
+    assert text.endswith("and 2 more")
+    assert describe_skipped(Counter(), []) == ""
+
+
+@pytest.mark.parametrize("verbose", ["", "1"])
+def test_native_log_lines_are_dropped_unless_verbose(verbose):
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os\nfrom basisnet_deploy.common.quiet import filter_native_logs\n"
+              "with filter_native_logs():\n"
+              "    os.write(2, b'I0000 00:00:1795830066.248667     355 cudart_stub.cc:31] noise\\n')\n"
+              "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called\\n')\n"
+              "    os.write(2, b'Error: a real line\\n')\n")
+    env = {**os.environ, "BASISNET_VERBOSE": verbose}
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60).stderr
+    assert "Error: a real line" in err
+    assert ("noise" in err and "InitializeLog" in err) == bool(verbose)
+
+
+def test_a_calibration_set_of_1x1_images_is_refused(tmp_path):
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.common.errors import UserError
+
+    for i in range(3):
+        Image.new("RGB", (1, 1), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    with pytest.raises(UserError, match="smaller than 8x8"):
+        calibration_images(str(tmp_path), 10)
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "real.png")
+    calib = calibration_images(str(tmp_path), 10)
+    assert len(calib.images) == 1 and calib.report()["skipped"] == {"smaller than 8x8": 3}
