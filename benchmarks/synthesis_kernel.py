@@ -56,7 +56,7 @@ def _export(work: Path, calibration_size: int) -> Path:
     cfg = BasisNetConfig(arch, Preprocessing(resize="squash"), tuple(f"c{i}" for i in range(1000)),
                          {"note": "random init, for timing only"})
     ckpt = checkpoint.save(work / "ckpt", net, cfg)
-    export(ckpt, directory, ExportOptions(target="tflite", calibration="digits",
+    export(ckpt, directory, ExportOptions(min_agreement=0.0, target="tflite", calibration="digits",
                                           calibration_size=calibration_size, specialist="presynth",
                                           verify_images=8, images="digits"))
     return directory

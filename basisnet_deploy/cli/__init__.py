@@ -237,8 +237,8 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "the specialist's latency as a ratio to it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
 @click.option("--int8-recipe", type=click.Choice(["full", "fidelity"]), default="full", show_default=True,
-              help="What --quantize int8 makes of each artifact: 'full' static int8 (fastest; the "
-                   "template's ranges calibrated over each image's own kernels) or 'fidelity' "
+              help="What --quantize int8 makes of each artifact: 'full' static int8 (fastest) "
+                   "or 'fidelity' "
                    "(dynamic-range lightweight model and template: higher agreement, slower). "
                    "README 'Int8 recipes' has the measured trade-off.")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,

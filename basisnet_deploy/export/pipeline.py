@@ -45,8 +45,7 @@ SPECIALIST_FORMS = ("coefficient", "presynth", "all")
 
 # What ``--quantize int8`` makes of each artifact, per recipe (README "Int8 recipes"). Measured
 # on held-out real photographs in benchmarks/results/fidelity_photos.md:
-# - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU); the
-#   pre-synthesized template's activation ranges cover every calibration image's own kernels;
+# - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU);
 # - fidelity: int8 weights with activations quantized per frame at run time (TFLite dynamic
 #   range, onnxruntime quantize_dynamic) for the lightweight model and the template, where
 #   static int8 costs agreement: higher agreement, less int8 speed.
@@ -215,7 +214,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     feeds = _feeds(inputs) if inputs.calib else {}
     try:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
-            artifacts, job = {}, _Job(exporter, opts, tmp, say, inputs.net, baked, inputs.lm_coeff)
+            artifacts, job = {}, _Job(exporter, opts, tmp, say)
             for role in opts.roles:
                 artifacts[role] = _convert(role, graphs[role.value], feeds.get(role.value), job)
                 if role is Role.SPECIALIST_PRESYNTH:
@@ -325,9 +324,6 @@ class _Job:
     opts: ExportOptions
     tmp: Path
     say: object
-    net: object  # the checkpoint's BasisNet (per-image template calibration mixes its bases)
-    baked: np.ndarray  # [L, K] the template's coefficients
-    coefficients: np.ndarray  # [N, L, K] the float LM's, one set per calibration image
 
 
 def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
@@ -342,15 +338,10 @@ def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
         q = INT8_RECIPES[opts.int8_recipe].get((opts.target, role.value), q)
     say(f"converting {role.value} to {opts.target} ({q})")
     reader = _reader(feeds) if q == "int8" else None
-    details = {}
-    if role is Role.SPECIALIST_PRESYNTH and q == "int8" and hasattr(exporter, "convert_presynth_int8"):
-        data, details["template_calibration"] = exporter.convert_presynth_int8(
-            graph, reader, fold_bases(job.net.specialist), job.baked, job.coefficients)
-    else:
-        data = exporter.convert(graph, q, reader)
+    data = exporter.convert(graph, q, reader)
     name = role.value + exporter.suffix
     (tmp / name).write_bytes(data)
-    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q), details=details)
+    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q))
 
 
 def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, exporter) -> Manifest:
