@@ -36,7 +36,7 @@ def _odd_files(folder):
     rgba.putalpha(Image.linear_gradient("L").resize(photo.size))
     rgba.save(folder / "alpha.png")
     wide = (np.asarray(photo.convert("L"), np.uint16) * 257).astype(np.uint16)
-    Image.fromarray(wide, "I;16").save(folder / "sixteen.png")
+    Image.fromarray(wide).save(folder / "sixteen.png")
 
 
 @pytest.fixture
@@ -149,15 +149,13 @@ def test_folder_training_records_held_out_files_that_evaluate_and_export_use(tmp
 def test_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, capsys):
     from basisnet_deploy.cli import main
 
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # its "subdirectory" cannot be created, even by root
     with pytest.raises(SystemExit) as code:
-        main(["train", "--out", str(locked / "ckpt"), *TINY_FLAGS])
-    locked.chmod(0o700)
-    assert code.value.code == 2 and "cannot write the checkpoint" in capsys.readouterr().err
+        main(["train", "--out", str(blocker / "ckpt"), *TINY_FLAGS])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "cannot write the checkpoint" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
@@ -166,26 +164,26 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     from basisnet_deploy.training.resume import TrainingInterrupted
     from basisnet_deploy.training.trainer import RunOptions, train
 
-    ds = digits().subset(range(200))
+    ds = digits().subset(range(120))
     arch = ArchConfig(bases=2, nonshared=(8, 15), width=0.35, resolution=16, light_width=0.35,
                       light_resolution=16, num_classes=10, bn_momentum=0.9)
-    settings = TrainSettings(epochs=3, batch_size=32, seed=5)
+    settings = TrainSettings(epochs=2, batch_size=32, seed=5)
     pre = Preprocessing(resize="squash")
     full = train(ds, arch, pre, settings)
     run = RunOptions(resume_dir=str(tmp_path / "resume"))
 
     def kill_in_epoch_two(step, total, logs):
-        if step == 7:  # 5 steps per epoch: mid second epoch
+        if step == 5:  # 3 steps per epoch: mid second epoch
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted, match="1 completed epochs"):
         train(ds, arch, pre, settings, kill_in_epoch_two, run)
     resumed = train(ds, arch, pre, settings, None, run)
     assert resumed.metrics["resumed_from_epoch"] == 1
-    assert [e["epoch"] for e in resumed.metrics["epochs"]] == [2, 3]
+    assert [e["epoch"] for e in resumed.metrics["epochs"]] == [2]
     for a, b in zip(full.net.weights, resumed.net.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
-    other = TrainSettings(epochs=3, batch_size=32, seed=6)
+    other = TrainSettings(epochs=2, batch_size=32, seed=6)
     with pytest.raises(UserError, match="different settings"):
         train(ds, arch, pre, other, None, run)
 

@@ -162,9 +162,13 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
 
 
 def _state_variables(net: BasisNet, optimizer) -> dict:
-    """What the resume state holds: every model weight and every optimizer variable."""
+    """What the resume state holds: every model weight, every optimizer variable and the
+    dropout layers' seed-generator states (Keras keeps those out of ``weights``)."""
+    weights = {id(w) for w in net.weights}
+    rng = [v for v in net.lightweight.variables + net.specialist.variables if id(v) not in weights]
     return {"weights": {w.path: w for w in net.weights},
-            "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)}}
+            "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)},
+            "rng": {str(i): v for i, v in enumerate(rng)}}
 
 
 def _fingerprint(source, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
