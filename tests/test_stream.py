@@ -173,7 +173,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     run = RunOptions(resume_dir=str(tmp_path / "resume"))
 
     def kill_in_epoch_two(step, total, logs):
-        if step == 5:  # 3 steps per epoch: mid second epoch
+        if step == 3:  # 95 // 32 = 2 steps per epoch: mid second epoch
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(TrainingInterrupted, match="1 completed epochs"):
