@@ -41,7 +41,7 @@ def test_two_workers_train_one_checkpoint_that_loads_and_evaluates(tmp_path):
     results = []
     for p in procs:
         try:
-            stdout, stderr = p.communicate(timeout=200)
+            stdout, stderr = p.communicate(timeout=420)
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()

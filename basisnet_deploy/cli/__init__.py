@@ -188,6 +188,10 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
         click.echo(f"skipped {sum(result['skipped'].values())} unreadable files "
                    f"{result['skipped']}{': ' + first if first else ''}", err=True)
     render.emit(result, as_json, json_out, render.train_text)
+    if strategy == "multi-worker":  # TF's collective/gRPC threads can block interpreter exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command()

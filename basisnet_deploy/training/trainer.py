@@ -150,6 +150,8 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
             f"stopped by {stop.received} during epoch {meter.epoch + 1}; {meter.epoch} completed "
             f"epochs are saved in {run.resume_dir or '(nowhere: no resume directory)'}; run the same "
             "command to resume")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _sync_workers(strategy, net)
     held = source.evaluate(net)
     metrics = {"held_out": held, "train_seconds": round(meter.seconds, 1),
                "steps": steps_per_epoch * settings.epochs, "resumed_from_epoch": first_epoch,
@@ -159,6 +161,22 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
                 "augment": source.augment, "init_from": run.init_from, **metrics, **source.record()}
     config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
     return TrainResult(net, config, metrics, state, chief)
+
+
+def _sync_workers(strategy, net: BasisNet) -> None:
+    """Every worker ends with the same model: each weight (BN statistics included, which each
+    worker updates from its own batches) becomes its mean over the replicas."""
+    weights = net.weights
+
+    @tf.function
+    def averaged():
+        ctx = lambda: tf.distribute.get_replica_context()  # noqa: E731
+        return strategy.run(lambda: ctx().all_reduce(
+            tf.distribute.ReduceOp.MEAN, [tf.identity(w.value) for w in weights]))
+
+    values = strategy.experimental_local_results(averaged())[0]
+    for w, v in zip(weights, values):
+        w.assign(v)
 
 
 def _state_variables(net: BasisNet, optimizer) -> dict:
