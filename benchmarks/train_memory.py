@@ -58,7 +58,7 @@ def make_folder(root: Path, n: int, seed: int = 0) -> Path:
     return root
 
 
-def peak_rss_training(folder: Path, out: Path, extra=()) -> dict:
+def peak_rss_training(folder: Path, out: Path, extra=()) -> dict:  # noqa: D401
     """Train one epoch of the demo preset in a child; its peak RSS and its JSON report."""
     cmd = [*CLI, "train", "--dataset", str(folder), "--preset", "demo", "--classes", "2",
            "--epochs", "1", "--out", str(out), "--json", *extra]
@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--speed-size", type=int, default=1000, help="0 to skip the speed comparison")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-train-bench"))
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     work = Path(args.work)
@@ -106,7 +107,8 @@ def main() -> None:
               "image_size": "2000x1500 JPEG q90", "preset": "demo", "memory": {}}
     for n in args.sizes:
         folder = make_folder(work / f"n{n}", n)
-        result["memory"][str(n)] = peak_rss_training(folder, work / f"ckpt{n}")
+        result["memory"][str(n)] = peak_rss_training(folder, work / f"ckpt{n}",
+                                                     ["--batch-size", str(args.batch_size)])
         print(n, result["memory"][str(n)], flush=True)
     if args.speed_size:
         result["speed"] = speed(make_folder(work / f"n{args.speed_size}", args.speed_size))
