@@ -20,7 +20,8 @@ import click
 from basisnet_deploy.cli import render
 from basisnet_deploy.common.errors import ConfigError, UserError
 from basisnet_deploy.data import Preprocessing
-from basisnet_deploy.model.config import BACKBONES, PRESETS, STRATEGIES, ArchConfig, TrainSettings
+from basisnet_deploy.model.config import BACKBONES, PRESETS, ArchConfig, TrainSettings
+from basisnet_deploy.training.distribute import STRATEGY_NAMES as TRAIN_STRATEGIES
 
 PLAIN_ARCHS = ("mv3-large", "mv3-small", "mv2")
 CONVERT_MODULES = ("tensorflow", "keras", "tf2onnx")  # the [convert] extra
@@ -157,17 +158,24 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
                    "center_crop for image folders).")
 @click.option("--seed", type=int, default=_TRAIN_DEFAULTS.seed, show_default=True,
               help="Seeds data split, shuffling, init and dropout: same seed, same checkpoint.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
-              show_default=True, help="tf.distribute strategy the training step runs under.")
+@click.option("--strategy", type=click.Choice(TRAIN_STRATEGIES), default="default",
+              show_default=True, help="tf.distribute strategy the training step runs under; "
+                                      "multi-worker reads TF_CONFIG (README 'Training').")
+@click.option("--augment/--no-augment", default=None,
+              help="Random resized crop + flip (default: on for image folders, off for digits).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep shrunk decoded images here and reuse them in later epochs and runs.")
+@click.option("--resume", is_flag=True,
+              help="Require saved state from an interrupted run (the same command resumes anyway).")
 @output_options
 def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, seed, strategy,
-          as_json, json_out, **flags):
+          augment, cache_dir, resume, as_json, json_out, **flags):
     """Train both stages jointly and write a checkpoint directory.
 
     The default is the embedded demo: digits with the 'demo' preset. Prints held-out top-1
     of the lightweight model alone and of the specialist it drives.
     """
-    from basisnet_deploy.training.trainer import train_checkpoint
+    from basisnet_deploy.training.trainer import RunOptions, train_checkpoint
 
     if epochs < 1 or batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
@@ -178,8 +186,9 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
     pre = Preprocessing(resize=resize or ("squash" if dataset == "digits" else "center_crop"))
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              held_out=held_out, seed=seed, strategy=strategy)
+    run = RunOptions(augment=augment, cache_dir=cache_dir, require_resume=resume)
     with _progress("train") as progress:
-        result = train_checkpoint(dataset, out, arch, pre, settings, progress)
+        result = train_checkpoint(dataset, out, (arch, pre), settings, progress, run)
     if result["skipped"]:
         from collections import Counter
 
@@ -188,6 +197,10 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
         click.echo(describe_skipped(Counter(result["skipped"]), result.get("skipped_files", [])),
                    err=True)
     render.emit(result, as_json, json_out, render.train_text)
+    if strategy == "multi-worker":  # TF's collective/gRPC threads can block interpreter exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command()
@@ -507,6 +520,15 @@ class _progress:
                             mininterval=0.5 if tty else 15, dynamic_ncols=True)
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         self.bar.update(step - self.bar.n)
+
+    def epoch_done(self, summary):
+        line = (f"epoch {summary['epoch']}: {summary['seconds']:.1f} s, "
+                f"{summary['images_per_s']:.1f} images/s, loss {summary['loss']:.3f}, "
+                f"ETA {summary['eta_s']:.0f} s")
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
 
     def __exit__(self, *exc):
         if self.bar is not None:

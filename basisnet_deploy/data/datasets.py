@@ -107,7 +107,11 @@ class HeldOut:
 def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
     """Held-out images for verification: ``images_dir`` ('digits' or a folder), or by default
     the checkpoint's own held-out split when it was trained on digits."""
-    trained_on_digits = cfg.training.get("dataset") == "digits"
+    trained_on = cfg.training.get("dataset")
+    trained_on_digits = trained_on == "digits"
+    held_folder = _recorded_folder_split(cfg, trained_on, images_dir)
+    if held_folder is not None:
+        return held_folder
     if images_dir is None and not trained_on_digits:
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
                         "held-out images (DIR/<class>/<images> to also score accuracy)")
@@ -128,6 +132,22 @@ def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
     except DataError:
         sample = sample_folder(root, 10**9)
         return HeldOut(sample.images, None, str(root), [])
+
+
+def _recorded_folder_split(cfg, trained_on, images_dir) -> HeldOut | None:
+    """The held-out files a folder-trained checkpoint recorded, when ``images_dir`` is that
+    folder (or not given): never a training image."""
+    from basisnet_deploy.data.folders import read_files, recorded_held_out
+
+    if trained_on in (None, "digits") or "held_out_files" not in cfg.training:
+        return None
+    if images_dir is not None and os.path.realpath(images_dir) != os.path.realpath(trained_on):
+        return None
+    files = recorded_held_out(cfg.training, images_dir or trained_on)
+    images, labels, _ = read_files(files)
+    if not images:
+        raise DataError(f"{trained_on}: none of the {len(files.paths)} held-out files is readable")
+    return HeldOut(images, labels, f"held-out {trained_on}", [])
 
 
 @dataclass

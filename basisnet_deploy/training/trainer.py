@@ -21,7 +21,10 @@ What follows BASISNET.md, and what is ours (README "Training" repeats this):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -29,11 +32,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from basisnet_deploy.model.config import STRATEGIES, ArchConfig, BasisNetConfig, TrainSettings
+from pathlib import Path
+
+from basisnet_deploy.model.config import ArchConfig, BasisNetConfig, TrainSettings
 from basisnet_deploy.data import Preprocessing
-from basisnet_deploy.data import Dataset
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.model.network import BasisNet
+from basisnet_deploy.training.distribute import make_strategy
+from basisnet_deploy.training.resume import ResumeState, StopSignals, TrainingInterrupted, resume_dir
+from basisnet_deploy.training.sources import evaluate_batches, make_source
 
 def coefficient_schedule(step, total_steps: int, hold: float, decay: float):
     """eps for the coefficient warm-up: 1 for ``hold`` of the run, then linear to 0."""
@@ -58,14 +65,6 @@ def regularize_coefficients(alpha, eps, rate: float, seed):
     return kept / tf.reduce_sum(kept, axis=-1, keepdims=True)
 
 
-def _strategy(name: str) -> tf.distribute.Strategy:
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    raise UserError(f"--strategy: unknown {name!r}; choose one of {list(STRATEGIES)}")
-
-
 def _l2(variables) -> tf.Tensor:
     kernels = [v for v in variables if v.path.endswith("kernel")]
     return tf.add_n([tf.reduce_sum(tf.square(v)) for v in kernels])
@@ -76,6 +75,8 @@ class TrainResult:
     net: BasisNet
     config: BasisNetConfig
     metrics: dict
+    state: ResumeState | None = None
+    chief: bool = True
 
 
 def evaluate(net: BasisNet, light: np.ndarray, image: np.ndarray, labels: np.ndarray,
@@ -91,43 +92,106 @@ def evaluate(net: BasisNet, light: np.ndarray, image: np.ndarray, labels: np.nda
     return {"lightweight_top1": lm_hits / n, "specialist_top1": sp_hits / n, "examples": len(labels)}
 
 
-def train(dataset: Dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
-          progress=None) -> TrainResult:
-    """Train a BasisNet on ``dataset``; ``progress(step, total, logs)`` is called per step."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run reads its data and where it keeps its resume state (not the recipe)."""
+
+    augment: bool | None = None  # None: on for image folders, off for in-memory sets (digits)
+    cache_dir: str | None = None  # on-disk cache of shrunk decoded images (folders only)
+    resume_dir: str | None = None  # where per-epoch resume state goes; None: not resumable
+    require_resume: bool = False  # --resume: refuse to start from scratch
+    probe_seconds: float = 120.0  # multi-worker: how long to wait for every worker
+
+
+def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
+          progress=None, run: RunOptions = RunOptions()) -> TrainResult:
+    """Train a BasisNet on ``dataset`` (a :class:`Dataset` in memory or a streamed
+    :class:`FileList`); ``progress(step, total, logs)`` is called per step."""
+    strategy, chief = make_strategy(settings.strategy, run.probe_seconds)  # before other TF ops
     arch = dataclasses.replace(arch, num_classes=len(dataset.class_names)).validate()
     keras.utils.set_random_seed(settings.seed)
     tf.config.experimental.enable_op_determinism()
-    train_set, test_set = dataset.split(settings.held_out, settings.seed)
-    if len(train_set.labels) < settings.batch_size:
-        raise UserError(f"{dataset.source}: {len(train_set.labels)} training images is fewer "
+    source = make_source(dataset, arch, pre, settings, run)
+    if source.count < settings.batch_size:
+        raise UserError(f"{dataset.source}: {source.count} training images is fewer "
                         f"than one batch of {settings.batch_size}; add images or lower --batch-size")
-    labels = train_set.labels
-    strategy = _strategy(settings.strategy)
-    steps_per_epoch = len(labels) // settings.batch_size
+    steps_per_epoch = source.count // settings.batch_size
     with strategy.scope():
         net = BasisNet(arch)
         optimizer = _optimizer(settings, steps_per_epoch)
         variables = net.lightweight.trainable_variables + net.specialist.trainable_variables
         optimizer.build(variables)
+    state = ResumeState(Path(run.resume_dir) if run.resume_dir else None,
+                        _state_variables(net, optimizer), _fingerprint(source, arch, pre, settings, run),
+                        chief)
+    first_epoch = state.restore(run.require_resume)
     step_fn = _train_step(net, optimizer, variables, strategy, settings,
                           steps_per_epoch * settings.epochs)
-    ds = (tf.data.Dataset.from_tensor_slices((train_set.tensors(arch.light_resolution, pre),
-                                              train_set.tensors(arch.resolution, pre), labels))
-          .shuffle(len(labels), seed=settings.seed, reshuffle_each_iteration=True)
-          .batch(settings.batch_size, drop_remainder=True)
-          .repeat(settings.epochs))
-    start = time.perf_counter()
-    _loop(strategy.experimental_distribute_dataset(ds), step_fn, settings, steps_per_epoch, progress)
-    seconds = time.perf_counter() - start
-    held = evaluate(net, test_set.tensors(arch.light_resolution, pre),
-                    test_set.tensors(arch.resolution, pre), test_set.labels)
-    metrics = {"held_out": held, "train_seconds": round(seconds, 1),
-               "steps": steps_per_epoch * settings.epochs,
-               "train_examples": int(len(labels)), "skipped": dict(dataset.skipped),
-               "skipped_files": list(dataset.skipped_files)[:20]}
-    training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings), **metrics}
+    meter = _Meter(settings, steps_per_epoch, progress, first_epoch)
+    with StopSignals() as stop:
+        for epoch in range(first_epoch, settings.epochs):
+            batches = strategy.distribute_datasets_from_function(
+                lambda ctx, e=epoch: source.batches(e, steps_per_epoch, ctx, settings.batch_size))
+            _loop(batches, step_fn, meter, stop)
+            if meter.epoch_steps < steps_per_epoch and not stop.received:
+                raise UserError(f"{dataset.source}: epoch {epoch + 1} ran {meter.epoch_steps} of "
+                                f"{steps_per_epoch} steps: too many unreadable files")
+            if stop.received:
+                break
+            state.save(epoch + 1)
+            meter.end_epoch(epoch + 1)
+    if stop.received:
+        raise TrainingInterrupted(
+            f"stopped by {stop.received} during epoch {meter.epoch + 1}; {meter.epoch} completed "
+            f"epochs are saved in {run.resume_dir or '(nowhere: no resume directory)'}; run the same "
+            "command to resume")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _sync_workers(strategy, net)
+    held = source.evaluate(net)
+    metrics = {"held_out": held, "train_seconds": round(meter.seconds, 1),
+               "steps": steps_per_epoch * settings.epochs, "resumed_from_epoch": first_epoch,
+               "epochs": meter.epochs, "train_examples": int(source.count),
+               **source.skipped()}
+    training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings),
+                "augment": source.augment, **metrics, **source.record()}
     config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
-    return TrainResult(net, config, metrics)
+    return TrainResult(net, config, metrics, state, chief)
+
+
+def _sync_workers(strategy, net: BasisNet) -> None:
+    """Every worker ends with the same model: each weight (BN statistics included, which each
+    worker updates from its own batches) becomes its mean over the replicas."""
+    weights = net.weights
+
+    @tf.function
+    def averaged():
+        ctx = lambda: tf.distribute.get_replica_context()  # noqa: E731
+        return strategy.run(lambda: ctx().all_reduce(
+            tf.distribute.ReduceOp.MEAN, [tf.identity(w.value) for w in weights]))
+
+    values = strategy.experimental_local_results(averaged())[0]
+    for w, v in zip(weights, values):
+        w.assign(v)
+
+
+def _state_variables(net: BasisNet, optimizer) -> dict:
+    """What the resume state holds: every model weight, every optimizer variable and the
+    dropout layers' seed-generator states (Keras keeps those out of ``weights``)."""
+    weights = {id(w) for w in net.weights}
+    rng = [v for v in net.lightweight.variables + net.specialist.variables if id(v) not in weights]
+    return {"weights": {w.path: w for w in net.weights},
+            "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)},
+            "rng": {str(i): v for i, v in enumerate(rng)}}
+
+
+def _fingerprint(source, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
+                 run: RunOptions) -> dict:
+    """What must match for a saved run to be resumed: the command, in effect."""
+    return json.loads(json.dumps({
+        "dataset": getattr(source, "train", None) and source.train.root or "memory",
+        "train_examples": int(source.count), "architecture": dataclasses.asdict(arch),
+        "preprocessing": dataclasses.asdict(pre), "settings": dataclasses.asdict(settings),
+        "augment": source.augment}))
 
 
 def _optimizer(settings: TrainSettings, steps_per_epoch: int):
@@ -169,21 +233,56 @@ def _train_step(net, optimizer, variables, strategy, settings: TrainSettings, to
     return train_step
 
 
-def _loop(batches, train_step, settings: TrainSettings, steps_per_epoch: int, progress) -> None:
-    """Run every batch; smoothed loss/accuracy to ``progress``; stop on a non-finite loss."""
-    total, step, loss_avg, acc_avg = steps_per_epoch * settings.epochs, 0, None, None
+def _loop(batches, train_step, meter: "_Meter", stop) -> None:
+    """One epoch: every batch, then stop early if a signal came; a non-finite loss is an error."""
+    meter.start_epoch()
     for batch in batches:
-        loss, hits = train_step(batch, tf.constant(step, tf.int64))
-        loss, acc = float(loss), float(hits) / settings.batch_size
-        loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
-        acc_avg = acc if acc_avg is None else 0.9 * acc_avg + 0.1 * acc
-        step += 1
+        loss, hits = train_step(batch, tf.constant(meter.step, tf.int64))
+        loss = float(loss)
         if not math.isfinite(loss):
-            raise UserError(f"training diverged at step {step} (loss {loss}); "
+            raise UserError(f"training diverged at step {meter.step + 1} (loss {loss}); "
                             "lower --learning-rate")
-        if progress:
-            progress(step, total, {"loss": loss_avg, "acc": acc_avg,
-                                   "epoch": step / max(steps_per_epoch, 1)})
+        meter.after_step(loss, float(hits))
+        if stop.received:
+            return
+
+
+class _Meter:
+    """Step counting, smoothed loss/accuracy, images/s and ETA for ``progress``."""
+
+    def __init__(self, settings: TrainSettings, steps_per_epoch: int, progress, first_epoch: int):
+        self.batch, self.per_epoch, self.progress = settings.batch_size, steps_per_epoch, progress
+        self.total = steps_per_epoch * settings.epochs
+        self.epoch, self.step = first_epoch, first_epoch * steps_per_epoch
+        self.loss = self.acc = None
+        self.epochs, self.seconds, self.epoch_steps, self._t0 = [], 0.0, 0, time.perf_counter()
+
+    def start_epoch(self) -> None:
+        self.epoch_steps, self._t0 = 0, time.perf_counter()
+
+    def after_step(self, loss: float, hits: float) -> None:
+        acc = hits / self.batch
+        self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss
+        self.acc = acc if self.acc is None else 0.9 * self.acc + 0.1 * acc
+        self.step += 1
+        self.epoch_steps += 1
+        rate = self.epoch_steps * self.batch / max(time.perf_counter() - self._t0, 1e-9)
+        if self.progress:
+            self.progress(self.step, self.total, {
+                "loss": self.loss, "acc": self.acc, "epoch": self.step / max(self.per_epoch, 1),
+                "img/s": rate, "eta_s": (self.total - self.step) * self.batch / rate})
+
+    def end_epoch(self, completed: int) -> None:
+        seconds = time.perf_counter() - self._t0
+        self.seconds += seconds
+        self.epoch = completed
+        rate = self.epoch_steps * self.batch / max(seconds, 1e-9)
+        summary = {"epoch": completed, "seconds": round(seconds, 2),
+                   "images_per_s": round(rate, 1), "loss": round(self.loss or 0.0, 4),
+                   "eta_s": round((self.total - self.step) * self.batch / rate, 1)}
+        self.epochs.append(summary)
+        if self.progress and hasattr(self.progress, "epoch_done"):
+            self.progress.epoch_done(summary)
 
 
 class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -201,28 +300,60 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "steps": self.steps}
 
 
-def train_checkpoint(dataset_spec: str, out, arch: ArchConfig, pre: Preprocessing,
-                     settings: TrainSettings, progress=None) -> dict:
-    """Train on ``dataset_spec`` ('digits' or a folder) and write the checkpoint to ``out``.
+def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preprocessing],
+                     settings: TrainSettings, progress=None, run: RunOptions = RunOptions()) -> dict:
+    """Train on ``dataset_spec`` ('digits' or a folder, streamed) and write ``out``;
+    ``recipe`` is the (architecture, preprocessing) pair the checkpoint will record.
 
-    Refuses an existing non-empty ``out`` that is not a checkpoint before any work.
+    Refuses, before any work, an existing non-empty ``out`` that is not a checkpoint and an
+    ``out`` whose parent cannot be written. Per-epoch resume state goes to ``.<out>.resume/``
+    (see :mod:`training.resume`); a run stopped there resumes with the same command.
     """
-    from basisnet_deploy.common.files import check_output_dir
-    from basisnet_deploy.data import load_dataset
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.folders import list_folder
+
+    arch, pre = recipe
     from basisnet_deploy.model import checkpoint
+
+    from basisnet_deploy.common.files import check_output_dir
 
     out = str(out)
     check_output_dir(out, "checkpoint", legacy=checkpoint.legacy_checkpoint)
-    ds = load_dataset(dataset_spec)
-    result = train(ds, arch, pre, settings, progress)
-    checkpoint.save(out, result.net, result.config)
-    return {"checkpoint": out, **result.metrics}
+    _check_writable(Path(out).parent)
+    ds = digits() if dataset_spec == "digits" else list_folder(dataset_spec)
+    if run.resume_dir is None:
+        run = dataclasses.replace(run, resume_dir=str(resume_dir(out)))
+    result = train(ds, arch, pre, settings, progress, run)
+    if result.chief:
+        checkpoint.save(out, result.net, result.config)
+    else:  # the TF multi-worker pattern: every worker saves, only the chief's copy is kept
+        import shutil
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="basisnet-worker-ckpt-")
+        checkpoint.save(os.path.join(scratch, "ckpt"), result.net, result.config)
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.state.finish()
+    return {"checkpoint": out if result.chief else None, "chief": result.chief, **result.metrics}
+
+
+def _check_writable(parent: Path) -> None:
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"{parent}: cannot write the checkpoint there ({e.strerror or e}); "
+                        "choose another --out") from None
 
 
 def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict:
-    """Held-out top-1 of both stages; on the training dataset, its held-out split only."""
+    """Held-out top-1 of both stages; on the training dataset, its held-out split only
+    (for a folder, exactly the held-out files the checkpoint recorded)."""
     from basisnet_deploy.data import load_dataset
+    from basisnet_deploy.data.folders import list_folder, recorded_held_out
     from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.training import stream
 
     net, cfg = checkpoint.load(checkpoint_dir)
     settings = cfg.training.get("settings", {})
@@ -231,14 +362,33 @@ def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict
     if not dataset_spec:
         raise UserError(f"{checkpoint_dir}: config.json does not say what it was trained on; "
                         "pass --dataset digits or --dataset DIR")
+    a, pre = cfg.architecture, cfg.preprocessing
+    if dataset_spec != "digits":
+        same = trained_on not in (None, "digits") and _same_path(dataset_spec, trained_on)
+        files = recorded_held_out(cfg.training, dataset_spec) if same else None
+        split = "held-out" if files is not None else "all"
+        files = files if files is not None else list_folder(dataset_spec)
+        _check_labels(files.class_names, cfg.labels, dataset_spec)
+        decoder = stream.Decoder(stream.StreamSpec(a.light_resolution, a.resolution, pre),
+                                 stream.SkipLog())
+        held = evaluate_batches(net, stream.eval_batches(files, decoder))
+        return {"dataset": dataset_spec, "split": split, **held,
+                "skipped": decoder.skips.summary()["count"]}
     ds = load_dataset(dataset_spec)
-    if ds.class_names != cfg.labels:
-        raise UserError(f"{dataset_spec}: classes {list(ds.class_names)[:5]}... do not match the "
-                        f"checkpoint's labels {list(cfg.labels)[:5]}...")
+    _check_labels(ds.class_names, cfg.labels, dataset_spec)
     split = "all"
     if dataset_spec == trained_on and "held_out" in settings:
         ds = ds.split(settings["held_out"], settings.get("seed", 0))[1]
         split = "held-out"
-    a, pre = cfg.architecture, cfg.preprocessing
     return {"dataset": dataset_spec, "split": split,
             **evaluate(net, ds.tensors(a.light_resolution, pre), ds.tensors(a.resolution, pre), ds.labels)}
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_labels(classes, labels, spec: str) -> None:
+    if tuple(classes) != tuple(labels):
+        raise UserError(f"{spec}: classes {list(classes)[:5]}... do not match the "
+                        f"checkpoint's labels {list(labels)[:5]}...")

@@ -1,0 +1,123 @@
+"""Peak RSS and input-pipeline speed of `train --dataset DIR` on phone-size JPEGs (issue #12).
+
+Generates N 2000x1500 JPEGs per size from scikit-learn's two real sample photos (random
+crops, flips, scales, plus noise), two classes, then:
+
+- memory: runs `basisnet-deploy train --dataset DIR --preset demo --epochs 1` in a child
+  process per size and reads the child's peak RSS (os.wait4 ru_maxrss);
+- speed: steps/s of the second epoch streaming the JPEG folder (no augmentation, so both
+  sides do the same work) against the same images decoded into memory first (MemorySource).
+
+    .venv/bin/python benchmarks/train_memory.py --sizes 1000 10000 --speed-size 1000 \
+        --json benchmarks/results/train_memory.json
+
+Record exactly the sizes run; on a loaded 2-core machine smaller sizes may be all that fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLI = [sys.executable, "-c", "import sys; from basisnet_deploy.cli import main; main(sys.argv[1:])"]
+
+
+def make_folder(root: Path, n: int, seed: int = 0) -> Path:
+    """n JPEGs of 2000x1500 in root/<class>/, made from the two sample photos; reused."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(p) for p in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    for c in ("china", "flower"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        c = i % 2
+        path = root / ("china", "flower")[c] / f"{i:06d}.jpg"
+        if path.exists():
+            continue
+        src = photos[c]
+        w, h = src.size
+        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        im = src.crop((x, y, x + cw, y + ch)).resize((2000, 1500), Image.BILINEAR)
+        if rng.random() < 0.5:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        noise = rng.integers(-12, 13, (1500, 2000, 3), dtype=np.int16)
+        arr = np.clip(np.asarray(im, np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(path, quality=90)
+    return root
+
+
+def peak_rss_training(folder: Path, out: Path, extra=()) -> dict:  # noqa: D401
+    """Train one epoch of the demo preset in a child; its peak RSS and its JSON report."""
+    cmd = [*CLI, "train", "--dataset", str(folder), "--preset", "demo", "--classes", "2",
+           "--epochs", "1", "--out", str(out), "--json", *extra]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"train failed (status {status}): {' '.join(cmd)}")
+    report = json.loads(stdout)
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(time.perf_counter() - start, 1),
+            "train_examples": report["train_examples"], "epochs": report["epochs"]}
+
+
+def speed(folder: Path, epochs: int = 2) -> dict:
+    """Second-epoch steps/s: streamed folder vs the same files decoded into memory first."""
+    from basisnet_deploy.data import Dataset, Preprocessing
+    from basisnet_deploy.data.folders import list_folder, read_files
+    from basisnet_deploy.model.config import PRESETS, TrainSettings
+    from basisnet_deploy.training.trainer import RunOptions, train
+
+    arch, pre = PRESETS["demo"], Preprocessing()
+    settings = TrainSettings(epochs=epochs, batch_size=64)
+    files = list_folder(folder)
+    streamed = train(files, arch, pre, settings, None, RunOptions(augment=False))
+    images, labels, _ = read_files(files)
+    memory = train(Dataset(images, labels, files.class_names, source="memory"), arch, pre, settings)
+    steps = streamed.metrics["steps"] // epochs
+    s_rate = steps / streamed.metrics["epochs"][-1]["seconds"]
+    m_rate = steps / memory.metrics["epochs"][-1]["seconds"]
+    return {"images": len(files.paths), "steps_per_epoch": steps, "streamed_steps_per_s": round(s_rate, 3),
+            "in_memory_steps_per_s": round(m_rate, 3), "streamed_over_memory": round(s_rate / m_rate, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--speed-size", type=int, default=1000, help="0 to skip the speed comparison")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-train-bench"))
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args()
+    work = Path(args.work)
+    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+              "image_size": "2000x1500 JPEG q90", "preset": "demo", "memory": {}}
+    for n in args.sizes:
+        folder = make_folder(work / f"n{n}", n)
+        result["memory"][str(n)] = peak_rss_training(folder, work / f"ckpt{n}",
+                                                     ["--batch-size", str(args.batch_size)])
+        print(n, result["memory"][str(n)], flush=True)
+    if args.speed_size:
+        result["speed"] = speed(make_folder(work / f"n{args.speed_size}", args.speed_size))
+        print(result["speed"], flush=True)
+    text = json.dumps(result, indent=2)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
