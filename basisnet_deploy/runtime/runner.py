@@ -12,8 +12,8 @@ stages apply backpressure. Every frame, early exits included, passes through eve
 exit is forwarded without running the later stages), so results come back in input order.
 
 Frame policy (``drop``): ``block`` (the default) makes the source wait when the pipeline is
-full, so every frame is answered; ``keep-latest`` is what a live camera wants: when the LM's
-input queue is full the oldest waiting frame is dropped (counted in ``dropped``), so the
+full, so every frame is answered; ``keep-latest`` is what a live camera wants: only the newest
+frame waits for the LM, and an older waiting one is dropped (counted in ``dropped``), so the
 pipeline always works on the newest frames and latency stays bounded.
 
 Errors in any stage (or in the frame source) reach the caller as the original exception.
@@ -303,6 +303,8 @@ class _Pipeline:
         sizes = [queue_size] * len(stages) + [queue_size]
         if len(stages) > 2:
             sizes[-2] = last_queue  # between synthesis and the specialist
+        if drop == "keep-latest":
+            sizes[0] = 1  # only the newest frame waits for the LM
         self.queues = [queue.Queue(n) for n in sizes]
         self.dropped = 0
 
