@@ -35,7 +35,7 @@ def test_help_explains_every_command_and_offers_the_same_json_options():
     runner = CliRunner()
     res = runner.invoke(cli, ["--help"])
     assert res.exit_code == 0
-    assert len(cli.commands) == 10
+    assert len(cli.commands) == 11
     for command in cli.commands:
         assert command in res.output
         sub = runner.invoke(cli, [command, "--help"])

@@ -209,7 +209,7 @@ def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):
 
 def test_thread_counts_are_chosen_from_the_cores_and_checked():
     from basisnet_deploy.common.errors import UserError
-    from basisnet_deploy.report.bench import stage_threads
+    from basisnet_deploy.runtime.backends import stage_threads
 
     assert stage_threads(cores=2) == {"lightweight": 1, "synthesis": 1, "specialist": 1, "cores": 2}
     assert stage_threads(cores=8)["specialist"] == 6

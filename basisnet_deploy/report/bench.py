@@ -10,7 +10,6 @@ per frame (the manifest's cost model at the measured exit rate) and the process'
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 import sys
 import time
@@ -24,7 +23,7 @@ from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import sha256_hex
-from basisnet_deploy.runtime.backends import make_factory
+from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
 
@@ -134,16 +133,6 @@ class _Setup:
     factory: object  # the specialist's session factory
     light_factory: object
     frames: list  # (LM input, specialist input) per frame
-
-
-def stage_threads(specialist: int | None = None, cores: int | None = None) -> dict:
-    """Threads per stage. The LM and synthesis take one each; the specialist gets the rest of
-    the cores (at least one). A count above the machine's cores is a user error."""
-    cores = cores or os.cpu_count() or 1
-    if specialist is not None and not 1 <= specialist <= cores:
-        raise UserError(f"--threads {specialist}: this machine has {cores} cores; choose 1 to {cores}")
-    return {"lightweight": 1, "synthesis": 1, "specialist": specialist or max(1, cores - 2),
-            "cores": cores}
 
 
 def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> BenchReport:

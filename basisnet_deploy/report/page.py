@@ -278,7 +278,7 @@ def write_report(result: ReportResult, data: Labelled, out, start: float) -> Non
     pictures = _pictures(result, data)
     result.files = {"page": PAGE_FILE, "json": JSON_FILE, "pictures": sorted(pictures)}
     check_out(out)  # again: nothing may have appeared there while the images ran
-    with staged_directory(out) as tmp:
+    with staged_directory(out, "report", legacy=lambda d: (d / MARKER).is_file()) as tmp:
         for name, png in pictures.items():
             (tmp / name).write_bytes(png)
         result.seconds = round(time.perf_counter() - start, 2)

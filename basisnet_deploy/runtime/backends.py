@@ -182,3 +182,13 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
 
 def _on_android() -> bool:
     return hasattr(sys, "getandroidapilevel") or "ANDROID_ROOT" in os.environ
+
+
+def stage_threads(specialist: int | None = None, cores: int | None = None) -> dict:
+    """Threads per stage. The LM and synthesis take one each; the specialist gets the rest of
+    the cores (at least one). A count above the machine's cores is a user error."""
+    cores = cores or os.cpu_count() or 1
+    if specialist is not None and not 1 <= specialist <= cores:
+        raise UserError(f"--threads {specialist}: this machine has {cores} cores; choose 1 to {cores}")
+    return {"lightweight": 1, "synthesis": 1, "specialist": specialist or max(1, cores - 2),
+            "cores": cores}

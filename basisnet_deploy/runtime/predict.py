@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from basisnet_deploy.artifacts.manifest import Role
 from basisnet_deploy.data import load_image
-from basisnet_deploy.runtime.backends import make_factory
+from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
@@ -19,7 +19,7 @@ class RuntimeOptions:
     runtime: str | None = None  # None: litert for TFLite exports, onnxruntime for ONNX
     delegate_path: str | None = None
     allow_fallback: bool = False
-    threads: int = 1
+    threads: int | None = None  # the specialist's; None: chosen from the core count
     form: str = "presynth"  # specialist form: presynth or coefficient
 
     def runtime_for(self, deployment: Deployment) -> str:
@@ -43,9 +43,11 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     """One :class:`Prediction` per image, in order; ``threshold`` None: the manifest's."""
     dep = Deployment(directory)
     runtime = options.runtime_for(dep)
-    factory = make_factory(runtime, options.delegate, options.threads, options.delegate_path,
+    threads = stage_threads(options.threads)
+    factory = make_factory(runtime, options.delegate, threads["specialist"], options.delegate_path,
                            options.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
-    light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu", options.threads)
+    light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu",
+                         threads["lightweight"])
     frames = [dep.frame(load_image(p)) for p in image_paths]
     threshold = dep.threshold if threshold is None else threshold
     run = TwoStageRunner(dep, light, factory,
