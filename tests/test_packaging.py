@@ -21,6 +21,9 @@ def test_wheel_installs_only_the_basisnet_deploy_namespace(tmp_path):
     assert top == {"basisnet_deploy", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert "basisnet_deploy/converters/__init__.py" in names
     assert "basisnet_deploy/calibration/__init__.py" in names
+    # Every package folder of the source tree is in the wheel (pyproject lists them by hand).
+    for init in sorted((ROOT / "basisnet_deploy").rglob("__init__.py")):
+        assert str(init.relative_to(ROOT)) in names, init
 
 
 def test_mapped_packages_import_from_the_namespace():
