@@ -154,7 +154,7 @@ def test_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, ca
     with pytest.raises(SystemExit) as code:
         main(["train", "--out", str(blocker / "ckpt"), *TINY_FLAGS])
     err = capsys.readouterr().err
-    assert code.value.code == 2 and "cannot write the checkpoint" in err
+    assert code.value.code == 2 and "is a file, not a directory" in err
     assert len(err.strip().splitlines()) == 1
 
 
