@@ -46,8 +46,8 @@ demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
-	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --out $(RUN)/export-tflite
-	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --out $(RUN)/export-onnx
+	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-tflite
+	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
