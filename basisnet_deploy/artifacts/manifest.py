@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.common.files import sha256_hex, write_json_atomically
 from basisnet_deploy.data import Preprocessing
 
 MANIFEST_FILE = "manifest.json"
@@ -137,16 +136,6 @@ class Manifest:
     def save(self, directory) -> None:
         """Write ``manifest.json`` atomically (temp file, then rename)."""
         write_json_atomically(Path(directory) / MANIFEST_FILE, self.to_json())
-
-
-def write_json_atomically(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_manifest(directory) -> Manifest:

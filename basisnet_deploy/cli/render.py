@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Callable
 
 import click
 
+from basisnet_deploy.common.files import write_json_atomically
 from basisnet_deploy.common.jsonable import jsonable
 
 
@@ -23,22 +23,12 @@ def emit(result, as_json: bool, json_out: str | None, text: Callable[[object], l
     """Render ``result`` once: JSON on stdout or the text view, plus ``--json-out``."""
     doc = jsonable(result)
     if json_out:
-        _write_json(Path(json_out), doc)
+        write_json_atomically(Path(json_out), doc)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     for line in text(result):
         click.echo(line)
-
-
-def _write_json(path: Path, doc) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def fmt_m(n) -> str:

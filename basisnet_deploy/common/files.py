@@ -150,3 +150,14 @@ def _terminate_as_exit():
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def write_json_atomically(path: Path, data) -> None:
+    """``data`` as JSON at ``path``, atomically: a temp file in the same folder, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -30,15 +30,9 @@ class Dataset:
 
     def split_indices(self, held_out: float, seed: int) -> tuple[list[int], list[int]]:
         """Deterministic stratified split: ``held_out`` of every class goes to the second list."""
-        rng = np.random.default_rng(seed)
-        train_idx, test_idx = [], []
-        for c in range(len(self.class_names)):
-            idx = np.flatnonzero(self.labels == c)
-            rng.shuffle(idx)
-            n = int(round(len(idx) * held_out))
-            test_idx.extend(int(i) for i in idx[:n])
-            train_idx.extend(int(i) for i in idx[n:])
-        return sorted(train_idx), sorted(test_idx)
+        from basisnet_deploy.data.folders import stratified_split
+
+        return stratified_split(self.labels, len(self.class_names), held_out, seed)
 
     def split(self, held_out: float, seed: int) -> tuple["Dataset", "Dataset"]:
         train_idx, test_idx = self.split_indices(held_out, seed)

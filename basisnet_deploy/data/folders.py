@@ -42,19 +42,26 @@ class FileList:
 
     def split_indices(self, held_out: float, seed: int) -> tuple[list[int], list[int]]:
         """The same seeded stratified split as :meth:`Dataset.split_indices`."""
-        rng = np.random.default_rng(seed)
-        train_idx, test_idx = [], []
-        for c in range(len(self.class_names)):
-            idx = np.flatnonzero(self.labels == c)
-            rng.shuffle(idx)
-            n = int(round(len(idx) * held_out))
-            test_idx.extend(int(i) for i in idx[:n])
-            train_idx.extend(int(i) for i in idx[n:])
-        return sorted(train_idx), sorted(test_idx)
+        return stratified_split(self.labels, len(self.class_names), held_out, seed)
 
     def split(self, held_out: float, seed: int) -> tuple["FileList", "FileList"]:
         train_idx, test_idx = self.split_indices(held_out, seed)
         return self.subset(train_idx), self.subset(test_idx)
+
+
+def stratified_split(labels: np.ndarray, classes: int, held_out: float,
+                     seed: int) -> tuple[list[int], list[int]]:
+    """(train, held-out) indices: ``held_out`` of every class, chosen with ``seed``. The one
+    definition for in-memory sets and streamed folders, so both split the same way."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in range(classes):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n = int(round(len(idx) * held_out))
+        test_idx.extend(int(i) for i in idx[:n])
+        train_idx.extend(int(i) for i in idx[n:])
+    return sorted(train_idx), sorted(test_idx)
 
 
 def list_folder(root: str | os.PathLike) -> FileList:
