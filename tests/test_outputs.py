@@ -112,8 +112,11 @@ def test_error_inside_removes_the_staging_directory(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_staging_removes_the_staging_directory(tmp_path, sig):
+    # A process started in the background inherits SIGINT as ignored (a shell's `cmd &`, some
+    # CI runners): restore Python's handler so the test does not depend on how it was run.
     script = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from basisnet_deploy.common.files import staged_directory
         with staged_directory({str(tmp_path / 'out')!r}, "export") as tmp:
             (tmp / "half.txt").write_text("x")
