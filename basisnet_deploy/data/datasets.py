@@ -59,13 +59,10 @@ def image_folder(root: str | os.PathLike) -> Dataset:
 
     Files that are not readable images are skipped and counted by reason, never fatal.
     """
+    from basisnet_deploy.data.folders import class_folders
+
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; expected DIR/<class>/<image files>")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{root}: found {len(classes)} class folders; an image folder needs at "
-                        "least two sub-folders, one per class")
+    classes = class_folders(root)
     images, labels, skipped, names = [], [], Counter(), []
     for label, name in enumerate(classes):
         for path in sorted((root / name).rglob("*")):

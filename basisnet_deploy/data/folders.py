@@ -64,6 +64,18 @@ def stratified_split(labels: np.ndarray, classes: int, held_out: float,
     return sorted(train_idx), sorted(test_idx)
 
 
+def class_folders(root: Path) -> list[str]:
+    """The sorted class sub-folder names of an image folder; a :class:`DataError` when it is
+    missing or has fewer than two (one definition for in-memory and streamed folders)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory; expected DIR/<class>/<image files>")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{root}: found {len(classes)} class folders; an image folder needs at "
+                        "least two sub-folders, one per class")
+    return classes
+
+
 def list_folder(root: str | os.PathLike) -> FileList:
     """``root/<class>/<files>`` as a :class:`FileList`; nothing is decoded.
 
@@ -72,12 +84,7 @@ def list_folder(root: str | os.PathLike) -> FileList:
     folder, a folder without a single image file.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; expected DIR/<class>/<image files>")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{root}: found {len(classes)} class folders; an image folder needs at "
-                        "least two sub-folders, one per class")
+    classes = class_folders(root)
     paths, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(str(p.relative_to(root)) for p in (root / name).rglob("*")
