@@ -35,6 +35,11 @@ def percentiles(samples_ms) -> dict:
             "count": int(a.size)}
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    """A ratio to four significant digits: fixed decimals would lose most of a small one."""
+    return float(f"{numerator / denominator:.4g}")
+
+
 def peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
@@ -162,10 +167,10 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
                      report.stages["specialist"].latency_ms["p50"])
     report.stage_bound_fps = round(1000.0 / bottleneck, 2)
     if len(modes) == 2:
-        report.pipelined_vs_sequential = round(
-            report.runners["pipelined"].throughput_fps / report.runners["sequential"].throughput_fps, 3)
+        report.pipelined_vs_sequential = ratio(report.runners["pipelined"].throughput_fps,
+                                               report.runners["sequential"].throughput_fps)
     if report.baseline_fps:
-        report.vs_baseline_fps = {m: round(r.throughput_fps / report.baseline_fps, 3)
+        report.vs_baseline_fps = {m: ratio(r.throughput_fps, report.baseline_fps)
                                   for m, r in report.runners.items()}
     return report
 
@@ -213,9 +218,8 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
         feeds = [{"image": f[1]} for f in setup.frames]
         report.stages["baseline_plain"] = _stage(factory, dep.path(Role.BASELINE_PLAIN), feeds,
                                                  opts.warmup)
-        report.specialist_vs_baseline_p50 = round(
-            report.stages["specialist"].latency_ms["p50"]
-            / report.stages["baseline_plain"].latency_ms["p50"], 3)
+        report.specialist_vs_baseline_p50 = ratio(report.stages["specialist"].latency_ms["p50"],
+                                                  report.stages["baseline_plain"].latency_ms["p50"])
         report.baseline_fps = _baseline_fps(factory, dep.path(Role.BASELINE_PLAIN), feeds)
 
 
