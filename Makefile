@@ -69,7 +69,7 @@ clean:
 
 # A smoke test on another Python (CI runs the full suite on $(PYTHON) and this on the others):
 # the base install (no TensorFlow), import, --help and the tests that need no TensorFlow.
-#   make smoke SMOKE_PYTHON=python3.13
+#   make smoke SMOKE_PYTHON="$(bash scripts/find-python.sh 3.13)"
 SMOKE_PYTHON ?= python3.13
 SMOKE_VENV   := .venv-smoke-$(notdir $(SMOKE_PYTHON))
 smoke:
@@ -78,7 +78,7 @@ smoke:
 	$(SMOKE_VENV)/bin/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[test]'
 	$(SMOKE_VENV)/bin/python -c 'import sys, basisnet_deploy; print("basisnet-deploy", basisnet_deploy.__version__, "on Python", sys.version.split()[0])'
 	$(SMOKE_VENV)/bin/basisnet-deploy --help > /dev/null
-	$(SMOKE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_arch.py tests/test_data.py tests/test_layout.py tests/test_outputs.py
+	$(SMOKE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_arch.py tests/test_data.py tests/test_layout.py tests/test_outputs.py tests/test_packaging.py
 
 # The Android app's static check (android_demo/README.md "Static check"): one runtime in the
 # Gradle files, the wrapper, the ABIs, and the app's Kotlin compiled against the core and the
