@@ -189,6 +189,22 @@ def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsy
     rows = json.loads(capsys.readouterr().out)
     assert [r["image"] for r in rows] == paths
     assert all(r["stage"] == "specialist" and 0 < r["confidence"] <= 1 for r in rows)
+    assert all(r["specialist_processor"] == "CPU (XNNPACK)" and r["fallback"] is None for r in rows)
+
+
+def test_predict_says_when_it_fell_back_from_the_gpu(float_tflite, tmp_path, capsys):
+    from basisnet_deploy.runtime.backends import available_delegates
+
+    export_dir = float_tflite[0]
+    if "gpu" in available_delegates("litert", str(export_dir / "lightweight.tflite")):
+        pytest.skip("this machine has a GPU that LiteRT can use: nothing falls back")
+    path = str(tmp_path / "0.png")
+    digits().images[0].save(path)
+    with pytest.raises(SystemExit) as code:
+        main(["predict", str(export_dir), path, "--delegate", "gpu", "--allow-fallback"])
+    out = capsys.readouterr().out
+    assert code.value.code == 0
+    assert out.startswith("FALLBACK: gpu unavailable") and "ran on CPU" in out
 
 
 def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):

@@ -105,12 +105,14 @@ def test_native_log_lines_are_dropped_unless_verbose(verbose):
               "with filter_native_logs():\n"
               "    os.write(2, b'I0000 00:00:1795830066.248667     355 cudart_stub.cc:31] noise\\n')\n"
               "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called\\n')\n"
+              "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
               "    os.write(2, b'Error: a real line\\n')\n")
     env = {**os.environ, "BASISNET_VERBOSE": verbose}
     err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=60).stderr
     assert "Error: a real line" in err
-    assert ("noise" in err and "InitializeLog" in err) == bool(verbose)
+    for native in ("noise", "InitializeLog", "XNNPACK"):
+        assert (native in err) == bool(verbose), native
 
 
 def test_a_calibration_set_of_1x1_images_is_refused(tmp_path):

@@ -165,7 +165,9 @@ def bench_text(r) -> list[str]:
 
 
 def predict_text(predictions) -> list[str]:
-    return [f"{p.image}: {p.name} ({p.confidence:.1%}) answered by the {p.stage}" for p in predictions]
+    notes = sorted({f"FALLBACK: {p.fallback}" for p in predictions if p.fallback})
+    return notes + [f"{p.image}: {p.name} ({p.confidence:.1%}) answered by the {p.stage}"
+                    for p in predictions]
 
 
 def threshold_text(r: dict) -> list[str]:

@@ -60,14 +60,18 @@ def quiet_native():
                 os.close(fd)
 
 
+# absl/glog lines (TensorFlow's C++ start-up notices), absl's pre-init warning, and the INFO
+# level of TFLite's minimal logger ("INFO: Created TensorFlow Lite XNNPACK delegate for
+# CPU.", once per interpreter); its WARNING and ERROR lines still pass.
 _NATIVE_LOG = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]]+\] |WARNING: All log "
-                         rb"messages before absl::InitializeLog\(\) is called)")
+                         rb"messages before absl::InitializeLog\(\) is called|INFO: )")
 
 
 @contextlib.contextmanager
 def filter_native_logs():
-    """Drop absl/glog-formatted lines (TensorFlow's C++ start-up notices, which ignore
-    TF_CPP_MIN_LOG_LEVEL) from file descriptor 2; everything else passes through as written."""
+    """Drop native log lines (``_NATIVE_LOG``: TensorFlow's C++ start-up notices and LiteRT's
+    INFO lines, which ignore TF_CPP_MIN_LOG_LEVEL) from file descriptor 2; everything else
+    passes through as written."""
     if verbose():
         yield
         return

@@ -36,6 +36,8 @@ class Prediction:
     confidence: float
     stage: str  # "lightweight" (early exit) or "specialist"
     times_ms: dict
+    specialist_processor: str  # where the specialist ran, e.g. "CPU (XNNPACK)", "GPU"
+    fallback: str | None = None  # why, when --allow-fallback replaced the delegate asked for
 
 
 def predict(directory, image_paths: list[str], options: RuntimeOptions = RuntimeOptions(),
@@ -53,5 +55,6 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     run = TwoStageRunner(dep, light, factory,
                          RunnerOptions(threshold=threshold, form=options.form, mode="sequential"))
     return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
-                       {k: round(v, 3) for k, v in r.times_ms.items()})
+                       {k: round(v, 3) for k, v in r.times_ms.items()},
+                       factory.processor, factory.fallback_note)
             for path, r in zip(image_paths, run.run(frames))]
