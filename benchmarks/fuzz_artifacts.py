@@ -42,6 +42,7 @@ COMMANDS = {  # command -> argv after the export directory; {out} is a scratch d
     "bench": ["bench", "{dir}", "--frames", "2", "--warmup", "0", "--runner", "sequential",
               "--delegate", "cpu"],
     "android-assets": ["android-assets", "{dir}", "--out", "{out}"],
+    "verify": ["verify", "{dir}", "--limit", "2"],
 }
 
 
