@@ -6,13 +6,16 @@ to 8, so FIT uses width 0.75, where Keras' rounding and ours give the same chann
 everywhere (as at 1.0; README "Starting from pretrained weights").
 """
 
+import dataclasses
+
 import h5py
 import keras
 import numpy as np
 import pytest
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.model.config import ArchConfig
+from basisnet_deploy.data import Preprocessing, digits
+from basisnet_deploy.model.config import ArchConfig, TrainSettings
 from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
 from basisnet_deploy.model.network import BasisNet
 from basisnet_deploy.model.pretrained import (PERTURBATION, init_from_file, init_from_files,
@@ -20,6 +23,8 @@ from basisnet_deploy.model.pretrained import (PERTURBATION, init_from_file, init
 
 FIT = ArchConfig(bases=3, nonshared=(8, 15), width=0.75, resolution=32, light_width=0.75,
                  light_resolution=16, num_classes=10, bn_momentum=0.9)
+# Training runs: the specialist fits the Large file; a small LM and few bases keep it quick.
+RUN = dataclasses.replace(FIT, bases=2, nonshared=(12, 15), light_width=0.35, resolution=16)
 BASIS = (BasisConv1x1, BasisDepthwiseConv2D)
 
 
@@ -185,3 +190,62 @@ def test_two_files_of_one_variant_are_refused(files, loaded):
     path = files["large"][0]
     with pytest.raises(UserError, match="a second mv3-large file"):
         init_from_files(loaded[0], [path, path])
+
+
+class _Notes:
+    """A progress callback that keeps the one-off messages train() sends."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, step, total, logs):
+        pass
+
+    def note(self, line):
+        self.lines.append(line)
+
+
+def test_a_fresh_run_loads_the_file_and_records_it(files):
+    from basisnet_deploy.training.trainer import RunOptions, train
+
+    ds, pre = digits().subset(range(60)), Preprocessing(resize="squash")
+    settings = TrainSettings(epochs=1, batch_size=32, seed=5)  # 48 training images: one step
+    notes = _Notes()
+    result = train(ds, RUN, pre, settings, notes, RunOptions(init_from=(str(files["large"][0]),)))
+    (init,) = result.metrics["init_from"]
+    assert init["ignored"] is None and init["variant"] == "mv3-large"
+    assert len(init["networks"][1]["loaded"]) == 110 and len(init["networks"][1]["perturbed"]) == 12
+    assert notes.lines == [init["summary"]] and "specialist 110 layers" in init["summary"]
+    assert result.config.training["init_from"] == result.metrics["init_from"]
+
+
+def test_a_resumed_run_ignores_the_file(files):
+    """train() calls this with the epochs its resume state restored: >0 keeps those weights.
+    (An interrupted-and-resumed run is tests/test_stream.py's, at two training runs' cost.)"""
+    from basisnet_deploy.training.trainer import _initialize
+
+    net, notes = BasisNet(RUN), _Notes()
+    before = [w.numpy().copy() for w in net.weights]
+    (init,) = _initialize(net, (str(files["large"][0]),), 0, 3, notes)
+    assert init.ignored == "the run resumed after epoch 3 and its saved weights win"
+    assert init.networks == () and notes.lines == [init.summary()] and "ignored" in init.summary()
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(net.weights, before))
+    assert _initialize(net, (), 0, 0, notes) == ()
+
+
+def test_cli_bad_init_file_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    from basisnet_deploy.cli import main
+
+    bad, out = tmp_path / "weights.h5", tmp_path / "ckpt"
+    bad.write_bytes(b"\x89HDF-not-really")
+    with pytest.raises(SystemExit) as code:
+        main(["train", "--out", str(out), "--epochs", "1", "--bases", "2", "--width", "0.35",
+              "--light-width", "0.35", "--resolution", "16", "--light-resolution", "16",
+              "--init-from", str(bad)])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: {bad}: not an HDF5 file, so not a Keras weights file; --init-from "
+                      "reads a Keras MobileNetV3 weights file: the .h5 keras.applications "
+                      "downloads, or a Keras 3 .weights.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.h5"]
