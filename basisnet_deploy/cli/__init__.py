@@ -167,9 +167,16 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
               help="Keep shrunk decoded images here and reuse them in later epochs and runs.")
 @click.option("--resume", is_flag=True,
               help="Require saved state from an interrupted run (the same command resumes anyway).")
+@click.option("--init-from", "init_from", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="Start from a keras.applications MobileNetV3 weights file (the .h5 it "
+                   "downloads, or a Keras 3 .weights.h5): a Large file loads into the "
+                   "specialist (each non-shared basis a perturbed copy of its kernel), a Small "
+                   "one into the lightweight model; repeat for both. The classifier loads only "
+                   "if the class count matches. Ignored when the run resumes.")
 @output_options
 def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, seed, strategy,
-          augment, cache_dir, resume, as_json, json_out, **flags):
+          augment, cache_dir, resume, init_from, as_json, json_out, **flags):
     """Train both stages jointly and write a checkpoint directory.
 
     The default is the embedded demo: digits with the 'demo' preset. Prints held-out top-1
@@ -186,7 +193,8 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
     pre = Preprocessing(resize=resize or ("squash" if dataset == "digits" else "center_crop"))
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              held_out=held_out, seed=seed, strategy=strategy)
-    run = RunOptions(augment=augment, cache_dir=cache_dir, require_resume=resume)
+    run = RunOptions(augment=augment, cache_dir=cache_dir, require_resume=resume,
+                     init_from=tuple(init_from))
     with _progress("train") as progress:
         result = train_checkpoint(dataset, out, (arch, pre), settings, progress, run)
     if result["skipped"]:
@@ -520,6 +528,13 @@ class _progress:
                             mininterval=0.5 if tty else 15, dynamic_ncols=True)
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         self.bar.update(step - self.bar.n)
+
+    def note(self, line):
+        """A one-off message (e.g. what --init-from loaded) above the bar, on stderr."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
 
     def epoch_done(self, summary):
         line = (f"epoch {summary['epoch']}: {summary['seconds']:.1f} s, "

@@ -64,7 +64,8 @@ def cost_text(result: dict) -> list[str]:
 
 def train_text(result: dict) -> list[str]:
     held = result["held_out"]
-    return [f"trained {result['steps']} steps in {result['train_seconds']:.0f} s on "
+    return [*(init["summary"] for init in result.get("init_from", ())),
+            f"trained {result['steps']} steps in {result['train_seconds']:.0f} s on "
             f"{result['train_examples']} images",
             f"held-out top-1 ({held['examples']} images): lightweight "
             f"{held['lightweight_top1']:.1%}, specialist {held['specialist_top1']:.1%}",

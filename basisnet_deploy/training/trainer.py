@@ -38,6 +38,7 @@ from basisnet_deploy.model.config import ArchConfig, BasisNetConfig, TrainSettin
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.model.network import BasisNet
+from basisnet_deploy.model.pretrained import PretrainedInit, init_from_files
 from basisnet_deploy.training.distribute import make_strategy
 from basisnet_deploy.training.resume import ResumeState, StopSignals, TrainingInterrupted, resume_dir
 from basisnet_deploy.training.sources import evaluate_batches, make_source
@@ -101,6 +102,9 @@ class RunOptions:
     resume_dir: str | None = None  # where per-epoch resume state goes; None: not resumable
     require_resume: bool = False  # --resume: refuse to start from scratch
     probe_seconds: float = 120.0  # multi-worker: how long to wait for every worker
+    # keras.applications MobileNetV3 weights files to start from (fresh runs only); not in
+    # the resume fingerprint, since a resumed run's saved weights win whatever is given here
+    init_from: tuple[str, ...] = ()
 
 
 def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
@@ -125,6 +129,7 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
                         _state_variables(net, optimizer), _fingerprint(source, arch, pre, settings, run),
                         chief)
     first_epoch = state.restore(run.require_resume)
+    init = _initialize(net, run.init_from, settings.seed, first_epoch, progress)
     step_fn = _train_step(net, optimizer, variables, strategy, settings,
                           steps_per_epoch * settings.epochs)
     meter = _Meter(settings, steps_per_epoch, progress, first_epoch)
@@ -152,10 +157,28 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
                "steps": steps_per_epoch * settings.epochs, "resumed_from_epoch": first_epoch,
                "epochs": meter.epochs, "train_examples": int(source.count),
                **source.skipped()}
+    if init:
+        metrics["init_from"] = [i.to_json() for i in init]
     training = {"dataset": dataset.source, "settings": dataclasses.asdict(settings),
                 "augment": source.augment, **metrics, **source.record()}
     config = BasisNetConfig(arch, pre, dataset.class_names, training).validate()
     return TrainResult(net, config, metrics, state, chief)
+
+
+def _initialize(net: BasisNet, files: tuple[str, ...], seed: int, first_epoch: int,
+                progress) -> tuple[PretrainedInit, ...]:
+    """``--init-from`` on a fresh run; a resumed run's saved weights win, and it says so."""
+    if not files:
+        return ()
+    if first_epoch:
+        reason = f"the run resumed after epoch {first_epoch} and its saved weights win"
+        results = tuple(PretrainedInit(str(f), ignored=reason) for f in files)
+    else:
+        results = init_from_files(net, files, seed)
+    if progress is not None and hasattr(progress, "note"):
+        for result in results:
+            progress.note(result.summary())
+    return results
 
 
 def _sync_workers(strategy, net: BasisNet) -> None:
