@@ -121,7 +121,7 @@ def speed(folder: Path, epochs: int = 2) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--speed-size", type=int, default=1000, help="0 to skip the speed comparison")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-train-bench"))
     ap.add_argument("--batch-size", type=int, default=64)

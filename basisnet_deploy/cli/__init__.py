@@ -157,7 +157,9 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
               help="Resize rule stored in the checkpoint (default: squash for digits, "
                    "center_crop for image folders).")
 @click.option("--seed", type=int, default=_TRAIN_DEFAULTS.seed, show_default=True,
-              help="Seeds data split, shuffling, init and dropout: same seed, same checkpoint.")
+              help="Seeds data split, shuffling, init and dropout: the same seed gives the same "
+                   "held-out split and data order (weights are bit-identical only at small "
+                   "sizes: README 'Training').")
 @click.option("--strategy", type=click.Choice(TRAIN_STRATEGIES), default="default",
               show_default=True, help="tf.distribute strategy the training step runs under; "
                                       "multi-worker reads TF_CONFIG (README 'Training').")
