@@ -26,15 +26,10 @@ class TFLiteExporter:
         self.input_type = input_type  # float32, int8 or uint8 for full-int8 models
 
     def convert(self, graph: Graph, quantize: str, calibration=None) -> bytes:
-        import keras
         import tensorflow as tf
 
         with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
-            archive = keras.export.ExportArchive()
-            archive.track(graph.model)
-            archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
-            archive.write_out(tmp, verbose=False)
-            conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
+            conv = _saved_model_converter(graph, tmp)
             if quantize == "float16":
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 conv.target_spec.supported_types = [tf.float16]
@@ -65,17 +60,12 @@ class TFLiteExporter:
     def convert_presynth_int8(self, graph: Graph, calibration, folded, baked, coefficients):
         """(int8 template, report): activation ranges cover each calibration image's own
         synthesized kernels, not only the baked ones (tflite_template_calibration.py)."""
-        import keras
         import tensorflow as tf
 
         from basisnet_deploy.converters.tflite_template_calibration import convert_template
 
         with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
-            archive = keras.export.ExportArchive()
-            archive.track(graph.model)
-            archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
-            archive.write_out(tmp, verbose=False)
-            conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
+            conv = _saved_model_converter(graph, tmp)
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = calibration
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -102,6 +92,18 @@ class TFLiteExporter:
 # Ops the "int8_float_head" recipe keeps in float: the LM's two Dense heads and the softmax.
 # The trunk has no FULLY_CONNECTED (its SE blocks are 1x1 convs), so only the heads change.
 FLOAT_HEAD_OPS = ["FULLY_CONNECTED", "SOFTMAX"]
+
+
+def _saved_model_converter(graph: Graph, tmp: str):
+    """The TF converter for ``graph`` exported as a SavedModel into ``tmp`` (one endpoint)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(graph.model)
+    archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
+    archive.write_out(tmp, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
 
 
 def _convert_mixed(conv, graph: Graph, quantize: str, calibration) -> bytes:
