@@ -88,7 +88,8 @@ def _synthetic(k=4, seed=0):
         table.append(p)
         bases[p.layer] = rng.normal(0, 0.1, (k, *shape)).astype(np.float32)
         bases[p.layer + "/bias"] = rng.normal(0, 1, c).astype(np.float32)
-    bases["l0"][:, 3] = 0.0  # a channel that mixes to zero: scale falls back to float32(1e-9)
+    bases["l0"][:, 3] = 0.0  # a dead channel with a bias: its scale is the bias floor
+    bases["l5"][..., 7] = 0.0  # a dead channel without one: scale falls back to float32(1e-9)
     return bytes(rng.integers(0, 256, at + 11, dtype=np.uint8)), table, bases
 
 
@@ -138,8 +139,14 @@ def test_compiled_and_numpy_give_identical_bytes(use_compact):
     ref = (compact_bases.synthesize_reference(template, table, arrays, coefficients[-1]) if use_compact
            else synthesize(template, table, bases, coefficients[-1]))
     assert outs["compiled", True][-1] == ref
-    zero = table[0]  # the all-zero channel 3 got scale float32(1e-9), as the reference writes
-    assert np.frombuffer(ref, "<f4", 1, zero.scale_offset + 12)[0] == np.float32(1e-9)
+    # The dead channel 3 of l0 keeps its bias: before the scale floor, its scale was 1e-9 and
+    # the int32 bias saturated (bias ~1 came out as 0.04).
+    dead = table[0]
+    bias_q = np.frombuffer(ref, "<i4", 12, dead.bias_offset)
+    bias_scale = np.frombuffer(ref, "<f4", 12, dead.bias_scale_offset)
+    assert np.abs(bias_q).max() <= 2**30
+    assert abs(bias_q[3] * float(bias_scale[3]) - bases["l0/bias"][3]) <= 1e-6 * abs(bases["l0/bias"][3])
+    assert np.frombuffer(ref, "<f4", 1, table[5].scale_offset + 4 * 7)[0] == np.float32(1e-9)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

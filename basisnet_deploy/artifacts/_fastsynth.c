@@ -88,11 +88,23 @@ BN_INLINE uint32_t max_abs_bits(const float *restrict w, int64_t n, uint32_t m) 
     return m;
 }
 
-BN_INLINE float channel_scale(uint32_t max_bits) {
+/* The channel's weight scale: max |w| / 127, 1e-9 where that is not > 0, then raised to the
+ * bias floor |bias[c]| / (input_scale * 2^30) where the layer has a bias (so the int32 bias of
+ * a (near) zero channel fits instead of saturating). */
+BN_INLINE float channel_scale(uint32_t max_bits, const int64_t *d, int64_t c) {
     float m, s;
     memcpy(&m, &max_bits, 4);
     s = m / 127.0f;
-    return s > 0.0f ? s : (float)1e-9; /* (float)1e-9: NumPy's np.float32(1e-9) */
+    s = s > 0.0f ? s : (float)1e-9; /* (float)1e-9: NumPy's np.float32(1e-9) */
+    if (d[D_BOFF] >= 0) {
+        const float *bias = (const float *)(intptr_t)d[D_BIAS];
+        float in_scale;
+        uint32_t in_bits = (uint32_t)d[D_INSCALE];
+        memcpy(&in_scale, &in_bits, 4);
+        const float floor_ = fabsf(bias[c]) / (in_scale * 1073741824.0f);
+        s = floor_ > s ? floor_ : s;
+    }
+    return s;
 }
 
 /* int8 of w / scale, round half to even then clip to [-127, 127]. Adding 1.5 * 2^23 rounds
@@ -231,7 +243,7 @@ BN_INLINE void layer_by_channel(int simd, const bn_ctx *cx, const int64_t *d) {
     for (int64_t c = 0; c < C; c++) {
         const bn_mix x = block_at(cx, d, c * inner, c, 0);
         mix_block(simd, d[D_BSCALES] != 0, &x, inner, cx->scratch);
-        cx->scales[c] = channel_scale(max_abs_bits(cx->scratch, inner, 0));
+        cx->scales[c] = channel_scale(max_abs_bits(cx->scratch, inner, 0), d, c);
         quantize(cx->scratch, inner, cx->scales[c], out + c * inner);
     }
 }
@@ -256,7 +268,7 @@ BN_INLINE void layer_whole(int simd, const bn_ctx *cx, const int64_t *d) {
     for (int64_t c = 0; c < C; c++) {
         uint32_t mx = 0;
         for (int64_t o = 0; o < outer; o++) mx = max_abs_bits(w + o * row + c * inner, inner, mx);
-        cx->scales[c] = channel_scale(mx);
+        cx->scales[c] = channel_scale(mx, d, c);
     }
     int8_t *out = (int8_t *)(cx->buf + d[D_WOFF]);
     for (int64_t o = 0; o < outer; o++) {
@@ -284,7 +296,8 @@ BN_AVX2 static void layer_avx2(const bn_ctx *cx, const int64_t *d) { layer(1, cx
 #endif
 
 /* Scales, and the int32 bias re-quantized with them: bias_scale = input_scale * scale[c],
- * bias_q = round_half_even(bias[c] / bias_scale), saturated to int32. */
+ * bias_q = round_half_even(bias[c] / bias_scale), |bias_q| <= 2^30 by channel_scale's floor
+ * (saturated to int32 all the same). */
 static void write_channel_data(const int64_t *d, uint8_t *buf, const float *scales) {
     const int64_t C = d[D_C];
     const float *bias = (const float *)(intptr_t)d[D_BIAS];

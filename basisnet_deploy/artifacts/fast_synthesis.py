@@ -20,11 +20,13 @@ layer with coefficient row a[0..K-1] and output channel c of element j:
 - mix: ``w = b_0 * m_0``, then ``w = w + b_k * m_k`` for k = 1..K-1 (so the float path is
   ``synthesis.mix``, and the compact path is ``compact_bases.mixed_kernel``);
 - scale: ``m = max_j |w|`` over the channel, ``s = m / 127`` (float32 division), and
-  ``s = float32(1e-9)`` where s is not > 0;
+  ``s = float32(1e-9)`` where s is not > 0; then, where the patch has a bias,
+  ``s = max(s, |bias[c]| / (float32(input_scale) * 2^30))``, so the int32 bias of a (near)
+  zero channel fits instead of saturating;
 - kernel: ``int8(clip(round_half_even(w / s), -127, 127))``, w / s a float32 division;
 - bias (when the patch has one): ``bs = float32(input_scale) * s``, ``bq =
-  round_half_even(bias[c] / bs)`` saturated to int32 (the reference ``synthesize`` differs
-  only where |bq| >= 2^31, which no sane export reaches);
+  round_half_even(bias[c] / bs)``, at most 2^30 in magnitude by the scale's floor (saturated
+  to int32 all the same);
 - written little-endian: kernel at weight_offset, s at scale_offset, bq at bias_offset, bs at
   bias_scale_offset.
 
@@ -47,7 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.artifacts.synthesis import Patch, mix, overlapping, quantize_per_channel
+from basisnet_deploy.artifacts.synthesis import (Patch, bias_scale_floor, mix, overlapping,
+                                                 quantize_per_channel)
 
 # Descriptor row per layer; the order of the C enum in _fastsynth.c.
 (D_BASES, D_BSCALES, D_BIAS, D_OUTER, D_C, D_INNER, D_SLOT, D_WOFF, D_SOFF, D_BOFF, D_BSOFF,
@@ -267,7 +270,8 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
         w = mix(layer.bases, a)
     else:
         w = mixed_kernel({p.layer + "/q8": layer.bases, p.layer + "/scales": layer.scales}, p, a)
-    q8, scale = quantize_per_channel(w, p.channel_axis)
+    floor = None if p.bias_offset < 0 else bias_scale_floor(layer.bias, p.input_scale)
+    q8, scale = quantize_per_channel(w, p.channel_axis, floor)
     _put(view, p.weight_offset, q8)
     _put(view, p.scale_offset, scale.astype("<f4"))
     if p.bias_offset < 0:

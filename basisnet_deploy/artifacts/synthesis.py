@@ -209,11 +209,32 @@ def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     return out.reshape(bases.shape[1:])
 
 
-def quantize_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per output channel: (int8 values, float32 scales)."""
+BIAS_HEADROOM = np.float32(2**30)  # |int32 bias| stays at or under 2^30, half the int32 range
+
+
+def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
+    """The smallest weight scale per channel at which the int32 bias still fits:
+    ``|bias| / (input_scale * 2^30)`` in float32.
+
+    A channel whose synthesized kernel is (near) zero, a dead channel, gets a tiny weight
+    scale; ``bias / (input_scale * scale)`` then overflows int32 and the bias saturates (the
+    channel outputs ~0 instead of its bias). Raising the weight scale to this floor is what
+    TFLite's converter does for static weights (it adjusts weight scales for the bias scale).
+    """
+    t = np.float32(input_scale) * BIAS_HEADROOM
+    return (np.abs(np.asarray(bias, np.float32)) / t).astype(np.float32)
+
+
+def quantize_per_channel(w: np.ndarray, axis: int,
+                         floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output channel: (int8 values, float32 scales). A zero channel gets
+    scale float32(1e-9); then ``floor`` (:func:`bias_scale_floor`), where given, raises any
+    scale below it, which changes nothing unless the channel's int32 bias would overflow."""
     other = tuple(i for i in range(w.ndim) if i != axis)
     scale = (np.max(np.abs(w), axis=other) / 127.0).astype(np.float32)
     scale = np.where(scale > 0, scale, np.float32(1e-9)).astype(np.float32)
+    if floor is not None:
+        scale = np.maximum(scale, floor).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
@@ -234,9 +255,11 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
         if p.dtype in ("float32", "float16"):
             writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
-        q, scale = quantize_per_channel(w, p.channel_axis)
+        has_bias = p.bias_offset >= 0  # not for ONNX depthwise convs: BN stays a Mul/Add
+        floor = bias_scale_floor(bases[p.layer + "/bias"], p.input_scale) if has_bias else None
+        q, scale = quantize_per_channel(w, p.channel_axis, floor)
         writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
-        if p.bias_offset < 0:  # a conv without bias (ONNX depthwise: BN stays a Mul/Add)
+        if not has_bias:
             continue
         bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
         bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)

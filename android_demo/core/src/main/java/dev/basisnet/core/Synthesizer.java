@@ -186,25 +186,32 @@ public final class Synthesizer {
     private void writeInt8(ByteBuffer buf, Patch p, float[] w) {
         int channels = p.channels();
         int stride = p.channelStride();
-        float[] scale = perChannelScale(w, p, channels);
+        FloatBuffer bias = !p.hasBias() ? null
+                : compact != null ? compact.floats(p.layer + "/bias") : bases.tensor(p.layer + "/bias");
+        float inputScale = (float) p.inputScale;
+        float[] scale = perChannelScale(w, p, channels, bias, inputScale);
         for (int i = 0; i < w.length; i++) {
             int c = (i / stride) % channels;
             float q = (float) Math.rint(w[i] / scale[c]);
             buf.put(p.weightOffset + i, (byte) (int) Math.max(-127f, Math.min(127f, q)));
         }
         for (int c = 0; c < channels; c++) buf.putFloat(p.scaleOffset + 4 * c, scale[c]);
-        if (!p.hasBias()) return; // e.g. ONNX depthwise convs: BN stays a Mul/Add after them
-        FloatBuffer bias = compact != null ? compact.floats(p.layer + "/bias") : bases.tensor(p.layer + "/bias");
-        float inputScale = (float) p.inputScale;
+        if (bias == null) return; // e.g. ONNX depthwise convs: BN stays a Mul/Add after them
         for (int c = 0; c < channels; c++) {
             float biasScale = inputScale * scale[c];
             float q = (float) Math.rint(bias.get(c) / biasScale);
-            buf.putInt(p.biasOffset + 4 * c, (int) q); // saturates; only absurd biases come near 2^31
+            buf.putInt(p.biasOffset + 4 * c, (int) q); // |q| <= 2^30 by the scale's floor; (int) saturates
             buf.putFloat(p.biasScaleOffset + 4 * c, biasScale);
         }
     }
 
-    static float[] perChannelScale(float[] w, Patch p, int channels) {
+    /**
+     * max |w| / 127 per channel, 1e-9 where not > 0; with a bias, then raised to
+     * {@code |bias[c]| / (inputScale * 2^30)} so the int32 bias of a (near) zero channel fits
+     * instead of saturating. Python's {@code synthesis.quantize_per_channel} with
+     * {@code bias_scale_floor}.
+     */
+    static float[] perChannelScale(float[] w, Patch p, int channels, FloatBuffer bias, float inputScale) {
         float[] max = new float[channels];
         int stride = p.channelStride();
         for (int i = 0; i < w.length; i++) {
@@ -214,7 +221,12 @@ public final class Synthesizer {
         float[] scale = new float[channels];
         for (int c = 0; c < channels; c++) {
             float s = max[c] / 127.0f;
-            scale[c] = s > 0 ? s : 1e-9f;
+            s = s > 0 ? s : 1e-9f;
+            if (bias != null) {
+                float floor = Math.abs(bias.get(c)) / (inputScale * 1073741824.0f);
+                s = floor > s ? floor : s;
+            }
+            scale[c] = s;
         }
         return scale;
     }

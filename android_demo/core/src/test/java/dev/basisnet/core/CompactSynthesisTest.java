@@ -93,9 +93,11 @@ class CompactSynthesisTest {
     }
 
     @Test
-    void allZeroChannelGetsScale1e9AndBiasSaturatesToInt32() {
-        // Coefficients 0: every channel is zero -> s = float32(1e-9); bias / (0.5 * 1e-9) is far
-        // beyond int32 and saturates; a small bias keeps its rounded quotient.
+    void allZeroChannelGetsScale1e9RaisedSoItsBiasFitsInt32() {
+        // Coefficients 0: every channel is zero -> s = float32(1e-9). bias / (0.5 * 1e-9) would
+        // be far beyond int32 for +-1000 (it saturated, losing the bias), so those channels'
+        // scales rise to |bias| / (0.5 * 2^30) and the bias quantizes to +-2^30 exactly; a small
+        // bias keeps scale 1e-9 and its rounded quotient.
         int[] shape = {3, 1, 1, 2};
         byte[] q8 = {1, 2, 3, 4, 5, 6, /* k=1 */ -1, -2, -3, -4, -5, -6};
         Synthesizer s = new Synthesizer(new byte[48], Patch.parseTable("[{\"layer\": \"a\", \"slot\": 0, \"kind\": \"conv\","
@@ -105,17 +107,21 @@ class CompactSynthesisTest {
         byte[] out = s.synthesize(new float[][] {{0f, 0f}});
         ByteBuffer b = le(out);
         float tiny = (float) 1e-9;
+        float floor = 1000f / (0.5f * 1073741824.0f);
         for (int c = 0; c < 3; c++) {
-            assertEquals(tiny, b.getFloat(8 + 4 * c), "channel " + c);
-            assertEquals(0.5f * tiny, b.getFloat(32 + 4 * c));
+            float want = c < 2 ? floor : tiny;
+            assertEquals(want, b.getFloat(8 + 4 * c), "channel " + c);
+            assertEquals(0.5f * want, b.getFloat(32 + 4 * c));
         }
         for (int i = 0; i < 6; i++) assertEquals(0, out[i]);
-        assertEquals(Integer.MAX_VALUE, b.getInt(20));
-        assertEquals(Integer.MIN_VALUE, b.getInt(24));
+        assertEquals(1 << 30, b.getInt(20));
+        assertEquals(-(1 << 30), b.getInt(24));
+        assertEquals(1000f, b.getInt(20) * b.getFloat(32)); // the bias survives, exactly
         assertEquals(200, b.getInt(28)); // 1e-7f / 5e-10f: float32 quotient 200.00002, rounded
-        // mixing to a zero channel while another is not: only that channel gets the 1e-9 scale
-        out = s.synthesize(new float[][] {{1f, 1f}}); // q0 + q1 = 0 everywhere
-        assertEquals(tiny, le(out).getFloat(8));
+        // mixing to zero (q0 + q1 = 0 everywhere) gives the same scales as coefficients 0
+        out = s.synthesize(new float[][] {{1f, 1f}});
+        assertEquals(floor, le(out).getFloat(8));
+        assertEquals(tiny, le(out).getFloat(16));
         s = new Synthesizer(new byte[48], table("conv", new int[] {2, 1, 1, 2}, false),
                 compact("a", 1, new int[] {2, 1, 1, 2}, new byte[] {0, 0, 5, -127}, new float[] {1f, 2f}, null), 1);
         out = s.synthesize(new float[][] {{1f}});
