@@ -216,3 +216,55 @@ def test_unreachable_worker_is_a_clear_error_in_bounded_time():
     with pytest.raises(UserError, match=f"127.0.0.1:{dead} unreachable"):
         probe(cluster, 2.0)
     assert time.monotonic() - start < 10
+
+
+def test_large_jpegs_are_decoded_at_one_reduced_scale_by_every_loader(tmp_path):
+    """Training, calibration and verification decode a large JPEG at the same reduced DCT
+    scale (decode_side), close to the full decode's tensor; other formats are untouched."""
+    from sklearn.datasets import load_sample_images
+
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.data import image_folder
+    from basisnet_deploy.data.preprocessing import decode_side
+    from basisnet_deploy.training import stream
+
+    photo = Image.fromarray(load_sample_images().images[0])  # 640x427
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        photo.save(tmp_path / name / "big.jpg", exif=exif.tobytes(), quality=92)
+        photo.save(tmp_path / name / "big.png")
+    side = decode_side(PRE, 32, 16)
+    assert side == 2 * 37  # twice the short side center_crop resizes to (32 / 0.875)
+    jpeg, png = tmp_path / "a" / "big.jpg", tmp_path / "a" / "big.png"
+    assert load_image(jpeg, side).size == (107, 160)  # 1/4 scale, upright; 1/8 would be < 74
+    assert load_image(png, side).size == load_image(png).size == (640, 427)
+    full, reduced = preprocess(load_image(jpeg), 32, PRE), preprocess(load_image(jpeg, side), 32, PRE)
+    assert 0 < np.abs(full - reduced).mean() < 0.03  # another photo differs by ~0.8
+
+    files = list_folder(tmp_path)
+    decoder = stream.Decoder(stream.StreamSpec(16, 32, PRE), stream.SkipLog())
+    streamed = list(stream.file_dataset(files, np.arange(len(files.paths)), decoder, 0))
+    folder = image_folder(tmp_path, side)
+    sample = calibration_images(str(tmp_path), 10, min_side=side)
+    assert sorted(im.size for im in sample.images) == sorted(im.size for im in folder.images)
+    for path, (light, image, _), im in zip(files.absolute(), streamed, folder.images):
+        assert np.array_equal(image.numpy(), preprocess(im, 32, PRE)), path
+        assert np.array_equal(light.numpy(), preprocess(im, 16, PRE)), path
+
+
+def test_a_stopped_non_chief_worker_leaves_no_scratch_directory(tmp_path):
+    """A non-chief worker's throwaway resume directory goes when its process ends early."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; "
+            "from basisnet_deploy.training.resume import ResumeState; "
+            "s = ResumeState(Path(sys.argv[1]), {}, {}, chief=False); print(s._scratch, flush=True); "
+            "raise SystemExit('stopped')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "resume")],
+                          capture_output=True, text=True, timeout=300)
+    scratch = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "basisnet-worker-" in scratch
+    assert not os.path.exists(scratch)

@@ -11,6 +11,7 @@ exactly as an uninterrupted one would. The state is removed once the checkpoint 
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import signal
@@ -43,6 +44,8 @@ class ResumeState:
         where = directory if (chief or directory is None) else None
         if where is None and directory is not None:  # other workers: a throwaway directory
             self._scratch = Path(tempfile.mkdtemp(prefix="basisnet-worker-"))
+            # Also when the run stops early (SIGINT/SIGTERM, an error): nothing in it is kept.
+            atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
             where = self._scratch
         self.manager = (tf.train.CheckpointManager(self.ckpt, str(where), max_to_keep=1)
                         if where is not None else None)
