@@ -100,14 +100,36 @@ def peak_rss_training(folder: Path, out: Path, extra=()) -> dict:  # noqa: D401
             "train_examples": report["train_examples"], "epochs": report["epochs"]}
 
 
-def speed(folder: Path, cache: Path, epochs: int = 2) -> dict:
+def speed(folder: Path, cache: Path, epochs: int = 2, rounds: int = 3) -> dict:
     """Last-epoch steps/s: the JPEG folder streamed (no cache, then with ``--cache``, whose
     first epoch fills it) against the same files decoded into memory first (MemorySource).
-    Augmentation off, so all three do the same work per step."""
+    Augmentation off, so all three do the same work per step. The three alternate for
+    ``rounds`` rounds, so a change in the machine's load falls on all of them; medians."""
+    import statistics
+
+    per_round = [_speed_round(folder, cache, epochs, r) for r in range(rounds)]
+    rate = {k: statistics.median(r[k] for r in per_round) for k in per_round[0]}
+    steps = per_round[0].pop("steps")
+    return {"images": len(list_folder_paths(folder)), "epochs": epochs, "steps_per_epoch": steps,
+            "rounds": rounds, "per_round_steps_per_s": per_round,
+            **{f"{k}_steps_per_s": round(v, 3) for k, v in rate.items() if k != "steps"},
+            "streamed_over_memory": round(rate["streamed"] / rate["in_memory"], 3),
+            "cached_over_memory": round(rate["streamed_cached"] / rate["in_memory"], 3)}
+
+
+def list_folder_paths(folder: Path) -> list:
+    from basisnet_deploy.data.folders import list_folder
+
+    return list_folder(folder).paths
+
+
+def _speed_round(folder: Path, cache: Path, epochs: int, rotate: int) -> dict:
+    """One run of each input, in an order rotated by ``rotate`` (no input always goes first)."""
     import shutil
 
     from basisnet_deploy.data import Dataset, Preprocessing
     from basisnet_deploy.data.folders import list_folder, read_files
+    from basisnet_deploy.data.preprocessing import decode_side
     from basisnet_deploy.model.config import PRESETS, TrainSettings
     from basisnet_deploy.training.trainer import RunOptions, train
 
@@ -115,18 +137,20 @@ def speed(folder: Path, cache: Path, epochs: int = 2) -> dict:
     settings = TrainSettings(epochs=epochs, batch_size=64)
     files = list_folder(folder)
     shutil.rmtree(cache, ignore_errors=True)
-    runs = {"streamed": train(files, arch, pre, settings, None, RunOptions(augment=False)),
-            "streamed_cached": train(files, arch, pre, settings, None,
-                                     RunOptions(augment=False, cache_dir=str(cache)))}
-    images, labels, _ = read_files(files)
-    runs["in_memory"] = train(Dataset(images, labels, files.class_names, source="memory"), arch,
-                              pre, settings)
+    # Decoded as the streamed runs decode them (reduced-scale JPEG), so all three do the same
+    # work per step and differ only in where the pixels come from.
+    images, labels, _ = read_files(files, decode_side(pre, arch.resolution, arch.light_resolution))
+    memory = Dataset(images, labels, files.class_names, source="memory")
+    inputs = {"streamed": (files, RunOptions(augment=False)),
+              "streamed_cached": (files, RunOptions(augment=False, cache_dir=str(cache))),
+              "in_memory": (memory, RunOptions())}
+    names = list(inputs)
+    names = names[rotate % 3:] + names[:rotate % 3]
+    runs = {name: train(inputs[name][0], arch, pre, settings, None, inputs[name][1]) for name in names}
     steps = runs["streamed"].metrics["steps"] // epochs
-    rate = {k: steps / r.metrics["epochs"][-1]["seconds"] for k, r in runs.items()}
-    return {"images": len(files.paths), "epochs": epochs, "steps_per_epoch": steps,
-            **{f"{k}_steps_per_s": round(v, 3) for k, v in rate.items()},
-            "streamed_over_memory": round(rate["streamed"] / rate["in_memory"], 3),
-            "cached_over_memory": round(rate["streamed_cached"] / rate["in_memory"], 3)}
+    rate = {k: round(steps / r.metrics["epochs"][-1]["seconds"], 3) for k, r in runs.items()}
+    print(rate, flush=True)
+    return {**rate, "steps": steps}
 
 
 def main() -> None:
@@ -135,6 +159,7 @@ def main() -> None:
     ap.add_argument("--speed-size", type=int, default=1000, help="0 to skip the speed comparison")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-train-bench"))
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="speed: alternating rounds (medians)")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     work = Path(args.work)
@@ -148,7 +173,8 @@ def main() -> None:
         print(n, result["memory"][str(n)], flush=True)
     if args.speed_size:
         result["speed"] = speed(make_folder(work / f"n{args.speed_size}", args.speed_size),
-                                work / "cache")
+                                work / "cache", rounds=args.rounds)
+        result["load_after"] = round(os.getloadavg()[0], 1)
         print(result["speed"], flush=True)
     text = json.dumps(result, indent=2)
     if args.json_out:

@@ -31,9 +31,10 @@ class CalibrationImages:
 
 
 def calibration_images(source: str, count: int, seed: int = 0,
-                       exclude: set[int] | None = None) -> CalibrationImages:
+                       exclude: set[int] | None = None, min_side: int = 0) -> CalibrationImages:
     """Up to ``count`` images from ``digits`` (indices in ``exclude`` left out, e.g. the
-    held-out split) or from every file under a folder, in a seeded random order."""
+    held-out split) or from every file under a folder, in a seeded random order.
+    ``min_side``: the model's ``decode_side``, so calibration sees the pixels ``predict`` sees."""
     rng = np.random.default_rng(seed)
     if source == "digits":
         ds = digits()
@@ -47,7 +48,7 @@ def calibration_images(source: str, count: int, seed: int = 0,
     if not Path(source).is_dir():
         raise DataError(f"{source}: no such calibration folder; pass --calibration digits or a "
                         "folder of images")
-    sample = sample_folder(source, count, seed)
+    sample = sample_folder(source, count, seed, min_side)
     return _without_tiny(CalibrationImages(sample.images, str(source), sample.considered,
                                            sample.skipped, sample.skipped_files))
 

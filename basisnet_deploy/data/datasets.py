@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.data.preprocessing import IMAGE_SUFFIXES, DataError, Preprocessing, load_image, preprocess, skip_reason
+from basisnet_deploy.data.preprocessing import (IMAGE_SUFFIXES, DataError, Preprocessing, decode_side,
+                                                load_image, preprocess, skip_reason)
 
 
 @dataclass
@@ -54,8 +55,9 @@ def digits() -> Dataset:
                    source="digits")
 
 
-def image_folder(root: str | os.PathLike) -> Dataset:
-    """``root/<class>/<image>``; class names are the sorted sub-folder names.
+def image_folder(root: str | os.PathLike, min_side: int = 0) -> Dataset:
+    """``root/<class>/<image>``; class names are the sorted sub-folder names. ``min_side``:
+    :func:`load_image`'s (a model's :func:`decode_side`; 0 decodes every pixel).
 
     Files that are not readable images are skipped and counted by reason, never fatal.
     """
@@ -69,7 +71,7 @@ def image_folder(root: str | os.PathLike) -> Dataset:
             if not path.is_file() or path.name.startswith("."):
                 continue
             try:
-                images.append(load_image(path))
+                images.append(load_image(path, min_side))
                 labels.append(label)
             except DataError as e:
                 skipped[skip_reason(str(e))] += 1
@@ -98,9 +100,11 @@ class HeldOut:
 def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
     """Held-out images for verification: ``images_dir`` ('digits' or a folder), or by default
     the checkpoint's own held-out split when it was trained on digits."""
+    a = cfg.architecture
+    side = decode_side(cfg.preprocessing, a.resolution, a.light_resolution)
     trained_on = cfg.training.get("dataset")
     trained_on_digits = trained_on == "digits"
-    held_folder = _recorded_folder_split(cfg, trained_on, images_dir)
+    held_folder = _recorded_folder_split(cfg, trained_on, images_dir, side)
     if held_folder is not None:
         return held_folder
     if images_dir is None and not trained_on_digits:
@@ -116,16 +120,16 @@ def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
         return HeldOut(held.images, held.labels, "held-out digits", test_idx)
     root = Path(images_dir)
     try:
-        ds = image_folder(root)
+        ds = image_folder(root, side)
         if tuple(ds.class_names) == tuple(cfg.labels):
             return HeldOut(ds.images, ds.labels, str(root), [])
         return HeldOut(ds.images, None, str(root), [])
     except DataError:
-        sample = sample_folder(root, 10**9)
+        sample = sample_folder(root, 10**9, min_side=side)
         return HeldOut(sample.images, None, str(root), [])
 
 
-def _recorded_folder_split(cfg, trained_on, images_dir) -> HeldOut | None:
+def _recorded_folder_split(cfg, trained_on, images_dir, side: int) -> HeldOut | None:
     """The held-out files a folder-trained checkpoint recorded, when ``images_dir`` is that
     folder (or not given): never a training image."""
     from basisnet_deploy.data.folders import read_files, recorded_held_out
@@ -135,7 +139,7 @@ def _recorded_folder_split(cfg, trained_on, images_dir) -> HeldOut | None:
     if images_dir is not None and os.path.realpath(images_dir) != os.path.realpath(trained_on):
         return None
     files = recorded_held_out(cfg.training, images_dir or trained_on)
-    images, labels, _ = read_files(files)
+    images, labels, _ = read_files(files, side)
     if not images:
         raise DataError(f"{trained_on}: none of the {len(files.paths)} held-out files is readable")
     return HeldOut(images, labels, f"held-out {trained_on}", [])
@@ -151,7 +155,8 @@ class FolderSample:
     skipped_files: list = field(default_factory=list)
 
 
-def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderSample:
+def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
+                  min_side: int = 0) -> FolderSample:
     """Up to ``count`` readable images from every file under ``root`` (any depth), seeded.
 
     Unreadable files are skipped and counted by reason; a folder with no readable image is a
@@ -171,7 +176,7 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0) -> FolderS
             break
         considered += 1
         try:
-            images.append(load_image(files[i]))
+            images.append(load_image(files[i], min_side))
         except DataError as e:
             skipped[skip_reason(str(e))] += 1
             names.append(str(files[i]))

@@ -119,12 +119,13 @@ def recorded_held_out(training: dict, root: str | os.PathLike) -> FileList | Non
     return listed.subset([index[p] for p in files])
 
 
-def read_files(files: FileList) -> tuple[list, np.ndarray, Counter]:
-    """Decode every file of a (small) list: images, their labels, skipped files by reason."""
+def read_files(files: FileList, min_side: int = 0) -> tuple[list, np.ndarray, Counter]:
+    """Decode every file of a (small) list: images, their labels, skipped files by reason.
+    ``min_side``: :func:`~basisnet_deploy.data.preprocessing.load_image`'s."""
     images, labels, skipped = [], [], Counter()
     for path, label in zip(files.absolute(), files.labels):
         try:
-            images.append(load_image(path))
+            images.append(load_image(path, min_side))
             labels.append(int(label))
         except DataError as e:
             skipped[skip_reason(str(e))] += 1

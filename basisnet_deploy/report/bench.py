@@ -286,4 +286,4 @@ def _images(images, dep):
 
     if images in (None, "digits"):
         return digits().images
-    return sample_folder(str(images), 10**9).images
+    return sample_folder(str(images), 10**9, min_side=dep.decode_side).images

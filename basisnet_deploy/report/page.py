@@ -118,8 +118,10 @@ def load_bench(path, export_dir) -> dict:
     return doc
 
 
-def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None) -> Labelled:
-    """'digits' (held-out fifth, seed 0) or DIR/<class>/<images> whose classes are labels."""
+def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None,
+                    min_side: int = 0) -> Labelled:
+    """'digits' (held-out fifth, seed 0) or DIR/<class>/<images> whose classes are labels;
+    ``min_side``: the export's ``decode_side``, so the page sees what ``predict`` sees."""
     from basisnet_deploy.data import digits, image_folder
 
     if spec == "digits":
@@ -130,7 +132,7 @@ def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None) -> La
         _, held = ds.split_indices(0.2, 0)
         ds, source = ds.subset(held), "held-out digits (20%, seed 0)"
     else:
-        ds, source = image_folder(spec), str(spec)
+        ds, source = image_folder(spec, min_side), str(spec)
         unknown = [c for c in ds.class_names if c not in labels]
         if unknown:
             raise UserError(f"--images {spec}: class folders {unknown[:3]} are not among the "
@@ -234,7 +236,7 @@ def build_report(export_dir, out, options: ReportOptions = ReportOptions(),
     dep, blocks, bench = _inputs(export_dir, options)
     names = list(dep.labels)
     layer = _layer(options, blocks)
-    data = labelled_images(options.images, tuple(names), options.limit)
+    data = labelled_images(options.images, tuple(names), options.limit, dep.decode_side)
     _check_classes(options, names, set(np.unique(data.labels).tolist()))
     run = fresh_run(dep, data, progress)
     result = ReportResult(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.data import preprocess
+from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
@@ -52,6 +52,11 @@ class Deployment:
             raise UserError(f"{path}: missing, or its sha256 differs from the manifest; re-run "
                             "basisnet-deploy export")
         return compact_bases.load(path, self.presynth().table)
+
+    @property
+    def decode_side(self) -> int:
+        """The short side ``load_image`` keeps for this export's resolutions."""
+        return decode_side(self.preprocessing, self.resolution, self.light_resolution)
 
     def frame(self, image) -> tuple[np.ndarray, np.ndarray]:
         """A PIL image -> (lightweight input, specialist input), each [1, r, r, 3]."""

@@ -34,8 +34,8 @@ import tensorflow as tf
 from PIL import Image
 
 from basisnet_deploy.data.folders import FileList
-from basisnet_deploy.data.preprocessing import (DataError, Preprocessing, load_image, preprocess,
-                                                skip_reason)
+from basisnet_deploy.data.preprocessing import (DataError, Preprocessing, decode_side, load_image,
+                                                preprocess, skip_reason)
 
 CROP_AREA = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -99,15 +99,14 @@ class Decoder:
     def __init__(self, spec: StreamSpec, skips: SkipLog):
         self.spec, self.skips = spec, skips
         self.squash = dataclasses.replace(spec.pre, resize="squash")
+        self.side = decode_side(spec.pre, spec.resolution, spec.light_resolution)
 
     def image(self, path: str) -> Image.Image:
-        """``load_image``, or its shrunk copy from the cache."""
+        """``load_image`` (a large JPEG decoded at a reduced scale, as ``predict`` does), or
+        its copy from the cache, shrunk to the same short side."""
         if not self.spec.cache_dir:
-            return load_image(path)
-        return _cached_image(path, self.spec.cache_dir, self._cache_side())
-
-    def _cache_side(self) -> int:
-        return 2 * math.ceil(max(self.spec.resolution, self.spec.light_resolution) / self.spec.pre.crop_fraction)
+            return load_image(path, self.side)
+        return _cached_image(path, self.spec.cache_dir, self.side)
 
     def __call__(self, path, index, epoch):
         path = path.decode() if isinstance(path, bytes) else str(path)
@@ -139,7 +138,7 @@ def _cached_image(path: str, cache_dir: str, side: int) -> Image.Image:
     os.makedirs(os.path.dirname(entry), exist_ok=True)
     tmp = f"{entry}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        im = load_image(path)
+        im = load_image(path, side)
     except DataError as e:
         reason = skip_reason(str(e)).encode()
         with open(tmp, "wb") as f:
