@@ -21,3 +21,14 @@ def median_ms(fn, warmup: int, runs: int) -> float:
 def logits_endpoint(model):
     """A Graph function for a plain classifier: image -> {"logits": ...}."""
     return lambda image: {"logits": model(image, training=False)}
+
+
+def write_result(result: dict, json_out: str | None) -> None:
+    """Print the result as JSON and, with ``json_out``, write the same text there."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(result, indent=2)
+    if json_out:
+        Path(json_out).write_text(text + "\n")
+    print(text)

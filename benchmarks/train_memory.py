@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_utils import write_result  # noqa: E402
+
 CLI = [sys.executable, "-c", "import sys; from basisnet_deploy.cli import main; main(sys.argv[1:])"]
 
 
@@ -176,10 +179,7 @@ def main() -> None:
                                 work / "cache", rounds=args.rounds)
         result["load_after"] = round(os.getloadavg()[0], 1)
         print(result["speed"], flush=True)
-    text = json.dumps(result, indent=2)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-    print(text)
+    write_result(result, args.json_out)
 
 
 if __name__ == "__main__":
