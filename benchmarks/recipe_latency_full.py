@@ -7,8 +7,7 @@ range LM and template). Each artifact is then timed with the LiteRT interpreter 
 thread, batch 1): LM, pre-synthesized specialist (synthesized once), coefficient-input
 specialist. Timing is interleaved: each round times every (recipe, artifact) once for
 ``--runs`` invokes, and the figure is the median over rounds of the per-round medians, so a
-change in load falls on all recipes alike. Also records how many XNNPACK partitions each
-model gets (dynamic-range convs are not delegated by LiteRT 2.3's XNNPACK).
+change in load falls on all recipes alike.
 
     .venv/bin/python benchmarks/recipe_latency_full.py --ckpt benchmarks/runs/bench-exact/ckpt \
         --json benchmarks/results/recipe_latency_full.json

@@ -112,7 +112,9 @@ def speed(folder: Path, cache: Path, epochs: int = 2, rounds: int = 3) -> dict:
 
     per_round = [_speed_round(folder, cache, epochs, r) for r in range(rounds)]
     rate = {k: statistics.median(r[k] for r in per_round) for k in per_round[0]}
-    steps = per_round[0].pop("steps")
+    steps = per_round[0]["steps"]
+    for r in per_round:
+        r.pop("steps")
     return {"images": len(list_folder_paths(folder)), "epochs": epochs, "steps_per_epoch": steps,
             "rounds": rounds, "per_round_steps_per_s": per_round,
             **{f"{k}_steps_per_s": round(v, 3) for k, v in rate.items() if k != "steps"},

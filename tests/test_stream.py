@@ -218,9 +218,10 @@ def test_unreachable_worker_is_a_clear_error_in_bounded_time():
     assert time.monotonic() - start < 10
 
 
-def test_large_jpegs_are_decoded_at_one_reduced_scale_by_every_loader(tmp_path):
-    """Training, calibration and verification decode a large JPEG at the same reduced DCT
-    scale (decode_side), close to the full decode's tensor; other formats are untouched."""
+def test_large_images_are_decoded_to_one_short_side_by_every_loader(tmp_path):
+    """Training (cached or not), calibration and verification decode a large image to the
+    same short side (decode_side): a JPEG at a reduced DCT scale, then shrunk like any other
+    format; the tensors are close to the full decode's and identical across loaders."""
     from sklearn.datasets import load_sample_images
 
     from basisnet_deploy.calibration.images import calibration_images
@@ -237,21 +238,27 @@ def test_large_jpegs_are_decoded_at_one_reduced_scale_by_every_loader(tmp_path):
         photo.save(tmp_path / name / "big.png")
     side = decode_side(PRE, 32, 16)
     assert side == 2 * 37  # twice the short side center_crop resizes to (32 / 0.875)
+    assert decode_side(PRE, 32, 16, augment=True) == 4 * 37  # room for 8%-area crops
     jpeg, png = tmp_path / "a" / "big.jpg", tmp_path / "a" / "big.png"
-    assert load_image(jpeg, side).size == (107, 160)  # 1/4 scale, upright; 1/8 would be < 74
-    assert load_image(png, side).size == load_image(png).size == (640, 427)
+    with Image.open(jpeg) as im:  # what the decoder does alone: 1/4 scale (1/8 would be < 74)
+        im.draft(None, (160, 106))
+        assert im.size == (160, 107)
+    assert load_image(jpeg, side).size == (107, 160)  # upright, under 2 * 74: kept
+    assert load_image(png, side).size == (222, 148)  # shrunk to 2 * 74
+    assert load_image(png).size == (640, 427)
     full, reduced = preprocess(load_image(jpeg), 32, PRE), preprocess(load_image(jpeg, side), 32, PRE)
     assert 0 < np.abs(full - reduced).mean() < 0.03  # another photo differs by ~0.8
 
     files = list_folder(tmp_path)
-    decoder = stream.Decoder(stream.StreamSpec(16, 32, PRE), stream.SkipLog())
-    streamed = list(stream.file_dataset(files, np.arange(len(files.paths)), decoder, 0))
     folder = image_folder(tmp_path, side)
     sample = calibration_images(str(tmp_path), 10, min_side=side)
     assert sorted(im.size for im in sample.images) == sorted(im.size for im in folder.images)
-    for path, (light, image, _), im in zip(files.absolute(), streamed, folder.images):
-        assert np.array_equal(image.numpy(), preprocess(im, 32, PRE)), path
-        assert np.array_equal(light.numpy(), preprocess(im, 16, PRE)), path
+    for cache in (None, str(tmp_path / "cache"), str(tmp_path / "cache")):  # fill, then read
+        decoder = stream.Decoder(stream.StreamSpec(16, 32, PRE, cache_dir=cache), stream.SkipLog())
+        streamed = list(stream.file_dataset(files, np.arange(len(files.paths)), decoder, 0))
+        for path, (light, image, _), im in zip(files.absolute(), streamed, folder.images):
+            assert np.array_equal(image.numpy(), preprocess(im, 32, PRE)), (path, cache)
+            assert np.array_equal(light.numpy(), preprocess(im, 16, PRE)), (path, cache)
 
 
 def test_a_stopped_non_chief_worker_leaves_no_scratch_directory(tmp_path):

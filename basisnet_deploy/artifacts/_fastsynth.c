@@ -296,8 +296,8 @@ BN_AVX2 static void layer_avx2(const bn_ctx *cx, const int64_t *d) { layer(1, cx
 #endif
 
 /* Scales, and the int32 bias re-quantized with them: bias_scale = input_scale * scale[c],
- * bias_q = round_half_even(bias[c] / bias_scale), |bias_q| <= 2^30 by channel_scale's floor
- * (saturated to int32 all the same). */
+ * bias_q = round_half_even(bias[c] / bias_scale), about 2^30 at most by channel_scale's floor
+ * (float32 rounding can add a few ulps; saturated to int32 all the same). */
 static void write_channel_data(const int64_t *d, uint8_t *buf, const float *scales) {
     const int64_t C = d[D_C];
     const float *bias = (const float *)(intptr_t)d[D_BIAS];
@@ -356,6 +356,10 @@ BN_EXPORT int bn_synthesize(const int64_t *desc, int64_t n_layers, const float *
 
 /* The descriptor width, so the Python side can check it builds rows of the right size. */
 BN_EXPORT int bn_desc_fields(void) { return D_N; }
+
+/* The arithmetic's version (2: the bias floor on weight scales), so a stale build is not
+ * used: fast_synthesis.KERNEL_VERSION must match. */
+BN_EXPORT int bn_kernel_version(void) { return 2; }
 
 /* A real (empty) CPython module, so setuptools builds and names it like any extension; the
  * kernel itself is reached through ctypes. */

@@ -25,8 +25,8 @@ layer with coefficient row a[0..K-1] and output channel c of element j:
   zero channel fits instead of saturating;
 - kernel: ``int8(clip(round_half_even(w / s), -127, 127))``, w / s a float32 division;
 - bias (when the patch has one): ``bs = float32(input_scale) * s``, ``bq =
-  round_half_even(bias[c] / bs)``, at most 2^30 in magnitude by the scale's floor (saturated
-  to int32 all the same);
+  round_half_even(bias[c] / bs)``, about 2^30 at most in magnitude by the scale's floor
+  (float32 rounding can add a few ulps; saturated to int32 all the same);
 - written little-endian: kernel at weight_offset, s at scale_offset, bq at bias_offset, bs at
   bias_scale_offset.
 
@@ -77,6 +77,9 @@ class _Layer:
         return int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
 
 
+KERNEL_VERSION = 2  # _fastsynth.c's bn_kernel_version: 2 has the bias floor on weight scales
+
+
 def _load_kernel():
     """The compiled ``bn_synthesize``, or None where it was not built or cannot load."""
     if sys.byteorder != "little":  # the C side writes native-endian; the format is little
@@ -84,8 +87,8 @@ def _load_kernel():
     try:
         from basisnet_deploy.artifacts import _fastsynth
         lib = ctypes.CDLL(_fastsynth.__file__)
-        if lib.bn_desc_fields() != N_FIELDS:
-            return None
+        if lib.bn_desc_fields() != N_FIELDS or lib.bn_kernel_version() != KERNEL_VERSION:
+            return None  # a build of other code (e.g. an editable install not rebuilt)
     except (ImportError, OSError, AttributeError):
         return None
     fn = lib.bn_synthesize

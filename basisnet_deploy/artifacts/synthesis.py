@@ -209,7 +209,7 @@ def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     return out.reshape(bases.shape[1:])
 
 
-BIAS_HEADROOM = np.float32(2**30)  # |int32 bias| stays at or under 2^30, half the int32 range
+BIAS_HEADROOM = np.float32(2**30)  # |int32 bias| stays near 2^30 at most, half the int32 range
 
 
 def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
@@ -234,7 +234,8 @@ def quantize_per_channel(w: np.ndarray, axis: int,
     scale = (np.max(np.abs(w), axis=other) / 127.0).astype(np.float32)
     scale = np.where(scale > 0, scale, np.float32(1e-9)).astype(np.float32)
     if floor is not None:
-        scale = np.maximum(scale, floor).astype(np.float32)
+        # fmax, like C's and Java's `floor > s ? floor : s`: a NaN floor (0/0) leaves s
+        scale = np.fmax(scale, floor).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)

@@ -99,11 +99,11 @@ class Decoder:
     def __init__(self, spec: StreamSpec, skips: SkipLog):
         self.spec, self.skips = spec, skips
         self.squash = dataclasses.replace(spec.pre, resize="squash")
-        self.side = decode_side(spec.pre, spec.resolution, spec.light_resolution)
+        self.side = decode_side(spec.pre, spec.resolution, spec.light_resolution, augment=spec.augment)
 
     def image(self, path: str) -> Image.Image:
-        """``load_image`` (a large JPEG decoded at a reduced scale, as ``predict`` does), or
-        its copy from the cache, shrunk to the same short side."""
+        """``load_image(path, side)`` (what ``predict`` decodes, when not augmenting), or the
+        same image from the cache."""
         if not self.spec.cache_dir:
             return load_image(path, self.side)
         return _cached_image(path, self.spec.cache_dir, self.side)
@@ -124,11 +124,15 @@ class Decoder:
         return preprocess(im, s.light_resolution, s.pre), preprocess(im, s.resolution, s.pre), True
 
 
+CACHE_FORMAT = "decode-v2"  # in the key: entries of an older decoding are never reused
+
+
 def _cached_image(path: str, cache_dir: str, side: int) -> Image.Image:
-    """The decoded image shrunk to a short side of ``side`` (never enlarged), from the cache
-    when present; written atomically; unreadable files are remembered as such."""
+    """``load_image(path, side)``, from the cache when present; written atomically;
+    unreadable files are remembered as such."""
     st = os.stat(path)
-    key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{side}".encode()).hexdigest()
+    key = hashlib.sha1(f"{CACHE_FORMAT}|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{side}"
+                       .encode()).hexdigest()
     entry = os.path.join(cache_dir, key[:2], key + ".npy")
     if os.path.exists(entry):
         arr = np.load(entry)
@@ -145,10 +149,6 @@ def _cached_image(path: str, cache_dir: str, side: int) -> Image.Image:
             np.save(f, np.frombuffer(reason, np.uint8))
         os.replace(tmp, entry)
         raise
-    w, h = im.size
-    if min(w, h) > side:
-        scale = side / min(w, h)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
     with open(tmp, "wb") as f:
         np.save(f, np.asarray(im, np.uint8))
     os.replace(tmp, entry)

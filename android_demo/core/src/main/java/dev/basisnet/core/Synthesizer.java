@@ -200,7 +200,7 @@ public final class Synthesizer {
         for (int c = 0; c < channels; c++) {
             float biasScale = inputScale * scale[c];
             float q = (float) Math.rint(bias.get(c) / biasScale);
-            buf.putInt(p.biasOffset + 4 * c, (int) q); // |q| <= 2^30 by the scale's floor; (int) saturates
+            buf.putInt(p.biasOffset + 4 * c, (int) q); // |q| about 2^30 at most by the scale's floor; (int) saturates
             buf.putFloat(p.biasScaleOffset + 4 * c, biasScale);
         }
     }
