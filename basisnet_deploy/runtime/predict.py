@@ -50,7 +50,8 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
                            options.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
     light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu",
                          threads["lightweight"])
-    frames = [dep.frame(load_image(p, dep.decode_side)) for p in image_paths]
+    side = dep.decode_side  # one figure for every image
+    frames = [dep.frame(load_image(p, side)) for p in image_paths]
     threshold = dep.threshold if threshold is None else threshold
     run = TwoStageRunner(dep, light, factory,
                          RunnerOptions(threshold=threshold, form=options.form, mode="sequential"))
