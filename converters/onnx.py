@@ -66,7 +66,8 @@ class OnnxExporter:
         if quantize == "float16":
             raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
         if quantize == "dynamic":  # int8 weights, activations quantized per frame at run time
-            return _quantize_dynamic(proto, graph)
+            data = _quantize_dynamic(proto, graph)
+            return _raw_initializers(data) if graph.patchable else data
         if quantize not in ONNX_RECIPES:
             raise ExportError(f"unknown quantization {quantize!r}")
         data = _quantize(proto, graph, calibration, **ONNX_RECIPES[quantize])
@@ -139,7 +140,10 @@ def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> by
 
 # quantize_dynamic's weight options by artifact role (measured: see _quantize_dynamic).
 DEFAULT_DYNAMIC = {"weight_type": "QUInt8"}
-DYNAMIC_WEIGHTS = {"lightweight": {"weight_type": "QInt8", "per_channel": True}}
+DYNAMIC_WEIGHTS = {"lightweight": {"weight_type": "QInt8", "per_channel": True},
+                   # signed, so synthesize() writes symmetric int8 and leaves the zero point
+                   # at 0 (ConvInteger weights get one scale per tensor whatever per_channel says)
+                   "specialist_presynth": {"weight_type": "QInt8"}}
 
 
 def _quantize_dynamic(proto, graph: Graph) -> bytes:
@@ -244,7 +248,7 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
     model = onnx.load_from_string(model_bytes)
     offsets = initializer_offsets(model_bytes)
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    convs = _qdq_convs(model, values) if quantize == "int8" else None
+    convs = {"int8": _qdq_convs, "dynamic": _integer_convs}.get(quantize, lambda *_: None)(model, values)
     patches, arrays, used = [], {}, set()
     for layer, kind, slot, bias, options in _candidates(folded, baked):
         found = None
@@ -260,6 +264,12 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
         if convs is None:
             used.add(found)
             patches.append(Patch(layer, slot, kind, shape, "float32", _offset(offsets, found, want.nbytes)))
+        elif quantize == "dynamic":  # the float bias after the ConvInteger does not change
+            used.add(found["weight"])
+            patches.append(Patch(layer, slot, kind, shape, "int8",
+                                 _offset(offsets, found["weight"], int(np.prod(shape))),
+                                 scale_offset=_offset(offsets, found["scale"], 4), axis=0,
+                                 per_tensor=True))
         else:
             used.add(found["weight"])
             c = shape[0]
@@ -320,6 +330,42 @@ def _qdq_convs(model, values):
                       "bias": b.input[0] if b is not None else None,
                       "bias_scale": b.input[1] if b is not None else None})
     return convs
+
+
+def _integer_convs(model, values):
+    """Each ConvInteger (onnxruntime's dynamic quantization) with a symmetric int8 initializer
+    weight, and the float32 initializer that scales it: the second input of the Mul that makes
+    the output scale (activation scale x weight scale)."""
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    producers = {out: node for node in model.graph.node for out in node.output}
+    convs = []
+    for node in model.graph.node:
+        if node.op_type != "ConvInteger" or len(node.input) < 4:
+            continue
+        w, w_zero = node.input[1], node.input[3]
+        if values.get(w) is None or values[w].dtype != np.int8 or np.any(values.get(w_zero, 1)):
+            continue
+        scale = _weight_scale(node, consumers, producers, values)
+        if scale is not None:
+            convs.append({"weight": w, "scale": scale})
+    return convs
+
+
+def _weight_scale(conv, consumers, producers, values):
+    """ConvInteger -> Cast -> Mul(., scales) where scales = Mul(activation scale, weight scale)."""
+    for cast in consumers.get(conv.output[0], []):
+        for mul in consumers.get(cast.output[0], []) if cast.op_type == "Cast" else []:
+            scales = producers.get(mul.input[1]) if mul.op_type == "Mul" else None
+            if scales is None or scales.op_type != "Mul":
+                continue
+            fixed = [i for i in scales.input if i in values and values[i].dtype == np.float32
+                     and values[i].size == 1]
+            if len(fixed) == 1:
+                return fixed[0]
+    return None
 
 
 def _match_int8(convs, want, values, used):

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,6 +280,41 @@ def test_fidelity_recipe_keeps_int8_weights_with_per_frame_activations(ckpt, tmp
     assert all(p.bias_offset == -1 for p in table)
     v = m["verification"]["specialist_presynth"]["isolated"]
     assert v["logits"]["max_rel"] < 0.1  # dynamic range: close to float
+
+
+def test_onnx_fidelity_template_patches_per_tensor_int8_conv_integer_weights(ckpt, tmp_path):
+    """--int8-recipe fidelity for ONNX: a dynamic (ConvInteger) template whose patches rewrite
+    each int8 kernel and its one scale; synthesizing another coefficient set moves the model
+    to the float template of that set, and the fast path writes the reference's bytes."""
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesisError, FastSynthesizer
+    from basisnet_deploy.export.pipeline import _graphs
+    from basisnet_deploy.converters.onnx import OnnxExporter
+    from basisnet_deploy.model import checkpoint
+
+    out = tmp_path / "onnxfid"
+    m = export(ckpt, out, target="onnx", calibration="digits", specialist="presynth",
+               int8_recipe="fidelity", **FAST)
+    entry = m["artifacts"]["specialist_presynth"]
+    assert entry["quantization"] == "dynamic"
+    table = load_table((out / entry["patch_table"]).read_text())
+    assert table and all(p.dtype == "int8" and p.per_tensor and p.bias_offset == -1 for p in table)
+    template, bases = (out / entry["file"]).read_bytes(), dict(np.load(out / entry["bases"]))
+    other = np.random.default_rng(3).dirichlet(np.ones(3), size=8).astype(np.float32)
+    patched = synthesize(template, table, bases, other)
+    fast = FastSynthesizer(template, table, bases=bases)
+    assert fast.kernel == "numpy" and bytes(fast.synthesize(other)) == patched
+    with pytest.raises(FastSynthesisError, match="per tensor"):
+        FastSynthesizer(template, table, bases=bases, kernel="compiled")
+    # onnxruntime's own dynamic quantization of the kernels of `other` (one symmetric int8
+    # scale per kernel, as synthesize() writes them) must give what the patched template gives
+    net, cfg = checkpoint.load(ckpt)
+    own = OnnxExporter().convert(_graphs(net, cfg, other)["specialist_presynth"], "dynamic")
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    want = open_session(Path("own.onnx"), model=own).run({"image": x})["logits"]
+    got = open_session(out / entry["file"], model=patched).run({"image": x})["logits"]
+    baked = open_session(out / entry["file"]).run({"image": x})["logits"]
+    error, unpatched = np.abs(got - want).max(), np.abs(baked - want).max()
+    assert error <= 1e-3 * np.abs(want).max() < unpatched
 
 
 def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, monkeypatch):

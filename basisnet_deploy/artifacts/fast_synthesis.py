@@ -50,7 +50,7 @@ import numpy as np
 
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.synthesis import (Patch, bias_scale_floor, mix, overlapping,
-                                                 quantize_per_channel)
+                                                 quantize_kernel)
 
 # Descriptor row per layer; the order of the C enum in _fastsynth.c.
 (D_BASES, D_BSCALES, D_BIAS, D_OUTER, D_C, D_INNER, D_SLOT, D_WOFF, D_SOFF, D_BOFF, D_BSOFF,
@@ -129,8 +129,8 @@ class FastSynthesizer:
                  compact: dict | None = None, kernel: str = "auto"):
         if (bases is None) == (compact is None):
             raise FastSynthesisError("FastSynthesizer: give either float32 bases or compact bases")
-        self.kernel = _choose_kernel(kernel)
         self.table = list(table)
+        self.kernel = _choose_kernel(kernel, self.table)
         _check_table(self.table, len(template))
         self.layers = _compact_layers(compact, self.table) if compact is not None \
             else _float_layers(bases, self.table)
@@ -196,13 +196,19 @@ class FastSynthesizer:
                 ptr(self._work.ctypes.data))
 
 
-def _choose_kernel(kernel: str) -> str:
+def _choose_kernel(kernel: str, table: list[Patch]) -> str:
     if kernel not in KERNELS:
         raise FastSynthesisError(f"kernel: {kernel!r}, expected one of {', '.join(KERNELS)}")
+    # The C kernel scales per output channel; a per-tensor template (ONNX dynamic) is patched
+    # by the NumPy path, which shares the reference's quantize_kernel.
+    per_tensor = any(p.per_tensor for p in table)
     if kernel == "compiled" and _KERNEL is None:
         raise FastSynthesisError("kernel: the compiled kernel is not built (no C compiler at "
                                  "install?); use kernel='numpy' or 'auto'")
-    return "numpy" if kernel == "numpy" or _KERNEL is None else "compiled"
+    if kernel == "compiled" and per_tensor:
+        raise FastSynthesisError("kernel: the compiled kernel scales per channel and this "
+                                 "template per tensor; use kernel='numpy' or 'auto'")
+    return "numpy" if kernel == "numpy" or _KERNEL is None or per_tensor else "compiled"
 
 
 def _check_table(table: list[Patch], size: int, name: str = "specialist_patches.json") -> None:
@@ -212,7 +218,7 @@ def _check_table(table: list[Patch], size: int, name: str = "specialist_patches.
             raise FastSynthesisError(f"{name}: patch '{p.layer}' is {p.dtype}; fast synthesis "
                                      "patches int8 templates only (use synthesis.synthesize)")
         c, n = p.channels, int(np.prod(p.shape))
-        ends = [p.weight_offset + n, p.scale_offset + 4 * c]
+        ends = [p.weight_offset + n, p.scale_offset + 4 * p.n_scales]
         starts = [p.weight_offset, p.scale_offset]
         if p.bias_offset >= 0:
             ends += [p.bias_offset + 4 * c, p.bias_scale_offset + 4 * c]
@@ -274,7 +280,7 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
     else:
         w = mixed_kernel({p.layer + "/q8": layer.bases, p.layer + "/scales": layer.scales}, p, a)
     floor = None if p.bias_offset < 0 else bias_scale_floor(layer.bias, p.input_scale)
-    q8, scale = quantize_per_channel(w, p.channel_axis, floor)
+    q8, scale = quantize_kernel(w, p, floor)
     _put(view, p.weight_offset, q8)
     _put(view, p.scale_offset, scale.astype("<f4"))
     if p.bias_offset < 0:

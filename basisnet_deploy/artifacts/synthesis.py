@@ -45,6 +45,8 @@ class Patch:
     bias_scale_offset: int = -1  # float32[C] bias scales; with bias_offset -1 when no bias
     input_scale: float = 0.0  # scale of the conv's input activation (fixed by calibration)
     axis: int = -1  # output-channel axis in the template's layout; -1: TFLite's, by kind
+    # int8 with one scale for the whole kernel (onnxruntime's dynamic ConvInteger), no bias
+    per_tensor: bool = False
 
     @property
     def channel_axis(self) -> int:
@@ -53,6 +55,11 @@ class Patch:
     @property
     def channels(self) -> int:
         return self.shape[self.channel_axis]
+
+    @property
+    def n_scales(self) -> int:
+        """float32 weight scales the template holds for this kernel."""
+        return 1 if self.per_tensor else self.channels
 
 
 @dataclass
@@ -142,6 +149,8 @@ def _patch_problem(p: Patch, bases: dict, n_slots: int, k: int) -> str | None:
         return f"{p.layer!r}: slot {p.slot} is outside the {n_slots} coefficient rows"
     if not isinstance(p.layer, str) or getattr(bases.get(p.layer), "shape", None) != (k, *p.shape):
         return f"{p.layer!r}: no bases of shape {[k, *p.shape]} in the bases file"
+    if not isinstance(p.per_tensor, bool) or (p.per_tensor and (p.dtype != "int8" or p.bias_offset >= 0)):
+        return f"{p.layer!r}: per_tensor applies to int8 kernels without an int32 bias only"
     if p.dtype == "int8" and p.bias_offset >= 0:
         bias = bases.get(p.layer + "/bias")
         if getattr(bias, "shape", None) != (p.channels,):
@@ -157,14 +166,16 @@ def _ranges(p: Patch):
     yield p.weight_offset, p.weight_offset + n, "kernel"
     if p.dtype == "int8":
         c = p.channels
-        yield p.scale_offset, p.scale_offset + 4 * c, "scales"
+        yield p.scale_offset, p.scale_offset + 4 * p.n_scales, "scales"
         if p.bias_offset >= 0:
             yield p.bias_offset, p.bias_offset + 4 * c, "bias"
             yield p.bias_scale_offset, p.bias_scale_offset + 4 * c, "bias scales"
 
 
 def dump_table(patches: list[Patch]) -> str:
-    return json.dumps([asdict(p) for p in patches], indent=1)
+    # per_tensor only where set: per-channel tables keep the form the Android core reads
+    rows = [{k: v for k, v in asdict(p).items() if k != "per_tensor" or v} for p in patches]
+    return json.dumps(rows, indent=1)
 
 
 def load_table(text: str) -> list[Patch]:
@@ -225,6 +236,15 @@ def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
     return (np.abs(np.asarray(bias, np.float32)) / t).astype(np.float32)
 
 
+def quantize_kernel(w: np.ndarray, p: Patch, floor: np.ndarray | None = None):
+    """(int8 values, float32 scales) in the template's form: per output channel, or with one
+    scale for the whole kernel where ``p.per_tensor`` (no bias, so no ``floor``)."""
+    if not p.per_tensor:
+        return quantize_per_channel(w, p.channel_axis, floor)
+    q, scale = quantize_per_channel(w.reshape(1, -1), 0)
+    return q.reshape(w.shape), scale
+
+
 def quantize_per_channel(w: np.ndarray, axis: int,
                          floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output channel: (int8 values, float32 scales). A zero channel gets
@@ -258,7 +278,7 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
             continue
         has_bias = p.bias_offset >= 0  # not for ONNX depthwise convs: BN stays a Mul/Add
         floor = bias_scale_floor(bases[p.layer + "/bias"], p.input_scale) if has_bias else None
-        q, scale = quantize_per_channel(w, p.channel_axis, floor)
+        q, scale = quantize_kernel(w, p, floor)
         writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
         if not has_bias:
             continue

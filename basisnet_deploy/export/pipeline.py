@@ -53,7 +53,7 @@ INT8_RECIPES = {
     "full": {},
     "fidelity": {("tflite", "lightweight"): "dynamic", ("onnx", "lightweight"): "dynamic",
                  ("onnx", "specialist_coefficient"): "dynamic",
-                 ("tflite", "specialist_presynth"): "dynamic"},
+                 ("tflite", "specialist_presynth"): "dynamic", ("onnx", "specialist_presynth"): "dynamic"},
 }
 EXPORT_QUANTIZATIONS = ["int8", "float16", "float32"]  # what a whole export may ask for
 
