@@ -12,7 +12,10 @@
     keeps a Mul/Add after depthwise convs, whose kernel is then the unfolded one);
   - int8 (QDQ): the kernel's int8 initializer, its per-channel scales (axis 0, zero point 0),
     and, where the conv has one, the int32 bias and its scales, re-quantized per synthesis
-    exactly as for TFLite (``bias_scale = input_scale * weight_scale``).
+    exactly as for TFLite (``bias_scale = input_scale * weight_scale``);
+  - dynamic (``quantize_dynamic``, the ``fidelity`` recipe): each ConvInteger's int8 kernel and
+    its one float32 scale (onnxruntime scales ConvInteger weights per tensor); the float bias
+    Add after it does not depend on the coefficients and is left alone (``Patch.per_tensor``).
 """
 
 from __future__ import annotations
