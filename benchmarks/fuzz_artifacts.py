@@ -92,7 +92,7 @@ def corrupt(data: bytes, rng: random.Random, text: bool) -> bytes:
 def _damage_table(table: list, rng: random.Random) -> str:
     p = rng.choice(table)
     key = rng.choice(["weight_offset", "scale_offset", "bias_offset", "bias_scale_offset", "slot",
-                      "shape", "dtype", "kind", "axis", "input_scale", "layer"])
+                      "shape", "dtype", "kind", "axis", "input_scale", "layer", "per_tensor"])
     other = rng.choice(table)
     p[key] = rng.choice([-7, 10**12, rng.randrange(1 << 20), "x", None, [1, 2], 2.5,
                          other.get(key), other.get("weight_offset")])

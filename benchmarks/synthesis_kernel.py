@@ -169,7 +169,7 @@ def _compact_error(ps, compact, coefficients) -> dict:
 def _kernels(model: bytes, table) -> tuple[np.ndarray, np.ndarray]:
     """All patched int8 kernel values (as int) and weight scales of a synthesized model."""
     q = [np.frombuffer(model, np.int8, int(np.prod(p.shape)), p.weight_offset) for p in table]
-    s = [np.frombuffer(model, "<f4", p.channels, p.scale_offset) for p in table]
+    s = [np.frombuffer(model, "<f4", p.n_scales, p.scale_offset) for p in table]
     return np.concatenate(q).astype(np.int32), np.concatenate(s)
 
 

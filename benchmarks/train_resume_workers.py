@@ -13,6 +13,12 @@ each run's own `--json` report, the same held-out split for all, as the checkpoi
 
     .venv/bin/python benchmarks/train_resume_workers.py --epochs 20 \
         --json benchmarks/results/train_resume_workers.json
+
+``--skip-workers`` measures runs 1 and 2 only. ``resume.weights_identical`` says whether the
+resumed checkpoint holds the uninterrupted one's weights byte for byte (training is
+bit-reproducible across processes; README, "Training"). The per-epoch losses in the report
+are the progress meter's moving average, which restarts when a run resumes: they can differ
+between the two runs while the weights do not.
 """
 
 from __future__ import annotations
@@ -116,7 +122,8 @@ def _same_weights(a: Path, b: Path) -> bool:
 
     net_a, _ = checkpoint.load(a)
     net_b, _ = checkpoint.load(b)
-    return all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(net_a.weights, net_b.weights))
+    return len(net_a.weights) == len(net_b.weights) and all(
+        np.array_equal(x.numpy(), y.numpy()) for x, y in zip(net_a.weights, net_b.weights))
 
 
 def _top1(report: dict) -> float:

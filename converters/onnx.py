@@ -361,13 +361,13 @@ def _weight_scale(conv, consumers, producers, values):
     """ConvInteger -> Cast -> Mul(., scales) where scales = Mul(activation scale, weight scale)."""
     for cast in consumers.get(conv.output[0], []):
         for mul in consumers.get(cast.output[0], []) if cast.op_type == "Cast" else []:
-            scales = producers.get(mul.input[1]) if mul.op_type == "Mul" else None
-            if scales is None or scales.op_type != "Mul":
-                continue
-            fixed = [i for i in scales.input if i in values and values[i].dtype == np.float32
-                     and values[i].size == 1]
-            if len(fixed) == 1:
-                return fixed[0]
+            for scales in (producers.get(i) for i in mul.input if mul.op_type == "Mul"):
+                if scales is None or scales.op_type != "Mul":
+                    continue
+                fixed = [i for i in scales.input if i in values and values[i].dtype == np.float32
+                         and values[i].size == 1]
+                if len(fixed) == 1:
+                    return fixed[0]
     return None
 
 

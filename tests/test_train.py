@@ -102,7 +102,11 @@ def test_same_seed_same_weights_in_separate_processes():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     procs = [subprocess.Popen([sys.executable, "-c", _TRAIN_AND_HASH], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     digests = [out.strip().splitlines()[-1] for out, _ in outs]

@@ -102,6 +102,8 @@ def _presynth_error(directory) -> str:
     (lambda t, size: t[0].update(shape=[1, 2]), "no bases of shape"),
     (lambda t, size: t[0].update(input_scale=0), "input_scale"),
     (lambda t, size: t[0].pop("layer"), "not a patch table"),
+    (lambda t, size: t[0].update(per_tensor=True), "per_tensor applies to int8 kernels without"),
+    (lambda t, size: t[0].update(per_tensor="yes", bias_offset=-1), "per_tensor applies"),
 ])
 def test_bad_patch_tables_are_refused_before_any_write(export_copy, damage, message):
     table = json.loads((export_copy / "specialist_patches.json").read_text())
@@ -141,3 +143,15 @@ def test_flatbuffer_walk_accepts_real_models_and_refuses_broken_structure(int8_t
         with pytest.raises(ModelCheckError, match=why):
             check_tflite(broken, "m.tflite")
     assert root < len(data)
+
+
+def test_android_assets_refuse_a_per_tensor_table(export_copy, tmp_path, capsys):
+    """Per-tensor patches are ONNX's; the Android core writes per-channel scales, so a TFLite
+    table that claims one (valid for synthesize()) is refused before anything is written."""
+    table = json.loads((export_copy / "specialist_patches.json").read_text())
+    table[0].update(per_tensor=True, bias_offset=-1, bias_scale_offset=-1)
+    _forge(export_copy, "specialist_patches.json", json.dumps(table).encode(), "patch_table_sha256")
+    out = tmp_path / "assets"
+    err = _cli_error(["android-assets", str(export_copy), "--out", str(out)], capsys)
+    assert "per tensor" in err and "Traceback" not in err
+    assert not out.exists()

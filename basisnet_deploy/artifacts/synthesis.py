@@ -9,6 +9,9 @@ protobuf rebuild, NumPy only, so the same code runs in a runner thread or a phon
 Int8: each synthesized kernel is re-quantized symmetric per output channel (zero point 0,
 [-127, 127]), as the converter quantizes static weights; the bias is re-quantized with the new
 scales (``bias_scale = input_scale * weight_scale``), and both scale vectors are rewritten.
+ONNX dynamic templates (``Patch.per_tensor``: onnxruntime's ConvInteger) hold one scale per
+kernel and a float bias that does not depend on the coefficients: the kernel is quantized with
+one symmetric scale, and only the kernel and that scale are rewritten.
 
 Batch policy (the manifest's ``coefficients.batch_policy``): a batch shares one synthesized
 model, built from the mean of its frames' coefficients. The mean of softmax vectors is again a convex
@@ -40,7 +43,7 @@ class Patch:
     dtype: str  # "float32", "float16" or "int8"
     weight_offset: int  # byte offset of the kernel data
     # int8 only
-    scale_offset: int = -1  # float32[C] per-channel weight scales
+    scale_offset: int = -1  # float32[C] per-channel weight scales (float32[1] if per_tensor)
     bias_offset: int = -1  # int32[C] bias data
     bias_scale_offset: int = -1  # float32[C] bias scales; with bias_offset -1 when no bias
     input_scale: float = 0.0  # scale of the conv's input activation (fixed by calibration)
@@ -241,6 +244,8 @@ def quantize_kernel(w: np.ndarray, p: Patch, floor: np.ndarray | None = None):
     scale for the whole kernel where ``p.per_tensor`` (no bias, so no ``floor``)."""
     if not p.per_tensor:
         return quantize_per_channel(w, p.channel_axis, floor)
+    if floor is not None:
+        raise ValueError(f"{p.layer}: a per-tensor kernel has no int32 bias to keep in range")
     q, scale = quantize_per_channel(w.reshape(1, -1), 0)
     return q.reshape(w.shape), scale
 

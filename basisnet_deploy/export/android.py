@@ -54,7 +54,10 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
 
     files = [entry.file for entry in artifacts.values()]
     if Role.SPECIALIST_PRESYNTH in artifacts:  # bases readable, patch table fits the template
-        load_presynth(export_dir, artifacts[Role.SPECIALIST_PRESYNTH])
+        table = load_presynth(export_dir, artifacts[Role.SPECIALIST_PRESYNTH]).table
+        if any(p.per_tensor for p in table):
+            raise UserError(f"{export_dir}: the patch table scales kernels per tensor (an ONNX "
+                            "form); the Android core patches per-channel TFLite templates: re-export")
     with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:

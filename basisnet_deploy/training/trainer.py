@@ -26,6 +26,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -119,6 +120,10 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
         return _train(dataset, arch, pre, settings, progress, run)
 
 
+_GRAPHS_LOCK = threading.Lock()
+_GRAPHS = {"depth": 0, "before": False}  # trainings running in this process; the setting before
+
+
 @contextlib.contextmanager
 def reproducible_graphs():
     """Turn Grappler's graph rewrites off while training, then restore the setting.
@@ -128,14 +133,23 @@ def reproducible_graphs():
     weights: the demo preset on digits parted at the first step where eps < 1, one intra-
     and one inter-op thread and oneDNN off made no difference); with them off, the same
     runs were bit-identical and eager-equal. Cost measured: about 2% a step at ``demo``.
+
+    The setting is process-wide: the last of overlapping trainings restores it. TensorFlow
+    caches it per thread, so a function another thread first runs meanwhile keeps it off.
     """
     key = "disable_meta_optimizer"
-    before = tf.config.optimizer.get_experimental_options().get(key, False)
-    tf.config.optimizer.set_experimental_options({key: True})
+    with _GRAPHS_LOCK:
+        if _GRAPHS["depth"] == 0:
+            _GRAPHS["before"] = tf.config.optimizer.get_experimental_options().get(key, False)
+            tf.config.optimizer.set_experimental_options({key: True})
+        _GRAPHS["depth"] += 1
     try:
         yield
     finally:
-        tf.config.optimizer.set_experimental_options({key: before})
+        with _GRAPHS_LOCK:
+            _GRAPHS["depth"] -= 1
+            if _GRAPHS["depth"] == 0:
+                tf.config.optimizer.set_experimental_options({key: _GRAPHS["before"]})
 
 
 def _train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,

@@ -84,6 +84,11 @@ public final class Patch {
                 if (!dtype.equals("float32") && !dtype.equals("float16") && !dtype.equals("int8")) {
                     throw new ManifestException("specialist_patches.json: unknown dtype '" + dtype + "'");
                 }
+                if (o.has("per_tensor") && o.get("per_tensor").getAsBoolean()) {
+                    // one scale per kernel: onnxruntime's dynamic template, never a TFLite one
+                    throw new ManifestException("specialist_patches.json: per-tensor patches belong to an ONNX "
+                            + "export; the Android core patches TFLite templates");
+                }
                 out.add(new Patch(o.get("layer").getAsString(), o.get("slot").getAsInt(), kind, shape, dtype,
                         o.get("weight_offset").getAsInt(), o.get("scale_offset").getAsInt(),
                         o.get("bias_offset").getAsInt(), o.get("bias_scale_offset").getAsInt(),

@@ -48,7 +48,7 @@ public final class Synthesizer {
         this.bases = bases;
         this.compact = compact;
         this.k = k;
-        checkDisjoint(table);
+        checkDisjoint(table, template.length);
         for (Patch p : table) {
             if (compact != null) {
                 checkCompact(compact, p, k);
@@ -99,7 +99,8 @@ public final class Synthesizer {
     }
 
     /** Refuses a table whose writes overlap: one layer would overwrite another's bytes. */
-    private static void checkDisjoint(List<Patch> table) {
+    /** No two patches share a byte, and every write (kernel, scales, bias) lies inside the template. */
+    private static void checkDisjoint(List<Patch> table, int templateLength) {
         List<long[]> ranges = new ArrayList<>();
         for (Patch p : table) {
             ranges.add(new long[] {p.weightOffset, (long) p.weightOffset + (long) p.elements() * bytesPerWeight(p.dtype)});
@@ -111,6 +112,12 @@ public final class Synthesizer {
             }
         }
         ranges.sort(Comparator.comparingLong((long[] r) -> r[0]));
+        for (long[] r : ranges) {
+            if (r[0] < 0 || r[1] > templateLength) {
+                throw new ManifestException("specialist_patches.json: a patch writes bytes " + r[0] + "-" + r[1]
+                        + ", past the template's " + templateLength + " bytes; the template is truncated or from another export");
+            }
+        }
         for (int i = 1; i < ranges.size(); i++) {
             if (ranges.get(i)[0] < ranges.get(i - 1)[1]) {
                 throw new ManifestException("specialist_patches.json: two patches share bytes at offset "

@@ -98,6 +98,13 @@ class SynthesizerTest {
         assertTrue(e.getMessage().contains("share bytes"), e.getMessage());
         e = assertThrows(ManifestException.class, () -> Patch.parseTable("{\"not\": \"a table\"}"));
         assertTrue(e.getMessage().contains("specialist_patches.json"), e.getMessage());
+        String scalesOutside = TABLE.replace("\"scale_offset\": 16", "\"scale_offset\": 60"); // 60..68 of 64
+        e = assertThrows(ManifestException.class,
+                () -> new Synthesizer(new byte[64], Patch.parseTable(scalesOutside), bases(), 2));
+        assertTrue(e.getMessage().contains("bytes 60-68"), e.getMessage());
+        String perTensor = TABLE.replace("\"input_scale\": 0.5}", "\"input_scale\": 0.5, \"per_tensor\": true}");
+        e = assertThrows(ManifestException.class, () -> Patch.parseTable(perTensor));
+        assertTrue(e.getMessage().contains("ONNX"), e.getMessage());
     }
 
     @Test
