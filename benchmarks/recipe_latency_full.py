@@ -11,6 +11,10 @@ change in load falls on all recipes alike.
 
     .venv/bin/python benchmarks/recipe_latency_full.py --ckpt benchmarks/runs/bench-exact/ckpt \
         --json benchmarks/results/recipe_latency_full.json
+
+``--target onnx`` does the same for ONNX exports in onnxruntime (CPU execution provider, 1
+intra-op thread): float32, QDQ int8 (``full``) and the ``fidelity`` recipe's
+``quantize_dynamic`` artifacts (``results/recipe_latency_full_onnx.json``).
 """
 
 from __future__ import annotations
@@ -35,18 +39,18 @@ RECIPES = {"float32": {"quantize": "float32"},
 ARTIFACTS = ("lightweight", "specialist_presynth", "specialist_coefficient")
 
 
-def export_all(ckpt: Path, work: Path) -> dict[str, Path]:
-    """One TFLite export per recipe (min_agreement 0: a random-init model, timing only)."""
+def export_all(ckpt: Path, work: Path, target: str) -> dict[str, Path]:
+    """One export per recipe (min_agreement 0: a random-init model, timing only)."""
     import shutil
 
     from basisnet_deploy.export.pipeline import ExportOptions, export
 
     out = {}
     for name, options in RECIPES.items():
-        directory = work / name.replace(" ", "-")
+        directory = work / f"{target}-{name.replace(' ', '-')}"
         shutil.rmtree(directory, ignore_errors=True)
         t = time.perf_counter()
-        export(ckpt, directory, ExportOptions(target="tflite", calibration_size=100, verify_images=8,
+        export(ckpt, directory, ExportOptions(target=target, calibration_size=100, verify_images=8,
                                               images="digits", min_agreement=0.0, **options))
         print(f"exported {name} in {time.perf_counter() - t:.0f} s", flush=True)
         out[name] = directory
@@ -57,7 +61,7 @@ def sessions(directory: Path) -> dict:
     """name -> (session, feed) for the three artifacts of one export."""
     from basisnet_deploy.artifacts.synthesis import synthesize
     from basisnet_deploy.runtime.deployment import Deployment
-    from basisnet_deploy.runtime.sessions import LiteRTSession
+    from basisnet_deploy.runtime.sessions import open_session
 
     dep = Deployment(directory)
     rng = np.random.default_rng(0)
@@ -66,10 +70,10 @@ def sessions(directory: Path) -> dict:
     p = dep.presynth()
     coeff = rng.dirichlet(np.ones(p.bases[p.table[0].layer].shape[0]),
                           size=1 + max(t.slot for t in p.table)).astype(np.float32)
-    return {"lightweight": (LiteRTSession(dep.path("lightweight")), {"image": x_light}),
-            "specialist_presynth": (LiteRTSession(synthesize(p.template, p.table, p.bases, coeff)),
-                                    {"image": x}),
-            "specialist_coefficient": (LiteRTSession(dep.path("specialist_coefficient")),
+    model = synthesize(p.template, p.table, p.bases, coeff)
+    return {"lightweight": (open_session(dep.path("lightweight")), {"image": x_light}),
+            "specialist_presynth": (open_session(p.path, model=model), {"image": x}),
+            "specialist_coefficient": (open_session(dep.path("specialist_coefficient")),
                                        {"image": x, "coefficients": coeff[None]})}
 
 
@@ -79,9 +83,10 @@ def main() -> None:
     ap.add_argument("--work", default="benchmarks/runs/recipe-latency")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--target", choices=("tflite", "onnx"), default="tflite")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
-    dirs = export_all(Path(args.ckpt), Path(args.work))
+    dirs = export_all(Path(args.ckpt), Path(args.work), args.target)
     runs = {name: sessions(d) for name, d in dirs.items()}
     per_round = {(r, a): [] for r in RECIPES for a in ARTIFACTS}
     for _ in range(args.rounds):
@@ -95,7 +100,8 @@ def main() -> None:
                for a in ARTIFACTS}
     result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-              "runtime": "ai-edge-litert interpreter, XNNPACK, 1 thread, batch 1",
+              "runtime": {"tflite": "ai-edge-litert interpreter, XNNPACK, 1 thread, batch 1",
+                          "onnx": "onnxruntime, CPUExecutionProvider, 1 intra-op thread, batch 1"}[args.target],
               "model": "BasisNet-MV3 (random init, timing only)", "rounds": args.rounds,
               "runs_per_round": args.runs, "median_ms": table, "float_over_recipe": speedup,
               "load_after": round(os.getloadavg()[0], 1)}
