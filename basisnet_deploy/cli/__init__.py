@@ -262,7 +262,8 @@ def evaluate(checkpoint, dataset, as_json, json_out):
 @click.option("--int8-recipe", type=click.Choice(["full", "fidelity"]), default="full", show_default=True,
               help="What --quantize int8 makes of each artifact: 'full' static int8 (fastest) "
                    "or 'fidelity' "
-                   "(dynamic-range lightweight model and template: higher agreement, slower). "
+                   "(dynamic-range lightweight model and template: higher agreement, slower; "
+                   "in onnxruntime on CPU the ONNX template runs ~10x slower than float). "
                    "README 'Int8 recipes' has the measured trade-off.")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
