@@ -38,8 +38,10 @@ test-deps:
 	bash scripts/install-test-deps.sh $(PYTHON)
 
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
-# checkpoint from disk, cost it, export it to TFLite int8 and ONNX int8 (each export prints
-# its verification table against the float model), calibrate the early-exit threshold,
+# checkpoint from disk, cost it, export it to TFLite int8 and ONNX float32 (each export prints
+# its verification table against the float model; ONNX stays float because int8 runs slower
+# than float in onnxruntime's CPU provider here, and its demo LM fell below the 99% gate on
+# digits in session 6, at 98.61%), calibrate the early-exit threshold,
 # bench the sequential and pipelined runners, and copy the TFLite export into the Android
 # demo's assets (android_demo/app/src/main/assets/basisnet, git-ignored).
 demo: deps $(STAMP)
@@ -47,7 +49,7 @@ demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-tflite
-	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-onnx
+	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --quantize float32 --verify-images 359 --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
