@@ -10,11 +10,13 @@ chooses from the core count (reported):
 
 - exact BasisNet: the pre-synthesized specialist re-synthesized for every frame
   (``--resynth-every 1``), no early exit, sequential and pipelined, frames/s and latency at
-  full load, then at a fixed 30 frames/s input, then pipelined with keep-latest at full load;
+  full load, then at a fixed 30 frames/s input, then pipelined with keep-latest behind a
+  60 frames/s camera (faster than the pipeline, so it must drop frames);
 - the plain int8 MV3-L alone over the same frames: frames/s, and the ratio;
 - one full-size synthesis (mix + quantize + patch), per-stage medians;
 - ``bench``'s single-model median against ai-edge-litert's own ``litert-benchmark`` on the
-  same .tflite and thread count.
+  same .tflite and thread count, in interleaved rounds (this shared machine's speed drifts
+  by 10-20% from minute to minute, so a single pair taken minutes apart says little).
 
 Writes benchmarks/results/exact_basisnet.json.
 """
@@ -74,6 +76,44 @@ def litert_benchmark(model: Path, threads: int, runs: int) -> dict:
         return {"command": " ".join(cmd[1:]).replace(str(model), model.name), **json.loads(out.read_text())}
 
 
+def bench_single_model_p50(model: Path, threads: int, runs: int) -> float:
+    """What ``bench`` measures for one stage: its session, 20 warm-up runs, the p50 of ``runs``."""
+    import time
+
+    import numpy as np
+
+    from basisnet_deploy.runtime.backends import make_factory
+
+    session = make_factory("litert", "xnnpack", threads=threads)(model)
+    (name, (shape, _, _)), = session.inputs.items()
+    feeds = {name: np.zeros(shape, np.float32)}
+    for _ in range(20):
+        session.run(feeds)
+    latencies = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(feeds)
+        latencies.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(latencies))
+
+
+def cross_check(model: Path, threads: int, runs: int, rounds: int) -> dict:
+    """``bench``'s single-model p50 and ``litert-benchmark``'s median, in interleaved rounds."""
+    import statistics
+
+    pairs = []
+    for _ in range(rounds):
+        tool = litert_benchmark(model, threads, runs)
+        pairs.append((round(bench_single_model_p50(model, threads, runs), 3),
+                      tool["latency"]["median_ms"]))
+    ratios = [ours / theirs for ours, theirs in pairs]
+    return {"command": tool["command"], "rounds": [{"bench_p50_ms": a, "litert_benchmark_median_ms": b}
+                                                   for a, b in pairs],
+            "median_bench_p50_ms": statistics.median(a for a, _ in pairs),
+            "median_litert_benchmark_ms": statistics.median(b for _, b in pairs),
+            "median_ratio": round(statistics.median(ratios), 3)}
+
+
 def fast_path_agreement(export_dir: Path, frames: int) -> dict:
     """The runtime's synthesis against the reference ``synthesize`` on real frames.
 
@@ -121,8 +161,8 @@ def main() -> None:
         "full_load": BenchOptions(frames=args.frames, threshold=NEVER_EXIT, policy=exact),
         "input_30fps": BenchOptions(frames=min(args.frames, 150), threshold=NEVER_EXIT, policy=exact,
                                     input_fps=30.0),
-        "keep_latest_full_load": BenchOptions(frames=args.frames, threshold=NEVER_EXIT, policy=exact,
-                                              runner="pipelined", drop="keep-latest"),
+        "keep_latest_60fps": BenchOptions(frames=args.frames, threshold=NEVER_EXIT, policy=exact,
+                                          runner="pipelined", drop="keep-latest", input_fps=60.0),
     }
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, load average "
                           f"{os.getloadavg()[0]:.2f} at start",
@@ -133,8 +173,8 @@ def main() -> None:
     full = results["full_load"]
     seq, pipe = full["runners"]["sequential"], full["runners"]["pipelined"]
     threads = full["threads"]["specialist"]
-    results["litert_benchmark_baseline"] = litert_benchmark(export_dir / "baseline_plain.tflite",
-                                                            threads, 200)
+    results["litert_benchmark_baseline"] = cross_check(export_dir / "baseline_plain.tflite",
+                                                       threads, 200, rounds=5)
     print("bench: int8 (compact) bases, full load", flush=True)
     results["full_load_int8_bases"] = jsonable(bench(export_dir, BenchOptions(
         frames=args.frames, threshold=NEVER_EXIT, policy=exact, bases="int8")))
@@ -150,7 +190,8 @@ def main() -> None:
             results["input_30fps"]["runners"]["pipelined"]["latency_ms"]["p50"]
             / results["input_30fps"]["runners"]["sequential"]["latency_ms"]["p50"], 3),
         "bench_baseline_p50_ms": full["stages"]["baseline_plain"]["latency_ms"]["p50"],
-        "litert_benchmark_baseline_median_ms": results["litert_benchmark_baseline"]["latency"]["median_ms"],
+        "cross_check_bench_over_litert_benchmark (median of 5 rounds, within 0.9-1.1)":
+            results["litert_benchmark_baseline"]["median_ratio"],
         "int8_bases_exact_pipelined_vs_plain_fps": results["full_load_int8_bases"]["vs_baseline_fps"].get("pipelined"),
         "int8_bases_synthesis_p50_ms": results["full_load_int8_bases"]["stages"]["synthesis"]["latency_ms"]["p50"],
         "fast_path_float32_identical_bytes (1.0)": results["fast_path_agreement"]["float32_bases_identical_bytes"],

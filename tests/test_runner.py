@@ -279,6 +279,17 @@ def test_pipelined_synthesis_runs_on_its_own_thread_once_per_frame(dep, frames):
     assert all("synthesis" in r.times_ms and "specialist" in r.times_ms for r in results)
 
 
+def test_synthesized_sessions_are_prepared_on_the_synthesis_thread(dep, frames):
+    """LiteRT prepares a model (XNNPACK packs its weights, about 4 ms at full size) holding
+    the GIL. A session must do that when it is opened, on the synthesis thread, and not in its
+    first run on the specialist's thread, where it stalled every stage."""
+    ps = dep.presynth()
+    session = make_factory("litert", "xnnpack")(ps.path, ps.template)
+    interpreter = session.interpreter
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.get_tensor(index)  # LiteRT raises "Tensor data is null" before allocation
+
+
 def test_keep_latest_drops_stale_frames_and_counts_them(dep, frames):
     """A source faster than the pipeline: frames are dropped, never reordered, all accounted."""
     slow = Counting()

@@ -1,7 +1,8 @@
 """``bench``: per-stage and end-to-end figures, every one measured in this run.
 
 Per stage (lightweight, synthesis, specialist, and the plain baseline when exported), as
-TFLite's ``benchmark_model`` reports them: init (session creation), first inference, then
+TFLite's ``benchmark_model`` reports them: init (session creation, with the delegate's
+preparation: XNNPACK packs the weights there), first inference, then
 latency percentiles over the frames after ``warmup``. End to end, for each runner:
 throughput, per-frame latency percentiles (queueing included), early-exit rate, average MAdds
 per frame (the manifest's cost model at the measured exit rate) and the process's peak RSS.

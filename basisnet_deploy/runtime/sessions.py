@@ -62,6 +62,10 @@ class LiteRTSession:
                 self.interpreter = mod.Interpreter(model_content=bytes(model), **kwargs)
             else:
                 self.interpreter = mod.Interpreter(model_path=str(model), **kwargs)
+            # Allocate here, not in the first run(): that is where XNNPACK packs the weights
+            # (about 4 ms for a full-size specialist), while holding the GIL. A runner that
+            # builds sessions off the invoking thread then keeps that work off it.
+            self.interpreter.allocate_tensors()
             self.runner = self.interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as e:
             raise RuntimeLoadError(f"{name}: LiteRT cannot load this model ({_first_line(e)}); "
@@ -73,7 +77,7 @@ class LiteRTSession:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             return self.runner(**{k: self._cast(k, v) for k, v in feeds.items()})
-        except (ValueError, RuntimeError) as e:  # a kernel refusing the model at prepare time
+        except (ValueError, RuntimeError) as e:  # a kernel failing on these inputs
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot run this model "
                                    f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
