@@ -290,6 +290,40 @@ def test_synthesized_sessions_are_prepared_on_the_synthesis_thread(dep, frames):
     interpreter.get_tensor(index)  # LiteRT raises "Tensor data is null" before allocation
 
 
+def test_keep_latest_lm_starts_a_frame_only_once_the_next_stage_took_the_previous():
+    """keep-latest: a frame that the LM finishes while the next stage is still busy waits
+    and ages; so the LM waits first, then takes the newest frame (the issue's camera case)."""
+    from basisnet_deploy.runtime.runner import _Pipeline
+
+    waiting_when_lm_started = []
+    pipeline = None
+
+    def lm():
+        def run(item):
+            waiting_when_lm_started.append(len(pipeline.queues[1].queue))
+            return item
+        return run
+
+    def slow():
+        def run(item):
+            time.sleep(0.005)
+            return item
+        return run
+
+    pipeline = _Pipeline([lm, slow], queue_size=4, last_queue=1, drop="keep-latest",
+                         stop=threading.Event())
+    def camera(frames=300):  # 1 ms a frame, five times what the slow stage can take
+        for i in range(frames):
+            time.sleep(0.001)
+            yield i, None
+
+    answered = [item.index for item in pipeline.run(camera())]
+    assert answered == sorted(answered) and len(answered) + pipeline.dropped == 300
+    assert len(waiting_when_lm_started) > 10
+    assert pipeline.dropped > 0
+    assert max(waiting_when_lm_started) == 0
+
+
 def test_keep_latest_drops_stale_frames_and_counts_them(dep, frames):
     """A source faster than the pipeline: frames are dropped, never reordered, all accounted."""
     slow = Counting()

@@ -13,8 +13,11 @@ exit is forwarded without running the later stages), so results come back in inp
 
 Frame policy (``drop``): ``block`` (the default) makes the source wait when the pipeline is
 full, so every frame is answered; ``keep-latest`` is what a live camera wants: only the newest
-frame waits for the LM, and an older waiting one is dropped (counted in ``dropped``), so the
-pipeline always works on the newest frames and latency stays bounded.
+frame waits for the LM, and an older waiting one is dropped (counted in ``dropped``); at most
+one frame waits between two stages, and the LM takes a frame only once the next stage has
+taken the previous one. So the pipeline always starts on the newest frame and latency stays
+bounded (at 200 frames/s offered to a full-size pipeline that answers about 60: p50 about
+50 ms, against about 128 ms with the LM's queue alone bounded).
 
 Errors in any stage (or in the frame source) reach the caller as the original exception.
 Every blocking queue operation polls a stop event, so close and shutdown never deadlock, even
@@ -304,7 +307,8 @@ class _Pipeline:
         if len(stages) > 2:
             sizes[-2] = last_queue  # between synthesis and the specialist
         if drop == "keep-latest":
-            sizes[0] = 1  # only the newest frame waits for the LM
+            # One frame at most waits before each stage: a deeper queue only ages frames.
+            sizes[:-1] = [1] * (len(sizes) - 1)
         self.queues = [queue.Queue(n) for n in sizes]
         self.dropped = 0
 
@@ -338,9 +342,8 @@ class _Pipeline:
             out.put_nowait(_Failure(exc))
         self.stop.set()
 
-    def offer_latest(self, item) -> None:
-        """keep-latest: never wait; when the first queue is full, drop its oldest frame."""
-        q = self.queues[0]
+    def offer_latest(self, q, item) -> None:
+        """keep-latest: never wait; when ``q`` is full, drop its oldest frame (counted)."""
         while not self.stop.is_set():
             try:
                 q.put_nowait(item)
@@ -352,12 +355,20 @@ class _Pipeline:
                 except queue.Empty:
                     pass
 
+    def wait_until_taken(self, q) -> None:
+        """keep-latest, before the LM takes a frame: wait until the next stage has taken the
+        previous one. The LM then starts on the newest frame when the pipeline can move it
+        on at once, instead of holding an older one that ages while the next stage is busy."""
+        with q.not_full:  # notified on every get
+            while len(q.queue) and not self.stop.is_set():
+                q.not_full.wait(0.05)
+
     def feeder(self, frames) -> None:
         try:
             for index, frame in enumerate(frames):
                 item = _Item(index, frame, time.perf_counter())
                 if self.drop == "keep-latest":
-                    self.offer_latest(item)
+                    self.offer_latest(self.queues[0], item)
                 elif not self.put(self.queues[0], item):
                     return
             self.put(self.queues[0], _DONE)
@@ -368,7 +379,10 @@ class _Pipeline:
         try:
             stage = self.stages[position]()  # created on this thread
             source, sink = self.queues[position], self.queues[position + 1]
+            pull = position == 0 and self.drop == "keep-latest"
             while True:
+                if pull:
+                    self.wait_until_taken(sink)
                 item = self.get(source)
                 if item is _DONE:
                     self.put(sink, _DONE)
