@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -86,22 +85,12 @@ def interrupted_then_resumed(out: Path, epochs: int) -> dict:
     return {"interrupted": first, "resumed": again}
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def two_workers(work: Path, epochs: int) -> list[dict]:
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    from basisnet_deploy.training.distribute import local_cluster
+
     procs = []
-    for index in range(2):
-        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, **QUIET, "TF_CONFIG": json.dumps(config)}
+    for index, tf_config in enumerate(local_cluster(2)):
+        env = {**os.environ, **QUIET, "TF_CONFIG": tf_config}
         cmd = train_args(work / f"worker{index}", epochs, ["--strategy", "multi-worker"])
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env))

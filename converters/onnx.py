@@ -269,6 +269,7 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
             patches.append(Patch(layer, slot, kind, shape, "float32", _offset(offsets, found, want.nbytes)))
         elif quantize == "dynamic":  # the float bias after the ConvInteger does not change
             used.add(found["weight"])
+            _check_float_bias(layer, values.get(found["bias"]), bias)
             patches.append(Patch(layer, slot, kind, shape, "int8",
                                  _offset(offsets, found["weight"], int(np.prod(shape))),
                                  scale_offset=_offset(offsets, found["scale"], 4), axis=0,
@@ -291,6 +292,15 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
         arrays[layer] = onnx_bases
         arrays[layer + "/bias"] = bias
     return patches, arrays
+
+
+def _check_float_bias(layer, template_bias, bias) -> None:
+    """A dynamic template keeps each conv's float bias, which synthesis never rewrites: it
+    must be the folded BN bias, or every synthesized model would carry a wrong one."""
+    have = np.zeros_like(bias) if template_bias is None else np.asarray(template_bias).reshape(-1)
+    if have.shape != bias.shape or not np.allclose(have, bias, rtol=1e-5,
+                                                   atol=1e-6 * max(1.0, float(np.abs(bias).max()))):
+        raise ExportError(f"ONNX template: the bias of {layer} is not the folded BN bias")
 
 
 def _offset(offsets, name, nbytes):
@@ -337,8 +347,8 @@ def _qdq_convs(model, values):
 
 def _integer_convs(model, values):
     """Each ConvInteger (onnxruntime's dynamic quantization) with a symmetric int8 initializer
-    weight, and the float32 initializer that scales it: the second input of the Mul that makes
-    the output scale (activation scale x weight scale)."""
+    weight; the float32 initializer that scales it (the second input of the Mul that makes the
+    output scale: activation scale x weight scale); and the float bias added after that Mul."""
     consumers = {}
     for node in model.graph.node:
         for name in node.input:
@@ -351,14 +361,17 @@ def _integer_convs(model, values):
         w, w_zero = node.input[1], node.input[3]
         if values.get(w) is None or values[w].dtype != np.int8 or np.any(values.get(w_zero, 1)):
             continue
-        scale = _weight_scale(node, consumers, producers, values)
-        if scale is not None:
-            convs.append({"weight": w, "scale": scale})
+        found = _weight_scale(node, consumers, producers, values)
+        if found is not None:
+            scale, mul = found
+            convs.append({"weight": w, "scale": scale,
+                          "bias": _bias_after(mul, consumers, producers, values)})
     return convs
 
 
 def _weight_scale(conv, consumers, producers, values):
-    """ConvInteger -> Cast -> Mul(., scales) where scales = Mul(activation scale, weight scale)."""
+    """(weight scale initializer, the Mul that applies it): ConvInteger -> Cast -> Mul(., scales)
+    where scales = Mul(activation scale, weight scale)."""
     for cast in consumers.get(conv.output[0], []):
         for mul in consumers.get(cast.output[0], []) if cast.op_type == "Cast" else []:
             for scales in (producers.get(i) for i in mul.input if mul.op_type == "Mul"):
@@ -367,7 +380,22 @@ def _weight_scale(conv, consumers, producers, values):
                 fixed = [i for i in scales.input if i in values and values[i].dtype == np.float32
                          and values[i].size == 1]
                 if len(fixed) == 1:
-                    return fixed[0]
+                    return fixed[0], mul
+    return None
+
+
+def _bias_after(mul, consumers, producers, values):
+    """The float32 bias initializer of the Add after ``mul`` (directly or through a Reshape),
+    or None when there is none."""
+    for add in consumers.get(mul.output[0], []):
+        if add.op_type != "Add":
+            continue
+        for name in add.input:
+            source = producers.get(name)
+            if source is not None and source.op_type == "Reshape":
+                name = source.input[0]
+            if name in values and values[name].dtype == np.float32:
+                return name
     return None
 
 

@@ -315,6 +315,19 @@ def test_onnx_fidelity_template_patches_per_tensor_int8_conv_integer_weights(ckp
     baked = open_session(out / entry["file"]).run({"image": x})["logits"]
     error, unpatched = np.abs(got - want).max(), np.abs(baked - want).max()
     assert error <= 1e-3 * np.abs(want).max() < unpatched
+    # Synthesis never rewrites the float biases, so locating the patches checks each one
+    # against the folded BN bias: a wrong one is refused.
+    from basisnet_deploy.converters.base import ExportError
+    from basisnet_deploy.export.pipeline import fold_bases
+
+    coefficients = np.asarray(entry["baked_coefficients"], np.float32)
+    folded = fold_bases(net.specialist)
+    assert len(OnnxExporter().patch_table(template, folded, coefficients, "dynamic")[0]) == len(table)
+    layer = next(iter(folded))
+    kind, slot, kernels, bias, scale = folded[layer]
+    folded[layer] = (kind, slot, kernels, bias + 0.01 * (np.abs(bias).max() + 1), scale)
+    with pytest.raises(ExportError, match=f"bias of {layer}"):
+        OnnxExporter().patch_table(template, folded, coefficients, "dynamic")
 
 
 def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, monkeypatch):

@@ -2,21 +2,12 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from basisnet_deploy.training.distribute import local_cluster
 
 
 CLI = [sys.executable, "-c", "import sys; from basisnet_deploy.cli import main; main(sys.argv[1:])"]
@@ -28,12 +19,10 @@ ARGS = ["train", "--dataset", "digits", "--epochs", "1", "--batch-size", "32", "
 def test_two_workers_train_one_checkpoint_that_loads_and_evaluates(tmp_path):
     from basisnet_deploy.training.trainer import evaluate_checkpoint
 
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
-    for index in range(2):
+    for index, tf_config in enumerate(local_cluster(2)):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-               "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                        "task": {"type": "worker", "index": index}})}
+               "TF_CONFIG": tf_config}
         out = tmp_path / f"ckpt{index}"
         procs.append(subprocess.Popen([*CLI, *ARGS,
                                        "--out", str(out)], env=env, stdout=subprocess.PIPE,
@@ -65,3 +54,14 @@ def test_multi_worker_without_tf_config_is_one_line(tmp_path):
     assert p.returncode == 2 and "TF_CONFIG is not set" in p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in p.stderr  # TF's own start-up notices aside
+
+
+def test_local_cluster_gives_each_worker_a_valid_tf_config_with_one_chief():
+    from basisnet_deploy.training.distribute import parse_tf_config
+
+    clusters = [parse_tf_config(text) for text in local_cluster(3)]
+    addresses = clusters[0].tasks["worker"]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert [c.task_index for c in clusters] == [0, 1, 2]
+    assert all(c.tasks == clusters[0].tasks for c in clusters)
+    assert [c.is_chief for c in clusters] == [True, False, False]

@@ -78,15 +78,24 @@ def _basisnet_threads():
     return [t for t in threading.enumerate() if t.name.startswith("basisnet-") and t.is_alive()]
 
 
+def _paced(frames, seconds=0.001):
+    """A camera: one frame every ``seconds`` (keep-latest drops most of an instant source)."""
+    for frame in frames:
+        time.sleep(seconds)
+        yield frame
+
+
+@pytest.mark.parametrize("drop", ["block", "keep-latest"])
 @pytest.mark.parametrize("stage", ["light", "specialist"])
-def test_a_fault_in_either_stage_reaches_the_caller_and_shuts_down(dep, frames, stage):
+def test_a_fault_in_either_stage_reaches_the_caller_and_shuts_down(dep, frames, stage, drop):
     faulty = Counting(fail_at=5)
     light = faulty if stage == "light" else make_factory("litert", "xnnpack")
     spec = faulty if stage == "specialist" else make_factory("litert", "xnnpack")
-    runner = TwoStageRunner(dep, light, spec, RunnerOptions(threshold=None, form="coefficient", mode="pipelined", queue_size=2))
+    runner = TwoStageRunner(dep, light, spec, RunnerOptions(threshold=None, form="coefficient", mode="pipelined",
+                                                            queue_size=2, drop=drop))
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="injected fault"):
-        list(runner.run(frames * 5))
+        list(runner.run(_paced(frames * 5)))
     deadline = time.perf_counter() + 1.0
     while _basisnet_threads() and time.perf_counter() < deadline:
         time.sleep(0.01)
@@ -103,10 +112,14 @@ def test_a_failing_frame_source_reaches_the_caller(dep, frames):
         list(runner.run(source()))
 
 
-def test_stopping_mid_stream_does_not_deadlock(dep, frames):
-    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"), RunnerOptions(threshold=None, form="presynth", mode="pipelined", queue_size=1))
-    gen = runner.run(frames * 10)
-    assert [next(gen).index for _ in range(3)] == [0, 1, 2]
+@pytest.mark.parametrize("drop", ["block", "keep-latest"])
+def test_stopping_mid_stream_does_not_deadlock(dep, frames, drop):
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
+                            RunnerOptions(threshold=None, form="presynth", mode="pipelined", queue_size=1,
+                                          drop=drop))
+    gen = runner.run(_paced(frames * 10))
+    first = [next(gen).index for _ in range(3)]
+    assert first == sorted(set(first)) and (drop == "keep-latest" or first == [0, 1, 2])
     start = time.perf_counter()
     gen.close()
     assert time.perf_counter() - start < 1.5

@@ -62,14 +62,25 @@ class LiteRTSession:
                 self.interpreter = mod.Interpreter(model_content=bytes(model), **kwargs)
             else:
                 self.interpreter = mod.Interpreter(model_path=str(model), **kwargs)
-            # Allocate here, not in the first run(): that is where XNNPACK packs the weights
-            # (about 4 ms for a full-size specialist), while holding the GIL. A runner that
-            # builds sessions off the invoking thread then keeps that work off it.
-            self.interpreter.allocate_tensors()
-            self.runner = self.interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as e:
             raise RuntimeLoadError(f"{name}: LiteRT cannot load this model ({_first_line(e)}); "
                                    "is the file truncated? Re-run basisnet-deploy export") from None
+        self._prepare(delegate_path, xnnpack)
+
+    def _prepare(self, delegate_path, xnnpack: bool) -> None:
+        # Prepare here, not in the first run(): that is where XNNPACK packs the weights (about
+        # 4 ms for a full-size specialist), holding the GIL. A runner that opens sessions off
+        # the invoking thread then keeps that work off it.
+        try:
+            self.interpreter.allocate_tensors()
+            self.runner = self.interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as e:  # a kernel or delegate refusing the model
+            using = (f"the delegate {delegate_path}" if delegate_path
+                     else "XNNPACK" if xnnpack else "the builtin kernels")
+            other = ", or try --delegate cpu" if delegate_path or xnnpack else ""
+            raise RuntimeLoadError(f"{self.name}: LiteRT cannot prepare this model with {using} "
+                                   f"({_first_line(e)[:200]}); is the file truncated or modified? "
+                                   f"Re-run basisnet-deploy export{other}") from None
         details = self.runner.get_input_details()
         self.inputs = {k: (tuple(v["shape"]), np.dtype(v["dtype"]), v["quantization"])
                        for k, v in details.items()}

@@ -27,6 +27,21 @@ from basisnet_deploy.common.errors import UserError
 STRATEGY_NAMES = ("default", "mirrored", "multi-worker")
 
 
+def local_cluster(workers: int) -> list[str]:
+    """``TF_CONFIG`` values for ``workers`` processes on this machine, one per task index:
+    a cluster on 127.0.0.1 ports that were free when asked (try multi-worker on one host)."""
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})
+            for i in range(workers)]
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A validated TF_CONFIG: every task's address, and this process's task."""
