@@ -8,8 +8,8 @@ measures the same thing on a trained network and held-out real photos:
     .venv/bin/python benchmarks/compact_bases_photos.py /tmp/fid/ckpt2 /tmp/photos2 \\
         --json benchmarks/results/compact_bases_photos.json
 
-It exports the checkpoint (TFLite, pre-synthesized specialist, int8 ``--int8-recipe`` of your
-choice, calibrated on ``PHOTOS/train``), then for every photo of ``PHOTOS/heldout``: the
+It exports the checkpoint (TFLite, pre-synthesized specialist, ``--int8-recipe full``, the one
+whose template is all int8 as compact bases need; calibrated on ``PHOTOS/train``), then for every photo of ``PHOTOS/heldout``: the
 lightweight model's coefficients, the specialist synthesized from the float32 bases (the
 reference bytes) and from the int8 bases, the top-1 of each, and the logits' error.
 """
@@ -30,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ckpt", help="a trained checkpoint directory")
     ap.add_argument("photos", help="a folder with train/ (calibration) and heldout/ (measured)")
-    ap.add_argument("--int8-recipe", default="fidelity", help="export's --int8-recipe")
+    ap.add_argument("--int8-recipe", default="full",
+                    help="export's --int8-recipe (compact bases need the all-int8 template of 'full')")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
     photos = Path(args.photos)
@@ -67,6 +68,8 @@ def compare(export_dir: Path, heldout: Path) -> dict:
     exact, compact = model_bytes_fn(ps), model_bytes_fn(ps, dep.compact_bases())
     lm = factory(dep.path(Role.LIGHTWEIGHT))
     images, labels, skipped = read_files(list_folder(heldout))
+    if not images:
+        raise SystemExit(f"{heldout}: no readable images (skipped: {dict(skipped)})")
     agree, rel_errors, byte_diffs = 0, [], []
     for image in images:
         light, full = dep.frame(image)

@@ -9,9 +9,9 @@ parallelism, no GIL shared). Not a runner mode: a measurement for README.
     .venv/bin/python benchmarks/process_parallel_probe.py --rounds 2 \\
         --json benchmarks/results/process_parallel_probe.json
 
-Uses the full-size export of ``exact_basisnet.py`` (run that first). Per round and bases kind:
-the plain MV3-L alone over the frames (frames/s), then the two-process exact BasisNet, and
-their ratio.
+Uses the full-size export of ``exact_basisnet.py`` (run that first). Per round and bases kind,
+one after another on the same frames: the plain MV3-L alone (frames/s), the threaded
+pipelined runner, then the two-process exact BasisNet; each ratio to the plain network.
 """
 
 from __future__ import annotations
@@ -82,6 +82,23 @@ def two_processes(export_dir: Path, frames, bases: str, window: int = 4) -> floa
     return fps
 
 
+def threaded_fps(export_dir: Path, frames, bases: str) -> float:
+    """The same frames through the threaded pipelined runner (what ``bench`` measures)."""
+    from basisnet_deploy.runtime.backends import make_factory
+    from basisnet_deploy.runtime.deployment import Deployment
+    from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
+
+    factory = make_factory("litert", "xnnpack")
+    runner = TwoStageRunner(Deployment(export_dir), factory, factory, RunnerOptions(
+        threshold=None, form="presynth", mode="pipelined", bases=bases,
+        policy=ResynthesisPolicy(every=1)))
+    start = time.perf_counter()
+    answered = [result.index for result in runner.run(frames)]
+    fps = len(frames) / (time.perf_counter() - start)
+    assert answered == list(range(len(frames))), "frames lost or reordered"
+    return fps
+
+
 def plain_fps(export_dir: Path, frames) -> float:
     from basisnet_deploy.artifacts.manifest import Role
     from basisnet_deploy.runtime.backends import make_factory
@@ -112,16 +129,21 @@ def main() -> None:
     rows = []
     for round_ in range(args.rounds):
         for bases in ("float32", "int8"):
-            plain, exact = plain_fps(export_dir, frames), two_processes(export_dir, frames, bases)
+            plain = plain_fps(export_dir, frames)
+            threads = threaded_fps(export_dir, frames, bases)
+            processes = two_processes(export_dir, frames, bases)
             rows.append({"round": round_, "bases": bases, "plain_fps": round(plain, 1),
-                         "two_process_fps": round(exact, 1), "ratio": round(exact / plain, 3)})
+                         "threads_fps": round(threads, 1), "two_process_fps": round(processes, 1),
+                         "threads_ratio": round(threads / plain, 3),
+                         "two_process_ratio": round(processes / plain, 3)})
             print(json.dumps(rows[-1]), flush=True)
     result = {"command": "python benchmarks/process_parallel_probe.py " + " ".join(
                   f"--{k} {v}" for k, v in (("rounds", args.rounds), ("frames", args.frames))),
               "machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at end",
               "rows": rows,
-              "median_ratio": {b: statistics.median(r["ratio"] for r in rows if r["bases"] == b)
-                               for b in ("float32", "int8")}}
+              "median_ratio": {f"{b}/{kind}": statistics.median(r[f"{kind}_ratio"] for r in rows
+                                                                  if r["bases"] == b)
+                               for b in ("float32", "int8") for kind in ("threads", "two_process")}}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["median_ratio"]))
