@@ -100,16 +100,14 @@ def threaded_fps(export_dir: Path, frames, bases: str) -> float:
 
 
 def plain_fps(export_dir: Path, frames) -> float:
+    """The plain network alone over the frames: ``bench``'s own reference rate."""
     from basisnet_deploy.artifacts.manifest import Role
+    from basisnet_deploy.report.bench import _baseline_fps
     from basisnet_deploy.runtime.backends import make_factory
     from basisnet_deploy.runtime.deployment import Deployment
 
-    session = make_factory("litert", "xnnpack")(Deployment(export_dir).path(Role.BASELINE_PLAIN))
-    session.run({"image": frames[0][1]})
-    start = time.perf_counter()
-    for _, full in frames:
-        session.run({"image": full})
-    return len(frames) / (time.perf_counter() - start)
+    path = Deployment(export_dir).path(Role.BASELINE_PLAIN)
+    return _baseline_fps(make_factory("litert", "xnnpack"), path, [{"image": full} for _, full in frames])
 
 
 def main() -> None:

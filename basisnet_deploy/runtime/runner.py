@@ -341,8 +341,9 @@ class _Pipeline:
             out.put_nowait(_Failure(exc))
         self.stop.set()
 
-    def offer_latest(self, q, item) -> None:
-        """keep-latest: never wait; when ``q`` is full, drop its oldest frame (counted)."""
+    def offer_latest(self, item) -> None:
+        """keep-latest: never wait; when the first queue is full, drop its oldest frame."""
+        q = self.queues[0]
         while not self.stop.is_set():
             try:
                 q.put_nowait(item)
@@ -367,7 +368,7 @@ class _Pipeline:
             for index, frame in enumerate(frames):
                 item = _Item(index, frame, time.perf_counter())
                 if self.drop == "keep-latest":
-                    self.offer_latest(self.queues[0], item)
+                    self.offer_latest(item)
                 elif not self.put(self.queues[0], item):
                     return
             self.put(self.queues[0], _DONE)
