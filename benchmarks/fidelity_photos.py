@@ -52,7 +52,14 @@ class Setup:
         self.ref_logits, self.ref_coeff = ref["logits"].numpy(), ref["coefficients"].numpy()
         self.ref_sp = self.net.specialist([self.image, self.ref_coeff], training=False).numpy()
         self.baked = self.c_coeff.mean(axis=0)
-        self.graphs = _graphs(self.net, self.cfg, self.baked, decompose_hard_swish=decompose)
+        # as export does: hard-swish spelled out only for TFLite's static int8 recipes
+        self._graphs = {d: _graphs(self.net, self.cfg, self.baked, decompose_hard_swish=d)
+                        for d in ({False, True} if decompose else {False})}
+
+    def graph(self, role: str, recipe: str):
+        static = recipe.startswith("int8") or recipe == "int16x8"
+        decomposed = static and True in self._graphs  # TFLite only
+        return self._graphs[decomposed][role]
 
     def lm_feeds(self):
         return [{"image": x[None]} for x in self.c_light]
@@ -156,7 +163,7 @@ def aeq_lm(s: Setup, name: str) -> bytes:
 
     from basisnet_deploy.converters import get_exporter
 
-    float_model = get_exporter("tflite").convert(s.graphs["lightweight"], "float32")
+    float_model = get_exporter("tflite").convert(s.graph("lightweight", "float32"), "float32")
     base = recipe.weight_only_wi8_afp32() if name == "aeq_weight_only" else recipe.dynamic_wi8_afp32()
     qt = quantizer.Quantizer(float_model, base)
     if name == "aeq_dynamic_float_fc":
@@ -177,7 +184,7 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
         if name.startswith("aeq_"):
             model = aeq_lm(s, name)
         else:
-            model = ex.convert(s.graphs["lightweight"], q, reader(s.lm_feeds()) if q != "dynamic" else None)
+            model = ex.convert(s.graph("lightweight", q), q, reader(s.lm_feeds()) if q != "dynamic" else None)
         rows[name], coeffs[name] = run_lm(s, model, ex.suffix)
         rows[name]["bytes"] = len(model)
         rows[name]["seconds"] = round(time.perf_counter() - t, 1)
@@ -189,10 +196,10 @@ def lm_layer_report(s: Setup, name: str) -> list[dict]:
     """Per-layer error of the TFLite LM recipe against the float TFLite LM, on 32
     calibration images (basisnet_deploy/layer_report.py)."""
     from basisnet_deploy.converters import get_exporter
-    from basisnet_deploy.layer_report import format_report, layer_errors
+    from basisnet_deploy.export.layer_report import format_report, layer_errors
 
     ex = get_exporter("tflite")
-    graph = s.graphs["lightweight"]
+    graph = s.graph("lightweight", name)
     rows = layer_errors(ex.convert(graph, "float32"), ex.convert(graph, name, reader(s.lm_feeds())),
                         s.lm_feeds()[:32])
     print(f"layer report, LM {name}:\n{format_report(rows)}", flush=True)
@@ -208,7 +215,7 @@ def main():
     ap.add_argument("--lm", default="int8", help="comma-separated LM recipes")
     ap.add_argument("--e2e-lm", default=None, help="LM recipes whose coefficients drive end_to_end (comma-separated)")
     ap.add_argument("--coefficient", default="", help="coefficient-specialist recipes")
-    ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image")
+    ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image, dynamic, weight_only")
     ap.add_argument("--json", default=None)
     ap.add_argument("--layer-report", default="", help="LM recipes to get a per-layer report for")
     args = ap.parse_args()
@@ -223,7 +230,7 @@ def main():
 
     ex = get_exporter(args.target)
     for name in filter(None, args.coefficient.split(",")):
-        model = ex.convert(s.graphs["specialist_coefficient"], name,
+        model = ex.convert(s.graph("specialist_coefficient", name), name,
                            reader(s.coeff_feeds()) if name != "dynamic" else None)
         out["coefficient"][name] = run_coefficient(s, model, ex.suffix, lm_coeff)
         print(f"coefficient {args.target} {name}: {out['coefficient'][name]}", flush=True)
@@ -237,18 +244,20 @@ def main():
 
 
 def presynth_recipe(s: Setup, ex, name: str, lm_coeff) -> dict:
-    """int8: the template calibrated with the mean-coefficient kernels (what export does);
-    int8_per_image: ranges widened over each calibration image's own kernels (TFLite)."""
+    """int8: the template calibrated with the mean-coefficient kernels (the full recipe);
+    int8_per_image: ranges widened over each calibration image's own kernels (TFLite);
+    dynamic: int8 kernels, activations quantized per frame; weight_only (ONNX): int8 kernels,
+    float arithmetic (the fidelity recipe's ONNX template)."""
     from basisnet_deploy.export.pipeline import fold_bases
 
-    graph = s.graphs["specialist_presynth"]
-    if name in ("int8", "dynamic"):
+    graph = s.graph("specialist_presynth", name)
+    if name in ("int8", "dynamic", "weight_only"):
         model = ex.convert(graph, name, reader(s.image_feeds()) if name == "int8" else None)
         report = {}
     else:
         model, report = ex.convert_presynth_int8(graph, reader(s.image_feeds()),
                                                  fold_bases(s.net.specialist), s.baked, s.c_coeff)
-    row = run_presynth(s, model, ex.suffix, ex, name if name == "dynamic" else "int8", lm_coeff)
+    row = run_presynth(s, model, ex.suffix, ex, "int8" if name == "int8_per_image" else name, lm_coeff)
     row["report"] = report
     return row
 

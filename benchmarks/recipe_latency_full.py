@@ -2,8 +2,8 @@
 
 The full-size BasisNet-MV3 checkpoint (MV3-Small 1.0x128 LM, MV3-L 1.0x224 specialist, K=16,
 L8-L15; random init with BN set from real images, so timing only) is exported to TFLite three
-times: float32, ``--int8-recipe full`` (static int8) and ``--int8-recipe fidelity`` (dynamic
-range LM and template). Each artifact is then timed with the LiteRT interpreter (XNNPACK, 1
+times: float32, ``--int8-recipe full`` (static int8) and ``--int8-recipe fidelity`` (float16
+LM, dynamic-range specialists). Each artifact is then timed with the LiteRT interpreter (XNNPACK, 1
 thread, batch 1): LM, pre-synthesized specialist (synthesized once), coefficient-input
 specialist. Timing is interleaved: each round times every (recipe, artifact) once for
 ``--runs`` invokes, and the figure is the median over rounds of the per-round medians, so a
@@ -13,8 +13,9 @@ change in load falls on all recipes alike.
         --json benchmarks/results/recipe_latency_full.json
 
 ``--target onnx`` does the same for ONNX exports in onnxruntime (CPU execution provider, 1
-intra-op thread): float32, QDQ int8 (``full``) and the ``fidelity`` recipe's
-``quantize_dynamic`` artifacts (``results/recipe_latency_full_onnx.json``).
+intra-op thread): float32, QDQ int8 (``full``) and the ``fidelity`` recipe (float32 LM,
+``quantize_dynamic`` bases in the coefficient-input specialist, weight-only int8 template)
+(``results/recipe_latency_full_onnx.json``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ RECIPES = {"float32": {"quantize": "float32"},
 ARTIFACTS = ("lightweight", "specialist_presynth", "specialist_coefficient")
 
 
-def export_all(ckpt: Path, work: Path, target: str) -> dict[str, Path]:
-    """One export per recipe (min_agreement 0: a random-init model, timing only)."""
+def export_all(ckpt: Path, work: Path, target: str, reuse: bool) -> dict[str, Path]:
+    """One export per recipe (min_agreement 0: a random-init model, timing only); with
+    ``reuse``, an export this script already wrote under ``work`` is kept."""
     import shutil
 
     from basisnet_deploy.export.pipeline import ExportOptions, export
@@ -48,6 +50,9 @@ def export_all(ckpt: Path, work: Path, target: str) -> dict[str, Path]:
     out = {}
     for name, options in RECIPES.items():
         directory = work / f"{target}-{name.replace(' ', '-')}"
+        if reuse and (directory / "manifest.json").is_file():
+            out[name] = directory
+            continue
         shutil.rmtree(directory, ignore_errors=True)
         t = time.perf_counter()
         export(ckpt, directory, ExportOptions(target=target, calibration_size=100, verify_images=8,
@@ -77,6 +82,21 @@ def sessions(directory: Path) -> dict:
                                        {"image": x, "coefficients": coeff[None]})}
 
 
+def exports_made(dirs: dict[str, Path]) -> dict:
+    """What each timed export holds, from its manifest: every artifact's quantization and
+    hard-swish form (so a --reuse'd export made by another recipe shows)."""
+    import json
+
+    out = {}
+    for name, directory in dirs.items():
+        m = json.loads((directory / "manifest.json").read_text())
+        forms = m.get("hard_swish")  # one string for the whole export before session 8
+        out[name] = {role: {"quantization": entry["quantization"],
+                            "hard_swish": forms.get(role) if isinstance(forms, dict) else forms}
+                     for role, entry in m["artifacts"].items()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default="benchmarks/runs/bench-exact/ckpt")
@@ -85,8 +105,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--target", choices=("tflite", "onnx"), default="tflite")
     ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep exports already under --work")
     args = ap.parse_args()
-    dirs = export_all(Path(args.ckpt), Path(args.work), args.target)
+    dirs = export_all(Path(args.ckpt), Path(args.work), args.target, args.reuse)
     runs = {name: sessions(d) for name, d in dirs.items()}
     per_round = {(r, a): [] for r in RECIPES for a in ARTIFACTS}
     for _ in range(args.rounds):
@@ -104,7 +125,7 @@ def main() -> None:
                           "onnx": "onnxruntime, CPUExecutionProvider, 1 intra-op thread, batch 1"}[args.target],
               "model": "BasisNet-MV3 (random init, timing only)", "rounds": args.rounds,
               "runs_per_round": args.runs, "median_ms": table, "float_over_recipe": speedup,
-              "load_after": round(os.getloadavg()[0], 1)}
+              "load_after": round(os.getloadavg()[0], 1), "exports": exports_made(dirs)}
     write_result(result, args.json_out)
 
 

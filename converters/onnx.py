@@ -13,9 +13,15 @@
   - int8 (QDQ): the kernel's int8 initializer, its per-channel scales (axis 0, zero point 0),
     and, where the conv has one, the int32 bias and its scales, re-quantized per synthesis
     exactly as for TFLite (``bias_scale = input_scale * weight_scale``);
-  - dynamic (``quantize_dynamic``, the ``fidelity`` recipe): each ConvInteger's int8 kernel and
-    its one float32 scale (onnxruntime scales ConvInteger weights per tensor); the float bias
-    Add after it does not depend on the coefficients and is left alone (``Patch.per_tensor``).
+  - dynamic (``quantize_dynamic``): each ConvInteger's int8 kernel and its one float32 scale
+    (onnxruntime scales ConvInteger weights per tensor); the float bias Add after it does not
+    depend on the coefficients and is left alone (``Patch.per_tensor``);
+  - weight_only (the ``fidelity`` recipe's template): each Conv's int8 kernel and its
+    per-channel scales, which a Cast and a Mul turn back into the float kernel the Conv
+    computes with; the Conv's float bias does not depend on the coefficients.
+- Weight-only int8 (:func:`_weight_only`): int8 weights stored, float compute. No
+  onnxruntime.quantization mode stores Conv weights only (each quantizes the activations
+  too), so the nodes are written here.
 """
 
 from __future__ import annotations
@@ -68,8 +74,10 @@ class OnnxExporter:
             return proto.SerializeToString()
         if quantize == "float16":
             raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
-        if quantize == "dynamic":  # int8 weights, activations quantized per frame at run time
-            data = _quantize_dynamic(proto, graph)
+        if quantize in ("dynamic", "weight_only"):
+            # dynamic: int8 weights, activations quantized per frame at run time;
+            # weight_only: int8 weights, float activations and arithmetic
+            data = (_quantize_dynamic if quantize == "dynamic" else _weight_only)(proto, graph)
             return _raw_initializers(data) if graph.patchable else data
         if quantize not in ONNX_RECIPES:
             raise ExportError(f"unknown quantization {quantize!r}")
@@ -146,7 +154,10 @@ DEFAULT_DYNAMIC = {"weight_type": "QUInt8"}
 DYNAMIC_WEIGHTS = {"lightweight": {"weight_type": "QInt8", "per_channel": True},
                    # signed, so synthesize() writes symmetric int8 and leaves the zero point
                    # at 0 (ConvInteger weights get one scale per tensor whatever per_channel says)
-                   "specialist_presynth": {"weight_type": "QInt8"}}
+                   "specialist_presynth": {"weight_type": "QInt8"},
+                   # the bases (MatMul) and the classifier in int8; the convs stay float: on
+                   # held-out photos 100% agreement against 99.17% with every op quantized
+                   "specialist_coefficient": {"op_types_to_quantize": ["MatMul", "Gemm"]}}
 
 
 def _quantize_dynamic(proto, graph: Graph) -> bytes:
@@ -158,7 +169,7 @@ def _quantize_dynamic(proto, graph: Graph) -> bytes:
     which on held-out photos (benchmarks/results/fidelity_photos.md) agreed on 98.75% against
     97.50% with onnxruntime's default (uint8, one scale per tensor), coefficient error 0.099
     against 0.129; the default elsewhere, because the same setting dropped the
-    coefficient-input specialist from 99.17% to 88.12%."""
+    coefficient-input specialist from 99.17% to 88.12%; that specialist's convs stay float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -176,6 +187,86 @@ def _quantize_dynamic(proto, graph: Graph) -> bytes:
         model = onnx.load(dst)
         onnx.checker.check_model(model)
         return model.SerializeToString()
+
+
+def _weight_only(proto, graph: Graph) -> bytes:
+    """Int8 weights, float arithmetic: each Conv and Gemm weight initializer becomes symmetric
+    int8 per output channel, turned back into float by a Cast and a Mul by its scales.
+    Only weight rounding is left (no activation is quantized), which on held-out photos kept
+    the pre-synthesized specialist at 99.58% agreement, against 99.17% with ConvInteger
+    (benchmarks/results/fidelity_photos.md).
+
+    Cast and Mul, not DequantizeLinear: onnxruntime folds Cast and Mul of initializers into
+    the float kernel when it loads the model, so it runs at float speed with default session
+    options; a DequantizeLinear it keeps (for QDQ fusion) and runs every frame, which at full
+    size took 27 ms against 11 ms. Both compute ``q * scale`` in float32.
+    onnxruntime's graph optimizations run first (quant_pre_process), as for the other
+    schemes, so that each conv carries its folded BN bias."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
+        src, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(proto, src)
+        try:
+            with quiet_native():
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception as e:
+            raise ExportError(f"{graph.name}: onnxruntime's pre-processing failed: {e}") from e
+        model = onnx.load(pre)
+    values = {i.name: i for i in model.graph.initializer}
+    nodes, as_float = [], {}  # weight name -> its float output (a weight may feed two nodes)
+    for node in model.graph.node:
+        axis = _weight_axis(node)
+        weight = node.input[1] if axis is not None else None
+        if weight in values and weight not in as_float:
+            nodes += _int8_weight(model, values[weight], axis)
+            as_float[weight] = nodes[-1].output[0]
+        if weight in as_float:
+            node.input[1] = as_float[weight]
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for n in model.graph.node for name in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"{graph.name}: weight-only int8 made an invalid model: {e}") from e
+    return model.SerializeToString()
+
+
+def _weight_axis(node) -> int | None:
+    """The output-channel axis of a Conv's or Gemm's weight (its second input), else None."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return None
+
+
+def _int8_weight(model, weight, axis: int) -> list:
+    """Add ``weight`` to ``model`` as int8 values and float32 scales along ``axis``
+    (broadcastable: [C, 1, 1, 1] for a conv); return the Cast and Mul that give it back as
+    float32."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from basisnet_deploy.artifacts.synthesis import quantize_per_channel
+
+    w = numpy_helper.to_array(weight).astype(np.float32)
+    q, scale = quantize_per_channel(w, axis)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q_name, scale_name, cast = (weight.name + suffix for suffix in ("_int8", "_scale", "_int8_as_float"))
+    model.graph.initializer.extend([numpy_helper.from_array(q, q_name),
+                                    numpy_helper.from_array(scale.reshape(shape), scale_name)])
+    return [helper.make_node("Cast", [q_name], [cast], to=onnx.TensorProto.FLOAT, name=cast),
+            helper.make_node("Mul", [cast, scale_name], [weight.name + "_dequantized"],
+                             name=weight.name + "_dequantize")]
 
 
 def initializer_offsets(model_bytes: bytes) -> dict[str, tuple[int, int]]:
@@ -251,7 +342,8 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
     model = onnx.load_from_string(model_bytes)
     offsets = initializer_offsets(model_bytes)
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    convs = {"int8": _qdq_convs, "dynamic": _integer_convs}.get(quantize, lambda *_: None)(model, values)
+    convs = {"int8": _qdq_convs, "dynamic": _integer_convs,
+             "weight_only": _dequantized_convs}.get(quantize, lambda *_: None)(model, values)
     patches, arrays, used = [], {}, set()
     for layer, kind, slot, bias, options in _candidates(folded, baked):
         found = None
@@ -267,13 +359,14 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
         if convs is None:
             used.add(found)
             patches.append(Patch(layer, slot, kind, shape, "float32", _offset(offsets, found, want.nbytes)))
-        elif quantize == "dynamic":  # the float bias after the ConvInteger does not change
+        elif quantize in ("dynamic", "weight_only"):  # their float biases do not change
             used.add(found["weight"])
             _check_float_bias(layer, values.get(found["bias"]), bias)
+            per_tensor = quantize == "dynamic"
             patches.append(Patch(layer, slot, kind, shape, "int8",
                                  _offset(offsets, found["weight"], int(np.prod(shape))),
-                                 scale_offset=_offset(offsets, found["scale"], 4), axis=0,
-                                 per_tensor=True))
+                                 scale_offset=_offset(offsets, found["scale"], 4 if per_tensor else 4 * shape[0]),
+                                 axis=0, per_tensor=per_tensor))
         else:
             used.add(found["weight"])
             c = shape[0]
@@ -295,8 +388,8 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
 
 
 def _check_float_bias(layer, template_bias, bias) -> None:
-    """A dynamic template keeps each conv's float bias, which synthesis never rewrites: it
-    must be the folded BN bias, or every synthesized model would carry a wrong one."""
+    """A dynamic or weight-only template keeps each conv's float bias, which synthesis never
+    rewrites: it must be the folded BN bias, or every synthesized model would carry a wrong one."""
     have = np.zeros_like(bias) if template_bias is None else np.asarray(template_bias).reshape(-1)
     if have.shape != bias.shape or not np.allclose(have, bias, rtol=1e-5,
                                                    atol=1e-6 * max(1.0, float(np.abs(bias).max()))):
@@ -342,6 +435,25 @@ def _qdq_convs(model, values):
         convs.append({"weight": w.input[0], "scale": w.input[1], "input_scale": x.input[1],
                       "bias": b.input[0] if b is not None else None,
                       "bias_scale": b.input[1] if b is not None else None})
+    return convs
+
+
+def _dequantized_convs(model, values):
+    """Each Conv whose weight is Mul(Cast(int8 initializer), float32 scales initializer)
+    (:func:`_weight_only`), with its float bias initializer if it has one."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    convs = []
+    for node in model.graph.node:
+        mul = producers.get(node.input[1]) if node.op_type == "Conv" else None
+        if mul is None or mul.op_type != "Mul":
+            continue
+        cast, scale = producers.get(mul.input[0]), mul.input[1]
+        if cast is None or cast.op_type != "Cast" or cast.input[0] not in values or scale not in values:
+            continue
+        if values[cast.input[0]].dtype != np.int8 or values[scale].dtype != np.float32:
+            continue
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] in values else None
+        convs.append({"weight": cast.input[0], "scale": scale, "bias": bias})
     return convs
 
 

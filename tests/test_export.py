@@ -90,7 +90,9 @@ def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
     assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
     # No int8 HARD_SWISH (XNNPACK lacks it), so XNNPACK takes the specialist whole; the LM
     # splits once more, at the int8 SOFTMAX of its coefficient head.
-    assert m["hard_swish"].startswith("decomposed")
+    forms = m["hard_swish"]  # per artifact: spelled out for static int8 only
+    assert forms["lightweight"].startswith("decomposed") and forms["specialist_presynth"].startswith("decomposed")
+    assert forms["specialist_coefficient"] == "HARD_SWISH op"  # dynamic range: float activations
     for role, partitions in (("lightweight", 2), ("specialist_presynth", 1)):
         s = open_session(out / arts[role]["file"])
         s.run({"image": np.zeros(arts[role]["inputs"][0]["shape"], np.float32)})
@@ -267,67 +269,92 @@ def test_synthesize_refuses_overlapping_writes(float_tflite):
         synthesize(template, clash, bases, np.full((8, 3), 1 / 3, np.float32))
 
 
-def test_fidelity_recipe_keeps_int8_weights_with_per_frame_activations(ckpt, tmp_path):
-    """--int8-recipe fidelity: dynamic-range LM and template; the template's patches rewrite
+def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckpt, tmp_path):
+    """--int8-recipe fidelity (TFLite): a float32 LM, whose coefficients are then the float
+    model's up to LiteRT's arithmetic, and a dynamic-range template whose patches rewrite
     int8 kernels and their scales only (the float bias does not depend on coefficients)."""
     m = export(ckpt, tmp_path / "fid", target="tflite", calibration="digits",
                specialist="presynth", int8_recipe="fidelity", **FAST)
     arts = m["artifacts"]
-    assert arts["lightweight"]["quantization"] == "dynamic"
+    assert arts["lightweight"]["quantization"] == "float32"
+    # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
+    assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
     assert arts["specialist_presynth"]["quantization"] == "dynamic"
     table = load_table((tmp_path / "fid" / arts["specialist_presynth"]["patch_table"]).read_text())
     assert "int8" in {p.dtype for p in table} <= {"int8", "float32"}
     assert all(p.bias_offset == -1 for p in table)
+    assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
     v = m["verification"]["specialist_presynth"]["isolated"]
     assert v["logits"]["max_rel"] < 0.1  # dynamic range: close to float
 
 
-def test_onnx_fidelity_template_patches_per_tensor_int8_conv_integer_weights(ckpt, tmp_path):
-    """--int8-recipe fidelity for ONNX: a dynamic (ConvInteger) template whose patches rewrite
-    each int8 kernel and its one scale; synthesizing another coefficient set moves the model
-    to the float template of that set, and the fast path writes the reference's bytes."""
-    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesisError, FastSynthesizer
-    from basisnet_deploy.export.pipeline import _graphs
-    from basisnet_deploy.converters.onnx import OnnxExporter
-    from basisnet_deploy.model import checkpoint
+def test_onnx_fidelity_recipe_exports_a_float_lm_and_a_weight_only_template(ckpt, tmp_path):
+    """--int8-recipe fidelity (ONNX): float LM, int8 bases in the coefficient-input
+    specialist, weight-only int8 template; the recorded verification is measured."""
+    import onnx
 
     out = tmp_path / "onnxfid"
-    m = export(ckpt, out, target="onnx", calibration="digits", specialist="presynth",
+    m = export(ckpt, out, target="onnx", calibration="digits", specialist="all",
                int8_recipe="fidelity", **FAST)
-    entry = m["artifacts"]["specialist_presynth"]
-    assert entry["quantization"] == "dynamic"
-    table = load_table((out / entry["patch_table"]).read_text())
-    assert table and all(p.dtype == "int8" and p.per_tensor and p.bias_offset == -1 for p in table)
-    template, bases = (out / entry["file"]).read_bytes(), dict(np.load(out / entry["bases"]))
-    other = np.random.default_rng(3).dirichlet(np.ones(3), size=8).astype(np.float32)
+    arts = m["artifacts"]
+    assert [arts[r]["quantization"] for r in ("lightweight", "specialist_coefficient", "specialist_presynth")] \
+        == ["float32", "dynamic", "weight_only"]
+    ops = {n.op_type for n in onnx.load(out / arts["specialist_coefficient"]["file"]).graph.node}
+    assert "MatMulInteger" in ops and "ConvInteger" not in ops  # int8 bases, float convs
+    ops = {n.op_type for n in onnx.load(out / arts["specialist_presynth"]["file"]).graph.node}
+    # int8 kernels back to float by Cast and Mul, which onnxruntime folds at load (it runs a
+    # DequantizeLinear every frame); no activation is quantized
+    assert {"Cast", "Mul", "Conv"} <= ops and not ops & {"DequantizeLinear", "QuantizeLinear",
+                                                          "DynamicQuantizeLinear", "ConvInteger"}
+    assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
+    assert_agreement_is_measured(out, m, "specialist_presynth")
+
+
+@pytest.mark.parametrize("scheme", ["weight_only", "dynamic"])
+def test_onnx_int8_template_patched_is_what_its_scheme_makes_of_the_synthesized_kernels(ckpt, scheme):
+    """An ONNX int8 template (weight_only: per-channel int8 kernels, Cast and Mul back to float;
+    dynamic: ConvInteger with one scale per kernel), patched for another coefficient set,
+    computes what the same scheme makes of the float model of that set; the fast path writes
+    the reference's bytes; a float bias that is not the folded BN bias is refused."""
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesisError, FastSynthesizer
+    from basisnet_deploy.converters.base import ExportError
+    from basisnet_deploy.converters.onnx import OnnxExporter
+    from basisnet_deploy.export.pipeline import _graphs, fold_bases
+    from basisnet_deploy.model import checkpoint
+
+    net, cfg = checkpoint.load(ckpt)
+    rng = np.random.default_rng(3)
+    baked, other = (rng.dirichlet(np.ones(3), size=8).astype(np.float32) for _ in range(2))
+    ex, folded = OnnxExporter(), fold_bases(net.specialist)
+    template = ex.convert(_graphs(net, cfg, baked)["specialist_presynth"], scheme)
+    table, bases = ex.patch_table(template, folded, baked, scheme)
+    per_tensor = scheme == "dynamic"
+    assert table and all(p.dtype == "int8" and p.per_tensor == per_tensor and p.bias_offset == -1
+                         for p in table)
     patched = synthesize(template, table, bases, other)
     fast = FastSynthesizer(template, table, bases=bases)
-    assert fast.kernel == "numpy" and bytes(fast.synthesize(other)) == patched
-    with pytest.raises(FastSynthesisError, match="per tensor"):
-        FastSynthesizer(template, table, bases=bases, kernel="compiled")
-    # onnxruntime's own dynamic quantization of the kernels of `other` (one symmetric int8
-    # scale per kernel, as synthesize() writes them) must give what the patched template gives
-    net, cfg = checkpoint.load(ckpt)
-    own = OnnxExporter().convert(_graphs(net, cfg, other)["specialist_presynth"], "dynamic")
+    assert bytes(fast.synthesize(other)) == patched
+    if per_tensor:
+        assert fast.kernel == "numpy"
+        with pytest.raises(FastSynthesisError, match="per tensor"):
+            FastSynthesizer(template, table, bases=bases, kernel="compiled")
+    else:  # per channel: the C kernel, where it is built, writes the same bytes
+        from basisnet_deploy.artifacts import fast_synthesis
+
+        assert fast.kernel == ("numpy" if fast_synthesis._KERNEL is None else "compiled")
+    own = ex.convert(_graphs(net, cfg, other)["specialist_presynth"], scheme)
     x = np.random.default_rng(2).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
     want = open_session(Path("own.onnx"), model=own).run({"image": x})["logits"]
-    got = open_session(out / entry["file"], model=patched).run({"image": x})["logits"]
-    baked = open_session(out / entry["file"]).run({"image": x})["logits"]
-    error, unpatched = np.abs(got - want).max(), np.abs(baked - want).max()
+    got = open_session(Path("t.onnx"), model=patched).run({"image": x})["logits"]
+    baked_out = open_session(Path("t.onnx"), model=template).run({"image": x})["logits"]
+    error, unpatched = np.abs(got - want).max(), np.abs(baked_out - want).max()
     assert error <= 1e-3 * np.abs(want).max() < unpatched
-    # Synthesis never rewrites the float biases, so locating the patches checks each one
-    # against the folded BN bias: a wrong one is refused.
-    from basisnet_deploy.converters.base import ExportError
-    from basisnet_deploy.export.pipeline import fold_bases
-
-    coefficients = np.asarray(entry["baked_coefficients"], np.float32)
-    folded = fold_bases(net.specialist)
-    assert len(OnnxExporter().patch_table(template, folded, coefficients, "dynamic")[0]) == len(table)
+    # synthesis never rewrites the float biases, so locating the patches checks each one
     layer = next(iter(folded))
     kind, slot, kernels, bias, scale = folded[layer]
     folded[layer] = (kind, slot, kernels, bias + 0.01 * (np.abs(bias).max() + 1), scale)
     with pytest.raises(ExportError, match=f"bias of {layer}"):
-        OnnxExporter().patch_table(template, folded, coefficients, "dynamic")
+        ex.patch_table(template, folded, baked, scheme)
 
 
 def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, monkeypatch):

@@ -5,8 +5,11 @@ exported twice to TFLite int8 with calibration on the training folder (the full 
 fidelity recipe), and each export is verified on the held-out crops, which share no pixel
 with the training or calibration crops. The measured claims: verification scores accuracy on
 held-out photos only, and the fidelity recipe agrees with the float model at least as often
-as full int8, with a smaller coefficient error. (The issue's absolute targets are measured at
-full size in benchmarks/fidelity_photos.py; README "Int8 recipes" has the figures.)
+as full int8, with its LM's coefficients within the issue's 0.05 of the float model's (the
+fidelity LM is float32; an int8 one misses that). This small checkpoint is barely trained
+(near chance on held-out crops, so its logits are near-ties): the absolute agreement
+targets are measured by benchmarks/fidelity_photos.py on a trained one, not asserted here
+(README "Int8 recipes" has the figures).
 """
 
 import json
@@ -49,6 +52,7 @@ def test_fidelity_recipe_agrees_with_float_at_least_as_often_on_held_out_photos(
     lm_full, lm_fid = full["lightweight"], fidelity["lightweight"]
     assert lm_fid["top1_agreement"] >= lm_full["top1_agreement"]
     assert lm_fid["coefficients"]["max_abs"] < lm_full["coefficients"]["max_abs"]
+    assert lm_fid["coefficients"]["max_abs"] <= 0.05  # issue 10's target (a float LM)
     e2e_full = full["specialist_presynth"]["end_to_end"]["top1_agreement"]
     e2e_fid = fidelity["specialist_presynth"]["end_to_end"]["top1_agreement"]
     assert e2e_fid >= e2e_full

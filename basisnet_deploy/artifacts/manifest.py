@@ -51,12 +51,14 @@ _ROLE_TEXT = {
 
 
 class Quantization(str, enum.Enum):
-    """How an artifact's numbers are stored. ``dynamic``: int8 weights, float activations."""
+    """How an artifact's numbers are stored. ``dynamic``: int8 weights, activations quantized
+    per frame at run time; ``weight_only``: int8 weights, float activations and arithmetic."""
 
     FLOAT32 = "float32"
     FLOAT16 = "float16"
     INT8 = "int8"
     DYNAMIC = "dynamic"
+    WEIGHT_ONLY = "weight_only"
 
 
 @dataclass(frozen=True)
