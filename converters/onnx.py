@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -126,18 +127,34 @@ def _head_nodes(model, exclude_ops) -> list[str]:
     return names
 
 
+@contextmanager
+def _pre_processed(proto, graph: Graph):
+    """A scratch directory holding ``pre.onnx``: ``proto`` after onnxruntime's quantization
+    pre-processing (its graph optimizations: BN folded into each conv's bias), which every
+    quantization scheme here starts from."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
+        src, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(proto, src)
+        try:
+            with quiet_native():
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception as e:
+            raise ExportError(f"{graph.name}: onnxruntime's pre-processing failed: {e}") from e
+        yield Path(tmp)
+
+
 def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calibration is None:
         raise ExportError(f"{graph.name}: int8 needs calibration data")
-    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
-        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
-        onnx.save(proto, src)
+    with _pre_processed(proto, graph) as tmp:
+        pre, dst = tmp / "pre.onnx", tmp / "int8.onnx"
         with quiet_native():
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             calibration.rewind()
             excluded = _head_nodes(onnx.load(pre), exclude_ops) if exclude_ops else []
             kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True,
@@ -172,12 +189,9 @@ def _quantize_dynamic(proto, graph: Graph) -> bytes:
     coefficient-input specialist from 99.17% to 88.12%; that specialist's convs stay float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
-        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "dyn.onnx"))
-        onnx.save(proto, src)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    with _pre_processed(proto, graph) as tmp:
+        pre, dst = tmp / "pre.onnx", tmp / "dyn.onnx"
         options = {**DEFAULT_DYNAMIC, **DYNAMIC_WEIGHTS.get(graph.name, {})}
         options["weight_type"] = QuantType[options["weight_type"]]
         try:
@@ -200,20 +214,12 @@ def _weight_only(proto, graph: Graph) -> bytes:
     the float kernel when it loads the model, so it runs at float speed with default session
     options; a DequantizeLinear it keeps (for QDQ fusion) and runs every frame, which at full
     size took 27 ms against 11 ms. Both compute ``q * scale`` in float32.
-    onnxruntime's graph optimizations run first (quant_pre_process), as for the other
-    schemes, so that each conv carries its folded BN bias."""
+    It starts, as the other schemes do, from onnxruntime's pre-processed graph, in which
+    each conv carries its folded BN bias."""
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="basisnet-onnx-") as tmp:
-        src, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
-        onnx.save(proto, src)
-        try:
-            with quiet_native():
-                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        except Exception as e:
-            raise ExportError(f"{graph.name}: onnxruntime's pre-processing failed: {e}") from e
-        model = onnx.load(pre)
+    with _pre_processed(proto, graph) as tmp:
+        model = onnx.load(tmp / "pre.onnx")
     values = {i.name: i for i in model.graph.initializer}
     nodes, as_float = [], {}  # weight name -> its float output (a weight may feed two nodes)
     for node in model.graph.node:
