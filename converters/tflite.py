@@ -47,7 +47,7 @@ class TFLiteExporter:
                 return _convert_mixed(conv, graph, quantize, calibration)
             elif quantize == "dynamic":  # int8 weights, float activations
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            elif quantize != "float32":
+            elif quantize not in ("float32", "weight_only"):
                 raise ExportError(f"unknown quantization {quantize!r}")
             try:
                 with quiet_native():  # the converter's MLIR notes and C++ logs
@@ -55,7 +55,9 @@ class TFLiteExporter:
             except Exception as e:  # ConverterError carries MLIR diagnostics
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
                                   f"{str(e).strip().splitlines()[0]}") from e
-            return _unshare_buffers(model) if graph.patchable else model
+        if quantize == "weight_only":
+            model = _weight_only(model, graph)
+        return _unshare_buffers(model) if graph.patchable else model
 
     def convert_presynth_int8(self, graph: Graph, calibration, folded, baked, coefficients):
         """(int8 template, report): activation ranges cover each calibration image's own
@@ -82,11 +84,11 @@ class TFLiteExporter:
 
         expected = {layer: (kind, slot, mix(bases, baked[slot]))
                     for layer, (kind, slot, bases, _, _) in folded.items()}
-        arrays = {}
+        arrays, biases = {}, {}
         for layer, (_, _, bases, bias, _) in folded.items():
             arrays[layer] = bases  # fold_bases already gives TFLite's layout
-            arrays[layer + "/bias"] = bias
-        return locate(template, expected), arrays
+            arrays[layer + "/bias"] = biases[layer] = bias
+        return locate(template, expected, biases), arrays
 
 
 # Ops the "int8_float_head" recipe keeps in float: the LM's two Dense heads and the softmax.
@@ -132,6 +134,32 @@ def _convert_mixed(conv, graph: Graph, quantize: str, calibration) -> bytes:
     except Exception as e:
         raise ExportError(f"{graph.name}: TFLite {quantize} conversion failed: "
                           f"{str(e).strip().splitlines()[0]}") from e
+
+
+def _weight_only(float_model: bytes, graph: Graph) -> bytes:
+    """Int8 weights, float activations and arithmetic: ai-edge-quantizer's
+    ``weight_only_wi8_afp32`` recipe on the float model.
+
+    Each constant weight becomes a per-channel int8 tensor behind a DEQUANTIZE op. XNNPACK
+    folds those DEQUANTIZEs when it loads the model, so the template runs at float speed
+    (9.53 against 9.86 ms at full size, where the dynamic-range template takes 14.96 ms:
+    benchmarks/results/fidelity_photos.md), and agrees with the float model where dynamic
+    range does. The patch table finds each kernel behind its DEQUANTIZE
+    (tflite_patch.py), and synthesize() rewrites the kernel and its scales per frame.
+    """
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError as e:
+        raise ExportError(f"{graph.name}: weight_only needs ai-edge-quantizer, which the "
+                          "[convert] extra installs: pip install 'basisnet-deploy[convert]'") from e
+    try:
+        with quiet_native():
+            result = quantizer.Quantizer(float_model, recipe.weight_only_wi8_afp32()).quantize(
+                enable_progress_bar=False, enable_progress_report=False)
+    except Exception as e:
+        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: "
+                          f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+    return bytes(result.quantized_model)
 
 
 def _as_lists(calibration, graph: Graph):

@@ -54,8 +54,12 @@ def _tensor_values(model, buf, tensor):
     return off, raw, raw.astype(np.float32)
 
 
-def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]]) -> list[Patch]:
-    """Patch entries for ``expected``: layer -> (kind, slot, folded kernel in OHWI / 1HWC)."""
+def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]],
+           biases: dict[str, np.ndarray] | None = None) -> list[Patch]:
+    """Patch entries for ``expected``: layer -> (kind, slot, folded kernel in OHWI / 1HWC).
+
+    ``biases`` (layer -> folded BN bias), where given, is checked against every float bias the
+    template keeps: synthesis never rewrites those, so a wrong one would be in every model."""
     fb = _schema()
     model = fb.Model.GetRootAs(model_bytes, 0)
     candidates = _conv_candidates(fb, model)
@@ -66,8 +70,25 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]])
             raise ExportError(f"template: no conv matches the synthesized kernel of {layer}; "
                               "the converter changed the graph in a way pre-synthesis cannot patch")
         used.add(match[0])
-        patches.append(_patch(model, model_bytes, layer, slot, want, match))
+        patch = _patch(model, model_bytes, layer, slot, want, match)
+        if biases is not None and patch.bias_offset < 0:
+            _check_float_bias(model, model_bytes, layer, match[3], biases[layer])
+        patches.append(patch)
     return patches
+
+
+def _check_float_bias(model, model_bytes, layer, btensor, bias) -> None:
+    """The template's float bias of ``layer`` is the folded BN bias (none: an all-zero one)."""
+    have = np.zeros_like(bias)
+    if btensor is not None:
+        _, raw, have = _tensor_values(model, model_bytes, btensor)
+        if raw is None or raw.dtype not in (np.float32, np.float16):
+            raise ExportError(f"template: the bias of {layer} is not a float constant")
+        have = have.reshape(-1)
+    rtol = 1e-3 if btensor is not None and raw.dtype == np.float16 else 1e-5
+    if have.shape != bias.shape or not np.allclose(have, bias, rtol=rtol,
+                                                   atol=1e-6 * max(1.0, float(np.abs(bias).max()))):
+        raise ExportError(f"template: the bias of {layer} is not the folded BN bias")
 
 
 def _conv_candidates(fb, model) -> list[tuple]:
@@ -87,13 +108,19 @@ def _conv_candidates(fb, model) -> list[tuple]:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         if builtin not in conv_codes:
             continue
-        f_idx = op.Inputs(1)
-        prod = producers.get(f_idx)
-        if prod is not None:  # float16 weights: DEQUANTIZE(fp16 constant) -> filter
-            f_idx = prod.Inputs(0)
-        bias = graph.Tensors(op.Inputs(2)) if op.InputsLength() > 2 and op.Inputs(2) >= 0 else None
+        # float16 and weight-only int8 constants reach the conv through a DEQUANTIZE
+        f_idx = _constant_behind(producers, op.Inputs(1))
+        has_bias = op.InputsLength() > 2 and op.Inputs(2) >= 0
+        bias = graph.Tensors(_constant_behind(producers, op.Inputs(2))) if has_bias else None
         candidates.append((conv_codes[builtin], graph.Tensors(f_idx), bias, graph.Tensors(op.Inputs(0))))
     return candidates
+
+
+def _constant_behind(producers, index: int) -> int:
+    """The tensor a conv input is read from: the input of the op that makes it (a DEQUANTIZE
+    of a float16 or int8 constant), or the input itself."""
+    prod = producers.get(index)
+    return index if prod is None else prod.Inputs(0)
 
 
 def _match(model, model_bytes, candidates, used, kind, want):

@@ -121,18 +121,25 @@ def _assets(directory, tmp_path, name):
     return Path(android_assets(directory, tmp_path / name)["out"])
 
 
-@pytest.mark.parametrize("which", ["int8", "float32", "float16"])
+# weight_only: the fidelity recipe's template (make demo's), int8 kernels and scales, float bias
+@pytest.mark.parametrize("which", ["int8", "float32", "float16", "weight_only"])
 def test_synthesized_tflite_is_byte_identical_and_predicts_the_same(
         which, golden_tool, int8_tflite, float_tflite, ckpt, tmp_path):
     if which == "float16":
         directory = tmp_path / "f16"
         export(ckpt, directory, target="tflite", quantize="float16", specialist="presynth", **FAST)
+    elif which == "weight_only":
+        directory = tmp_path / "wo"
+        export(ckpt, directory, target="tflite", calibration="digits", specialist="presynth",
+               int8_recipe="fidelity", **FAST)
     else:
         directory = (int8_tflite if which == "int8" else float_tflite)[0]
     assets = _assets(directory, tmp_path, "assets")
     dep = Deployment(directory)
     p = dep.presynth()
-    assert {t.dtype for t in p.table} == {which}
+    int8_template = which in ("int8", "weight_only")
+    assert {t.dtype for t in p.table} == {"int8" if int8_template else which}
+    assert all(t.bias_offset >= 0 for t in p.table) == (which == "int8")
 
     # Coefficient sets: the lightweight model's on real digits, a one-hot extreme, a batch mean.
     ds = digits()
@@ -168,7 +175,7 @@ def test_synthesized_tflite_is_byte_identical_and_predicts_the_same(
     # Python definition (compact_bases.synthesize_reference) and, for int8 templates, the fused
     # kernel (FastSynthesizer(compact=...), compiled and NumPy); LiteRT gives the same logits.
     arrays = dep.compact_bases()
-    kernels = (["numpy"] + (["compiled"] if compiled_available() else [])) if which == "int8" else []
+    kernels = (["numpy"] + (["compiled"] if compiled_available() else [])) if int8_template else []
     fast = [FastSynthesizer(p.template, p.table, compact=arrays, kernel=k) for k in kernels]
     for i, c in enumerate(sets):
         ours = compact_bases.synthesize_reference(p.template, p.table, arrays, c)

@@ -271,21 +271,60 @@ def test_synthesize_refuses_overlapping_writes(float_tflite):
 
 def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckpt, tmp_path):
     """--int8-recipe fidelity (TFLite): a float32 LM, whose coefficients are then the float
-    model's up to LiteRT's arithmetic, and a dynamic-range template whose patches rewrite
-    int8 kernels and their scales only (the float bias does not depend on coefficients)."""
-    m = export(ckpt, tmp_path / "fid", target="tflite", calibration="digits",
+    model's up to LiteRT's arithmetic, and a weight-only int8 template (ai-edge-quantizer):
+    every conv reads per-channel int8 weights through a DEQUANTIZE, which XNNPACK folds, so it
+    takes the whole template (float speed); patches rewrite int8 kernels and their scales only
+    (the float bias does not depend on coefficients), and the C fast path can write them."""
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+
+    out = tmp_path / "fid"
+    m = export(ckpt, out, target="tflite", calibration="digits",
                specialist="presynth", int8_recipe="fidelity", **FAST)
     arts = m["artifacts"]
     assert arts["lightweight"]["quantization"] == "float32"
     # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
     assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
-    assert arts["specialist_presynth"]["quantization"] == "dynamic"
-    table = load_table((tmp_path / "fid" / arts["specialist_presynth"]["patch_table"]).read_text())
-    assert "int8" in {p.dtype for p in table} <= {"int8", "float32"}
-    assert all(p.bias_offset == -1 for p in table)
+    entry = arts["specialist_presynth"]
+    assert entry["quantization"] == "weight_only"
+    template = (out / entry["file"]).read_bytes()
+    assert _conv_filter_sources(template) == {"DEQUANTIZE of int8 per channel"}
+    session = open_session(out / entry["file"])
+    session.run({"image": np.zeros(entry["inputs"][0]["shape"], np.float32)})
+    ops = [o["op_name"] for o in session.interpreter._get_ops_details()]
+    assert ops.count("DELEGATE") == 1, ops  # one XNNPACK partition (dynamic range: one per conv)
+    table = load_table((out / entry["patch_table"]).read_text())
+    assert len(table) == 24 and all(p.dtype == "int8" and p.bias_offset == -1 for p in table)
+    FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
     assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
-    v = m["verification"]["specialist_presynth"]["isolated"]
-    assert v["logits"]["max_rel"] < 0.1  # dynamic range: close to float
+    assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
+    assert_agreement_is_measured(out, m, "specialist_presynth")
+
+
+def _conv_filter_sources(model_bytes: bytes) -> set[str]:
+    """How each CONV_2D / DEPTHWISE_CONV_2D of a TFLite model gets its filter."""
+    from basisnet_deploy.converters.tflite_patch import _schema
+
+    fb = _schema()
+    model = fb.Model.GetRootAs(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+    code = {id(op): model.OperatorCodes(op.OpcodeIndex()).BuiltinCode() for op in ops}
+    producer = {op.Outputs(j): op for op in ops for j in range(op.OutputsLength())}
+    sources = set()
+    for op in ops:
+        if code[id(op)] not in (fb.BuiltinOperator.CONV_2D, fb.BuiltinOperator.DEPTHWISE_CONV_2D):
+            continue
+        prod = producer.get(op.Inputs(1))
+        if prod is None:
+            sources.add(f"constant of type {graph.Tensors(op.Inputs(1)).Type()}")
+            continue
+        source = graph.Tensors(prod.Inputs(0))
+        per_channel = len(source.Quantization().ScaleAsNumpy()) == source.ShapeAsNumpy()[
+            source.Quantization().QuantizedDimension()]
+        sources.add(f"{'DEQUANTIZE' if code[id(prod)] == fb.BuiltinOperator.DEQUANTIZE else code[id(prod)]}"
+                    f" of {'int8' if source.Type() == fb.TensorType.INT8 else source.Type()}"
+                    f" {'per channel' if per_channel else 'per tensor'}")
+    return sources
 
 
 def test_onnx_fidelity_recipe_exports_a_float_lm_and_a_weight_only_template(ckpt, tmp_path):
@@ -310,27 +349,30 @@ def test_onnx_fidelity_recipe_exports_a_float_lm_and_a_weight_only_template(ckpt
     assert_agreement_is_measured(out, m, "specialist_presynth")
 
 
-@pytest.mark.parametrize("scheme", ["weight_only", "dynamic"])
-def test_onnx_int8_template_patched_is_what_its_scheme_makes_of_the_synthesized_kernels(ckpt, scheme):
-    """An ONNX int8 template (weight_only: per-channel int8 kernels, Cast and Mul back to float;
-    dynamic: ConvInteger with one scale per kernel), patched for another coefficient set,
-    computes what the same scheme makes of the float model of that set; the fast path writes
-    the reference's bytes; a float bias that is not the folded BN bias is refused."""
+@pytest.mark.parametrize("target,scheme", [("onnx", "weight_only"), ("onnx", "dynamic"),
+                                           ("tflite", "weight_only")])
+def test_int8_template_patched_is_what_its_scheme_makes_of_the_synthesized_kernels(ckpt, target, scheme):
+    """An int8 template with float activations (weight_only: per-channel int8 kernels turned
+    back into float, by Cast and Mul in ONNX and DEQUANTIZE in TFLite; ONNX dynamic:
+    ConvInteger with one scale per kernel), patched for another
+    coefficient set, computes what the same scheme makes of the float model of that set; the
+    fast path writes the reference's bytes; a float bias that is not the folded BN bias is
+    refused."""
     from basisnet_deploy.artifacts.fast_synthesis import FastSynthesisError, FastSynthesizer
+    from basisnet_deploy.converters import get_exporter
     from basisnet_deploy.converters.base import ExportError
-    from basisnet_deploy.converters.onnx import OnnxExporter
     from basisnet_deploy.export.pipeline import _graphs, fold_bases
     from basisnet_deploy.model import checkpoint
 
     net, cfg = checkpoint.load(ckpt)
     rng = np.random.default_rng(3)
     baked, other = (rng.dirichlet(np.ones(3), size=8).astype(np.float32) for _ in range(2))
-    ex, folded = OnnxExporter(), fold_bases(net.specialist)
+    ex, folded = get_exporter(target), fold_bases(net.specialist)
     template = ex.convert(_graphs(net, cfg, baked)["specialist_presynth"], scheme)
     table, bases = ex.patch_table(template, folded, baked, scheme)
-    per_tensor = scheme == "dynamic"
-    assert table and all(p.dtype == "int8" and p.per_tensor == per_tensor and p.bias_offset == -1
-                         for p in table)
+    per_tensor = (target, scheme) == ("onnx", "dynamic")
+    assert len(table) == 24 and all(p.dtype == "int8" and p.per_tensor == per_tensor
+                                    and p.bias_offset == -1 for p in table)
     patched = synthesize(template, table, bases, other)
     fast = FastSynthesizer(template, table, bases=bases)
     assert bytes(fast.synthesize(other)) == patched
@@ -344,9 +386,10 @@ def test_onnx_int8_template_patched_is_what_its_scheme_makes_of_the_synthesized_
         assert fast.kernel == ("numpy" if fast_synthesis._KERNEL is None else "compiled")
     own = ex.convert(_graphs(net, cfg, other)["specialist_presynth"], scheme)
     x = np.random.default_rng(2).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
-    want = open_session(Path("own.onnx"), model=own).run({"image": x})["logits"]
-    got = open_session(Path("t.onnx"), model=patched).run({"image": x})["logits"]
-    baked_out = open_session(Path("t.onnx"), model=template).run({"image": x})["logits"]
+    name = "t" + ex.suffix
+    want = open_session(Path(name), model=own).run({"image": x})["logits"]
+    got = open_session(Path(name), model=patched).run({"image": x})["logits"]
+    baked_out = open_session(Path(name), model=template).run({"image": x})["logits"]
     error, unpatched = np.abs(got - want).max(), np.abs(baked_out - want).max()
     assert error <= 1e-3 * np.abs(want).max() < unpatched
     # synthesis never rewrites the float biases, so locating the patches checks each one

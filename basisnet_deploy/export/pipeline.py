@@ -50,13 +50,15 @@ SPECIALIST_FORMS = ("coefficient", "presynth", "all")
 #   its coefficients choose every synthesized kernel, and int8
 #   weights alone in its first layers move them by up to 0.05 (the specialists then disagree
 #   on 1-2.5% of photos). The specialists keep int8 weights, with activations quantized per
-#   frame at run time (TFLite dynamic range; onnxruntime quantize_dynamic of the bases) or
-#   float (the ONNX template: weight-only int8).
+#   frame at run time (the coefficient-input specialists: TFLite dynamic range, onnxruntime
+#   quantize_dynamic of the bases) or float (the templates: weight-only int8, which XNNPACK and
+#   onnxruntime dequantize once at load, so they run at float speed).
 INT8_RECIPES = {
     "full": {},
     "fidelity": {("tflite", "lightweight"): "float32", ("onnx", "lightweight"): "float32",
                  ("onnx", "specialist_coefficient"): "dynamic",
-                 ("tflite", "specialist_presynth"): "dynamic", ("onnx", "specialist_presynth"): "weight_only"},
+                 ("tflite", "specialist_presynth"): "weight_only",
+                 ("onnx", "specialist_presynth"): "weight_only"},
 }
 EXPORT_QUANTIZATIONS = ["int8", "float16", "float32"]  # what a whole export may ask for
 
