@@ -246,8 +246,8 @@ def main():
 def presynth_recipe(s: Setup, ex, name: str, lm_coeff) -> dict:
     """int8: the template calibrated with the mean-coefficient kernels (the full recipe);
     int8_per_image: ranges widened over each calibration image's own kernels (TFLite);
-    dynamic: int8 kernels, activations quantized per frame; weight_only (ONNX): int8 kernels,
-    float arithmetic (the fidelity recipe's ONNX template)."""
+    dynamic: int8 kernels, activations quantized per frame; weight_only: int8 kernels, float
+    arithmetic (the fidelity recipe's template, TFLite through ai-edge-quantizer)."""
     from basisnet_deploy.export.pipeline import fold_bases
 
     graph = s.graph("specialist_presynth", name)

@@ -2,8 +2,8 @@
 
 The full-size BasisNet-MV3 checkpoint (MV3-Small 1.0x128 LM, MV3-L 1.0x224 specialist, K=16,
 L8-L15; random init with BN set from real images, so timing only) is exported to TFLite three
-times: float32, ``--int8-recipe full`` (static int8) and ``--int8-recipe fidelity`` (float16
-LM, dynamic-range specialists). Each artifact is then timed with the LiteRT interpreter (XNNPACK, 1
+times: float32, ``--int8-recipe full`` (static int8) and ``--int8-recipe fidelity`` (float32
+LM, weight-only int8 template, dynamic-range coefficient-input specialist). Each artifact is then timed with the LiteRT interpreter (XNNPACK, 1
 thread, batch 1): LM, pre-synthesized specialist (synthesized once), coefficient-input
 specialist. Timing is interleaved: each round times every (recipe, artifact) once for
 ``--runs`` invokes, and the figure is the median over rounds of the per-round medians, so a
