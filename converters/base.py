@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
 
+import numpy as np
+
 @dataclass
 class Graph:
     name: str  # artifact role, e.g. "lightweight"
@@ -26,6 +28,20 @@ class Graph:
 
 class ExportError(Exception):
     """A conversion failed for a reason that is not the user's input."""
+
+
+def is_folded_bias(have: np.ndarray, bias: np.ndarray, rtol: float = 1e-5) -> bool:
+    """Whether a template's float bias ``have`` is the folded BN bias ``bias`` that synthesis
+    relies on (it never rewrites float biases).
+
+    The converter folds BN in its own order (``beta - mean * (gamma * rsqrt(var + eps))``),
+    so a channel can differ from ``fold_bases`` by a few float32 ulps of ``mean * scale``, which
+    may be far larger than the bias itself; the absolute tolerance, 1e-4 of the largest bias
+    (at least 1e-4), allows that and is still far below a wrong or missing bias.
+    """
+    have = np.asarray(have, np.float32).reshape(-1)
+    return have.shape == bias.shape and bool(np.allclose(
+        have, bias, rtol=rtol, atol=1e-4 * max(1.0, float(np.abs(bias).max(initial=0.0)))))
 
 
 class Exporter(Protocol):

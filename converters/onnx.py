@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.common.quiet import quiet_native
-from basisnet_deploy.converters.base import ExportError, Graph
+from basisnet_deploy.converters.base import ExportError, Graph, is_folded_bias
 from basisnet_deploy.artifacts.synthesis import Patch
 
 OPSET = 17
@@ -396,9 +396,8 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
 def _check_float_bias(layer, template_bias, bias) -> None:
     """A dynamic or weight-only template keeps each conv's float bias, which synthesis never
     rewrites: it must be the folded BN bias, or every synthesized model would carry a wrong one."""
-    have = np.zeros_like(bias) if template_bias is None else np.asarray(template_bias).reshape(-1)
-    if have.shape != bias.shape or not np.allclose(have, bias, rtol=1e-5,
-                                                   atol=1e-6 * max(1.0, float(np.abs(bias).max()))):
+    have = np.zeros_like(bias) if template_bias is None else template_bias
+    if not is_folded_bias(have, bias):
         raise ExportError(f"ONNX template: the bias of {layer} is not the folded BN bias")
 
 

@@ -141,25 +141,26 @@ def _weight_only(float_model: bytes, graph: Graph) -> bytes:
     ``weight_only_wi8_afp32`` recipe on the float model.
 
     Each constant weight becomes a per-channel int8 tensor behind a DEQUANTIZE op. XNNPACK
-    folds those DEQUANTIZEs when it loads the model, so the template runs at float speed
-    (9.53 against 9.86 ms at full size, where the dynamic-range template takes 14.96 ms:
-    benchmarks/results/fidelity_photos.md), and agrees with the float model where dynamic
-    range does. The patch table finds each kernel behind its DEQUANTIZE
-    (tflite_patch.py), and synthesize() rewrites the kernel and its scales per frame.
+    folds those DEQUANTIZEs when it loads the model and takes the template as one partition,
+    so it runs at float speed (9.65 against 9.79 ms at full size, where session 8's
+    dynamic-range template ran at 0.64x: benchmarks/README.md), and it agrees with float on
+    99.58% of held-out photos (benchmarks/results/fidelity_photos.md). The patch table finds
+    each kernel behind its DEQUANTIZE (tflite_patch.py), and synthesize() rewrites the kernel
+    and its scales per frame.
     """
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError as e:
         raise ExportError(f"{graph.name}: weight_only needs ai-edge-quantizer, which the "
-                          "[convert] extra installs: pip install 'basisnet-deploy[convert]'") from e
+                          f"[convert] extra installs: pip install 'basisnet-deploy[convert]' ({e})") from e
     try:
         with quiet_native():
             result = quantizer.Quantizer(float_model, recipe.weight_only_wi8_afp32()).quantize(
                 enable_progress_bar=False, enable_progress_report=False)
+            return bytes(result.quantized_model)
     except Exception as e:
-        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: "
-                          f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
-    return bytes(result.quantized_model)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {reason}") from e
 
 
 def _as_lists(calibration, graph: Graph):

@@ -4,15 +4,17 @@ The converter folds BN, transposes to OHWI and (for int8) quantizes per channel,
 tensor names are not a contract. So each conv is found by *content*: the template was
 converted with a known coefficient set, so the expected folded kernel is known; the CONV_2D /
 DEPTHWISE_CONV_2D whose filter matches it (dequantized, within half a quantization step) is
-that layer's. Offsets are absolute byte positions in the file, read with the flatbuffer schema
-that ai_edge_litert ships.
+that layer's (a float16 or weight-only int8 kernel is the constant behind the filter's
+DEQUANTIZE). Where the template keeps a float bias, which synthesis never rewrites, it is
+checked against the folded BN bias. Offsets are absolute byte positions in the file, read
+with the flatbuffer schema that ai_edge_litert ships.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from basisnet_deploy.converters.base import ExportError
+from basisnet_deploy.converters.base import ExportError, is_folded_bias
 from basisnet_deploy.artifacts.synthesis import CHANNEL_AXIS, Patch
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType enum
@@ -79,15 +81,13 @@ def locate(model_bytes: bytes, expected: dict[str, tuple[str, int, np.ndarray]],
 
 def _check_float_bias(model, model_bytes, layer, btensor, bias) -> None:
     """The template's float bias of ``layer`` is the folded BN bias (none: an all-zero one)."""
-    have = np.zeros_like(bias)
+    have, rtol = np.zeros_like(bias), 1e-5
     if btensor is not None:
         _, raw, have = _tensor_values(model, model_bytes, btensor)
         if raw is None or raw.dtype not in (np.float32, np.float16):
             raise ExportError(f"template: the bias of {layer} is not a float constant")
-        have = have.reshape(-1)
-    rtol = 1e-3 if btensor is not None and raw.dtype == np.float16 else 1e-5
-    if have.shape != bias.shape or not np.allclose(have, bias, rtol=rtol,
-                                                   atol=1e-6 * max(1.0, float(np.abs(bias).max()))):
+        rtol = 1e-3 if raw.dtype == np.float16 else rtol
+    if not is_folded_bias(have, bias, rtol):
         raise ExportError(f"template: the bias of {layer} is not the folded BN bias")
 
 
@@ -104,23 +104,30 @@ def _conv_candidates(fb, model) -> list[tuple]:
     candidates = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        builtin = _builtin(model, op)
         if builtin not in conv_codes:
             continue
         # float16 and weight-only int8 constants reach the conv through a DEQUANTIZE
-        f_idx = _constant_behind(producers, op.Inputs(1))
+        f_idx = _constant_behind(model, producers, op.Inputs(1))
         has_bias = op.InputsLength() > 2 and op.Inputs(2) >= 0
-        bias = graph.Tensors(_constant_behind(producers, op.Inputs(2))) if has_bias else None
+        bias = graph.Tensors(_constant_behind(model, producers, op.Inputs(2))) if has_bias else None
         candidates.append((conv_codes[builtin], graph.Tensors(f_idx), bias, graph.Tensors(op.Inputs(0))))
     return candidates
 
 
-def _constant_behind(producers, index: int) -> int:
-    """The tensor a conv input is read from: the input of the op that makes it (a DEQUANTIZE
-    of a float16 or int8 constant), or the input itself."""
+def _constant_behind(model, producers, index: int) -> int:
+    """The tensor a conv input is read from: the input of the DEQUANTIZE that makes it (of a
+    float16 or int8 constant), or the input itself. Any other producer leaves the input,
+    which then has no data and matches no expected kernel."""
     prod = producers.get(index)
-    return index if prod is None else prod.Inputs(0)
+    if prod is None or _builtin(model, prod) != _schema().BuiltinOperator.DEQUANTIZE:
+        return index
+    return prod.Inputs(0)
+
+
+def _builtin(model, op) -> int:
+    code = model.OperatorCodes(op.OpcodeIndex())
+    return max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
 
 
 def _match(model, model_bytes, candidates, used, kind, want):
@@ -146,19 +153,28 @@ def _patch(model, model_bytes, layer, slot, want, match) -> Patch:
     shape = tuple(int(s) for s in want.shape)
     if dtype != np.int8:
         return Patch(layer, slot, kind, shape, np.dtype(dtype).name, off)
+    q = ftensor.Quantization()
+    _check_per_channel(q, layer, kind, shape)
     if btensor is not None and _DTYPES.get(btensor.Type()) == np.float32:
-        # Dynamic range (int8 weights, float bias and activations): the folded bias does not
+        # Dynamic range or weight-only (int8 weights, float bias): the folded bias does not
         # depend on the coefficients, so only the kernel and its scales are patched.
-        q = ftensor.Quantization()
         return Patch(layer, slot, kind, shape, "int8", off, scale_offset=_vector_offset(q, 8),
                      axis=q.QuantizedDimension())
     if btensor is None:
         raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
-    q = ftensor.Quantization()
-    if q.QuantizedDimension() != CHANNEL_AXIS[kind]:
-        raise ExportError(f"template: {layer} is quantized on axis "
-                          f"{q.QuantizedDimension()}, expected {CHANNEL_AXIS[kind]}")
     return Patch(layer, slot, kind, shape, "int8", off, scale_offset=_vector_offset(q, 8),
                  bias_offset=_buffer_offset(model, model_bytes, btensor),
                  bias_scale_offset=_vector_offset(btensor.Quantization(), 8),
                  input_scale=float(itensor.Quantization().ScaleAsNumpy()[0]))
+
+
+def _check_per_channel(q, layer: str, kind: str, shape: tuple) -> None:
+    """synthesize() writes one symmetric scale per output channel over the template's scale
+    vector: the template's int8 kernel must be quantized that way, or the writes would land
+    past a shorter vector."""
+    axis = q.QuantizedDimension()
+    if axis != CHANNEL_AXIS[kind]:
+        raise ExportError(f"template: {layer} is quantized on axis {axis}, expected {CHANNEL_AXIS[kind]}")
+    if q.ScaleLength() != shape[axis] or np.any(q.ZeroPointAsNumpy()):
+        raise ExportError(f"template: {layer}'s int8 kernel is not symmetric per channel "
+                          f"({q.ScaleLength()} scales for {shape[axis]} channels)")

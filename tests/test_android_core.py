@@ -121,19 +121,23 @@ def _assets(directory, tmp_path, name):
     return Path(android_assets(directory, tmp_path / name)["out"])
 
 
-# weight_only: the fidelity recipe's template (make demo's), int8 kernels and scales, float bias
+def _template_export(which, int8_tflite, float_tflite, ckpt, tmp_path):
+    """An export whose template is ``which``; weight_only: the fidelity recipe's (make demo's),
+    int8 kernels and scales with a float bias."""
+    if which == "float16":
+        export(ckpt, tmp_path / "f16", target="tflite", quantize="float16", specialist="presynth", **FAST)
+        return tmp_path / "f16"
+    if which == "weight_only":
+        export(ckpt, tmp_path / "wo", target="tflite", calibration="digits", specialist="presynth",
+               int8_recipe="fidelity", **FAST)
+        return tmp_path / "wo"
+    return (int8_tflite if which == "int8" else float_tflite)[0]
+
+
 @pytest.mark.parametrize("which", ["int8", "float32", "float16", "weight_only"])
 def test_synthesized_tflite_is_byte_identical_and_predicts_the_same(
         which, golden_tool, int8_tflite, float_tflite, ckpt, tmp_path):
-    if which == "float16":
-        directory = tmp_path / "f16"
-        export(ckpt, directory, target="tflite", quantize="float16", specialist="presynth", **FAST)
-    elif which == "weight_only":
-        directory = tmp_path / "wo"
-        export(ckpt, directory, target="tflite", calibration="digits", specialist="presynth",
-               int8_recipe="fidelity", **FAST)
-    else:
-        directory = (int8_tflite if which == "int8" else float_tflite)[0]
+    directory = _template_export(which, int8_tflite, float_tflite, ckpt, tmp_path)
     assets = _assets(directory, tmp_path, "assets")
     dep = Deployment(directory)
     p = dep.presynth()

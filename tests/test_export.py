@@ -319,8 +319,8 @@ def _conv_filter_sources(model_bytes: bytes) -> set[str]:
             sources.add(f"constant of type {graph.Tensors(op.Inputs(1)).Type()}")
             continue
         source = graph.Tensors(prod.Inputs(0))
-        per_channel = len(source.Quantization().ScaleAsNumpy()) == source.ShapeAsNumpy()[
-            source.Quantization().QuantizedDimension()]
+        q = source.Quantization()
+        per_channel = q is not None and q.ScaleLength() == source.ShapeAsNumpy()[q.QuantizedDimension()]
         sources.add(f"{'DEQUANTIZE' if code[id(prod)] == fb.BuiltinOperator.DEQUANTIZE else code[id(prod)]}"
                     f" of {'int8' if source.Type() == fb.TensorType.INT8 else source.Type()}"
                     f" {'per channel' if per_channel else 'per tensor'}")

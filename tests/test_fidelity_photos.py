@@ -1,15 +1,17 @@
 """Int8 fidelity on real photographs (issue 10), end to end through the CLI.
 
-A small `demo`-preset BasisNet is trained on the real-photo fixture's training crops,
-exported twice to TFLite int8 with calibration on the training folder (the full and the
-fidelity recipe), and each export is verified on the held-out crops, which share no pixel
-with the training or calibration crops. The measured claims: verification scores accuracy on
-held-out photos only, and the fidelity recipe agrees with the float model at least as often
-as full int8, with its LM's coefficients within the issue's 0.05 of the float model's (the
-fidelity LM is float32; an int8 one misses that). This small checkpoint is barely trained
-(near chance on held-out crops, so its logits are near-ties): the absolute agreement
-targets are measured by benchmarks/fidelity_photos.py on a trained one, not asserted here
-(README "Int8 recipes" has the figures).
+A small `demo`-preset BasisNet is trained on the real-photo fixture's training crops (720
+crops, 10 epochs: well above chance on held-out crops, 24% against 8%), exported twice to
+TFLite int8 with calibration on the training folder (the full and the fidelity recipe), and
+each export is verified on the 240 held-out crops, which share no pixel with the training or
+calibration crops. The claims: verification scores accuracy on held-out photos only; the
+fidelity recipe meets issue 10's targets (every artifact >= 99.5% top-1 agreement with the
+float model, isolated and end to end; accuracy drop <= 0.5 point; template logits max_rel
+<= 0.25; LM coefficients within 0.05), and agrees at least as often as full int8, which on
+this checkpoint misses them by far (its LM agrees on 62.5%). Training is deterministic
+(tests/test_train.py), so these figures are the same on every run on one machine; the
+fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (README "Int8
+recipes" has the benchmark on 480 crops).
 """
 
 import json
@@ -23,11 +25,11 @@ from tests.photo_fixture import build
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    build(root, train_per_class=24, heldout_per_class=10, size=48, seed=1)
+    build(root, train_per_class=60, heldout_per_class=20, size=64, seed=1)
     ckpt = root / "ckpt"
     with pytest.raises(SystemExit) as code:
         main(["train", "--dataset", str(root / "train"), "--preset", "demo", "--classes", "12",
-              "--epochs", "6", "--batch-size", "32", "--held-out", "0.1", "--out", str(ckpt)])
+              "--epochs", "10", "--batch-size", "64", "--held-out", "0.1", "--out", str(ckpt)])
     assert code.value.code == 0
     return root, ckpt
 
@@ -36,23 +38,29 @@ def _export(root, ckpt, recipe, capsys):
     out = root / f"export-{recipe}"
     with pytest.raises(SystemExit) as code:
         main(["export", str(ckpt), "--calibration", str(root / "train"), "--calibration-size", "64",
-              "--images", str(root / "heldout"), "--verify-images", "120", "--specialist",
-              "presynth", "--int8-recipe", recipe, "--allow-low-agreement", "--out", str(out),
+              "--images", str(root / "heldout"), "--verify-images", "240", "--specialist",
+              "all", "--int8-recipe", recipe, "--allow-low-agreement", "--out", str(out),
               "--json"])
     assert code.value.code == 0
     return json.loads(capsys.readouterr().out)
 
 
-def test_fidelity_recipe_agrees_with_float_at_least_as_often_on_held_out_photos(trained, capsys):
+def test_fidelity_recipe_meets_the_agreement_targets_on_held_out_photos(trained, capsys):
     root, ckpt = trained
     full, fidelity = (_export(root, ckpt, r, capsys)["verification"] for r in ("full", "fidelity"))
     for v in (full, fidelity):
-        assert v["images"] == 120 and v["source"] == str(root / "heldout")
+        assert v["images"] == 240 and v["source"] == str(root / "heldout")
         assert "accuracy" in v["lightweight"]  # labelled held-out photos: accuracy is scored
-    lm_full, lm_fid = full["lightweight"], fidelity["lightweight"]
-    assert lm_fid["top1_agreement"] >= lm_full["top1_agreement"]
-    assert lm_fid["coefficients"]["max_abs"] < lm_full["coefficients"]["max_abs"]
-    assert lm_fid["coefficients"]["max_abs"] <= 0.05  # issue 10's target (a float LM)
-    e2e_full = full["specialist_presynth"]["end_to_end"]["top1_agreement"]
-    e2e_fid = fidelity["specialist_presynth"]["end_to_end"]["top1_agreement"]
-    assert e2e_fid >= e2e_full
+    lm = fidelity["lightweight"]
+    assert lm["top1_agreement"] >= 0.995 and lm["coefficients"]["max_abs"] <= 0.05
+    assert lm["float_accuracy"] - lm["accuracy"] <= 0.005
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        for how in ("isolated", "end_to_end"):
+            got = fidelity[role][how]
+            assert got["top1_agreement"] >= 0.995, (role, how, got)
+            assert got["float_accuracy"] - got["accuracy"] <= 0.005, (role, how, got)
+            assert got["top1_agreement"] >= full[role][how]["top1_agreement"], (role, how)
+    assert fidelity["specialist_presynth"]["isolated"]["logits"]["max_rel"] <= 0.25
+    # the full recipe on the same photos: what the fidelity recipe is for
+    assert full["lightweight"]["top1_agreement"] < 0.995
+    assert full["lightweight"]["coefficients"]["max_abs"] > 0.05

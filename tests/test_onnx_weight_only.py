@@ -76,3 +76,21 @@ def test_onnxruntime_turns_the_int8_conv_weights_into_float_when_it_loads_the_mo
     assert "Cast" not in {n.op_type for n in onnx.load(optimized).graph.node}
     want = _run(_conv(w).SerializeToString(), x)
     assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()
+
+
+def test_the_folded_bias_check_allows_the_converters_fold_order_and_refuses_a_wrong_bias():
+    """Where beta is close to mean * scale, the converter's fold order can leave the bias a few
+    float32 ulps of mean * scale away from fold_bases's, far more than the bias; that passes.
+    A bias off by 1% of its largest value, or missing, does not."""
+    from basisnet_deploy.converters.base import is_folded_bias
+
+    rng = np.random.default_rng(0)
+    mean_scale = rng.uniform(50, 100, 16).astype(np.float32)  # large running means
+    beta = mean_scale + rng.uniform(-0.5, 0.5, 16).astype(np.float32)
+    ours = (beta - mean_scale).astype(np.float32)
+    theirs = (beta - mean_scale * np.float32(1 + 4 * 2.0 ** -23)).astype(np.float32)  # 4 ulps
+    assert not np.array_equal(ours, theirs)
+    assert is_folded_bias(theirs, ours)
+    assert not is_folded_bias(ours + 0.01 * np.abs(ours).max(), ours)
+    assert not is_folded_bias(np.zeros_like(ours), ours)
+    assert not is_folded_bias(ours[:8], ours)
