@@ -86,6 +86,14 @@ def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
     table = load_table((out / arts["specialist_presynth"]["patch_table"]).read_text())
     assert {p.dtype for p in table} == {"int8"} and all(p.input_scale > 0 for p in table)
     assert m["calibration"]["used"] == 16
+    assert ["only 16 usable" in w for w in m["calibration"]["warnings"]] == [True]  # < 32
+    # per-layer error of each static int8 artifact against float, on calibration images
+    report = json.loads((out / m["layer_report"]["file"]).read_text())
+    assert set(report["artifacts"]) == {"lightweight", "specialist_presynth"}
+    for role, rows in report["artifacts"].items():
+        errors = [r["rel_rms"] for r in rows]
+        assert errors == sorted(errors, reverse=True) and 0 < errors[0] < 10, role
+        assert m["layer_report"]["worst"][role] == rows[0]
     assert_agreement_is_measured(out, m, "specialist_presynth")
     assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
     # No int8 HARD_SWISH (XNNPACK lacks it), so XNNPACK takes the specialist whole; the LM
@@ -284,6 +292,7 @@ def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckp
     assert arts["lightweight"]["quantization"] == "float32"
     # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
     assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
+    assert m["layer_report"] is None  # no static int8 artifact to report on
     entry = arts["specialist_presynth"]
     assert entry["quantization"] == "weight_only"
     template = (out / entry["file"]).read_bytes()

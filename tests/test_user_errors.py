@@ -126,3 +126,34 @@ def test_a_calibration_set_of_1x1_images_is_refused(tmp_path):
     Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "real.png")
     calib = calibration_images(str(tmp_path), 10)
     assert len(calib.images) == 1 and calib.report()["skipped"] == {"smaller than 8x8": 3}
+
+
+def test_a_tiny_or_single_class_calibration_set_is_warned_about(tmp_path):
+    """Issue 10's bad input: fewer than 32 usable images, or all from one class folder, is
+    a warning that names the folder and says why (recorded in the calibration report, which
+    export prints and writes to the manifest); a flat folder or several classes is not."""
+    from basisnet_deploy.calibration.images import calibration_images
+
+    rng = np.random.default_rng(0)
+
+    def write(folder, n):
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(folder / f"{i}.png")
+
+    write(tmp_path / "one" / "cat", 5)
+    calib = calibration_images(str(tmp_path / "one"), 100)
+    tiny, single = calib.warnings()
+    assert "only 5 usable calibration images (fewer than 32)" in tiny
+    assert "one class folder ('cat')" in single and calib.report()["warnings"] == [tiny, single]
+    write(tmp_path / "two" / "cat", 20)
+    write(tmp_path / "two" / "dog", 20)
+    assert calibration_images(str(tmp_path / "two"), 100).warnings() == []
+    write(tmp_path / "flat", 40)
+    assert calibration_images(str(tmp_path / "flat"), 100).warnings() == []
+    assert calibration_images(str(tmp_path / "two" / "cat"), 100).warnings() == [
+        f"{tmp_path / 'two' / 'cat'}: only 20 usable calibration images (fewer than 32); int8 "
+        "ranges from so few may clip on other images. Add images or raise --calibration-size"]
+    digits = calibration_images("digits", 16)
+    assert len(digits.warnings()) == 1 and "only 16" in digits.warnings()[0]
+    assert calibration_images("digits", 64).warnings() == []

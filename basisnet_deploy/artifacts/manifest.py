@@ -25,6 +25,7 @@ MANIFEST_VERSION = 1
 BASES_FILE = "specialist_bases.npz"
 BASES_INT8_FILE = "specialist_bases_int8.npz"  # compact bases (artifacts.compact_bases)
 PATCH_TABLE_FILE = "specialist_patches.json"
+LAYER_REPORT_FILE = "layer_report.json"  # per-layer int8 error of static int8 TFLite artifacts
 
 
 class Role(str, enum.Enum):

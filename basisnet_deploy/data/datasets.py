@@ -153,6 +153,7 @@ class FolderSample:
     considered: int
     skipped: Counter = field(default_factory=Counter)
     skipped_files: list = field(default_factory=list)
+    folders: list = field(default_factory=list)  # each image's folder, relative to the root
 
 
 def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
@@ -170,20 +171,21 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
         raise DataError(f"{root}: the folder is empty; add real images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     order = np.random.default_rng(seed).permutation(len(files))
-    images, skipped, considered, names = [], Counter(), 0, []
+    images, skipped, considered, names, folders = [], Counter(), 0, [], []
     for i in order:
         if len(images) >= count:
             break
         considered += 1
         try:
             images.append(load_image(files[i], min_side))
+            folders.append(files[i].parent.relative_to(root).as_posix())
         except DataError as e:
             skipped[skip_reason(str(e))] += 1
             names.append(str(files[i]))
     if not images:
         raise DataError(f"{root}: none of its {len(files)} files is a readable image "
                         f"({describe_skipped(skipped, names)})")
-    return FolderSample(images, considered, skipped, names)
+    return FolderSample(images, considered, skipped, names, folders)
 
 
 def describe_skipped(skipped: Counter, names: list, limit: int = 5) -> str:

@@ -24,11 +24,12 @@ import numpy as np
 
 from basisnet_deploy import __version__
 from basisnet_deploy.artifacts import compact_bases
-from basisnet_deploy.artifacts.manifest import (BASES_FILE, PATCH_TABLE_FILE, Artifact,
+from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
                                                 Manifest, PresynthFiles, Quantization, Role, legacy_export)
 from basisnet_deploy.calibration.images import calibration_images
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import check_output_dir, sha256_hex, staged_directory
+from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
+                                          write_json_atomically)
 from basisnet_deploy.converters import get_exporter
 from basisnet_deploy.converters.base import ExportError
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
@@ -226,6 +227,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
                         tmp, exporter, (tmp / artifacts[role].file).read_bytes(), inputs.net, baked,
                         artifacts[role].quantization.value)
             manifest = _manifest(checkpoint_dir, inputs, opts, artifacts, exporter)
+            manifest.info["layer_report"] = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest)
             held = inputs.held
             n = min(opts.verify_images, len(held.images))
@@ -298,6 +300,8 @@ def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
                                    min_side=decode_side(pre, a.resolution, a.light_resolution))
         if calib.skipped:
             say(f"calibration: {describe_skipped(calib.skipped, calib.skipped_files)}")
+        for warning in calib.warnings():
+            say(f"warning: {warning}")
     source = calib.images if calib else held.images[:64]
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in source])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()
@@ -428,6 +432,42 @@ def _bound_synthesized_kernels(model) -> None:
     for layer in model.layers:
         if isinstance(layer, (BasisConv1x1, BasisDepthwiseConv2D)):
             layer.kernel_range = float(np.max(np.abs(layer.kernel.numpy())))
+
+
+# Static int8 TFLite artifacts get a per-layer error report on this many calibration feeds:
+# the LM and the template, whose graphs convert to float32 as they are (issue 10).
+LAYER_REPORT_ROLES = (Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH)
+LAYER_REPORT_FEEDS = 8
+LAYER_REPORT_ROWS = 20
+
+
+def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -> dict | None:
+    """Per-layer error against float, on calibration images, of each static int8 TFLite
+    artifact (export/layer_report.py): the tensors with the largest error, worst first, in
+    LAYER_REPORT_FILE; the manifest records the file and each artifact's worst tensor."""
+    from basisnet_deploy.export.layer_report import layer_errors
+
+    if job.opts.target != "tflite" or job.opts.input_type != "float32":
+        return None  # ONNX: not built; integer inputs: the float feeds do not fit
+    roles = [r for r in LAYER_REPORT_ROLES if r in artifacts
+             and artifacts[r].quantization is Quantization.INT8 and feeds.get(r.value)]
+    if not roles:
+        return None
+    report = {}
+    for role in roles:
+        job.say(f"per-layer error of {role.value} against float ({LAYER_REPORT_FEEDS} calibration images)")
+        float_model = job.exporter.convert(graphs[role], "float32")
+        int8_model = (job.tmp / artifacts[role].file).read_bytes()
+        rows = layer_errors(float_model, int8_model, feeds[role.value][:LAYER_REPORT_FEEDS])
+        report[role.value] = rows[:LAYER_REPORT_ROWS]
+    write_json_atomically(job.tmp / LAYER_REPORT_FILE, {
+        "feeds": LAYER_REPORT_FEEDS, "columns": {
+            "rel_rms": "RMS of (int8 - float) over RMS of float, pooled over the feeds",
+            "rel_max": "max |int8 - float| over the float tensor's max |value|",
+            "added": "rel_rms minus the largest rel_rms among the producing op's inputs"},
+        "artifacts": report})
+    return {"file": LAYER_REPORT_FILE, "feeds": LAYER_REPORT_FEEDS,
+            "worst": {role: rows[0] for role, rows in report.items() if rows}}
 
 
 def _reader(feeds):
