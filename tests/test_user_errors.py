@@ -151,6 +151,14 @@ def test_a_tiny_or_single_class_calibration_set_is_warned_about(tmp_path):
     assert calibration_images(str(tmp_path / "two"), 100).warnings() == []
     write(tmp_path / "flat", 40)
     assert calibration_images(str(tmp_path / "flat"), 100).warnings() == []
+    # the class is the top-level folder, as in training: two subfolders of one class are one
+    write(tmp_path / "nested" / "cat" / "indoor", 20)
+    write(tmp_path / "nested" / "cat" / "outdoor", 20)
+    (tmp_path / "nested" / "cat" / "notes.txt").write_text("skipped, not counted as an image")
+    nested = calibration_images(str(tmp_path / "nested"), 100)
+    assert len(nested.images) == len(nested.folders) == 40
+    (warning,) = nested.warnings()  # 40 images: not too few; one class
+    assert "one class folder ('cat')" in warning
     assert calibration_images(str(tmp_path / "two" / "cat"), 100).warnings() == [
         f"{tmp_path / 'two' / 'cat'}: only 20 usable calibration images (fewer than 32); int8 "
         "ranges from so few may clip on other images. Add images or raise --calibration-size"]

@@ -153,7 +153,12 @@ class FolderSample:
     considered: int
     skipped: Counter = field(default_factory=Counter)
     skipped_files: list = field(default_factory=list)
-    folders: list = field(default_factory=list)  # each image's folder, relative to the root
+    folders: list = field(default_factory=list)  # each image's class folder ('.': the root)
+
+
+def _class_folder(relative: Path) -> str:
+    """The top-level folder a file sits in, which training takes as its class ('.' at the root)."""
+    return relative.parts[0] if len(relative.parts) > 1 else "."
 
 
 def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
@@ -178,7 +183,7 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
         considered += 1
         try:
             images.append(load_image(files[i], min_side))
-            folders.append(files[i].parent.relative_to(root).as_posix())
+            folders.append(_class_folder(files[i].relative_to(root)))
         except DataError as e:
             skipped[skip_reason(str(e))] += 1
             names.append(str(files[i]))
