@@ -172,6 +172,18 @@ def aeq_lm(s: Setup, name: str) -> bytes:
     return bytes(qt.quantize().quantized_model)
 
 
+def tuned_lm_graph(s: Setup):
+    """The LM graph with its int8 weights tuned on the calibration images (converters/weight_tuning.py),
+    tuned once per run."""
+    from basisnet_deploy.converters.weight_tuning import tune_int8_weights
+    from basisnet_deploy.export.pipeline import _graphs
+
+    if getattr(s, "tuned", None) is None:
+        s.tuned = tune_int8_weights(s.net.lightweight, s.c_light, progress=print)
+        print(f"tuned: {s.tuned.report()}", flush=True)
+    return _graphs(s.net, s.cfg, s.baked, False, lm_weights=s.tuned.weights)["lightweight"]
+
+
 def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
     """{recipe: scores} and {recipe: int8 LM coefficients} for the LM on one target."""
     from basisnet_deploy.converters import get_exporter
@@ -183,6 +195,9 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
         q = "dynamic" if name == "dynamic" else name
         if name.startswith("aeq_"):
             model = aeq_lm(s, name)
+        elif name.endswith("_tuned"):  # the LM's int8 weights tuned first (the fidelity recipe)
+            q = name.removesuffix("_tuned")
+            model = ex.convert(tuned_lm_graph(s), q, reader(s.lm_feeds()) if q.startswith("int8") else None)
         else:
             model = ex.convert(s.graph("lightweight", q), q, reader(s.lm_feeds()) if q != "dynamic" else None)
         rows[name], coeffs[name] = run_lm(s, model, ex.suffix)
@@ -223,6 +238,8 @@ def main():
     s = Setup(args.ckpt, args.photos, args.calibration_size, decompose=args.target == "tflite")
     out = {"args": vars(args), "heldout_images": len(s.labels)}
     out["lm"], coeffs = lm_recipes(s, args.target, [n for n in args.lm.split(",") if n])
+    if getattr(s, "tuned", None) is not None:
+        out["lm_tuning"] = s.tuned.report()
     lm_coeff = {n: coeffs[n] for n in (args.e2e_lm.split(",") if args.e2e_lm else list(coeffs)[:1])}
     out["layer_report"] = {n: lm_layer_report(s, n) for n in filter(None, args.layer_report.split(","))}
     out["coefficient"], out["presynth"] = {}, {}

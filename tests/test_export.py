@@ -277,19 +277,25 @@ def test_synthesize_refuses_overlapping_writes(float_tflite):
         synthesize(template, clash, bases, np.full((8, 3), 1 / 3, np.float32))
 
 
-def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckpt, tmp_path):
-    """--int8-recipe fidelity (TFLite): a float32 LM, whose coefficients are then the float
-    model's up to LiteRT's arithmetic, and a weight-only int8 template (ai-edge-quantizer):
-    every conv reads per-channel int8 weights through a DEQUANTIZE, which XNNPACK folds, so it
-    takes the whole template (float speed); patches rewrite int8 kernels and their scales only
-    (the float bias does not depend on coefficients), and the C fast path can write them."""
+def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tmp_path):
+    """--int8-recipe fidelity-int8-lm (TFLite): a weight-only int8 LM whose weights were tuned on the
+    calibration images (recorded in the manifest), and a weight-only int8 template
+    (ai-edge-quantizer): every conv reads per-channel int8 weights through a DEQUANTIZE, which
+    XNNPACK folds, so it takes the whole template (float speed); patches rewrite int8 kernels
+    and their scales only (the float bias does not depend on coefficients), and the C fast
+    path can write them."""
     from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
 
     out = tmp_path / "fid"
     m = export(ckpt, out, target="tflite", calibration="digits",
-               specialist="presynth", int8_recipe="fidelity", **FAST)
+               specialist="presynth", int8_recipe="fidelity-int8-lm", **FAST)
     arts = m["artifacts"]
-    assert arts["lightweight"]["quantization"] == "float32"
+    assert arts["lightweight"]["quantization"] == "weight_only"
+    assert _conv_filter_sources((out / arts["lightweight"]["file"]).read_bytes()) \
+        == {"DEQUANTIZE of int8 per channel"}
+    tuning = m["weight_tuning"]["lightweight"]
+    assert tuning["steps"] == FAST["tuning_steps"] and tuning["kept"] == "tuned"
+    assert tuning["calibration_loss"]["tuned"] < tuning["calibration_loss"]["nearest_rounding"]
     # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
     assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
     assert m["layer_report"] is None  # no static int8 artifact to report on
@@ -304,7 +310,6 @@ def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckp
     table = load_table((out / entry["patch_table"]).read_text())
     assert len(table) == 24 and all(p.dtype == "int8" and p.bias_offset == -1 for p in table)
     FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
-    assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
     assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
     assert_agreement_is_measured(out, m, "specialist_presynth")
 
@@ -347,6 +352,7 @@ def test_onnx_fidelity_recipe_exports_a_float_lm_and_a_weight_only_template(ckpt
     arts = m["artifacts"]
     assert [arts[r]["quantization"] for r in ("lightweight", "specialist_coefficient", "specialist_presynth")] \
         == ["float32", "dynamic", "weight_only"]
+    assert m["weight_tuning"] is None  # the float32 LM's weights are the checkpoint's
     ops = {n.op_type for n in onnx.load(out / arts["specialist_coefficient"]["file"]).graph.node}
     assert "MatMulInteger" in ops and "ConvInteger" not in ops  # int8 bases, float convs
     ops = {n.op_type for n in onnx.load(out / arts["specialist_presynth"]["file"]).graph.node}

@@ -34,10 +34,10 @@ def trained(tmp_path_factory):
     return root, ckpt
 
 
-def _export(root, ckpt, recipe, capsys):
+def _export(root, ckpt, recipe, capsys, calibration_size=64):
     out = root / f"export-{recipe}"
     with pytest.raises(SystemExit) as code:
-        main(["export", str(ckpt), "--calibration", str(root / "train"), "--calibration-size", "64",
+        main(["export", str(ckpt), "--calibration", str(root / "train"), "--calibration-size", str(calibration_size),
               "--images", str(root / "heldout"), "--verify-images", "240", "--specialist",
               "all", "--int8-recipe", recipe, "--allow-low-agreement", "--out", str(out),
               "--json"])
@@ -64,3 +64,22 @@ def test_fidelity_recipe_meets_the_agreement_targets_on_held_out_photos(trained,
     # the full recipe on the same photos: what the fidelity recipe is for
     assert full["lightweight"]["top1_agreement"] < 0.995
     assert full["lightweight"]["coefficients"]["max_abs"] > 0.05
+
+
+def test_fidelity_int8_lm_recipe_tunes_the_lm_towards_float_on_held_out_photos(trained, capsys):
+    """The lightweight model in int8 weights, tuned on 200 calibration crops. Measured on this
+    checkpoint's 240 held-out crops: nearest rounding of its weights moves the coefficients
+    by 0.139, the tuned weights by 0.070 (still above issue 10's 0.05: the recipe does not
+    meet the targets here, README "Int8 recipes"); LM top-1 100%, specialists end to end
+    98.75% and 99.58%. A tuning that did nothing would leave 0.139; one that broke the
+    export's grid would cost the LM's agreement (tests/test_weight_tuning.py has the
+    exactness claims)."""
+    root, ckpt = trained
+    v = _export(root, ckpt, "fidelity-int8-lm", capsys, calibration_size=200)
+    lm = v["verification"]["lightweight"]
+    assert v["artifacts"]["lightweight"]["quantization"] == "weight_only"
+    assert v["weight_tuning"]["lightweight"]["kept"] == "tuned"
+    assert lm["top1_agreement"] >= 0.995 and lm["coefficients"]["max_abs"] < 0.1, lm
+    assert lm["float_accuracy"] - lm["accuracy"] <= 0.005
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        assert v["verification"][role]["end_to_end"]["top1_agreement"] >= 0.98, role

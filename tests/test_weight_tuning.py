@@ -1,0 +1,117 @@
+"""Quantization-aware tuning of the lightweight model's int8 weights (converters/weight_tuning.py).
+
+The claims the fidelity recipe rests on: the tuned kernels lie on the per-channel int8 grid,
+so the weight-only exporters (TFLite through ai-edge-quantizer, ONNX) write exactly them and
+the exported model computes what the tuned Keras model computes; tuning lowers the
+distillation loss it reports; the checkpoint's own model is left untouched.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from basisnet_deploy.converters.weight_tuning import WeightTuning, channel_axis, tune_int8_weights
+
+# Enough steps to move many kernels off their nearest rounding in seconds.
+QUICK = WeightTuning(steps=40, learning_rate=1e-5, batch=16)
+
+
+@pytest.fixture(scope="module")
+def tuned(ckpt):
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.data.preprocessing import preprocess
+    from basisnet_deploy.model import checkpoint
+
+    net, cfg = checkpoint.load(ckpt)
+    images = calibration_images("digits", 32, seed=0).images
+    light = np.stack([preprocess(im, cfg.architecture.light_resolution, cfg.preprocessing)
+                      for im in images])
+    before = [w.copy() for w in net.lightweight.get_weights()]
+    return net, cfg, light, before, tune_int8_weights(net.lightweight, light, QUICK)
+
+
+def _kernels(model, weights):
+    return [(v, w) for v, w in zip(model.weights, weights) if v.path.endswith("kernel")]
+
+
+def test_tuned_kernels_lie_on_the_per_channel_int8_grid(tuned):
+    net, _, _, before, result = tuned
+    lm = net.lightweight
+    assert [w.shape for w in result.weights] == [w.shape for w in before]
+    assert result.kernels == len(_kernels(lm, before)) > 0
+    moved = 0
+    for (var, new), (_, old) in zip(_kernels(lm, result.weights), _kernels(lm, before)):
+        axis = channel_axis(var)
+        reduce = tuple(a for a in range(new.ndim) if a != axis)
+        scale = np.abs(new).max(axis=reduce, keepdims=True) / 127
+        steps = new / np.where(scale > 0, scale, 1)
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3, err_msg=var.path)
+        assert np.abs(steps).max() <= 127 + 1e-3
+        nearest = np.round(old / (np.abs(old).max(axis=reduce, keepdims=True) / 127))
+        moved += int(np.sum(np.abs(np.round(steps) - nearest) > 0.5))
+    assert moved > 0  # tuning chose other int8 values than nearest rounding for some weights
+    # biases and batch-norm statistics are not tuned
+    for var, new, old in zip(lm.weights, result.weights, before):
+        if not var.path.endswith("kernel"):
+            np.testing.assert_array_equal(new, old, err_msg=var.path)
+
+
+def test_tuning_lowers_the_loss_it_reports_and_leaves_the_model_alone(tuned):
+    net, _, _, before, result = tuned
+    assert result.loss_tuned < result.loss_nearest and result.kept == "tuned"
+    report = result.report()
+    assert report["steps"] == QUICK.steps and report["kernels"] == result.kernels
+    for now, then in zip(net.lightweight.get_weights(), before):
+        np.testing.assert_array_equal(now, then)
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx"])
+def test_weight_only_export_of_tuned_weights_computes_the_tuned_model(tuned, target):
+    """Were the exporter's grid another (per-tensor, another axis), it would round the tuned
+    kernels again and its outputs would move by int8 steps, not float ulps."""
+    from basisnet_deploy.converters import get_exporter
+    from basisnet_deploy.export.pipeline import _graphs
+    from basisnet_deploy.runtime.sessions import open_session
+
+    net, cfg, light, _, result = tuned
+    a = cfg.architecture
+    baked = np.full((len(a.nonshared_blocks), a.bases), 1 / a.bases, np.float32)
+    graph = _graphs(net, cfg, baked, lm_weights=result.weights)["lightweight"]
+    ex = get_exporter(target)
+    session = open_session(f"lm{ex.suffix}", model=ex.convert(graph, "weight_only"))
+    want = graph.model(light, training=False)
+    for i in range(8):
+        got = session.run({"image": light[i:i + 1]})
+        for name in ("logits", "coefficients"):
+            ref = want[name].numpy()[i:i + 1]
+            assert np.abs(got[name] - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max()), (name, i)
+
+
+def test_tuning_that_overshoots_falls_back_to_nearest_rounding(tuned):
+    """A rate far too high ruins the loss (here to NaN); the export must not get those
+    weights, and the report stays valid JSON."""
+    net, _, light, before, _ = tuned
+    lm = net.lightweight
+    result = tune_int8_weights(lm, light, WeightTuning(steps=10, learning_rate=0.5, batch=16))
+    assert not result.loss_tuned < result.loss_nearest and result.kept == "nearest"
+    json.dumps(result.report(), allow_nan=False)
+    for (var, new), (_, old) in zip(_kernels(lm, result.weights), _kernels(lm, before)):
+        axis = channel_axis(var)
+        reduce = tuple(a for a in range(old.ndim) if a != axis)
+        scale = np.abs(old).max(axis=reduce, keepdims=True) / 127
+        np.testing.assert_allclose(new, np.round(old / scale) * scale, rtol=0, atol=1e-7, err_msg=var.path)
+
+
+def test_negative_tuning_steps_are_refused_before_anything_runs(ckpt, tmp_path, capsys):
+    from basisnet_deploy.cli import main
+    from basisnet_deploy.common.errors import UserError
+    from basisnet_deploy.export.pipeline import ExportOptions
+
+    with pytest.raises(UserError, match="--tuning-steps -1"):
+        ExportOptions(calibration="digits", tuning_steps=-1).validated()
+    with pytest.raises(SystemExit) as code:
+        main(["export", str(ckpt), "--calibration", "digits", "--int8-recipe", "fidelity-int8-lm",
+              "--tuning-steps", "-1", "--out", str(tmp_path / "x")])
+    assert code.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
