@@ -55,7 +55,7 @@ class TunedWeights:
     # outputs, each output divided by its variance), with nearest rounding and after tuning.
     loss_nearest: float
     loss_tuned: float
-    kept: str  # "tuned", or "nearest" where tuning did not lower the loss (then not used)
+    kept: str  # "tuned", or "nearest" where tuning did not lower the calibration loss
     seconds: float
 
     def report(self) -> dict:
@@ -68,7 +68,7 @@ class TunedWeights:
 
 
 def _finite(loss: float) -> float | None:
-    return round(loss, 9) if math.isfinite(loss) else None  # JSON has no NaN
+    return float(f"{loss:.6g}") if math.isfinite(loss) else None  # JSON has no NaN
 
 
 def channel_axis(variable) -> int:
@@ -122,11 +122,15 @@ def tune_int8_weights(model, images: np.ndarray, tuning: WeightTuning = WeightTu
     loss_nearest = float(loss(data, target))
     _descend(loss, [shadow[i] for i in kernels], (data, target), tuning, say)
     loss_tuned = float(loss(data, target))
+    # A guard against a diverged run only: both losses are measured on the images the tuning
+    # fitted, so "tuned" does not promise a lower error on other images.
     kept = "tuned" if loss_tuned < loss_nearest else "nearest"
-    if kept == "nearest":  # tuning overshot: never export worse than plain rounding
+    if kept == "nearest":
+        say("tuning did not lower the calibration loss: nearest rounding is used")
         for w, v in zip(shadow, trainable):
             w.assign(v)
-    return TunedWeights(_in_model_order(model, trainable, rounded()), len(kernels), tuning.steps,
+    final = [on_int8_grid(w, kernels[i]) if i in kernels else w for i, w in enumerate(shadow)]
+    return TunedWeights(_in_model_order(model, trainable, final), len(kernels), tuning.steps,
                         loss_nearest, loss_tuned, kept, time.perf_counter() - started)
 
 

@@ -18,8 +18,7 @@ def tiny():
 
 # Export options that keep tests quick. The agreement gate is off (min_agreement 0): these
 # are random-init networks, whose agreement means nothing; tests/test_export.py tests the gate.
-# The fidelity recipe's weight tuning runs 40 steps (its own tests: tests/test_weight_tuning.py).
-FAST = dict(calibration_size=16, verify_images=12, min_agreement=0.0, tuning_steps=40)
+FAST = dict(calibration_size=16, verify_images=12, min_agreement=0.0)
 
 
 def export(checkpoint_dir, out_dir, **options) -> dict:

@@ -277,6 +277,38 @@ def test_synthesize_refuses_overlapping_writes(float_tflite):
         synthesize(template, clash, bases, np.full((8, 3), 1 / 3, np.float32))
 
 
+def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckpt, tmp_path):
+    """--int8-recipe fidelity (TFLite): a float32 LM, whose coefficients are then the float
+    model's up to LiteRT's arithmetic, and a weight-only int8 template (ai-edge-quantizer):
+    every conv reads per-channel int8 weights through a DEQUANTIZE, which XNNPACK folds, so it
+    takes the whole template (float speed); patches rewrite int8 kernels and their scales only
+    (the float bias does not depend on coefficients), and the C fast path can write them."""
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+
+    out = tmp_path / "fid"
+    m = export(ckpt, out, target="tflite", calibration="digits",
+               specialist="presynth", int8_recipe="fidelity", **FAST)
+    arts = m["artifacts"]
+    assert arts["lightweight"]["quantization"] == "float32"
+    # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
+    assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
+    assert m["layer_report"] is None  # no static int8 artifact to report on
+    entry = arts["specialist_presynth"]
+    assert entry["quantization"] == "weight_only"
+    template = (out / entry["file"]).read_bytes()
+    assert _conv_filter_sources(template) == {"DEQUANTIZE of int8 per channel"}
+    session = open_session(out / entry["file"])
+    session.run({"image": np.zeros(entry["inputs"][0]["shape"], np.float32)})
+    ops = [o["op_name"] for o in session.interpreter._get_ops_details()]
+    assert ops.count("DELEGATE") == 1, ops  # one XNNPACK partition (dynamic range: one per conv)
+    table = load_table((out / entry["patch_table"]).read_text())
+    assert len(table) == 24 and all(p.dtype == "int8" and p.bias_offset == -1 for p in table)
+    FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
+    assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
+    assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
+    assert_agreement_is_measured(out, m, "specialist_presynth")
+
+
 def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tmp_path):
     """--int8-recipe fidelity-int8-lm (TFLite): a weight-only int8 LM whose weights were tuned on the
     calibration images (recorded in the manifest), and a weight-only int8 template
@@ -288,14 +320,15 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
 
     out = tmp_path / "fid"
     m = export(ckpt, out, target="tflite", calibration="digits",
-               specialist="presynth", int8_recipe="fidelity-int8-lm", **FAST)
+               specialist="presynth", int8_recipe="fidelity-int8-lm", tuning_steps=40, **FAST)
     arts = m["artifacts"]
     assert arts["lightweight"]["quantization"] == "weight_only"
     assert _conv_filter_sources((out / arts["lightweight"]["file"]).read_bytes()) \
         == {"DEQUANTIZE of int8 per channel"}
     tuning = m["weight_tuning"]["lightweight"]
-    assert tuning["steps"] == FAST["tuning_steps"] and tuning["kept"] == "tuned"
+    assert tuning["steps"] == 40 and tuning["kept"] == "tuned"
     assert tuning["calibration_loss"]["tuned"] < tuning["calibration_loss"]["nearest_rounding"]
+    _assert_not_nearest_rounding(ckpt, out / arts["lightweight"]["file"])
     # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
     assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
     assert m["layer_report"] is None  # no static int8 artifact to report on
@@ -312,6 +345,25 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
     FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
     assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
     assert_agreement_is_measured(out, m, "specialist_presynth")
+
+
+def _assert_not_nearest_rounding(ckpt, lm_file) -> None:
+    """The exported LM is not the nearest int8 rounding of the checkpoint's LM: the tuned
+    weights reached the converter (with them lost, the two agree to float ulps)."""
+    import tensorflow as tf
+
+    from basisnet_deploy.converters.weight_tuning import channel_axis, on_int8_grid
+
+    net, cfg = checkpoint.load(ckpt)
+    lm = net.lightweight
+    for v in lm.trainable_variables:
+        if v.path.endswith("kernel"):
+            v.assign(on_int8_grid(tf.constant(v.numpy()), channel_axis(v)))
+    r = cfg.architecture.light_resolution
+    image = np.random.default_rng(0).uniform(0, 1, (1, r, r, 3)).astype(np.float32)
+    got = open_session(lm_file).run({"image": image})
+    nearest = lm(image, training=False)
+    assert max(float(np.abs(got[k] - nearest[k].numpy()).max()) for k in ("logits", "coefficients")) > 1e-4
 
 
 def _conv_filter_sources(model_bytes: bytes) -> set[str]:

@@ -2,8 +2,8 @@
 
 A small `demo`-preset BasisNet is trained on the real-photo fixture's training crops (90% of
 720 crops, 10 epochs: above chance on the held-out crops, float LM 26% and specialist 24%
-top-1 against 8%), exported twice to TFLite int8 with calibration on the training folder (the
-full and the fidelity recipe), and each export is verified on the 240 held-out crops, which share no pixel with the training or
+top-1 against 8%), exported to TFLite int8 with calibration on the training folder (the
+full, fidelity and fidelity-int8-lm recipes), and each export is verified on the 240 held-out crops, which share no pixel with the training or
 calibration crops. The claims: verification scores accuracy on held-out photos only; the
 fidelity recipe meets issue 10's targets (every artifact >= 99.5% top-1 agreement with the
 float model, isolated and end to end; accuracy drop <= 0.5 point; template logits max_rel

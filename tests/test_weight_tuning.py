@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from basisnet_deploy.converters.weight_tuning import WeightTuning, channel_axis, tune_int8_weights
+from basisnet_deploy.converters.weight_tuning import WeightTuning, _finite, channel_axis, tune_int8_weights
 
 # Enough steps to move many kernels off their nearest rounding in seconds.
 QUICK = WeightTuning(steps=40, learning_rate=1e-5, batch=16)
@@ -96,6 +96,7 @@ def test_tuning_that_overshoots_falls_back_to_nearest_rounding(tuned):
     result = tune_int8_weights(lm, light, WeightTuning(steps=10, learning_rate=0.5, batch=16))
     assert not result.loss_tuned < result.loss_nearest and result.kept == "nearest"
     json.dumps(result.report(), allow_nan=False)
+    assert _finite(float("nan")) is None and _finite(1.23456789e-12) == 1.23457e-12
     for (var, new), (_, old) in zip(_kernels(lm, result.weights), _kernels(lm, before)):
         axis = channel_axis(var)
         reduce = tuple(a for a in range(old.ndim) if a != axis)
@@ -103,13 +104,18 @@ def test_tuning_that_overshoots_falls_back_to_nearest_rounding(tuned):
         np.testing.assert_allclose(new, np.round(old / scale) * scale, rtol=0, atol=1e-7, err_msg=var.path)
 
 
-def test_negative_tuning_steps_are_refused_before_anything_runs(ckpt, tmp_path, capsys):
+def test_tuning_steps_out_of_place_are_refused_before_anything_runs(ckpt, tmp_path, capsys):
     from basisnet_deploy.cli import main
     from basisnet_deploy.common.errors import UserError
     from basisnet_deploy.export.pipeline import ExportOptions
 
     with pytest.raises(UserError, match="--tuning-steps -1"):
-        ExportOptions(calibration="digits", tuning_steps=-1).validated()
+        ExportOptions(calibration="digits", int8_recipe="fidelity-int8-lm", tuning_steps=-1).validated()
+    # where nothing is tuned the flag would be ignored: refused instead
+    for recipe, quantize in (("full", "int8"), ("fidelity", "int8"), ("fidelity-int8-lm", "float32")):
+        with pytest.raises(UserError, match="tunes no weights"):
+            ExportOptions(calibration="digits", quantize=quantize, int8_recipe=recipe,
+                          tuning_steps=5).validated()
     with pytest.raises(SystemExit) as code:
         main(["export", str(ckpt), "--calibration", "digits", "--int8-recipe", "fidelity-int8-lm",
               "--tuning-steps", "-1", "--out", str(tmp_path / "x")])

@@ -259,7 +259,8 @@ def evaluate(checkpoint, dataset, as_json, json_out):
 @click.option("--baseline", is_flag=True,
               help="Also export a plain MobileNet of the specialist's shape, so bench reports "
                    "the specialist's latency as a ratio to it.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Calibration image selection.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Calibration image selection, and the batches of --tuning-steps.")
 @click.option("--int8-recipe", type=click.Choice(["full", "fidelity", "fidelity-int8-lm"]), default="full",
               show_default=True,
               help="What --quantize int8 makes of each artifact: 'full' static int8 "
@@ -269,12 +270,11 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "'fidelity-int8-lm' (fidelity with the lightweight model's weights int8 too, "
                    "tuned first: a 3.3x smaller LM, which misses those targets end to end). "
                    "README 'Int8 recipes' has the measured trade-off.")
-@click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=WeightTuning.steps,
-              show_default=True,
-              help="--int8-recipe fidelity-int8-lm: steps that tune the lightweight model's int8 "
-                   "weights on the calibration images so that they give the float model's "
-                   "outputs (about a minute per 1,000 steps for the demo preset on 2 cores). "
-                   "0: plain nearest rounding.")
+@click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,
+              help="--int8-recipe fidelity-int8-lm only: steps that tune the lightweight "
+                   "model's int8 weights on the calibration images so that they give the float "
+                   "model's outputs (about 75 s per 1,000 steps for the demo preset on 2 "
+                   f"cores). 0: plain nearest rounding. [default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
                    "artifact must reach, isolated and end to end; below it the export fails "

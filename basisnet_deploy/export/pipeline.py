@@ -169,7 +169,7 @@ class ExportOptions:
     int8_recipe: str = "full"  # one of INT8_RECIPES: what --quantize int8 makes of each artifact
     min_agreement: float = 99.0  # percent; an artifact below it fails the export (the gate)
     allow_low_agreement: bool = False  # write it anyway, recorded in the manifest
-    tuning_steps: int = WeightTuning.steps  # steps of int8 weight tuning (TUNED_INT8_WEIGHTS); 0: none
+    tuning_steps: int | None = None  # int8 weight tuning (TUNED_INT8_WEIGHTS); None: WeightTuning.steps; 0: none
 
     def validated(self) -> "ExportOptions":
         """A copy with ``quantize`` resolved; a :class:`UserError` for a bad combination."""
@@ -187,14 +187,21 @@ class ExportOptions:
             raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose dynamic or fakequant")
         if self.int8_recipe not in INT8_RECIPES:
             raise UserError(f"--int8-recipe: unknown {self.int8_recipe!r}; choose one of {list(INT8_RECIPES)}")
-        if self.tuning_steps < 0:
-            raise UserError(f"--tuning-steps {self.tuning_steps}: a number of steps, 0 or more")
+        if self.tuning_steps is not None:
+            _check_tuning_steps(self.tuning_steps, quantize, self.int8_recipe)
         if not 0 <= self.min_agreement <= 100:
             raise UserError(f"--min-agreement {self.min_agreement}: a percentage from 0 to 100")
         if quantize is Quantization.INT8 and not self.calibration:
             raise UserError("--quantize int8 needs real calibration images: pass --calibration "
                             "digits or --calibration IMAGE_DIR")
         return dataclasses.replace(self, quantize=quantize)
+
+    @property
+    def tuned_roles(self) -> tuple[str, ...]:
+        """Roles whose int8 weights this export tunes (TUNED_INT8_WEIGHTS)."""
+        if self.quantize is not Quantization.INT8:
+            return ()
+        return TUNED_INT8_WEIGHTS.get(self.int8_recipe, ())
 
     @property
     def roles(self) -> list[Role]:
@@ -361,16 +368,26 @@ def _scheme(role: Role, opts: ExportOptions) -> str:
     return q
 
 
+def _check_tuning_steps(steps: int, quantize: Quantization, recipe: str) -> None:
+    """--tuning-steps only where an int8 recipe tunes weights: elsewhere it would be ignored."""
+    if steps < 0:
+        raise UserError(f"--tuning-steps {steps}: a number of steps, 0 or more")
+    if quantize is not Quantization.INT8 or recipe not in TUNED_INT8_WEIGHTS:
+        tuning = [name for name in INT8_RECIPES if name in TUNED_INT8_WEIGHTS]
+        raise UserError(f"--tuning-steps: --int8-recipe {recipe} with --quantize {quantize.value} "
+                        f"tunes no weights; it applies to --quantize int8 --int8-recipe {' or '.join(tuning)}")
+
+
 def _tuned_lm_weights(inputs: _Inputs, opts: ExportOptions, say):
     """The lightweight model's int8-tuned weights where the int8 recipe asks for them
     (TUNED_INT8_WEIGHTS), tuned on the calibration images; else None."""
-    wanted = Role.LIGHTWEIGHT.value in TUNED_INT8_WEIGHTS.get(opts.int8_recipe, ())
-    if opts.quantize is not Quantization.INT8 or not wanted or opts.tuning_steps == 0:
+    steps = WeightTuning.steps if opts.tuning_steps is None else opts.tuning_steps
+    if Role.LIGHTWEIGHT.value not in opts.tuned_roles or steps == 0:
         return None
     say(f"tuning the lightweight model's int8 weights on {len(inputs.light)} calibration "
-        f"images ({opts.tuning_steps} steps)")
+        f"images ({steps} steps)")
     return tune_int8_weights(inputs.net.lightweight, inputs.light,
-                             WeightTuning(steps=opts.tuning_steps, seed=opts.seed), say)
+                             WeightTuning(steps=steps, seed=opts.seed), say)
 
 
 def _role_graphs(inputs: _Inputs, baked, exporter, opts: ExportOptions, lm_weights=None) -> dict:
