@@ -283,27 +283,12 @@ def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckp
     every conv reads per-channel int8 weights through a DEQUANTIZE, which XNNPACK folds, so it
     takes the whole template (float speed); patches rewrite int8 kernels and their scales only
     (the float bias does not depend on coefficients), and the C fast path can write them."""
-    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
-
     out = tmp_path / "fid"
     m = export(ckpt, out, target="tflite", calibration="digits",
                specialist="presynth", int8_recipe="fidelity", **FAST)
     arts = m["artifacts"]
     assert arts["lightweight"]["quantization"] == "float32"
-    # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
-    assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
-    assert m["layer_report"] is None  # no static int8 artifact to report on
-    entry = arts["specialist_presynth"]
-    assert entry["quantization"] == "weight_only"
-    template = (out / entry["file"]).read_bytes()
-    assert _conv_filter_sources(template) == {"DEQUANTIZE of int8 per channel"}
-    session = open_session(out / entry["file"])
-    session.run({"image": np.zeros(entry["inputs"][0]["shape"], np.float32)})
-    ops = [o["op_name"] for o in session.interpreter._get_ops_details()]
-    assert ops.count("DELEGATE") == 1, ops  # one XNNPACK partition (dynamic range: one per conv)
-    table = load_table((out / entry["patch_table"]).read_text())
-    assert len(table) == 24 and all(p.dtype == "int8" and p.bias_offset == -1 for p in table)
-    FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
+    _assert_weight_only_template(out, m)
     assert m["verification"]["lightweight"]["coefficients"]["max_abs"] < 1e-4
     assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
     assert_agreement_is_measured(out, m, "specialist_presynth")
@@ -316,8 +301,6 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
     XNNPACK folds, so it takes the whole template (float speed); patches rewrite int8 kernels
     and their scales only (the float bias does not depend on coefficients), and the C fast
     path can write them."""
-    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
-
     out = tmp_path / "fid"
     m = export(ckpt, out, target="tflite", calibration="digits",
                specialist="presynth", int8_recipe="fidelity-int8-lm", tuning_steps=40, **FAST)
@@ -329,10 +312,21 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
     assert tuning["steps"] == 40 and tuning["kept"] == "tuned"
     assert tuning["calibration_loss"]["tuned"] < tuning["calibration_loss"]["nearest_rounding"]
     _assert_not_nearest_rounding(ckpt, out / arts["lightweight"]["file"])
+    _assert_weight_only_template(out, m)
+    assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
+    assert_agreement_is_measured(out, m, "specialist_presynth")
+
+
+def _assert_weight_only_template(out, m: dict) -> None:
+    """The TFLite fidelity recipes' template: weight-only int8 (no static int8 artifact, so
+    hard-swish stays one op and there is no layer report), one XNNPACK partition, 24 int8
+    patches without biases, which the C fast path accepts."""
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+
     # no static int8 artifact, so hard-swish stays one op (the spelled-out form costs a float model)
     assert set(m["hard_swish"].values()) == {"HARD_SWISH op"}
     assert m["layer_report"] is None  # no static int8 artifact to report on
-    entry = arts["specialist_presynth"]
+    entry = m["artifacts"]["specialist_presynth"]
     assert entry["quantization"] == "weight_only"
     template = (out / entry["file"]).read_bytes()
     assert _conv_filter_sources(template) == {"DEQUANTIZE of int8 per channel"}
@@ -343,8 +337,6 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
     table = load_table((out / entry["patch_table"]).read_text())
     assert len(table) == 24 and all(p.dtype == "int8" and p.bias_offset == -1 for p in table)
     FastSynthesizer(template, table, bases=dict(np.load(out / entry["bases"])))  # accepts it
-    assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1
-    assert_agreement_is_measured(out, m, "specialist_presynth")
 
 
 def _assert_not_nearest_rounding(ckpt, lm_file) -> None:
