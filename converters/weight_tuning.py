@@ -101,27 +101,27 @@ def tune_int8_weights(model, images: np.ndarray, tuning: WeightTuning = WeightTu
     kernels = {i: channel_axis(v) for i, v in enumerate(trainable) if v.path.endswith("kernel")}
     shadow = [tf.Variable(v.numpy()) for v in trainable]
     frozen = [v.value for v in model.non_trainable_variables]
-    data = {"image": tf.constant(images, tf.float32)}
+    x = tf.constant(images, tf.float32)
 
     def rounded():
         # straight-through: int8 values forward, the identity's gradient backward
         return [w + tf.stop_gradient(on_int8_grid(w, kernels[i]) - w) if i in kernels else w
                 for i, w in enumerate(shadow)]
 
-    def outputs(weights, feed):
-        return dict(model.stateless_call(weights, frozen, feed["image"], training=False)[0])
+    def outputs(weights, inputs):
+        return dict(model.stateless_call(weights, frozen, inputs, training=False)[0])
 
-    target = {k: tf.constant(v) for k, v in outputs([v.value for v in trainable], data).items()}
+    target = {k: tf.constant(v) for k, v in outputs([v.value for v in trainable], x).items()}
     # each output weighs the same: its squared error relative to its spread
     scale = {k: 1.0 / float(max(np.var(v.numpy()), 1e-12)) for k, v in target.items()}
 
-    def loss(feed, wanted):
-        out = outputs(rounded(), feed)
+    def loss(inputs, wanted):
+        out = outputs(rounded(), inputs)
         return tf.add_n([scale[k] * tf.reduce_mean(tf.square(out[k] - wanted[k])) for k in wanted])
 
-    loss_nearest = float(loss(data, target))
-    _descend(loss, [shadow[i] for i in kernels], (data, target), tuning, say)
-    loss_tuned = float(loss(data, target))
+    loss_nearest = float(loss(x, target))
+    _descend(loss, [shadow[i] for i in kernels], x, target, tuning, say)
+    loss_tuned = float(loss(x, target))
     # A guard against a diverged run only: both losses are measured on the images the tuning
     # fitted, so "tuned" does not promise a lower error on other images.
     kept = "tuned" if loss_tuned < loss_nearest else "nearest"
@@ -134,23 +134,23 @@ def tune_int8_weights(model, images: np.ndarray, tuning: WeightTuning = WeightTu
                         loss_nearest, loss_tuned, kept, time.perf_counter() - started)
 
 
-def _descend(loss, variables, everything, tuning: WeightTuning, say) -> None:
-    """``tuning.steps`` Adam steps on random batches of the (inputs, targets) dicts."""
+def _descend(loss, variables, x, target: dict, tuning: WeightTuning, say) -> None:
+    """``tuning.steps`` Adam steps on random batches of the images ``x`` and their targets."""
     import tensorflow as tf
 
     optimizer = _optimizer(tuning)
 
     @tf.function
-    def step(feed, wanted):
+    def step(inputs, wanted):
         with tf.GradientTape() as tape:
-            value = loss(feed, wanted)
+            value = loss(inputs, wanted)
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
 
     rng = np.random.default_rng(tuning.seed)
-    count = len(everything[0]["image"])
+    count = len(x)
     for done in range(tuning.steps):
         picked = rng.choice(count, min(tuning.batch, count), replace=False)
-        step(*({k: tf.gather(v, picked) for k, v in part.items()} for part in everything))
+        step(tf.gather(x, picked), {k: tf.gather(v, picked) for k, v in target.items()})
         if (done + 1) % max(1, tuning.steps // 4) == 0:
             say(f"tuning int8 weights: step {done + 1}/{tuning.steps}")
 

@@ -373,9 +373,9 @@ def _check_tuning_steps(steps: int, quantize: Quantization, recipe: str) -> None
     if steps < 0:
         raise UserError(f"--tuning-steps {steps}: a number of steps, 0 or more")
     if quantize is not Quantization.INT8 or recipe not in TUNED_INT8_WEIGHTS:
-        tuning = [name for name in INT8_RECIPES if name in TUNED_INT8_WEIGHTS]
         raise UserError(f"--tuning-steps: --int8-recipe {recipe} with --quantize {quantize.value} "
-                        f"tunes no weights; it applies to --quantize int8 --int8-recipe {' or '.join(tuning)}")
+                        f"tunes no weights; it applies to --quantize int8 --int8-recipe "
+                        f"{' or '.join(TUNED_INT8_WEIGHTS)}")
 
 
 def _tuned_lm_weights(inputs: _Inputs, opts: ExportOptions, say):
