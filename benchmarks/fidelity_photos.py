@@ -181,7 +181,19 @@ def tuned_lm_graph(s: Setup):
     if getattr(s, "tuned", None) is None:
         s.tuned = tune_int8_weights(s.net.lightweight, s.c_light, progress=print)
         print(f"tuned: {s.tuned.report()}", flush=True)
-    return _graphs(s.net, s.cfg, s.baked, False, lm_weights=s.tuned.weights)["lightweight"]
+    return _graphs(s.net, s.cfg, s.baked, False, tuned={"lightweight": s.tuned.weights})["lightweight"]
+
+
+def tuned_template_graph(s: Setup):
+    """The template graph with the specialist's static int8 weights tuned on the calibration
+    images and the float LM's coefficients for them (the fidelity-int8-lm recipe's template)."""
+    from basisnet_deploy.converters.weight_tuning import tune_int8_weights
+    from basisnet_deploy.export.pipeline import _graphs
+
+    s.tuned_template = tune_int8_weights(s.net.specialist, [s.c_image, s.c_coeff], progress=print)
+    print(f"tuned template: {s.tuned_template.report()}", flush=True)
+    return _graphs(s.net, s.cfg, s.baked, False,
+                   tuned={"specialist_presynth": s.tuned_template.weights})["specialist_presynth"]
 
 
 def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
@@ -230,7 +242,7 @@ def main():
     ap.add_argument("--lm", default="int8", help="comma-separated LM recipes")
     ap.add_argument("--e2e-lm", default=None, help="LM recipes whose coefficients drive end_to_end (comma-separated)")
     ap.add_argument("--coefficient", default="", help="coefficient-specialist recipes")
-    ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image, dynamic, weight_only")
+    ap.add_argument("--presynth", default="", help="presynth recipes: int8, int8_per_image, dynamic, weight_only, weight_only_tuned")
     ap.add_argument("--json", default=None)
     ap.add_argument("--layer-report", default="", help="LM recipes to get a per-layer report for")
     args = ap.parse_args()
@@ -254,6 +266,8 @@ def main():
     for name in filter(None, args.presynth.split(",")):
         out["presynth"][name] = presynth_recipe(s, ex, name, lm_coeff)
         print(f"presynth {args.target} {name}: {out['presynth'][name]}", flush=True)
+    if getattr(s, "tuned_template", None) is not None:
+        out["template_tuning"] = s.tuned_template.report()
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
@@ -264,11 +278,14 @@ def presynth_recipe(s: Setup, ex, name: str, lm_coeff) -> dict:
     """int8: the template calibrated with the mean-coefficient kernels (the full recipe);
     int8_per_image: ranges widened over each calibration image's own kernels (TFLite);
     dynamic: int8 kernels, activations quantized per frame; weight_only: int8 kernels, float
-    arithmetic (the fidelity recipe's template, TFLite through ai-edge-quantizer)."""
+    arithmetic (the fidelity recipe's template, TFLite through ai-edge-quantizer);
+    weight_only_tuned: the same with the static kernels tuned first (fidelity-int8-lm)."""
     from basisnet_deploy.export.pipeline import fold_bases
 
     graph = s.graph("specialist_presynth", name)
-    if name in ("int8", "dynamic", "weight_only"):
+    if name == "weight_only_tuned":  # the fidelity-int8-lm recipe's template
+        model, report, name = ex.convert(tuned_template_graph(s), "weight_only"), {}, "weight_only"
+    elif name in ("int8", "dynamic", "weight_only"):
         model = ex.convert(graph, name, reader(s.image_feeds()) if name == "int8" else None)
         report = {}
     else:

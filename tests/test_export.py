@@ -296,7 +296,8 @@ def test_fidelity_recipe_keeps_the_lm_float_and_int8_weights_in_the_template(ckp
 
 def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tmp_path):
     """--int8-recipe fidelity-int8-lm (TFLite): a weight-only int8 LM whose weights were tuned on the
-    calibration images (recorded in the manifest), and a weight-only int8 template
+    calibration images (recorded in the manifest, with the template's static kernels), and a
+    weight-only int8 template
     (ai-edge-quantizer): every conv reads per-channel int8 weights through a DEQUANTIZE, which
     XNNPACK folds, so it takes the whole template (float speed); patches rewrite int8 kernels
     and their scales only (the float bias does not depend on coefficients), and the C fast
@@ -308,9 +309,12 @@ def test_fidelity_int8_lm_recipe_exports_int8_weights_with_the_lm_tuned(ckpt, tm
     assert arts["lightweight"]["quantization"] == "weight_only"
     assert _conv_filter_sources((out / arts["lightweight"]["file"]).read_bytes()) \
         == {"DEQUANTIZE of int8 per channel"}
+    assert set(m["weight_tuning"]) == {"lightweight", "specialist_presynth"}
+    for tuning in m["weight_tuning"].values():
+        assert tuning["steps"] == 40 and tuning["held_back_loss"]["images"] == 4  # a quarter of 16
     tuning = m["weight_tuning"]["lightweight"]
-    assert tuning["steps"] == 40 and tuning["kept"] == "tuned"
-    assert tuning["calibration_loss"]["tuned"] < tuning["calibration_loss"]["nearest_rounding"]
+    assert tuning["kept"] == "tuned" and 0 < tuning["best_step"] <= 40
+    assert tuning["held_back_loss"]["tuned"] < tuning["held_back_loss"]["nearest_rounding"]
     _assert_not_nearest_rounding(ckpt, out / arts["lightweight"]["file"])
     _assert_weight_only_template(out, m)
     assert m["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] < 0.1

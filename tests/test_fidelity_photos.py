@@ -8,7 +8,8 @@ calibration crops. The claims: verification scores accuracy on held-out photos o
 fidelity recipe meets issue 10's targets (every artifact >= 99.5% top-1 agreement with the
 float model, isolated and end to end; accuracy drop <= 0.5 point; template logits max_rel
 <= 0.25; LM coefficients within 0.05), and agrees at least as often as full int8, which on
-this checkpoint misses them by far (its LM agrees on 62.5%). Training is deterministic
+this checkpoint misses them by far (its LM agrees on 62.5%); and fidelity-int8-lm keeps
+nearest rounding here, where tuning would make the held-back calibration crops worse. Training is deterministic
 (tests/test_train.py), so these figures are the same on every run on one machine; the
 fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (README "Int8
 recipes" has the benchmark on 480 crops).
@@ -34,13 +35,13 @@ def trained(tmp_path_factory):
     return root, ckpt
 
 
-def _export(root, ckpt, recipe, capsys, calibration_size=64):
+def _export(root, ckpt, recipe, capsys, calibration_size=64, extra=()):
     out = root / f"export-{recipe}"
     with pytest.raises(SystemExit) as code:
         main(["export", str(ckpt), "--calibration", str(root / "train"), "--calibration-size", str(calibration_size),
               "--images", str(root / "heldout"), "--verify-images", "240", "--specialist",
               "all", "--int8-recipe", recipe, "--allow-low-agreement", "--out", str(out),
-              "--json"])
+              "--json", *extra])
     assert code.value.code == 0
     return json.loads(capsys.readouterr().out)
 
@@ -66,20 +67,25 @@ def test_fidelity_recipe_meets_the_agreement_targets_on_held_out_photos(trained,
     assert full["lightweight"]["coefficients"]["max_abs"] > 0.05
 
 
-def test_fidelity_int8_lm_recipe_tunes_the_lm_towards_float_on_held_out_photos(trained, capsys):
-    """The lightweight model in int8 weights, tuned on 200 calibration crops. Measured on this
-    checkpoint's 240 held-out crops: nearest rounding of its weights moves the coefficients
-    by 0.139, the tuned weights by 0.070 (still above issue 10's 0.05: the recipe does not
-    meet the targets here, README "Int8 recipes"); LM top-1 100%, specialists end to end
-    98.75% and 99.58%. A tuning that did nothing would leave 0.139; one that broke the
-    export's grid would cost the LM's agreement (tests/test_weight_tuning.py has the
-    exactness claims)."""
+def test_fidelity_int8_lm_recipe_keeps_nearest_rounding_where_tuning_does_not_generalize(trained, capsys):
+    """The lightweight model and the template's static layers in int8 weights, tuned on 150 of
+    200 calibration crops, with 50 held back to choose the step. On this near-chance checkpoint
+    tuning fits the crops it sees 300x better than nearest rounding and those held back 2x
+    worse (measured), so the guard keeps nearest rounding for both: a guard that kept the
+    tuned weights regardless fails here. Without it (session 10) the LM's coefficient error on
+    the 240 held-out crops was 0.070 and one specialist fell to 98.75% end to end; with
+    nearest rounding: LM top-1 100%, coefficient error 0.139 (above issue 10's 0.05), both
+    specialists 99.58% end to end. Where tuning does generalize (the benchmark checkpoint,
+    README "Int8 recipes") it is kept."""
     root, ckpt = trained
-    v = _export(root, ckpt, "fidelity-int8-lm", capsys, calibration_size=200)
-    lm = v["verification"]["lightweight"]
+    v = _export(root, ckpt, "fidelity-int8-lm", capsys, calibration_size=200,
+                extra=["--tuning-steps", "500"])
     assert v["artifacts"]["lightweight"]["quantization"] == "weight_only"
-    assert v["weight_tuning"]["lightweight"]["kept"] == "tuned"
-    assert lm["top1_agreement"] >= 0.995 and lm["coefficients"]["max_abs"] < 0.1, lm
-    assert lm["float_accuracy"] - lm["accuracy"] <= 0.005
+    for role in ("lightweight", "specialist_presynth"):
+        tuning = v["weight_tuning"][role]
+        assert tuning["held_back_loss"]["images"] == 50, role
+        assert tuning["kept"] == "nearest" and tuning["best_step"] == 0, (role, tuning)
+    lm = v["verification"]["lightweight"]
+    assert lm["top1_agreement"] >= 0.995 and lm["float_accuracy"] - lm["accuracy"] <= 0.005, lm
     for role in ("specialist_coefficient", "specialist_presynth"):
-        assert v["verification"][role]["end_to_end"]["top1_agreement"] >= 0.98, role
+        assert v["verification"][role]["end_to_end"]["top1_agreement"] >= 0.99, role

@@ -59,7 +59,8 @@ def test_tuned_kernels_lie_on_the_per_channel_int8_grid(tuned):
 
 def test_tuning_lowers_the_loss_it_reports_and_leaves_the_model_alone(tuned):
     net, _, _, before, result = tuned
-    assert result.loss_tuned < result.loss_nearest and result.kept == "tuned"
+    assert result.loss_tuned < result.loss_nearest and result.kept == "tuned" and result.best_step > 0
+    assert result.held_back == 8  # a quarter of the 32 calibration images
     report = result.report()
     assert report["steps"] == QUICK.steps and report["kernels"] == result.kernels
     for now, then in zip(net.lightweight.get_weights(), before):
@@ -77,7 +78,7 @@ def test_weight_only_export_of_tuned_weights_computes_the_tuned_model(tuned, tar
     net, cfg, light, _, result = tuned
     a = cfg.architecture
     baked = np.full((len(a.nonshared_blocks), a.bases), 1 / a.bases, np.float32)
-    graph = _graphs(net, cfg, baked, lm_weights=result.weights)["lightweight"]
+    graph = _graphs(net, cfg, baked, tuned={"lightweight": result.weights})["lightweight"]
     ex = get_exporter(target)
     session = open_session(f"lm{ex.suffix}", model=ex.convert(graph, "weight_only"))
     want = graph.model(light, training=False)
@@ -121,3 +122,53 @@ def test_tuning_steps_out_of_place_are_refused_before_anything_runs(ckpt, tmp_pa
               "--tuning-steps", "-1", "--out", str(tmp_path / "x")])
     assert code.value.code == 2 and "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def tuned_specialist(tuned):
+    """The specialist's static kernels tuned as the fidelity-int8-lm template's are: on the
+    calibration images with the float LM's coefficients for them."""
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.data.preprocessing import preprocess
+
+    net, cfg, light, _, _ = tuned
+    images = calibration_images("digits", 32, seed=0).images
+    image = np.stack([preprocess(im, cfg.architecture.resolution, cfg.preprocessing) for im in images])
+    coefficients = net.lightweight(light, training=False)["coefficients"].numpy()
+    before = [w.copy() for w in net.specialist.get_weights()]
+    return before, tune_int8_weights(net.specialist, [image, coefficients], QUICK)
+
+
+def test_specialist_tuning_moves_static_kernels_only_and_reaches_the_template(tuned, tuned_specialist):
+    """Basis stacks are mixed per image and rounded after mixing at run time, so tuning leaves
+    them alone; the static kernels it tunes are what the template graph holds (the bug it
+    catches: a template built from the checkpoint's specialist, the tuning lost)."""
+    from basisnet_deploy.export.pipeline import _graphs
+
+    net, cfg, _, _, _ = tuned
+    before, result = tuned_specialist
+    sp = net.specialist
+    assert result.kept == "tuned" and result.loss_tuned < result.loss_nearest
+    static = {v.path: new for v, new in zip(sp.weights, result.weights)
+              if v.path.endswith("kernel") and new.ndim <= 4}
+    assert result.kernels == len(static) > 0
+    moved = 0
+    for var, new, old in zip(sp.weights, result.weights, before):
+        if var.path in static:
+            moved += int(np.sum(new != old))
+        else:  # basis stacks, biases, batch-norm statistics
+            np.testing.assert_array_equal(new, old, err_msg=var.path)
+    assert moved > 0
+    a = cfg.architecture
+    baked = np.full((len(a.nonshared_blocks), a.bases), 1 / a.bases, np.float32)
+    plain = _graphs(net, cfg, baked, tuned={"specialist_presynth": result.weights})["specialist_presynth"].model
+    untuned = _graphs(net, cfg, baked)["specialist_presynth"].model
+    seen = set()
+    for layer, reference in zip(plain.layers, untuned.layers):
+        for var, got, was in zip(layer.weights, layer.get_weights(), reference.get_weights()):
+            if var.path in static:
+                np.testing.assert_array_equal(got, static[var.path], err_msg=var.path)
+                seen.add(var.path)
+            else:  # the synthesized kernels: the bases are the checkpoint's
+                np.testing.assert_array_equal(got, was, err_msg=var.path)
+    assert seen == set(static)
