@@ -1,9 +1,12 @@
-"""Quantization-aware tuning of the lightweight model's int8 weights (converters/weight_tuning.py).
+"""Quantization-aware tuning of int8 weights (converters/weight_tuning.py): the lightweight
+model's and the template's static kernels (the fidelity-int8-lm recipe).
 
-The claims the fidelity recipe rests on: the tuned kernels lie on the per-channel int8 grid,
-so the weight-only exporters (TFLite through ai-edge-quantizer, ONNX) write exactly them and
-the exported model computes what the tuned Keras model computes; tuning lowers the
-distillation loss it reports; the checkpoint's own model is left untouched.
+The claims the recipe rests on: the tuned kernels lie on the per-channel int8 grid, so the
+weight-only exporters (TFLite through ai-edge-quantizer, ONNX) write exactly them and the
+exported model computes what the tuned Keras model computes; the step kept lowers the loss on
+the held-back calibration images, or nearest rounding is kept; the specialist's basis stacks
+are not tuned, and its tuned static kernels reach the template graph; the checkpoint's own
+model is left untouched.
 """
 
 import json
@@ -172,3 +175,14 @@ def test_specialist_tuning_moves_static_kernels_only_and_reaches_the_template(tu
             else:  # the synthesized kernels: the bases are the checkpoint's
                 np.testing.assert_array_equal(got, was, err_msg=var.path)
     assert seen == set(static)
+
+
+def test_split_holds_back_a_quarter_disjoint_from_the_images_tuned_on():
+    from basisnet_deploy.converters.weight_tuning import _split
+
+    for count, held_back in ((200, 50), (16, 4), (7, 1), (2, 1)):
+        fit, held = _split(count, seed=0)
+        assert len(held) == held_back and len(fit) == count - held_back
+        assert not set(fit) & set(held) and set(fit) | set(held) == set(range(count))
+    fit, held = _split(1, seed=0)  # one image: tuned on and checked on, nothing held back
+    assert list(fit) == list(held) == [0]

@@ -260,7 +260,8 @@ def evaluate(checkpoint, dataset, as_json, json_out):
               help="Also export a plain MobileNet of the specialist's shape, so bench reports "
                    "the specialist's latency as a ratio to it.")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Calibration image selection, and the batches of --tuning-steps.")
+              help="Calibration image selection, and the batches and held-back quarter of "
+                   "--tuning-steps.")
 @click.option("--int8-recipe", type=click.Choice(["full", "fidelity", "fidelity-int8-lm"]), default="full",
               show_default=True,
               help="What --quantize int8 makes of each artifact: 'full' static int8 "
@@ -276,8 +277,8 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "model's and the template's int8 weights on three quarters of the "
                    "calibration images so that they give the float model's outputs; the step "
                    "kept is the best on the held-back quarter, nearest rounding included "
-                   "(about 75 s per 1,000 steps for the LM and 150 s for the template, demo "
-                   f"preset, 2 cores). 0: plain nearest rounding. [default: {WeightTuning.steps}]")
+                   "(about 75 s per 1,000 steps for the LM and 150-180 s for the template, "
+                   f"demo preset, 2 quiet cores). 0: plain nearest rounding. [default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
                    "artifact must reach, isolated and end to end; below it the export fails "

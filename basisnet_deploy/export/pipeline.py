@@ -50,8 +50,8 @@ SPECIALIST_FORMS = ("coefficient", "presynth", "all")
 # - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU);
 # - fidelity: precision where int8 costs agreement. The lightweight model stays float32:
 #   its coefficients choose every synthesized kernel, and the nearest int8 rounding of its
-#   weights alone moves them by up to 0.09 (the specialists then disagree on 1-2.5% of
-#   photos). The specialists keep int8 weights, with activations quantized per frame at run
+#   weights alone moves them by up to 0.09-0.20 (two trainings of the benchmark checkpoint;
+#   the specialists then disagree on 1-2.5% of photos). The specialists keep int8 weights, with activations quantized per frame at run
 #   time (the coefficient-input specialists: TFLite dynamic range, onnxruntime
 #   quantize_dynamic of the bases) or float (the templates: weight-only int8, which XNNPACK and
 #   onnxruntime dequantize once at load, so they run at float speed);
@@ -409,7 +409,8 @@ def _tune_role(role: str, inputs: _Inputs, tuning: WeightTuning, say):
     """One role's int8-tuned weights. The template's come from the specialist's static layers,
     fed the calibration images and the float LM's coefficients for them."""
     n = len(inputs.light)
-    say(f"tuning the {role} int8 weights on {n} calibration images ({tuning.steps} steps)")
+    say(f"tuning the {role} int8 weights on the calibration images, a quarter of the {n} held "
+        f"back to choose the step ({tuning.steps} steps)")
     if role == Role.LIGHTWEIGHT.value:
         return tune_int8_weights(inputs.net.lightweight, inputs.light, tuning, say)
     a, pre = inputs.cfg.architecture, inputs.cfg.preprocessing
