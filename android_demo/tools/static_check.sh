@@ -47,7 +47,11 @@ check_gradle() {
     grep -qE '^distributionUrl=.*gradle-[0-9.]+-(bin|all)\.zip$' "$DEMO/gradle/wrapper/gradle-wrapper.properties" \
         || fail "gradle-wrapper.properties has no distributionUrl"
     if [[ -e "$DEMO/gradle/wrapper/gradle-wrapper.jar" ]]; then
-        unzip -l "$DEMO/gradle/wrapper/gradle-wrapper.jar" | grep -q 'org/gradle/wrapper/GradleWrapperMain.class' \
+        # The listing is read whole before grep: `unzip | grep -q` under pipefail fails at
+        # random when grep exits first and unzip dies of SIGPIPE (seen on a loaded CI run).
+        local listing
+        listing=$(unzip -Z1 "$DEMO/gradle/wrapper/gradle-wrapper.jar" 2>&1 || true)
+        grep -qx 'org/gradle/wrapper/GradleWrapperMain.class' <<<"$listing" \
             && ok "gradle-wrapper.jar is a wrapper jar" || fail "gradle-wrapper.jar has no GradleWrapperMain"
     else
         echo "static-check: note: gradle/wrapper/gradle-wrapper.jar is absent (see README: run 'gradle wrapper' once)"
@@ -71,7 +75,9 @@ install_tools() {
         npm install --silent --no-audit --no-fund --prefix "$TOOLS/kotlin-compiler-$KOTLIN_VERSION" \
             "kotlin-compiler@$KOTLIN_VERSION" >/dev/null
     fi
-    "$KOTLIN_HOME/bin/kotlinc" -version 2>&1 | grep -q "kotlinc-jvm $KOTLIN_VERSION" \
+    local version  # read whole before grep, as in compile_all (pipefail and SIGPIPE)
+    version=$("$KOTLIN_HOME/bin/kotlinc" -version 2>&1 || true)
+    grep -q "kotlinc-jvm $KOTLIN_VERSION" <<<"$version" \
         || { fail "kotlinc $KOTLIN_VERSION did not install"; return 1; }
 }
 
