@@ -151,7 +151,8 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(),
     def rows(picked):
         return [tf.gather(a, picked) for a in x], {k: tf.gather(v, picked) for k, v in target.items()}
 
-    fit, held = _split(len(x[0].numpy()), tuning.seed)
+    count = int(x[0].shape[0])
+    fit, held = _split(count, tuning.seed)
     tuned = [shadow[i] for i in kernels]
     best = _descend(loss, tuned, rows(fit), rows(held), tuning, say)
     for w, value in zip(tuned, best.values):
@@ -161,7 +162,7 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(),
         say("tuning did not lower the loss on the held-back calibration images: nearest rounding is used")
     final = [on_int8_grid(w, kernels[i]) if i in kernels else w for i, w in enumerate(shadow)]
     return TunedWeights(_in_model_order(model, trainable, final), len(kernels), tuning.steps,
-                        best.step, len(held) if len(x[0].numpy()) > 1 else 0, best.loss_nearest, best.loss, kept,
+                        best.step, len(held) if count > 1 else 0, best.loss_nearest, best.loss, kept,
                         time.perf_counter() - started)
 
 
@@ -200,7 +201,7 @@ def _descend(loss, variables, fit: tuple, held: tuple, tuning: WeightTuning, say
     best = _Best(0, nearest, nearest, [v.numpy() for v in variables])
     rng = np.random.default_rng(tuning.seed)
     inputs, target = fit
-    count, check = len(inputs[0].numpy()), max(1, tuning.steps // 20)
+    count, check = int(inputs[0].shape[0]), max(1, tuning.steps // 20)
     for done in range(1, tuning.steps + 1):
         picked = rng.choice(count, min(tuning.batch, count), replace=False)
         step([tf.gather(a, picked) for a in inputs], {k: tf.gather(v, picked) for k, v in target.items()})
