@@ -175,11 +175,12 @@ def aeq_lm(s: Setup, name: str) -> bytes:
 def tuned_lm_graph(s: Setup):
     """The LM graph with its int8 weights tuned on the calibration images (converters/weight_tuning.py),
     tuned once per run."""
-    from basisnet_deploy.converters.weight_tuning import tune_int8_weights
+    from basisnet_deploy.converters.weight_tuning import Augmentation, tune_int8_weights
     from basisnet_deploy.export.pipeline import _graphs
 
     if getattr(s, "tuned", None) is None:
-        s.tuned = tune_int8_weights(s.net.lightweight, s.c_light, progress=print)
+        views = Augmentation(s.cfg.preprocessing.input_range)  # as export tunes
+        s.tuned = tune_int8_weights(s.net.lightweight, s.c_light, progress=print, augmentation=views)
         print(f"tuned: {s.tuned.report()}", flush=True)
     return _graphs(s.net, s.cfg, s.baked, False, tuned={"lightweight": s.tuned.weights})["lightweight"]
 
@@ -187,10 +188,12 @@ def tuned_lm_graph(s: Setup):
 def tuned_template_graph(s: Setup):
     """The template graph with the specialist's static int8 weights tuned on the calibration
     images and the float LM's coefficients for them (the fidelity-int8-lm recipe's template)."""
-    from basisnet_deploy.converters.weight_tuning import tune_int8_weights
+    from basisnet_deploy.converters.weight_tuning import Augmentation, tune_int8_weights
     from basisnet_deploy.export.pipeline import _graphs
 
-    s.tuned_template = tune_int8_weights(s.net.specialist, [s.c_image, s.c_coeff], progress=print)
+    views = Augmentation(s.cfg.preprocessing.input_range)  # as export tunes
+    s.tuned_template = tune_int8_weights(s.net.specialist, [s.c_image, s.c_coeff], progress=print,
+                                         augmentation=views)
     print(f"tuned template: {s.tuned_template.report()}", flush=True)
     return _graphs(s.net, s.cfg, s.baked, False,
                    tuned={"specialist_presynth": s.tuned_template.weights})["specialist_presynth"]

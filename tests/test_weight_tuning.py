@@ -16,8 +16,9 @@ import pytest
 
 from basisnet_deploy.converters.weight_tuning import WeightTuning, _finite, channel_axis, tune_int8_weights
 
-# Enough steps to move many kernels off their nearest rounding in seconds.
-QUICK = WeightTuning(steps=40, learning_rate=1e-5, batch=16)
+# Enough steps to move many kernels off their nearest rounding in seconds (the rate is in
+# int8 steps per update: 40 updates of up to 0.05 step).
+QUICK = WeightTuning(steps=40, learning_rate=0.05, batch=16)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +94,11 @@ def test_weight_only_export_of_tuned_weights_computes_the_tuned_model(tuned, tar
 
 
 def test_tuning_that_overshoots_falls_back_to_nearest_rounding(tuned):
-    """A rate far too high ruins the loss (here to NaN); the export must not get those
-    weights, and the report stays valid JSON."""
+    """A rate far too high ruins the loss (100 int8 steps per update); the export must not
+    get those weights, and the report stays valid JSON."""
     net, _, light, before, _ = tuned
     lm = net.lightweight
-    result = tune_int8_weights(lm, light, WeightTuning(steps=10, learning_rate=0.5, batch=16))
+    result = tune_int8_weights(lm, light, WeightTuning(steps=10, learning_rate=100.0, batch=16))
     assert not result.loss_tuned < result.loss_nearest and result.kept == "nearest"
     json.dumps(result.report(), allow_nan=False)
     assert _finite(float("nan")) is None and _finite(1.23456789e-12) == 1.23457e-12
@@ -129,9 +130,11 @@ def test_tuning_steps_out_of_place_are_refused_before_anything_runs(ckpt, tmp_pa
 
 @pytest.fixture(scope="module")
 def tuned_specialist(tuned):
-    """The specialist's static kernels tuned as the fidelity-int8-lm template's are: on the
-    calibration images with the float LM's coefficients for them."""
+    """The specialist's static kernels tuned as the fidelity-int8-lm template's are: on views
+    of the calibration images with the float LM's coefficients for them (the views change the
+    image input only)."""
     from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.converters.weight_tuning import Augmentation
     from basisnet_deploy.data.preprocessing import preprocess
 
     net, cfg, light, _, _ = tuned
@@ -139,7 +142,10 @@ def tuned_specialist(tuned):
     image = np.stack([preprocess(im, cfg.architecture.resolution, cfg.preprocessing) for im in images])
     coefficients = net.lightweight(light, training=False)["coefficients"].numpy()
     before = [w.copy() for w in net.specialist.get_weights()]
-    return before, tune_int8_weights(net.specialist, [image, coefficients], QUICK)
+    views = Augmentation(cfg.preprocessing.input_range)
+    result = tune_int8_weights(net.specialist, [image, coefficients], QUICK, augmentation=views)
+    assert result.report()["augmented_views"] and result.kernels > 0
+    return before, result
 
 
 def test_specialist_tuning_moves_static_kernels_only_and_reaches_the_template(tuned, tuned_specialist):
@@ -186,3 +192,30 @@ def test_split_holds_back_a_quarter_disjoint_from_the_images_tuned_on():
         assert not set(fit) & set(held) and set(fit) | set(held) == set(range(count))
     fit, held = _split(1, seed=0)  # one image: tuned on and checked on, nothing held back
     assert list(fit) == list(held) == [0]
+
+
+def test_augmented_views_are_seeded_in_range_and_mirror_left_right():
+    """The views the tuning learns from (Augmentation): the same seed gives the same views (a
+    tuning run repeats), values stay in the model's input range, and the mirror is left-right
+    (an upside-down photo is a question the float model was never trained on). The bug each
+    assert catches: an unseeded generator; unclipped contrast; a flip along the wrong axis."""
+    from basisnet_deploy.converters.weight_tuning import Augmentation, _Views
+
+    images = np.random.default_rng(3).uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32)
+    default = Augmentation(input_range=(-1.0, 1.0))
+    first, again = _Views(default, seed=0)(images).numpy(), _Views(default, seed=0)(images).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == images.shape and first.min() >= -1 and first.max() <= 1
+    assert np.abs(first - images).max() > 0.1  # a view, not the image
+    assert not np.array_equal(first, _Views(default, seed=1)(images).numpy())
+    mirror = Augmentation(input_range=(-1.0, 1.0), flip=1.0, crop_area=(1.0, 1.0),
+                          contrast=(1.0, 1.0), brightness=0.0)
+    np.testing.assert_allclose(_Views(mirror, seed=0)(images).numpy(), images[:, :, ::-1], atol=1e-5)
+    # another range: the shift is a share of it (0.1 of 255, not 0.1), and values stay in it
+    pixels = (images + 1) * 127.5
+    shifted = Augmentation(input_range=(0.0, 255.0), flip=0.0, crop_area=(1.0, 1.0),
+                           contrast=(1.0, 1.0), brightness=0.1)
+    moved = _Views(shifted, seed=0)(pixels).numpy()
+    assert moved.min() >= 0 and moved.max() <= 255
+    inside = (pixels > 30) & (pixels < 225)  # not clipped by any shift of up to 25.5
+    assert np.abs(moved - pixels)[inside].max() > 5

@@ -270,13 +270,13 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "activations: agrees with float on >= 99.5% of held-out photos); "
                    "'fidelity-int8-lm' (fidelity with the lightweight model's weights int8 too, "
                    "tuned first with the template's static weights: a 3.3x smaller LM, which "
-                   "meets those targets on some checkpoints only). "
+                   "met those targets on both photo checkpoints measured; slower to export). "
                    "README 'Int8 recipes' has the measured trade-off.")
 @click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,
               help="--int8-recipe fidelity-int8-lm only: steps that tune the lightweight "
-                   "model's and the template's int8 weights on three quarters of the "
-                   "calibration images so that they give the float model's outputs; the step "
-                   "kept is the best on the held-back quarter, nearest rounding included "
+                   "model's and the template's int8 weights on random views of three quarters "
+                   "of the calibration images so that they give the float model's outputs; the "
+                   "step kept is the best on the held-back quarter, nearest rounding included "
                    "(about 75 s per 1,000 steps for the LM and 150-180 s for the template, "
                    f"demo preset, 2 quiet cores). 0: plain nearest rounding. [default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
