@@ -277,8 +277,9 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "model's and the template's int8 weights on random views of three quarters "
                    "of the calibration images so that they give the float model's outputs; the "
                    "step kept is the best on the held-back quarter, nearest rounding included "
-                   "(about 75 s per 1,000 steps for the LM and 150-180 s for the template, "
-                   f"demo preset, 2 quiet cores). 0: plain nearest rounding. [default: {WeightTuning.steps}]")
+                   "(demo preset, 2 cores shared with other jobs: about 100 s per 1,000 steps "
+                   "for the LM and 290 s for the template). 0: plain nearest rounding. "
+                   f"[default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
                    "artifact must reach, isolated and end to end; below it the export fails "
