@@ -57,7 +57,7 @@ class WeightTuning:
     # times rate/epsilon, so weights the loss barely feels stay near their nearest rounding.
     # Sessions 10-11 tuned the weights themselves at 3e-5, a third of a step per update for a
     # small channel and 1/100 for a large one, and on the test checkpoint the held-back loss
-    # rose 2-20x within 200 steps. Counted in steps, with the views, 2,000 steps, three seeds
+    # rose up to 10x within 200 steps (20x with the views). Counted in steps, with the views, 2,000 steps, three seeds
     # (benchmarks/lm_weight_tuning_photos.py, results/lm_weight_tuning_photos/): at 0.005 the
     # benchmark checkpoint's LM agrees on 99.58-99.79% of 480 held-out photos, coefficient
     # error 0.022-0.031; at 0.01 on 99.38-100%, 0.014-0.025 (one seed under 99.5%).
