@@ -180,23 +180,27 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     # each output weighs the same: its squared error relative to its spread
     scale = {k: 1.0 / float(max(np.var(v.numpy()), 1e-12)) for k, v in outputs(weights.start, x).items()}
 
-    def loss(xs):
-        wanted, got = outputs(weights.start, xs), outputs(weights.rounded(), xs)
+    def loss(xs, wanted=None):
+        """Against ``wanted``, or the float outputs for ``xs`` (a view's, per step)."""
+        wanted = outputs(weights.start, xs) if wanted is None else wanted
+        got = outputs(weights.rounded(), xs)
         return tf.add_n([scale[k] * tf.reduce_mean(tf.square(got[k] - wanted[k])) for k in wanted])
 
     count = int(x[0].shape[0])
     fit, held = _split(count, tuning.seed)
     view = _Views(augmentation, tuning.seed) if augmentation else None
-    best = _descend(loss, weights, [tf.gather(a, fit) for a in x], [tf.gather(a, held) for a in x],
+    held_x = [tf.gather(a, held) for a in x]  # its float outputs are computed once, not per check
+    best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
                     (tuning, view), say)
     weights.restore(best.values)
     kept = "tuned" if best.step else "nearest"
     if kept == "nearest":
         say("tuning did not lower the loss on the held-back calibration images: nearest rounding is used")
-    return TunedWeights(_in_model_order(model, trainable, weights.on_grid()), len(weights.kernels),
-                        tuning.steps, best.step, len(held) if count > 1 else 0, best.loss_nearest,
-                        best.loss, kept, time.perf_counter() - started, tuning.learning_rate,
-                        augmentation is not None)
+    return TunedWeights(weights=_in_model_order(model, trainable, weights.on_grid()),
+                        kernels=len(weights.kernels), steps=tuning.steps, best_step=best.step,
+                        held_back=len(held) if count > 1 else 0, loss_nearest=best.loss_nearest,
+                        loss_tuned=best.loss, kept=kept, seconds=time.perf_counter() - started,
+                        learning_rate=tuning.learning_rate, augmented=augmentation is not None)
 
 
 class _Offsets:
@@ -279,9 +283,10 @@ class _Best:
     values: list
 
 
-def _descend(loss, weights: _Offsets, fit: list, held: list, schedule: tuple, say) -> _Best:
+def _descend(loss, weights: _Offsets, fit: list, held: tuple, schedule: tuple, say) -> _Best:
     """``tuning.steps`` Adam steps on random batches of ``fit`` (each seen through ``view``
-    where there is one); the loss on ``held`` is checked 20 times along the way."""
+    where there is one); the loss on ``held`` (inputs, float outputs) is checked 20 times
+    along the way."""
     import tensorflow as tf
 
     tuning, view = schedule
@@ -293,7 +298,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: list, schedule: tuple, sa
             value = loss(inputs)
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
 
-    nearest = float(loss(held))
+    nearest = float(loss(*held))
     best = _Best(0, nearest, nearest, weights.snapshot())
     rng = np.random.default_rng(tuning.seed)
     count, check = int(fit[0].shape[0]), max(1, tuning.steps // 20)
@@ -301,7 +306,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: list, schedule: tuple, sa
         batch = [tf.gather(a, rng.choice(count, min(tuning.batch, count), replace=False)) for a in fit]
         step([view(batch[0]), *batch[1:]] if view else batch)
         if done % check == 0 or done == tuning.steps:
-            value = float(loss(held))
+            value = float(loss(*held))
             if value < best.loss:  # NaN never is
                 best = _Best(done, value, nearest, weights.snapshot())
         if done % max(1, tuning.steps // 4) == 0:
