@@ -197,23 +197,3 @@ def _unshare_buffers(model: bytes) -> bytes:
         return model
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
-
-def gpu_compatibility(model_path) -> dict:
-    """TF's GPU compatibility analyzer on one .tflite: verdict and the flagged ops.
-
-    The analyzer prints its report with Python's print, so stdout is captured around it.
-    """
-    import contextlib
-    import io
-    import re
-
-    import tensorflow as tf
-
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        tf.lite.experimental.Analyzer.analyze(model_path=str(model_path), gpu_compatibility=True)
-    text = text.getvalue()
-    warnings = sorted(set(re.findall(r"GPU COMPATIBILITY WARNING: (.+)", text)))
-    compatible = "looks compatible with GPU delegate" in text and not warnings
-    return {"compatible": compatible, "warnings": warnings,
-            "analyzer": "tf.lite.experimental.Analyzer (gpu_compatibility=True), TF " + tf.__version__}

@@ -13,6 +13,7 @@ PACKAGES=(
   "test -f /usr/share/java/junit-platform-console-standalone.jar"       junit5
   "test -f /usr/share/java/gson.jar"                                    libgoogle-gson-java
   "command -v chromium"                                                 chromium
+  "ldconfig -p | grep -q libvulkan.so.1"                                libvulkan1
 )
 
 python_only=0

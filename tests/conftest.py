@@ -78,3 +78,29 @@ def float_onnx(ckpt, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exp") / "onnx"
     return out, export(ckpt, out, target="onnx", **FAST)
+
+
+@pytest.fixture
+def gpu(monkeypatch, tmp_path_factory):
+    """LiteRT's GPU accelerator on a GPU for this test: SwiftShader, the software Vulkan GPU in
+    Debian's chromium package (with libvulkan1; scripts/install-test-deps.sh installs both),
+    unless BASISNET_TEST_GPU=system asks for the machine's own Vulkan driver. Never skipped:
+    without a GPU the test fails and says what to install."""
+    from basisnet_deploy.runtime.gpu import SWIFTSHADER_ICD
+
+    if os.environ.get("BASISNET_TEST_GPU") != "system":
+        if not os.path.isfile(SWIFTSHADER_ICD):
+            pytest.fail(f"no GPU for the GPU tests: {SWIFTSHADER_ICD} is missing; run "
+                        "scripts/install-test-deps.sh (chromium, libvulkan1) or set "
+                        "BASISNET_TEST_GPU=system on a machine with a Vulkan GPU")
+        monkeypatch.setenv("VK_ICD_FILENAMES", SWIFTSHADER_ICD)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+    return os.environ.get("VK_ICD_FILENAMES", "system")
+
+
+@pytest.fixture(scope="session")
+def float16_tflite(ckpt, tmp_path_factory):
+    """(directory, manifest) of a float16 TFLite export of ``ckpt``: the GPU-ready export."""
+
+    out = tmp_path_factory.mktemp("exp") / "f16"
+    return out, export(ckpt, out, target="tflite", quantize="float16", **FAST)

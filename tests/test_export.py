@@ -46,7 +46,8 @@ def test_float_tflite_artifacts_match_the_float_model(float_tflite):
     for entry in m["artifacts"].values():
         data = (out / entry["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        assert entry["gpu_compatibility"]["compatible"], entry["gpu_compatibility"]
+        # no GPU in this test: a static guess, labelled so (tests/test_gpu.py runs the GPU)
+        assert entry["gpu"]["status"] == "static-guess" and entry["gpu"]["reason"].startswith("runs"), entry["gpu"]
     lm_io = m["artifacts"]["lightweight"]
     assert [o["name"] for o in lm_io["outputs"]] == ["coefficients", "logits"]
     assert lm_io["inputs"][0]["shape"] == [1, 16, 16, 3]
@@ -95,7 +96,8 @@ def test_int8_tflite_export_runs_and_is_verified(int8_tflite):
         assert added == sorted(added, reverse=True) and 0 < added[0] <= rows[0]["rel_rms"] < 10, role
         assert m["layer_report"]["worst"][role] == rows[0]
     assert_agreement_is_measured(out, m, "specialist_presynth")
-    assert arts["specialist_presynth"]["gpu_compatibility"]["compatible"]
+    # int8 activations: what LiteRT's GPU accelerator miscomputes (tests/test_gpu.py)
+    assert arts["specialist_presynth"]["gpu"]["reason"].startswith("miscomputes"), arts["specialist_presynth"]["gpu"]
     # No int8 HARD_SWISH (XNNPACK lacks it), so XNNPACK takes the specialist whole; the LM
     # splits once more, at the int8 SOFTMAX of its coefficient head.
     forms = m["hard_swish"]  # per artifact: spelled out for static int8 only

@@ -12,6 +12,7 @@ commands that need it, so ``cost`` and ``--help`` answer at once.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import sys
 
@@ -336,11 +337,13 @@ def verify(directory, dataset, images, limit, as_json, json_out):
 @click.argument("directory", type=click.Path(file_okay=False))
 @output_options
 def check(directory, as_json, json_out):
-    """Integrity and GPU-delegate compatibility of every artifact in an export.
+    """Integrity of every artifact in an export, and whether LiteRT's GPU runs each.
 
-    Checks every artifact's size and sha256 against the manifest, then runs TF's GPU
-    compatibility analyzer on each .tflite (the same check export records; it needs
-    TensorFlow, and says so where it is not installed).
+    Checks every artifact's size and sha256 against the manifest. Then, where LiteRT's GPU
+    accelerator finds a device, each .tflite is compiled for the GPU, run on probe inputs and
+    compared with the CPU: "runs", "refused" (naming the op or kernel) or "miscomputes"
+    (a shader failed, or the outputs differ). Without a device the column is a static guess
+    from the artifact's kind, and says so.
     """
     from basisnet_deploy.export.check import check_export
 
@@ -369,8 +372,9 @@ def _runtime_options(fn):
         click.option("--delegate", type=click.Choice(["cpu", "xnnpack", "gpu", "nnapi"]),
                      default="xnnpack", show_default=True,
                      help="Processor for the specialist: cpu (builtin kernels), xnnpack, gpu "
-                          "(LiteRT CompiledModel GPU / onnxruntime CUDA), nnapi (Android only). "
-                          "The lightweight model runs on the CPU."),
+                          "(LiteRT's GPU accelerator: the artifact is compiled, run and compared "
+                          "with the CPU first; onnxruntime: CUDA), nnapi (Android only). The "
+                          "lightweight model runs on the CPU."),
         click.option("--runtime", type=click.Choice(["litert", "onnxruntime"]), default=None,
                      help="Default: litert for a TFLite export, onnxruntime for ONNX."),
         click.option("--delegate-path", type=click.Path(dir_okay=False), default=None,
@@ -381,7 +385,10 @@ def _runtime_options(fn):
                      help="Threads of the specialist (default: the cores left after the LM and "
                           "synthesis, at least 1). The LM and synthesis run one thread each."),
         click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]),
-                     default="presynth", show_default=True),
+                     default=None,
+                     help="coefficient: synthesis inside the graph; presynth: a template "
+                          "re-synthesized on the host. [default: coefficient with --delegate "
+                          "gpu (one compiled model for every frame), else presynth]"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -573,12 +580,15 @@ def main(argv=None):
     """Console entry point: user errors become one line on stderr and exit code 2."""
     # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
     # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
-    from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity
+    from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity, silence_native_exit
 
     args = sys.argv[1:] if argv is None else list(argv)
     set_verbosity(bool(args) and args[0] in ("-v", "--verbose"))  # -v: every log shown
     with filter_native_logs():
         code = _run(args)
+        gc.collect()  # LiteRT environments log as they are destroyed: while still filtered
+    if argv is None:  # the console command, not a caller in the same process
+        silence_native_exit()
     sys.exit(code if isinstance(code, int) else 0)
 
 

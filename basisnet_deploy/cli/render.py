@@ -80,9 +80,8 @@ def evaluate_text(result: dict) -> list[str]:
 def export_text(manifest) -> list[str]:
     lines = [f"exported in {manifest.info['export_seconds']:.0f} s"]
     for entry in manifest.artifacts.values():
-        gpu = entry.details.get("gpu_compatibility")
-        gpu_txt = "" if gpu is None else ("  GPU: compatible" if gpu["compatible"]
-                                          else f"  GPU: {len(gpu['warnings'])} incompatible op(s)")
+        gpu = entry.details.get("gpu")
+        gpu_txt = "" if gpu is None else f"  GPU: {gpu_summary(gpu)}"
         lines.append(f"  {entry.file:<30} {entry.bytes / 1e6:7.2f} MB  "
                      f"{entry.quantization.value}{gpu_txt}")
     return lines + verification_text(manifest.info["verification"])
@@ -108,16 +107,26 @@ def verification_text(v: dict) -> list[str]:
     return lines
 
 
+def gpu_summary(gpu: dict) -> str:
+    """A GPU verdict (runtime/gpu.py GpuVerdict JSON) in a few words."""
+    if gpu.get("status") is None:
+        return f"n/a ({gpu['reason']})"
+    from basisnet_deploy.runtime.gpu import GpuVerdict
+
+    return GpuVerdict.from_json(gpu).summary()
+
+
 def check_text(report: dict) -> list[str]:
     lines = [f"WARNING: {report['warning']}"] if "warning" in report else []
+    adapters = {r["gpu"].get("adapter") for k, r in report.items() if k != "warning"} - {None}
+    if adapters:
+        lines.append(f"GPU: {', '.join(sorted(adapters))}")
     for role, r in report.items():
         if role == "warning":
             continue
-        verdict = {True: "GPU compatible", False: "GPU INCOMPATIBLE", None: "GPU: n/a"}[r["compatible"]]
-        lines.append(f"  {role:<24} sha256 ok   {verdict}")
-        lines += [f"      {w}" for w in r["warnings"]]
-        if r["compatible"] is None:
-            lines.append(f"      ({r['analyzer']})")
+        lines.append(f"  {role:<24} sha256 ok   GPU: {gpu_summary(r['gpu'])}")
+        if r["gpu"].get("unsupported_ops"):
+            lines += [f"      {op}" for op in r["gpu"]["unsupported_ops"]]
     return lines
 
 
@@ -138,6 +147,7 @@ def bench_text(r) -> list[str]:
         lines.append(f"  FALLBACK: {r.fallback}")
     lines.append(f"  processors: lightweight {r.processors['lightweight']}, "
                  f"specialist {r.processors['specialist']}")
+    lines += gpu_bench_lines(r.gpu)
     lines.append(f"  {'stage':<16}{'init ms':>10}{'first ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
     for name, st in r.stages.items():
         lat = st.latency_ms
@@ -145,6 +155,8 @@ def bench_text(r) -> list[str]:
                      f"{fmt_ms(lat['p50'])}{fmt_ms(lat['p90'])}{fmt_ms(lat['p99'])}")
         if st.with_session_recreation_ms:
             lines.append(f"  {'  + re-create':<16}{'':>20}{fmt_ms(st.with_session_recreation_ms['p50'])}")
+        if st.to_first_output_ms:
+            lines.append(f"  {'  + first run':<16}{'':>20}{fmt_ms(st.to_first_output_ms['p50'])}")
     lines.append(f"  {'runner':<12}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'exit':>8}{'avg MAdds':>12}"
                  f"{'resynth':>9}{'dropped':>9}{'peak RSS':>10}")
     for name, x in r.runners.items():
@@ -162,6 +174,20 @@ def bench_text(r) -> list[str]:
         lines.append(f"  plain baseline alone: {r.baseline_fps:.1f} fps; BasisNet / plain: {ratios}")
     if any(x.input_fps for x in r.runners.values()):
         lines.append(f"  frames offered at {next(iter(r.runners.values())).input_fps:g} fps (a camera)")
+    return lines
+
+
+def gpu_bench_lines(g) -> list[str]:
+    if g is None:
+        return []
+    lines = [f"  GPU: {g.adapter or 'unnamed device'}; specialist form: {g.form_reason}"]
+    if g.software:
+        lines.append("  NOTE: a software GPU (a CPU emulating one): its op support and numerics are "
+                     "the accelerator's, its timings are not a GPU's")
+    if g.top1_agreement is not None:
+        lines.append(f"  GPU vs CPU specialist on {g.frames_compared} frames: top-1 agreement "
+                     f"{g.top1_agreement:.1%}, max rel logit err {g.max_rel:.1e}; first compile "
+                     f"{g.compile_ms:.0f} ms" if g.compile_ms is not None else "")
     return lines
 
 

@@ -37,19 +37,36 @@ def quiet_native():
     if verbose():
         yield
         return
+    with captured_native():
+        yield
+
+
+class CapturedText:
+    """What :func:`captured_native` caught; ``text`` is set when the block ends."""
+
+    def __init__(self):
+        self.text = ""
+
+
+@contextlib.contextmanager
+def captured_native():
+    """Like :func:`quiet_native`, but keeps what native code wrote to file descriptors 1 and 2
+    (``with captured_native() as log: ...``, then ``log.text``) for the caller to read, e.g.
+    for the op or shader a GPU accelerator refused. With ``-v`` it is also written through."""
+    log = CapturedText()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     try:
         saved = [os.dup(1), os.dup(2)]
-    except OSError:  # no real descriptors (embedded, some test runners)
-        yield
+    except OSError:
+        yield log
         return
     with tempfile.TemporaryFile() as sink:
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
-            yield
+            yield log
         finally:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
@@ -58,13 +75,21 @@ def quiet_native():
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+            sink.seek(0)
+            log.text = sink.read().decode("utf-8", "replace")
+            if verbose():
+                sys.stderr.write(log.text)
 
 
 # absl/glog lines (TensorFlow's C++ start-up notices), absl's pre-init warning, and the INFO
 # level of TFLite's minimal logger ("INFO: Created TensorFlow Lite XNNPACK delegate for
 # CPU.", once per interpreter); its WARNING and ERROR lines still pass.
+# LiteRT's environment also warns, at every start, about the NPU and vendor compiler plugins
+# it looks for and this machine lacks (OpenVINO's plugin, with its "└ Could not load" line).
 _NATIVE_LOG = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]]+\] |WARNING: All log "
-                         rb"messages before absl::InitializeLog\(\) is called|INFO: )")
+                         rb"messages before absl::InitializeLog\(\) is called|INFO: |"
+                         rb"WARNING: \[(npu_registry|compiler_plugin)\.cc:\d+\] |"
+                         rb"\xe2\x94\x94 Could not load shared library .*(openvino|Dispatch|CompilerPlugin))")
 
 
 @contextlib.contextmanager
@@ -111,3 +136,17 @@ def _pump(read_end: int, out: int) -> None:
         if pending and not _NATIVE_LOG.match(pending):
             os.write(out, pending)
     os.close(read_end)
+
+
+def silence_native_exit() -> None:
+    """Unless ``-v``: send file descriptor 2 to /dev/null for what is left of the process.
+    For a console command that has said everything: LiteRT's accelerator registry logs each
+    accelerator it destroys at exit, after Python's last line."""
+    if verbose():
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)

@@ -1,53 +1,61 @@
-"""``check``: integrity and GPU-delegate compatibility of every artifact in an export."""
+"""``check``: integrity of every artifact in an export, and what the GPU makes of each.
+
+The GPU verdict comes from LiteRT's GPU accelerator itself where a device is present: each
+.tflite is compiled for it, run on probe inputs and compared with the CPU
+(:func:`basisnet_deploy.runtime.gpu.probe_gpu`). Without a device it is a static guess from
+the artifact's kind, labelled as such (:func:`basisnet_deploy.runtime.gpu.static_gpu_guess`).
+"""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from basisnet_deploy.artifacts.manifest import Role, agreement_warning, check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import Manifest, Role, agreement_warning, check_files, load_manifest
 from basisnet_deploy.artifacts.synthesis import load_presynth
+from basisnet_deploy.runtime.gpu import GpuStatus, GpuVerdict, probe_gpu, static_gpu_guess
 
-_NO_ANALYZER = "none for ONNX; GPU means the CUDA execution provider"
+_NOT_TFLITE = "LiteRT's GPU accelerator runs .tflite artifacts; for ONNX, GPU means an execution provider"
 
 
 def check_export(directory) -> dict:
-    """role -> {"sha256_ok", "compatible", "warnings", "analyzer"}.
+    """role -> {"sha256_ok", "gpu": GpuVerdict JSON} (plus "warning" for a forced export).
 
-    Every artifact's size and sha256 are checked first (a mismatch is a UserError). TF's GPU
-    compatibility analyzer then runs on each .tflite; it needs TensorFlow, and where that is
-    not installed the verdict is None with the reason, never a traceback.
+    Every artifact's size and sha256 are checked first (a mismatch is a UserError).
     """
     directory = Path(directory)
     manifest = load_manifest(directory)
     check_files(directory, manifest)
     if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
         load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
-    analyzer = _gpu_analyzer() if manifest.target == "tflite" else None
     report = {}
     warning = agreement_warning(manifest)
     if warning:
         report["warning"] = warning
-    for role, entry in manifest.artifacts.items():
-        if manifest.target != "tflite":
-            verdict = {"compatible": None, "warnings": [], "analyzer": _NO_ANALYZER}
-        elif isinstance(analyzer, str):
-            verdict = {"compatible": None, "warnings": [], "analyzer": analyzer}
-        else:
-            verdict = analyzer(directory / entry.file)
-        report[role.value] = {"sha256_ok": True, **verdict}
+    verdicts = gpu_verdicts(directory, manifest)
+    for role in manifest.artifacts:
+        verdict = verdicts.get(role)
+        report[role.value] = {"sha256_ok": True,
+                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": _NOT_TFLITE}}
     return report
 
 
-def _gpu_analyzer():
-    """TF's GPU compatibility analyzer, or the reason it cannot run here."""
-    try:
-        missing = importlib.util.find_spec("tensorflow") is None
-    except ImportError:  # a finder that refuses it outright
-        missing = True
-    if missing:
-        return ("TF's GPU analyzer needs TensorFlow, which this install lacks: "
-                "pip install 'basisnet-deploy[convert]'")
-    from basisnet_deploy.converters.tflite import gpu_compatibility
-
-    return gpu_compatibility
+def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
+    """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
+    a static guess for every artifact once it finds none. {} for ONNX exports."""
+    if manifest.target != "tflite":
+        return {}
+    directory, verdicts, device = Path(directory), {}, True
+    for role, entry in manifest.artifacts.items():
+        path = directory / entry.file
+        if device:
+            if say:
+                say(f"GPU check: {entry.file} (compile on the GPU, run probes, compare with the CPU)")
+            verdict = probe_gpu(path)
+            if verdict.status is not GpuStatus.NO_DEVICE:
+                verdicts[role] = verdict
+                continue
+            device = False
+            if say:
+                say("GPU check: no GPU device here; the GPU column is a static guess")
+        verdicts[role] = static_gpu_guess(path)
+    return verdicts

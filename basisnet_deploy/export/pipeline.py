@@ -35,6 +35,7 @@ from basisnet_deploy.converters.base import ExportError
 from basisnet_deploy.converters.weight_tuning import Augmentation, WeightTuning, tune_int8_weights
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
+from basisnet_deploy.export.check import gpu_verdicts
 from basisnet_deploy.export.verify import verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.cost import basisnet_cost
@@ -268,7 +269,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             manifest = _manifest(checkpoint_dir, inputs, opts, artifacts, exporter)
             manifest.info["weight_tuning"] = {r: t.report() for r, t in tuned.items()} or None
             manifest.info["layer_report"] = _write_layer_report(graphs, feeds, artifacts, job)
-            _describe(tmp, manifest)
+            _describe(tmp, manifest, say)
             held = inputs.held
             n = min(opts.verify_images, len(held.images))
             say(f"verifying against the float TF model on {n} {held.source} images")
@@ -474,14 +475,14 @@ def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, e
                     coefficients=coefficients, info=info)
 
 
-def _describe(tmp: Path, manifest: Manifest) -> None:
-    """Each artifact's runtime inputs/outputs and, for TFLite, the GPU analyzer's verdict."""
+def _describe(tmp: Path, manifest: Manifest, say) -> None:
+    """Each artifact's runtime inputs/outputs and, for TFLite, its GPU verdict: from LiteRT's
+    GPU accelerator where a device is present (compiled, run, compared with the CPU), else a
+    static guess, labelled so (export/check.py)."""
     for entry in manifest.artifacts.values():
         entry.details.update(describe(tmp / entry.file))
-        if manifest.target == "tflite":
-            from basisnet_deploy.converters.tflite import gpu_compatibility
-
-            entry.details["gpu_compatibility"] = gpu_compatibility(tmp / entry.file)
+    for role, verdict in gpu_verdicts(tmp, manifest, say).items():
+        manifest.artifacts[role].details["gpu"] = verdict.to_json()
 
 
 def _coefficient_int8_scheme(target: str, choice: str) -> str:

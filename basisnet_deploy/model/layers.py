@@ -45,17 +45,20 @@ class _BasisLayer(keras.layers.Layer):
 
     def mixed_kernel(self, coefficients):
         """The synthesized kernel(s): [B, *kernel] in sample mode, [*kernel] in batch mode."""
-        alpha = coefficients[:, self.slot, :]
         if self.synthesis == "batch":
+            # The first frame's row, as SLICE + RESHAPE: an indexing slice would become a
+            # STRIDED_SLICE with shrink_axis_mask, which LiteRT's GPU accelerator refuses.
+            alpha = tf.reshape(tf.slice(coefficients, [0, self.slot, 0], [1, 1, self.bases]),
+                               (1, self.bases))
             # A 2-D [1, K] x [K, P] matmul: TFLite runs it as FULLY_CONNECTED (a 1-D
             # tensordot becomes a BATCH_MATMUL the converter rejects).
             flat = tf.reshape(self.kernel, (self.bases, -1))
-            w = tf.reshape(tf.matmul(alpha[:1], flat), self.kernel.shape[1:])
+            w = tf.reshape(tf.matmul(alpha, flat), self.kernel.shape[1:])
             if self.kernel_range:
                 w = tf.quantization.fake_quant_with_min_max_args(
                     w, -self.kernel_range, self.kernel_range, num_bits=8, narrow_range=True)
             return w
-        return tf.tensordot(alpha, self.kernel, axes=1)
+        return tf.tensordot(coefficients[:, self.slot, :], self.kernel, axes=1)
 
     def get_config(self):
         return {**super().get_config(), "bases": self.bases, "slot": self.slot,

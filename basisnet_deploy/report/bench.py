@@ -61,8 +61,15 @@ def _stage(factory, path, feeds_list, warmup, model=None) -> StageFigures:
     for feeds in feeds_list:
         ms, _ = _time_ms(lambda: session.run(feeds))
         lat.append(ms)
+    _release(factory, session)
     return StageFigures(latency_ms=percentiles(lat), init_ms=round(init_ms, 3),
                         first_inference_ms=round(first_ms, 3))
+
+
+def _release(factory, session) -> None:
+    release = getattr(factory, "release", None)
+    if release is not None:
+        release(session)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class BenchOptions:
     delegate: str = "xnnpack"
     runtime: str = "litert"
     runner: str = "both"  # sequential, pipelined or both
-    form: str = "presynth"  # specialist form: presynth or coefficient
+    form: str | None = None  # specialist form: presynth or coefficient; None: the delegate's
+    gpu_check_frames: int = 50  # --delegate gpu: frames also run on the CPU to compare
     threshold: float | None = None  # None: the manifest's
     frames: int = 200
     warmup: int = 20
@@ -92,6 +100,7 @@ class StageFigures:
     init_ms: float | None = None  # session creation; None where not a session (synthesis)
     first_inference_ms: float | None = None
     with_session_recreation_ms: dict | None = None  # synthesis: + re-creating the session
+    to_first_output_ms: dict | None = None  # synthesis: + re-creating + the first invoke
 
 
 @dataclass
@@ -104,6 +113,19 @@ class RunnerFigures:
     peak_rss_mb: float
     dropped: int = 0  # keep-latest: frames never answered
     input_fps: float | None = None  # the offered rate; None: full load
+
+
+@dataclass
+class GpuFigures:
+    """The GPU that ran the specialist, and how its outputs compare with the CPU's."""
+
+    adapter: str | None  # as the accelerator names it
+    software: bool  # a CPU emulating a GPU (SwiftShader): its timings are not a GPU's
+    form_reason: str  # why this specialist form runs on the GPU
+    frames_compared: int = 0
+    top1_agreement: float | None = None  # GPU's argmax == CPU's (XNNPACK), same frames
+    max_rel: float | None = None  # max |GPU - CPU| logit / max |CPU| logit
+    compile_ms: float | None = None  # the up-front check's first compile (device + shaders)
 
 
 @dataclass
@@ -131,6 +153,7 @@ class BenchReport:
     vs_baseline_fps: dict = field(default_factory=dict)  # runner fps / baseline_fps, per runner
     warning: str | None = None  # e.g. an export forced through the agreement gate
     manifest_sha256: str | None = None  # of the export's manifest.json, so report can match them
+    gpu: GpuFigures | None = None  # --delegate gpu (LiteRT): the device and its agreement with the CPU
 
 
 @dataclass
@@ -145,7 +168,8 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     """Per-stage and end-to-end figures for an export (module docstring)."""
     say = progress or (lambda msg: None)
     threads = stage_threads(options.threads)
-    opts = dataclasses.replace(options, threads=threads["specialist"])
+    form = options.form or ("coefficient" if options.delegate == "gpu" else "presynth")
+    opts = dataclasses.replace(options, threads=threads["specialist"], form=form)
     setup = _setup(directory, opts, say)
     report = BenchReport(
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
@@ -156,11 +180,16 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
                     "specialist": setup.factory.processor},
         manifest_sha256=sha256_hex((Path(directory) / MANIFEST_FILE).read_bytes()))
     report.warning = agreement_warning(setup.dep.manifest)
-    _measure_stages(setup, opts, report, say)
-    modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
-    for mode in modes:
-        say(f"end to end: {mode}")
-        report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode)
+    try:
+        _measure_stages(setup, opts, report, say)
+        if setup.factory.gpu_verdict is not None:
+            report.gpu = _gpu_figures(setup, opts, options.form is None, say)
+        modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
+        for mode in modes:
+            say(f"end to end: {mode} ({len(setup.frames)} frames)")
+            report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode)
+    finally:
+        setup.factory.close()
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
     report.full_pipeline_madds = setup.dep.cost()["madds"]
@@ -182,8 +211,10 @@ def _setup(directory, opts: BenchOptions, say) -> _Setup:
     if dep.manifest.target != wanted:
         raise UserError(f"{directory} is a {dep.manifest.target} export; --runtime {opts.runtime} "
                         f"runs {wanted} exports")
+    if opts.delegate == "gpu":
+        say(f"checking {dep.specialist_path(opts.form).name} on the GPU (compile, run, compare with the CPU)")
     factory = make_factory(opts.runtime, opts.delegate, opts.threads, opts.delegate_path,
-                           opts.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
+                           opts.allow_fallback, probe=str(dep.specialist_path(opts.form)))
     # The lightweight model stays on the CPU, as BasisNet is meant to run.
     light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu", 1)
     imgs = _images(opts.images, dep)
@@ -213,7 +244,7 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
         report.stages["specialist"] = _stage(factory, ps.path, feeds, opts.warmup, model=model)
         say("per-stage: synthesis (+ session re-creation)")
         compact = dep.compact_bases() if opts.bases == "int8" else None
-        report.stages["synthesis"] = _synthesis_stage(ps, factory, coeffs, compact)
+        report.stages["synthesis"] = _synthesis_stage(ps, factory, coeffs, feeds[0], compact)
     if Role.BASELINE_PLAIN in dep.artifacts:
         say("per-stage: plain baseline")
         feeds = [{"image": f[1]} for f in setup.frames]
@@ -234,17 +265,22 @@ def _baseline_fps(factory, path, feeds) -> float:
     return round(len(feeds) / (time.perf_counter() - t), 2)
 
 
-def _synthesis_stage(ps, factory, coeffs, compact=None) -> StageFigures:
+def _synthesis_stage(ps, factory, coeffs, feeds, compact=None) -> StageFigures:
     """One synthesis (mix + quantize + patch, and the bytes copy a session needs), as the
-    runner's synthesis stage does it, then with the session re-created from it."""
+    runner's synthesis stage does it, then with the session re-created from it, then to the
+    first output of that session on ``feeds`` (a frame's inputs)."""
     model_bytes = model_bytes_fn(ps, compact)
-    synth, recreate = [], []
+    synth, recreate, first = [], [], []
     for c in coeffs[: max(10, min(len(coeffs), 50))]:
         ms, model = _time_ms(lambda: model_bytes(c))
         synth.append(ms)
-        ms2, _ = _time_ms(lambda: factory(ps.path, model))
+        ms2, session = _time_ms(lambda: factory(ps.path, model))
         recreate.append(ms + ms2)
-    return StageFigures(latency_ms=percentiles(synth), with_session_recreation_ms=percentiles(recreate))
+        ms3, _ = _time_ms(lambda: session.run(feeds))
+        first.append(ms + ms2 + ms3)
+        _release(factory, session)
+    return StageFigures(latency_ms=percentiles(synth), with_session_recreation_ms=percentiles(recreate),
+                        to_first_output_ms=percentiles(first))
 
 
 def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> RunnerFigures:
@@ -288,3 +324,63 @@ def _images(images, dep):
     if images in (None, "digits"):
         return digits().images
     return sample_folder(str(images), 10**9, min_side=dep.decode_side).images
+
+
+GPU_FORM_REASON = {
+    "coefficient": "the coefficient-input specialist: synthesis runs inside the graph on the GPU, "
+                   "one compiled model for every frame",
+    "presynth": "the pre-synthesized template: each re-synthesis is a new model for the GPU, "
+                "compiled again (the synthesis stage's 'to first output' figure)",
+}
+
+
+def _gpu_figures(setup: _Setup, opts: BenchOptions, form_chosen: bool, say) -> GpuFigures:
+    """The GPU's specialist outputs against the CPU's (XNNPACK) on the first frames run."""
+    from basisnet_deploy.runtime.backends import BackendFactory
+
+    verdict = setup.factory.gpu_verdict
+    reason = GPU_FORM_REASON[opts.form] + ("" if not form_chosen or opts.form != "coefficient"
+                                           else " (the default on the GPU)")
+    figures = GpuFigures(adapter=verdict.adapter, software=is_software_gpu(verdict.adapter),
+                         form_reason=reason, compile_ms=verdict.compile_ms)
+    frames = setup.frames[:max(1, opts.gpu_check_frames)]
+    say(f"comparing the GPU's specialist outputs with the CPU's on {len(frames)} frames")
+    cpu = BackendFactory(opts.runtime, "xnnpack", opts.threads)
+    lm = setup.light_factory(setup.dep.path(Role.LIGHTWEIGHT))
+    path = setup.dep.specialist_path(opts.form)
+    gpu_session = setup.factory(path, _specialist_model(setup, opts, lm, frames[0]))
+    cpu_session = cpu(path, _specialist_model(setup, opts, lm, frames[0]))
+    agree, worst = 0, 0.0
+    for frame in frames:
+        feeds = _specialist_feeds(opts.form, lm, frame)
+        ref = np.asarray(cpu_session.run(feeds)["logits"], np.float32)
+        got = np.asarray(gpu_session.run(feeds)["logits"], np.float32)
+        agree += int(np.argmax(ref) == np.argmax(got))
+        worst = max(worst, float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-12)))
+    _release(setup.factory, gpu_session)
+    figures.frames_compared = len(frames)
+    figures.top1_agreement = round(agree / len(frames), 6)
+    figures.max_rel = float(f"{worst:.3g}")
+    return figures
+
+
+def _specialist_feeds(form: str, lm, frame) -> dict:
+    if form == "coefficient":
+        coefficients = np.asarray(lm.run({"image": frame[0]})["coefficients"], np.float32)
+        return {"image": frame[1], "coefficients": coefficients}
+    return {"image": frame[1]}
+
+
+def _specialist_model(setup: _Setup, opts: BenchOptions, lm, frame) -> bytes | None:
+    """Presynth: the template synthesized for the first frame's coefficients (the comparison
+    runs that one model on both processors); coefficient-input: None (the file)."""
+    if opts.form == "coefficient":
+        return None
+    ps = setup.dep.presynth()
+    coefficients = np.asarray(lm.run({"image": frame[0]})["coefficients"], np.float32)[0]
+    return synthesize(ps.template, ps.table, ps.bases, coefficients)
+
+
+def is_software_gpu(adapter: str | None) -> bool:
+    """Whether the accelerator's adapter is a CPU emulating a GPU (SwiftShader, llvmpipe)."""
+    return bool(adapter) and any(word in adapter for word in ("SwiftShader", "CPU / Software", "llvmpipe"))

@@ -9,7 +9,7 @@ thread that uses them).
 | --- | --- | --- |
 | cpu | Interpreter, builtin kernels, no default delegate | CPUExecutionProvider |
 | xnnpack | Interpreter with XNNPACK (LiteRT's default CPU delegate) | CPUExecutionProvider |
-| gpu | CompiledModel with HardwareAccelerator.GPU, or the GPU delegate library given by delegate_path | CUDAExecutionProvider (or ROCm / DirectML, whichever is available) |
+| gpu | CompiledModel on LiteRT's GPU accelerator (runtime/gpu.py: every op on the GPU, checked against the CPU up front), or the GPU delegate library given by delegate_path | CUDAExecutionProvider (or ROCm / DirectML, whichever is available) |
 | nnapi | Android only: refused elsewhere | NnapiExecutionProvider (Android builds only) |
 """
 
@@ -19,9 +19,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.runtime.gpu import GpuContext, GpuStatus, GpuVerdict, no_device_fix, probe_gpu
 from basisnet_deploy.runtime.sessions import LiteRTSession, OnnxSession, RuntimeLoadError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
@@ -31,39 +31,6 @@ ONNX_GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExec
 
 class DelegateUnavailable(UserError):
     pass
-
-
-class CompiledModelSession:
-    """One model in LiteRT's CompiledModel API with a hardware accelerator."""
-
-    def __init__(self, model: bytes | str, accelerator: str = "gpu", name: str = "model"):
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HA
-
-        accel = {"gpu": HA.GPU, "cpu": HA.CPU, "npu": HA.NPU}[accelerator]
-        self.name = name
-        try:
-            if isinstance(model, (bytes, bytearray)):
-                self.model = CompiledModel.from_buffer(bytes(model), hardware_accel=accel)
-            else:
-                self.model = CompiledModel.from_file(str(model), hardware_accel=accel)
-        except RuntimeError as e:
-            raise DelegateUnavailable(
-                f"{name}: LiteRT could not compile for {accelerator.upper()} "
-                f"({str(e).strip().splitlines()[0] if str(e).strip() else 'no details'})") from None
-        self.signature = next(iter(self.model.get_signature_list()))
-        sig = self.model.get_signature_list()[self.signature]
-        self.inputs = {n: self.model.create_input_buffer_by_name(self.signature, n) for n in sig["inputs"]}
-        self.outputs = {n: self.model.create_output_buffer_by_name(self.signature, n) for n in sig["outputs"]}
-        details = self.model.get_output_tensor_details(self.signature)
-        self._out = {n: (int(np.prod(details[n]["shape"])), details[n]["shape"]) for n in sig["outputs"]}
-
-    def run(self, feeds):
-        for k, v in feeds.items():
-            self.inputs[k].write(np.ascontiguousarray(v, np.float32))
-        self.model.run_by_name(self.signature, self.inputs, self.outputs)
-        return {n: self.outputs[n].read(count, np.float32).reshape(shape)
-                for n, (count, shape) in self._out.items()}
 
 
 @dataclass
@@ -76,6 +43,8 @@ class BackendFactory:
     delegate_path: str | None = None
     fallback_note: str | None = None  # set when --allow-fallback replaced the delegate
     providers: list = field(default_factory=list)
+    gpu_verdict: GpuVerdict | None = None  # the up-front check of the artifact the GPU runs
+    gpu: GpuContext | None = field(default=None, repr=False)  # LiteRT GPU: one device for all sessions
 
     def __call__(self, path, model: bytes | None = None):
         source = model if model is not None else str(path)
@@ -83,7 +52,9 @@ class BackendFactory:
         if self.runtime == "onnxruntime":
             return OnnxSession(source, num_threads=self.threads, providers=self.providers, name=name)
         if self.delegate == "gpu" and not self.delegate_path:
-            return CompiledModelSession(source, "gpu", name=name)
+            if self.gpu is None:
+                self.gpu = GpuContext()
+            return self.gpu.session(source, name=name)
         return LiteRTSession(source, num_threads=self.threads, xnnpack=self.delegate != "cpu",
                              name=name, delegate_path=self.delegate_path)
 
@@ -93,8 +64,21 @@ class BackendFactory:
             return "CPU (fallback)"
         if self.runtime == "onnxruntime":
             return self.providers[0].replace("ExecutionProvider", " EP")
+        if self.delegate == "gpu" and self.gpu_verdict and self.gpu_verdict.adapter:
+            return f"GPU: {self.gpu_verdict.adapter}"
         return {"cpu": "CPU (builtin kernels)", "xnnpack": "CPU (XNNPACK)", "gpu": "GPU",
                 "nnapi": "NNAPI"}[self.delegate]
+
+    def release(self, session) -> None:
+        """Free one session this factory made (GPU sessions hold device memory)."""
+        if self.gpu is not None:
+            self.gpu.release(session)
+
+    def close(self) -> None:
+        """Free the sessions and the GPU device; the factory makes new ones if called again."""
+        if self.gpu is not None:
+            self.gpu.close()
+            self.gpu = None
 
 
 def available_delegates(runtime: str, probe: str | None = None) -> list[str]:
@@ -108,41 +92,28 @@ def available_delegates(runtime: str, probe: str | None = None) -> list[str]:
         if "NnapiExecutionProvider" in have:
             out.append("nnapi")
         return out
-    return ["cpu", "xnnpack"] + (["gpu"] if probe and _litert_gpu_works(probe) else [])
+    verdict = _litert_gpu_verdict(probe)
+    return ["cpu", "xnnpack"] + (["gpu"] if verdict and verdict.ok else [])
 
 
-def _litert_gpu_works(probe: str) -> bool:
-    """Whether LiteRT can compile ``probe`` (an artifact) for its GPU accelerator here.
-
-    LiteRT's native code logs every accelerator and plugin it tries to stderr; that is
-    silenced (at the file-descriptor level) for the probe, whose verdict we report ourselves.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        CompiledModelSession(probe, "gpu", name="probe")
-        return True
-    except (DelegateUnavailable, RuntimeLoadError, RuntimeError):
-        return False
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def _litert_gpu_verdict(probe: str | None) -> GpuVerdict | None:
+    """The accelerator's verdict on ``probe`` (the artifact the GPU will run), or None."""
+    return probe_gpu(probe) if probe else None
 
 
 def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: str | None = None,
                  allow_fallback: bool = False, probe: str | None = None) -> BackendFactory:
     """A checked factory, or :class:`DelegateUnavailable` naming what is available.
 
-    ``probe`` is an artifact path used to try the GPU accelerator once, up front.
+    ``probe`` is the artifact the GPU will run: LiteRT's GPU accelerator compiles it and runs
+    probe inputs once, up front, against the CPU (runtime/gpu.py); an artifact it refuses or
+    miscomputes is an error naming the artifact and the op or shader, never numbers.
     """
     if runtime not in RUNTIMES:
         raise UserError(f"--runtime: unknown {runtime!r}; choose one of {list(RUNTIMES)}")
     if delegate not in DELEGATES:
         raise DelegateUnavailable(f"--delegate: unknown {delegate!r}; choose one of {list(DELEGATES)}")
-    reason = None
+    reason, verdict = None, None
     providers = ["CPUExecutionProvider"]
     if delegate == "nnapi" and not _on_android():
         reason = ("NNAPI exists only on Android (and is deprecated from Android 15); this is "
@@ -165,19 +136,33 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                     LiteRTSession(probe, delegate_path=delegate_path, name="probe")
                 except RuntimeLoadError as e:
                     reason = str(e)
-        elif not probe or not _litert_gpu_works(probe):
-            reason = ("LiteRT's GPU accelerator could not compile a model here (no usable GPU / "
-                      "WebGPU / OpenCL device)")
+        else:
+            verdict = _litert_gpu_verdict(probe)
+            reason = _gpu_refusal(verdict)
     if reason:
         if not allow_fallback:
+            available = ["cpu", "xnnpack"] if verdict else available_delegates(runtime, probe)
             raise DelegateUnavailable(
                 f"--delegate {delegate} ({runtime}): {reason}. Available here: "
-                f"{', '.join(available_delegates(runtime, probe))}. Pass --allow-fallback to run on "
+                f"{', '.join(available)}. Pass --allow-fallback to run on "
                 "the CPU instead, and the report will say so")
         return BackendFactory(runtime, "xnnpack", threads, None,
                               fallback_note=f"{delegate} unavailable ({reason}); ran on CPU (XNNPACK)",
                               providers=["CPUExecutionProvider"])
-    return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers)
+    return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers,
+                          gpu_verdict=verdict)
+
+
+def _gpu_refusal(verdict: GpuVerdict | None) -> str | None:
+    """Why the GPU cannot run the probed artifact, with the fix; None when it can."""
+    if verdict is None:
+        return "no artifact to try on LiteRT's GPU accelerator"
+    if verdict.ok:
+        return None
+    if verdict.status is GpuStatus.NO_DEVICE:
+        return f"LiteRT's GPU accelerator found no GPU device here ({no_device_fix()})"
+    return (f"{verdict.artifact}: the GPU {verdict.summary()}; export a GPU-ready specialist with "
+            "--quantize float16")
 
 
 def _on_android() -> bool:

@@ -35,6 +35,10 @@ class Deployment:
     def path(self, role: Role | str) -> Path:
         return self.directory / self.manifest.artifact(role, self.directory).file
 
+    def specialist_path(self, form: str) -> Path:
+        """The artifact the specialist stage runs in ``form`` (presynth: the template)."""
+        return self.path(Role.SPECIALIST_COEFFICIENT if form == "coefficient" else Role.SPECIALIST_PRESYNTH)
+
     def presynth(self) -> Presynth:
         if self._presynth is None:
             entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory)

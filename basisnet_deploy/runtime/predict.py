@@ -20,7 +20,15 @@ class RuntimeOptions:
     delegate_path: str | None = None
     allow_fallback: bool = False
     threads: int | None = None  # the specialist's; None: chosen from the core count
-    form: str = "presynth"  # specialist form: presynth or coefficient
+    form: str | None = None  # specialist form: presynth or coefficient; None: form_for()
+
+    def form_for(self) -> str:
+        """The specialist form asked for, or the delegate's: the coefficient-input form on the
+        GPU (a re-synthesized template is a new model there: a new compile, see README
+        "GPU"), the pre-synthesized one elsewhere."""
+        if self.form:
+            return self.form
+        return "coefficient" if self.delegate == "gpu" else "presynth"
 
     def runtime_for(self, deployment: Deployment) -> str:
         if self.runtime:
@@ -46,16 +54,21 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     dep = Deployment(directory)
     runtime = options.runtime_for(dep)
     threads = stage_threads(options.threads)
+    form = options.form_for()
     factory = make_factory(runtime, options.delegate, threads["specialist"], options.delegate_path,
-                           options.allow_fallback, probe=str(dep.path(Role.LIGHTWEIGHT)))
+                           options.allow_fallback, probe=str(dep.specialist_path(form)))
     light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu",
                          threads["lightweight"])
     side = dep.decode_side  # one figure for every image
     frames = [dep.frame(load_image(p, side)) for p in image_paths]
     threshold = dep.threshold if threshold is None else threshold
     run = TwoStageRunner(dep, light, factory,
-                         RunnerOptions(threshold=threshold, form=options.form, mode="sequential"))
-    return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
-                       {k: round(v, 3) for k, v in r.times_ms.items()},
-                       factory.processor, factory.fallback_note)
-            for path, r in zip(image_paths, run.run(frames))]
+                         RunnerOptions(threshold=threshold, form=form, mode="sequential"))
+    try:
+        return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
+                           {k: round(v, 3) for k, v in r.times_ms.items()},
+                           factory.processor, factory.fallback_note)
+                for path, r in zip(image_paths, run.run(frames))]
+    finally:
+        factory.close()
+

@@ -87,12 +87,13 @@ class LiteRTSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            return self.runner(**{k: self._cast(k, v) for k, v in feeds.items()})
+            return self.runner(**{k: self.cast(k, v) for k, v in feeds.items()})
         except (ValueError, RuntimeError) as e:  # a kernel failing on these inputs
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot run this model "
                                    f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
-    def _cast(self, key, value):
+    def cast(self, key, value):
+        """``value`` as this input takes it: float rounded onto an int8 input's grid."""
         shape, dtype, (scale, zero) = self.inputs[key]
         value = np.asarray(value)
         if dtype in (np.int8, np.uint8) and value.dtype.kind == "f":

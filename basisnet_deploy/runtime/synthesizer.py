@@ -90,7 +90,15 @@ class Synthesizer:
             self.free.put(slot)
             raise
         return SynthesizedModel(session, np.array(coefficients, np.float32),
-                                lambda: self.free.put(slot))
+                                lambda: self._free(slot, session))
+
+    def _free(self, slot, session) -> None:
+        """The last holder let go: free the session (a GPU session holds device memory),
+        then its buffer."""
+        release = getattr(self.factory, "release", None)
+        if release is not None:
+            release(session)
+        self.free.put(slot)
 
     def _take(self):
         while self.stop is None or not self.stop.is_set():

@@ -1,0 +1,380 @@
+"""LiteRT's GPU accelerator: whether an artifact runs on it, and sessions that run there.
+
+Every verdict here comes from the accelerator itself, never from a static analyzer:
+:func:`probe_gpu` compiles the artifact for the GPU in a child process, runs probe inputs
+there, and compares the outputs with the CPU's (XNNPACK, in this process). The child keeps
+three things out of the caller: a shader the driver rejects (Dawn logs a validation error and
+the invalid pipeline still runs, returning garbage), native log noise, and a crash.
+
+:class:`GpuContext` holds one LiteRT environment (one WebGPU device) for every session it
+creates: the first compile builds the device and its shaders (about 1-4 s on a software GPU),
+later compiles of models with the same shapes reuse the pipeline cache (tens of ms).
+
+A software GPU for machines without one: Debian's ``chromium`` package ships Google's
+SwiftShader Vulkan driver; with ``libvulkan1`` installed and ``VK_ICD_FILENAMES`` pointing at
+:data:`SWIFTSHADER_ICD`, the accelerator selects "SwiftShader Device (Subzero)". Its op
+support, shader compiler and numerics are the real accelerator's; its speed is a CPU's.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.quiet import captured_native
+
+SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
+# Largest |GPU - CPU| relative to the CPU's largest |output| that still counts as computing
+# right. A GPU computing in float16 stays near 1e-3 on these models, and a dynamic-range
+# artifact (int8 weights: the CPU quantizes each frame's activations, the GPU computes in
+# float) near 1e-2; a miscompiled shader gives ~1 (outputs unrelated to the CPU's) or NaN.
+GPU_TOLERANCE = 0.05
+PROBE_COUNT = 3
+PROBE_TIMEOUT_S = 600
+
+_ADAPTER = re.compile(r"Selected adapter: ([^,\n]+)(?:,[^\n]*adapterType=([^\n]+))?")
+_NO_DEVICE = re.compile(r"No adapters found|Failed to initialize WebGPU environment|"
+                        r"Failed to get or create delegate WebGPU environment")
+_SHADER_ERROR = re.compile(r"Validation error[^\n]*|Error while parsing WGSL[^\n]*|"
+                           r"Invalid ShaderModule[^\n]*|Invalid ComputePipeline[^\n]*|"
+                           r"CreateShaderModule[^\n]*")
+_KERNEL_ERROR = re.compile(r"Failed to initialize kernel[^\n]*|Failed to build[^\n]*")
+_UNSUPPORTED_HEAD = "Following operations are not supported by GPU delegate:"
+
+
+class GpuStatus(str, enum.Enum):
+    RUNS = "runs"  # compiled fully on the GPU and computes what the CPU computes
+    REFUSED = "refused"  # the accelerator does not compile it (an op or a kernel)
+    MISCOMPUTES = "miscomputes"  # compiles, but a shader failed or the outputs differ
+    NO_DEVICE = "no-device"  # no GPU the accelerator can use here
+    STATIC_GUESS = "static-guess"  # no device: TF's analyzer's opinion, not a run
+
+
+@dataclass
+class GpuVerdict:
+    """What LiteRT's GPU accelerator made of one artifact."""
+
+    artifact: str
+    status: GpuStatus
+    adapter: str | None = None  # e.g. "SwiftShader Device (Subzero) (CPU / Software)"
+    reason: str | None = None  # one line: the first unsupported op, the shader error, ...
+    unsupported_ops: list[str] = field(default_factory=list)  # "OP: why", as LiteRT says it
+    max_rel: float | None = None  # max |GPU - CPU| / max |CPU| over the probes
+    top1_agreement: float | None = None  # GPU's argmax == CPU's, over the probes (logits)
+    probes: int = 0
+    compile_ms: float | None = None  # the child's first compile: device + shaders
+    source: str = "LiteRT GPU accelerator (compiled and run, compared with the CPU)"
+
+    @property
+    def ok(self) -> bool:
+        return self.status is GpuStatus.RUNS
+
+    def summary(self) -> str:
+        """A few words for a table: "runs", "refused: STRIDED_SLICE: ...", ..."""
+        if self.status is GpuStatus.RUNS:
+            return f"runs (max rel err vs CPU {self.max_rel:.1e})"
+        if self.status is GpuStatus.STATIC_GUESS:
+            return f"no GPU here to run it; static guess: {self.reason}"
+        return f"{self.status.value}: {self.reason}"
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["status"] = self.status.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "GpuVerdict":
+        return cls(**{**data, "status": GpuStatus(data["status"])})
+
+
+class GpuUnavailable(UserError):
+    """The GPU cannot run what was asked: no device, or an artifact it refuses or miscomputes."""
+
+
+def no_device_fix() -> str:
+    """How to get a GPU the accelerator can use, for an error message."""
+    if os.path.isfile(SWIFTSHADER_ICD) and not os.environ.get("VK_ICD_FILENAMES"):
+        return (f"for a software GPU (SwiftShader: correct but slow) set "
+                f"VK_ICD_FILENAMES={SWIFTSHADER_ICD}")
+    return ("run on a machine with a Vulkan or OpenCL GPU (Linux: libvulkan1 and the GPU's Vulkan "
+            "driver; a software GPU: Debian's chromium package ships SwiftShader)")
+
+
+def probe_feeds(session, count: int = PROBE_COUNT, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Seeded probe inputs for a CPU :class:`~basisnet_deploy.runtime.sessions.LiteRTSession`:
+    images uniform in [0, 1), coefficient rows that sum to one (as the LM's softmax does)."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        feed = {}
+        for name, (shape, _dtype, _quant) in session.inputs.items():
+            x = rng.random(shape, dtype=np.float32)
+            if name == "coefficients":
+                x = x / x.sum(axis=-1, keepdims=True)
+            feed[name] = session.cast(name, x)
+        feeds.append(feed)
+    return feeds
+
+
+def probe_gpu(path: str | os.PathLike, feeds: list[dict[str, np.ndarray]] | None = None,
+              model: bytes | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> GpuVerdict:
+    """Compile ``path`` (or ``model`` bytes standing for it) on the GPU in a child process,
+    run ``feeds`` (default: :func:`probe_feeds`) there and on the CPU here, and compare."""
+    from basisnet_deploy.runtime.sessions import LiteRTSession
+
+    name = str(path)
+    data = model if model is not None else Path(path).read_bytes()
+    cpu = LiteRTSession(data, xnnpack=True, name=name)
+    feeds = feeds if feeds is not None else probe_feeds(cpu)
+    with tempfile.TemporaryDirectory(prefix="basisnet-gpu-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "model.tflite").write_bytes(data)
+        np.savez(tmp / "feeds.npz", **{f"{i}/{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
+        log, code = _run_child(tmp, timeout_s)
+        verdict = _verdict_from_log(name, log, code)
+        if verdict.status is not GpuStatus.RUNS:
+            return verdict
+        with np.load(tmp / "outputs.npz") as out:
+            gpu = [{k.split("/", 1)[1]: out[k] for k in out.files if k.startswith(f"{i}/")}
+                   for i in range(len(feeds))]
+    return _compare(verdict, [cpu.run(f) for f in feeds], gpu)
+
+
+def _run_child(tmp: Path, timeout_s: float) -> tuple[str, int | None]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    env.setdefault("XDG_RUNTIME_DIR", str(tmp))
+    cmd = [sys.executable, "-m", "basisnet_deploy.runtime.gpu_probe", str(tmp)]
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        return (e.output or b"").decode("utf-8", "replace") + f"\nTIMEOUT after {timeout_s:.0f} s", None
+    return done.stdout.decode("utf-8", "replace"), done.returncode
+
+
+def _verdict_from_log(name: str, log: str, code: int | None) -> GpuVerdict:
+    """The verdict the child's log and exit code give, before outputs are compared."""
+    adapter = _adapter(log)
+    info = _child_info(log)
+    base = dict(artifact=name, adapter=adapter, compile_ms=info.get("compile_ms"))
+    if _NO_DEVICE.search(log):
+        return GpuVerdict(status=GpuStatus.NO_DEVICE, reason="no GPU device the accelerator can use",
+                          **base)
+    unsupported = unsupported_ops(log)
+    if unsupported:
+        return GpuVerdict(status=GpuStatus.REFUSED, reason=f"not supported on the GPU: {unsupported[0]}",
+                          unsupported_ops=unsupported, **base)
+    kernel = _KERNEL_ERROR.search(log)
+    if code is None:
+        return GpuVerdict(status=GpuStatus.REFUSED, reason=log.strip().splitlines()[-1], **base)
+    if code != 0 or not info.get("ran"):
+        why = kernel.group(0) if kernel else _last_error(log) or f"the GPU child exited with {code}"
+        return GpuVerdict(status=GpuStatus.REFUSED, reason=why.strip(), **base)
+    shader = _SHADER_ERROR.search(log)
+    if shader:
+        return GpuVerdict(status=GpuStatus.MISCOMPUTES, reason=f"a shader failed: {shader.group(0).strip()}",
+                          **base)
+    return GpuVerdict(status=GpuStatus.RUNS, **base)
+
+
+def _compare(verdict: GpuVerdict, cpu: list[dict], gpu: list[dict]) -> GpuVerdict:
+    worst, agree, scored = 0.0, 0, 0
+    for ref, got in zip(cpu, gpu):
+        for key, r in ref.items():
+            r = np.asarray(r, np.float32).ravel()
+            g = np.asarray(got[key], np.float32).ravel()
+            rel = float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-12))
+            worst = max(worst, rel if np.isfinite(rel) else float("inf"))
+            if key == "logits":
+                agree += int(np.argmax(r) == np.argmax(g))
+                scored += 1
+    verdict.max_rel = worst
+    verdict.top1_agreement = agree / scored if scored else None
+    verdict.probes = len(cpu)
+    if not worst <= GPU_TOLERANCE:
+        verdict.status = GpuStatus.MISCOMPUTES
+        verdict.reason = (f"outputs differ from the CPU's (max rel err {worst:.2g}, tolerance "
+                          f"{GPU_TOLERANCE:g})")
+    return verdict
+
+
+def unsupported_ops(log: str) -> list[str]:
+    """The "OP: why" lines LiteRT prints under "Following operations are not supported"."""
+    if _UNSUPPORTED_HEAD not in log:
+        return []
+    ops = []
+    for line in log.split(_UNSUPPORTED_HEAD, 1)[1].splitlines()[1:]:
+        line = line.strip()
+        if not re.match(r"^[A-Z][A-Z0-9_]+: ", line):
+            break
+        ops.append(line)
+    return ops
+
+
+def _adapter(log: str) -> str | None:
+    m = _ADAPTER.search(log)
+    if not m:
+        return None
+    return m.group(1).strip() + (f" ({m.group(2).strip()})" if m.group(2) else "")
+
+
+def _child_info(log: str) -> dict:
+    for line in log.splitlines():
+        if line.startswith("GPU_PROBE "):
+            return json.loads(line[len("GPU_PROBE "):])
+    return {}
+
+
+def _last_error(log: str) -> str | None:
+    lines = [ln for ln in log.splitlines() if "rror" in ln and "NPU" not in ln
+             and "compiler_plugin" not in ln and "Could not load" not in ln]
+    return lines[-1] if lines else None
+
+
+# ---------------------------------------------------------------------------------------
+# Without a device: a static guess
+
+# What LiteRT's GPU accelerator (ai-edge-litert 2.3, WebGPU over Vulkan on SwiftShader) did with
+# each kind of artifact this toolchain writes, as (kind, status, what happened). Where no GPU
+# is present these are the guess, and are reported as a guess.
+MEASURED_KINDS = {
+    "static-int8": (GpuStatus.MISCOMPUTES, "int8 activations: the accelerator generates a shader "
+                    "the driver rejects, and the invalid pipeline returns garbage"),
+    "weight-only-int8": (GpuStatus.REFUSED, "int8 weights behind DEQUANTIZE: 'Failed to initialize "
+                         "kernel'"),
+    "dynamic-range": (GpuStatus.RUNS, "int8 weights with float activations: computed in float"),
+    "float16": (GpuStatus.RUNS, "float16 weights: the accelerator's native form"),
+    "float32": (GpuStatus.RUNS, "float32"),
+}
+
+
+def artifact_kind(path: str | os.PathLike) -> str:
+    """Which row of :data:`MEASURED_KINDS` a .tflite is, read from its ops and tensors."""
+    from basisnet_deploy.runtime.sessions import LiteRTSession
+
+    interpreter = LiteRTSession(str(path), xnnpack=False, name=str(path)).interpreter
+    ops = interpreter._get_ops_details()  # no public listing of ops in ai-edge-litert 2.3
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    names = {op["op_name"] for op in ops}
+    int8_input = any(np.dtype(d["dtype"]) == np.int8 for d in interpreter.get_input_details())
+    if "QUANTIZE" in names or int8_input:
+        return "static-int8"
+    dequantized = {np.dtype(tensors[op["inputs"][0]]["dtype"]).name for op in ops
+                   if op["op_name"] == "DEQUANTIZE"}
+    if "int8" in dequantized:
+        return "weight-only-int8"
+    if any(np.dtype(t["dtype"]) == np.int8 for t in tensors.values()):
+        return "dynamic-range"
+    return "float16" if "float16" in dequantized else "float32"
+
+
+def static_gpu_guess(path: str | os.PathLike) -> GpuVerdict:
+    """No GPU here to run ``path`` on: what the accelerator did with its kind of artifact
+    (:data:`MEASURED_KINDS`), labelled a guess."""
+    kind = artifact_kind(path)
+    expected, what = MEASURED_KINDS[kind]
+    return GpuVerdict(artifact=str(path), status=GpuStatus.STATIC_GUESS,
+                      reason=f"{'runs' if expected is GpuStatus.RUNS else expected.value} ({what})",
+                      source=f"static guess from the artifact's kind ({kind}); no GPU here to run it")
+
+
+# ---------------------------------------------------------------------------------------
+# Sessions on the GPU, for the runner
+
+
+class GpuContext:
+    """One LiteRT environment (one GPU device) shared by every session it creates, so that a
+    re-synthesized template compiles from the device's pipeline cache. :meth:`close` releases
+    the sessions before the environment (the other order crashes at exit)."""
+
+    def __init__(self):
+        self._env = None
+        self._sessions: list[GpuSession] = []
+        self.adapter: str | None = None
+
+    def environment(self):
+        if self._env is None:
+            import ai_edge_litert
+            from ai_edge_litert.environment import Environment, EnvironmentOptions
+
+            self._env = Environment.create(options=EnvironmentOptions(
+                runtime_path=os.path.dirname(os.path.abspath(ai_edge_litert.__file__))))
+        return self._env
+
+    def session(self, model: bytes | str, name: str = "model") -> "GpuSession":
+        session = GpuSession(model, self, name)
+        self._sessions.append(session)
+        return session
+
+    def release(self, session: "GpuSession") -> None:
+        session.close()
+        if session in self._sessions:
+            self._sessions.remove(session)
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+        self._sessions.clear()
+        self._env = None
+
+
+class GpuSession:
+    """One model compiled for LiteRT's GPU accelerator (all ops on the GPU, or an error)."""
+
+    def __init__(self, model: bytes | str, context: GpuContext, name: str = "model"):
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import Options
+
+        self.name = name
+        options = Options(hardware_accelerators=HardwareAccelerator.GPU)
+        started = time.perf_counter()
+        with captured_native() as log:
+            try:
+                if isinstance(model, (bytes, bytearray)):
+                    self.model = CompiledModel.from_buffer(bytes(model), environment=context.environment(),
+                                                           options=options)
+                else:
+                    self.model = CompiledModel.from_file(str(model), environment=context.environment(),
+                                                         options=options)
+            except RuntimeError:
+                self.model = None
+        self.compile_ms = (time.perf_counter() - started) * 1000
+        context.adapter = context.adapter or _adapter(log.text)
+        if self.model is None:
+            verdict = _verdict_from_log(name, log.text, 1)
+            fix = no_device_fix() if verdict.status is GpuStatus.NO_DEVICE else (
+                "export for the GPU with --quantize float16 (README \"GPU\")")
+            fix += ", or pass --allow-fallback to run on the CPU"
+            raise GpuUnavailable(f"{name}: the GPU cannot run it ({verdict.reason}); {fix}")
+        self.signature = next(iter(self.model.get_signature_list()))
+        sig = self.model.get_signature_list()[self.signature]
+        self.inputs = {n: self.model.create_input_buffer_by_name(self.signature, n) for n in sig["inputs"]}
+        self.outputs = {n: self.model.create_output_buffer_by_name(self.signature, n) for n in sig["outputs"]}
+        details = self.model.get_output_tensor_details(self.signature)
+        self._out = {n: (int(np.prod(details[n]["shape"])), tuple(details[n]["shape"]))
+                     for n in sig["outputs"]}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for k, v in feeds.items():
+            self.inputs[k].write(np.ascontiguousarray(v, np.float32))
+        self.model.run_by_name(self.signature, self.inputs, self.outputs)
+        return {n: self.outputs[n].read(count, np.float32).reshape(shape)
+                for n, (count, shape) in self._out.items()}
+
+    def close(self) -> None:
+        self.inputs, self.outputs = {}, {}
+        if self.model is not None:
+            self.model.close()
+            self.model = None

@@ -1,0 +1,131 @@
+"""LiteRT's GPU accelerator, run for real: on SwiftShader (a software Vulkan GPU) here and in
+CI, or the machine's own GPU with BASISNET_TEST_GPU=system (tests/conftest.py ``gpu``).
+
+What each test would catch:
+- the GPU export's artifacts not compiling fully on the GPU, or computing something else;
+- the int8 artifacts the accelerator miscompiles reported as running (the old "compatible");
+- the static guess (no device) disagreeing with what the accelerator does;
+- bench/predict silently running the specialist on the CPU, or on a GPU that miscomputes;
+- a GPU failure ending in a traceback or in numbers instead of one error line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from basisnet_deploy.cli import main
+from basisnet_deploy.data import digits
+from basisnet_deploy.runtime.gpu import (GPU_TOLERANCE, GpuStatus, artifact_kind, probe_gpu,
+                                         static_gpu_guess)
+
+ROLES = ("lightweight", "specialist_coefficient", "specialist_presynth")
+
+
+def test_the_gpu_export_runs_fully_on_the_gpu_and_matches_the_cpu(gpu, float16_tflite):
+    out, manifest = float16_tflite
+    for role in ROLES:
+        verdict = probe_gpu(out / manifest["artifacts"][role]["file"])
+        assert verdict.status is GpuStatus.RUNS, (role, verdict)
+        assert verdict.max_rel < 1e-3 and verdict.probes == 3, (role, verdict)
+        assert verdict.adapter, verdict  # the device the accelerator chose is named
+        assert verdict.top1_agreement == 1.0, (role, verdict)
+
+
+def test_int8_artifacts_get_the_accelerators_verdict_and_the_guess_matches_it(gpu, int8_tflite):
+    """The `full` recipe: static int8 artifacts miscompute (a rejected shader), the
+    dynamic-range coefficient-input specialist runs; never "compatible" for the former."""
+    out, manifest = int8_tflite
+    expected = {"lightweight": GpuStatus.MISCOMPUTES, "specialist_presynth": GpuStatus.MISCOMPUTES,
+                "specialist_coefficient": GpuStatus.RUNS}
+    for role, status in expected.items():
+        path = out / manifest["artifacts"][role]["file"]
+        verdict = probe_gpu(path)
+        assert verdict.status is status, (role, verdict)
+        if status is GpuStatus.MISCOMPUTES:
+            assert "shader" in verdict.reason, verdict
+        # without a device, check's static guess names the same outcome
+        assert static_gpu_guess(path).reason.startswith(status.value), (role, artifact_kind(path))
+
+
+def test_check_reports_the_accelerators_verdict(gpu, int8_tflite, capsys):
+    out, _ = int8_tflite
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(out), "--json"])
+    assert e.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lightweight"]["gpu"]["status"] == "miscomputes"
+    assert report["specialist_coefficient"]["gpu"]["status"] == "runs"
+    assert "SwiftShader" in report["lightweight"]["gpu"]["adapter"] or gpu == "system"
+
+
+def test_no_device_is_one_error_with_the_fix_or_a_fallback_that_says_so(float16_tflite, tmp_path,
+                                                                        monkeypatch, capsys):
+    out, _ = float16_tflite
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(tmp_path / "no-such-icd.json"))
+    image = tmp_path / "digit.png"
+    digits().images[0].save(image)
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(out), str(image), "--delegate", "gpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("Error:") and "no GPU device" in err[0] and "--allow-fallback" in err[0]
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(out), str(image), "--delegate", "gpu", "--allow-fallback"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("FALLBACK: gpu unavailable")
+
+
+def test_a_specialist_the_gpu_miscomputes_is_an_error_naming_it(gpu, int8_tflite, capsys):
+    out, _ = int8_tflite
+    with pytest.raises(SystemExit) as e:
+        main(["bench", str(out), "--delegate", "gpu", "--specialist-form", "presynth", "--frames", "5"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("  ")]
+    assert e.value.code == 2 and len(err) == 1, err
+    assert "specialist_presynth.tflite" in err[0] and "miscomputes" in err[0] and "float16" in err[0]
+
+
+@pytest.mark.parametrize("form", ["coefficient", "presynth"])
+def test_bench_runs_the_specialist_on_the_gpu_and_compares_it_with_the_cpu(gpu, float16_tflite, form):
+    from basisnet_deploy.report.bench import BenchOptions, bench
+
+    out, _ = float16_tflite
+    report = bench(out, BenchOptions(delegate="gpu", form=form, frames=12, warmup=2, gpu_check_frames=12))
+    assert report.fallback is None
+    assert report.processors["specialist"].startswith("GPU: ") and report.processors["lightweight"] == "CPU (XNNPACK)"
+    g = report.gpu
+    assert g.frames_compared == 12 and g.top1_agreement == 1.0 and g.max_rel < GPU_TOLERANCE, g
+    assert g.compile_ms > 0 and g.software == ("SwiftShader" in (g.adapter or ""))
+    for mode in ("sequential", "pipelined"):
+        assert report.runners[mode].throughput_fps > 0
+    if form == "presynth":  # a re-synthesis on the GPU: new coefficients to the first output
+        synthesis = report.stages["synthesis"]
+        assert synthesis.to_first_output_ms["p50"] >= synthesis.with_session_recreation_ms["p50"] > 0
+        assert report.runners["sequential"].resyntheses >= 1
+
+
+def test_predict_on_the_gpu_gives_the_cpus_top1(gpu, float16_tflite, tmp_path):
+    from basisnet_deploy.runtime.predict import RuntimeOptions, predict
+
+    out, _ = float16_tflite
+    paths = []
+    for i, im in enumerate(digits().images[:4]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        im.save(paths[-1])
+    on_gpu = predict(out, paths, RuntimeOptions(delegate="gpu"), threshold=1.0)
+    on_cpu = predict(out, paths, RuntimeOptions(delegate="xnnpack", form="coefficient"), threshold=1.0)
+    assert all(p.specialist_processor.startswith("GPU") and p.stage == "specialist" for p in on_gpu)
+    assert [p.index for p in on_gpu] == [p.index for p in on_cpu]
+    assert np.allclose([p.confidence for p in on_gpu], [p.confidence for p in on_cpu], atol=1e-4)
+
+
+def test_export_records_the_gpu_verdict_when_a_device_is_present(gpu, ckpt, tmp_path):
+    from tests.conftest import FAST, export
+
+    manifest = export(ckpt, tmp_path / "f16", target="tflite", quantize="float16",
+                      specialist="coefficient", **FAST)
+    for role in ("lightweight", "specialist_coefficient"):
+        verdict = manifest["artifacts"][role]["gpu"]
+        assert verdict["status"] == "runs" and verdict["adapter"], verdict
