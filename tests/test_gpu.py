@@ -129,3 +129,24 @@ def test_export_records_the_gpu_verdict_when_a_device_is_present(gpu, ckpt, tmp_
     for role in ("lightweight", "specialist_coefficient"):
         verdict = manifest["artifacts"][role]["gpu"]
         assert verdict["status"] == "runs" and verdict["adapter"], verdict
+
+
+def test_onnx_exports_run_on_onnxruntimes_webgpu_ep(gpu, float_onnx, tmp_path):
+    """onnxruntime-ep-webgpu: every node on the WebGPU EP (CPU fallback disabled), outputs as
+    the CPU EP's; predict through it gives the CPU's answer."""
+    from basisnet_deploy.runtime.gpu import onnx_webgpu_devices, probe_onnx_webgpu
+    from basisnet_deploy.runtime.predict import RuntimeOptions, predict
+
+    out, manifest = float_onnx
+    devices, why = onnx_webgpu_devices()
+    assert devices, why
+    for role in ("lightweight", "specialist_coefficient"):
+        verdict = probe_onnx_webgpu(out / manifest["artifacts"][role]["file"], devices, count=1)
+        assert verdict.status is GpuStatus.RUNS and verdict.max_rel < 1e-3, (role, verdict)
+    path = str(tmp_path / "0.png")
+    digits().images[0].save(path)
+    on_gpu = predict(out, [path], RuntimeOptions(delegate="gpu"), threshold=1.0)
+    on_cpu = predict(out, [path], RuntimeOptions(form="coefficient"), threshold=1.0)
+    assert on_gpu[0].specialist_processor == "GPU: WebGpu EP"
+    assert on_gpu[0].index == on_cpu[0].index
+    assert abs(on_gpu[0].confidence - on_cpu[0].confidence) < 1e-4

@@ -180,12 +180,13 @@ def test_bench_json_has_the_documented_keys(float_tflite, tmp_path, capsys):
     assert 0 <= r["early_exit_rate"] <= 1 and r["avg_madds"] > 0
 
 
-def test_unavailable_delegates_fail_fast_with_exit_2(float_tflite, capsys):
+def test_unavailable_delegates_fail_fast_with_exit_2(float_tflite, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("VK_ICD_FILENAMES", str(tmp_path / "no-gpu.json"))  # no GPU, whatever the machine
     with pytest.raises(SystemExit) as code:
         main(["bench", str(float_tflite[0]), "--delegate", "nnapi"])
     err = capsys.readouterr().err
     assert code.value.code == 2 and "NNAPI exists only on Android" in err and "Available here" in err
-    with pytest.raises(DelegateUnavailable, match="no GPU execution provider"):
+    with pytest.raises(DelegateUnavailable, match="found no GPU device here"):
         make_factory("onnxruntime", "gpu")
     fallback = make_factory("onnxruntime", "gpu", allow_fallback=True)
     assert fallback.fallback_note and fallback.processor == "CPU (fallback)"
@@ -203,21 +204,6 @@ def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsy
     assert [r["image"] for r in rows] == paths
     assert all(r["stage"] == "specialist" and 0 < r["confidence"] <= 1 for r in rows)
     assert all(r["specialist_processor"] == "CPU (XNNPACK)" and r["fallback"] is None for r in rows)
-
-
-def test_predict_says_when_it_fell_back_from_the_gpu(float_tflite, tmp_path, capsys):
-    from basisnet_deploy.runtime.backends import available_delegates
-
-    export_dir = float_tflite[0]
-    if "gpu" in available_delegates("litert", str(export_dir / "lightweight.tflite")):
-        pytest.skip("this machine has a GPU that LiteRT can use: nothing falls back")
-    path = str(tmp_path / "0.png")
-    digits().images[0].save(path)
-    with pytest.raises(SystemExit) as code:
-        main(["predict", str(export_dir), path, "--delegate", "gpu", "--allow-fallback"])
-    out = capsys.readouterr().out
-    assert code.value.code == 0
-    assert out.startswith("FALLBACK: gpu unavailable") and "ran on CPU" in out
 
 
 def test_bench_reports_the_ratio_to_an_exported_plain_baseline(ckpt, tmp_path):

@@ -9,7 +9,7 @@ thread that uses them).
 | --- | --- | --- |
 | cpu | Interpreter, builtin kernels, no default delegate | CPUExecutionProvider |
 | xnnpack | Interpreter with XNNPACK (LiteRT's default CPU delegate) | CPUExecutionProvider |
-| gpu | CompiledModel on LiteRT's GPU accelerator (runtime/gpu.py: every op on the GPU, checked against the CPU up front), or the GPU delegate library given by delegate_path | CUDAExecutionProvider (or ROCm / DirectML, whichever is available) |
+| gpu | CompiledModel on LiteRT's GPU accelerator (runtime/gpu.py: every op on the GPU, checked against the CPU up front), or the GPU delegate library given by delegate_path | CUDAExecutionProvider (or ROCm / DirectML, whichever is available), else the WebGPU EP plugin (onnxruntime-ep-webgpu: every node on it, checked against the CPU up front) |
 | nnapi | Android only: refused elsewhere | NnapiExecutionProvider (Android builds only) |
 """
 
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.runtime.gpu import GpuContext, GpuStatus, GpuVerdict, no_device_fix, probe_gpu
+from basisnet_deploy.runtime.gpu import (WEBGPU_EP, GpuContext, GpuStatus, GpuVerdict, no_device_fix,
+                                         onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu)
 from basisnet_deploy.runtime.sessions import LiteRTSession, OnnxSession, RuntimeLoadError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
@@ -45,12 +46,14 @@ class BackendFactory:
     providers: list = field(default_factory=list)
     gpu_verdict: GpuVerdict | None = None  # the up-front check of the artifact the GPU runs
     gpu: GpuContext | None = field(default=None, repr=False)  # LiteRT GPU: one device for all sessions
+    ep_devices: list | None = field(default=None, repr=False)  # onnxruntime: the WebGPU EP's devices
 
     def __call__(self, path, model: bytes | None = None):
         source = model if model is not None else str(path)
         name = str(path)
         if self.runtime == "onnxruntime":
-            return OnnxSession(source, num_threads=self.threads, providers=self.providers, name=name)
+            return OnnxSession(source, num_threads=self.threads, providers=self.providers, name=name,
+                               ep_devices=self.ep_devices)
         if self.delegate == "gpu" and not self.delegate_path:
             if self.gpu is None:
                 self.gpu = GpuContext()
@@ -63,7 +66,8 @@ class BackendFactory:
         if self.fallback_note:
             return "CPU (fallback)"
         if self.runtime == "onnxruntime":
-            return self.providers[0].replace("ExecutionProvider", " EP")
+            ep = self.providers[0].replace("ExecutionProvider", " EP")
+            return f"GPU: {ep}" if self.providers[0] == WEBGPU_EP else ep
         if self.delegate == "gpu" and self.gpu_verdict and self.gpu_verdict.adapter:
             return f"GPU: {self.gpu_verdict.adapter}"
         return {"cpu": "CPU (builtin kernels)", "xnnpack": "CPU (XNNPACK)", "gpu": "GPU",
@@ -87,7 +91,7 @@ def available_delegates(runtime: str, probe: str | None = None) -> list[str]:
 
         have = set(ort.get_available_providers())
         out = ["cpu", "xnnpack"]
-        if have & set(ONNX_GPU_PROVIDERS):
+        if have & set(ONNX_GPU_PROVIDERS) or onnx_webgpu_devices()[0]:
             out.append("gpu")
         if "NnapiExecutionProvider" in have:
             out.append("nnapi")
@@ -113,7 +117,7 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
         raise UserError(f"--runtime: unknown {runtime!r}; choose one of {list(RUNTIMES)}")
     if delegate not in DELEGATES:
         raise DelegateUnavailable(f"--delegate: unknown {delegate!r}; choose one of {list(DELEGATES)}")
-    reason, verdict = None, None
+    reason, verdict, ep_devices = None, None, None
     providers = ["CPUExecutionProvider"]
     if delegate == "nnapi" and not _on_android():
         reason = ("NNAPI exists only on Android (and is deprecated from Android 15); this is "
@@ -125,8 +129,11 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
         if gpu:
             providers = [gpu[0], "CPUExecutionProvider"]
         else:
-            reason = ("onnxruntime has no GPU execution provider here (available: "
-                      f"{ort.get_available_providers()}); install onnxruntime-gpu on a CUDA machine")
+            ep_devices, reason = onnx_webgpu_devices()
+            if ep_devices:
+                verdict = probe_onnx_webgpu(probe, ep_devices, count=1) if probe else None
+                reason = _gpu_refusal(verdict)
+                providers = [WEBGPU_EP]
     elif runtime == "litert" and delegate == "gpu":
         if delegate_path:
             if not os.path.isfile(delegate_path):
@@ -150,7 +157,7 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                               fallback_note=f"{delegate} unavailable ({reason}); ran on CPU (XNNPACK)",
                               providers=["CPUExecutionProvider"])
     return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers,
-                          gpu_verdict=verdict)
+                          gpu_verdict=verdict, ep_devices=ep_devices if providers == [WEBGPU_EP] else None)
 
 
 def _gpu_refusal(verdict: GpuVerdict | None) -> str | None:

@@ -18,6 +18,7 @@ support, shader compiler and numerics are the real accelerator's; its speed is a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -378,3 +379,71 @@ class GpuSession:
         if self.model is not None:
             self.model.close()
             self.model = None
+
+
+# ---------------------------------------------------------------------------------------
+# onnxruntime: the WebGPU execution provider (the onnxruntime-ep-webgpu plugin, "[gpu]" extra)
+
+WEBGPU_EP = "WebGpuExecutionProvider"
+# onnxruntime finds GPUs by scanning /sys/class/drm; with none there (a software GPU, a
+# container) the plugin offers itself only when this is "1" (read when it is registered).
+ALLOW_SOFTWARE_ADAPTER = "ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER"
+_ORT_PLUGIN_NAME = "basisnet-webgpu"
+
+
+def onnx_webgpu_devices() -> tuple[list, str | None]:
+    """(onnxruntime's WebGPU EP devices, None) or ([], why there are none).
+
+    The plugin is registered with onnxruntime once per process. Where ``VK_ICD_FILENAMES``
+    names SwiftShader the user has chosen a software GPU, so it is allowed to be used."""
+    try:
+        import onnxruntime_ep_webgpu as plugin
+    except ImportError:
+        return [], ("onnxruntime has no GPU execution provider here: pip install "
+                    "'basisnet-deploy[gpu]' (onnxruntime-ep-webgpu), or onnxruntime-gpu on a CUDA machine")
+    import onnxruntime as ort
+
+    if "swiftshader" in os.environ.get("VK_ICD_FILENAMES", "").lower():
+        os.environ.setdefault(ALLOW_SOFTWARE_ADAPTER, "1")
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == plugin.get_ep_name()]
+    if not devices:  # not registered yet, or registered when no device was allowed: (re)register
+        try:
+            with contextlib.suppress(Exception):
+                ort.unregister_execution_provider_library(_ORT_PLUGIN_NAME)
+            ort.register_execution_provider_library(_ORT_PLUGIN_NAME, plugin.get_library_path())
+        except Exception as e:  # onnxruntime's own error types
+            return [], f"onnxruntime could not load its WebGPU plugin ({str(e).strip().splitlines()[0]})"
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == plugin.get_ep_name()]
+    if not devices:
+        return [], (f"onnxruntime's WebGPU EP found no GPU device here ({no_device_fix()}; for a "
+                    f"software GPU also set {ALLOW_SOFTWARE_ADAPTER}=1)")
+    return devices, None
+
+
+def probe_onnx_webgpu(path: str | os.PathLike, devices: list, count: int = PROBE_COUNT) -> GpuVerdict:
+    """Open ``path`` on the WebGPU EP with every node on it (no CPU fallback), run probe inputs
+    and compare with the CPU EP, in this process (onnxruntime refuses, it does not miscompile
+    silently, and its logs are its own)."""
+    from basisnet_deploy.runtime.sessions import OnnxSession, RuntimeLoadError
+
+    name = str(path)
+    cpu = OnnxSession(path, name=name)
+    try:
+        started = time.perf_counter()
+        gpu = OnnxSession(path, name=name, ep_devices=devices)
+        compile_ms = round((time.perf_counter() - started) * 1000, 1)
+    except RuntimeLoadError as e:
+        return GpuVerdict(artifact=name, status=GpuStatus.REFUSED, reason=str(e),
+                          source="onnxruntime WebGPU EP (CPU fallback disabled)")
+    rng = np.random.default_rng(0)
+    feeds = []
+    for _ in range(count):
+        feed = {}
+        for key, meta in cpu.inputs.items():
+            x = rng.random([d if isinstance(d, int) else 1 for d in meta.shape], dtype=np.float32)
+            feed[key] = x / x.sum(axis=-1, keepdims=True) if key == "coefficients" else x
+        feeds.append(feed)
+    verdict = GpuVerdict(artifact=name, status=GpuStatus.RUNS, adapter="WebGPU (onnxruntime EP)",
+                         compile_ms=compile_ms, source="onnxruntime WebGPU EP (CPU fallback disabled), "
+                         "compared with the CPU EP")
+    return _compare(verdict, [cpu.run(f) for f in feeds], [gpu.run(f) for f in feeds])

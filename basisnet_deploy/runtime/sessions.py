@@ -106,20 +106,31 @@ class OnnxSession:
     """One ONNX model in onnxruntime (CPU execution provider unless told otherwise)."""
 
     def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1,
-                 providers=("CPUExecutionProvider",), name: str = "model"):
+                 providers=("CPUExecutionProvider",), name: str = "model", ep_devices=None):
+        """``ep_devices``: a plugin execution provider's devices (onnxruntime's WebGPU EP):
+        every node on them, none left to the CPU, or a :class:`RuntimeLoadError`."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if ep_devices:
+            opts.add_provider_for_devices(list(ep_devices), {})
+            opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         self.name = name
         try:
             source = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
-            self.session = ort.InferenceSession(source, opts, providers=list(providers))
+            if ep_devices:
+                self.session = ort.InferenceSession(source, sess_options=opts)
+            else:
+                self.session = ort.InferenceSession(source, opts, providers=list(providers))
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise RuntimeLoadError(f"{name}: onnxruntime cannot load this model "
-                                   f"({_first_line(e)}); is the file truncated?") from None
+            where = " on the GPU (every node on the WebGPU EP)" if ep_devices else ""
+            raise RuntimeLoadError(f"{name}: onnxruntime cannot load this model{where} "
+                                   f"({_first_line(e)[:300]})") from None
+        if ep_devices and self.session.get_providers()[0] == "CPUExecutionProvider":
+            raise RuntimeLoadError(f"{name}: onnxruntime fell back to the CPU instead of the GPU")
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.inputs = {i.name: i for i in self.session.get_inputs()}
 

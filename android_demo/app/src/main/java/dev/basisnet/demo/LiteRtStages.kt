@@ -38,8 +38,11 @@ class LightweightStage(assets: BasisNetAssets) : Stages.Lightweight<PixelFrame> 
 class CoefficientStage(assets: BasisNetAssets, wanted: Placement.Processor, available: Set<Placement.Processor>) :
     Stages.Specialist<PixelFrame> {
     private val manifest = assets.manifest
-    private val spec = manifest.artifact("specialist_coefficient").input("image")
-    private val placement = Placement.open(wanted, available) { p -> LiteRt.openAsset(assets, "specialist_coefficient", p) }
+    private val artifact = manifest.artifact("specialist_coefficient")
+    private val spec = artifact.input("image")
+
+    // The export's GPU verdict decides first: an artifact known not to run right there opens on the CPU, with the fix in the label.
+    private val placement = Placement.open(wanted, available, artifact) { p -> LiteRt.openAsset(assets, "specialist_coefficient", p) }
     private val preprocessor = Preprocessor(manifest.preprocessing)
     private val flat = FloatArray(manifest.coefficientRows * manifest.bases) // reused every frame
 
@@ -57,7 +60,9 @@ class CoefficientStage(assets: BasisNetAssets, wanted: Placement.Processor, avai
 /**
  * Pre-synthesized specialist: the core's [PresynthSpecialist] rebuilds the static-weight model
  * when the coefficients drift past the policy's tolerance; each model runs on the processor the
- * template was accepted on (probed once, here, with the template itself).
+ * template was accepted on (probed once, here, with the template itself; a template the export's
+ * GPU verdict says is refused or miscomputed there is not probed on the GPU at all). On the GPU
+ * every rebuild is a new compile.
  */
 class PresynthStage(
     assets: BasisNetAssets,
@@ -70,7 +75,7 @@ class PresynthStage(
     private val spec = artifact.input("image")
     private val preprocessor = Preprocessor(manifest.preprocessing)
     private val scratch = assets.context.cacheDir
-    private val placement = Placement.open(wanted, available) { p -> LiteRt.openAsset(assets, "specialist_presynth", p) }
+    private val placement = Placement.open(wanted, available, artifact) { p -> LiteRt.openAsset(assets, "specialist_presynth", p) }
         .also { it.model.close() } // the probe only decides the processor
     private val inner = PresynthSpecialist<PixelFrame>(assets.synthesizer(), policy) { bytes ->
         val runner = LiteRt.openBytes(scratch, bytes, artifact, placement.actual)

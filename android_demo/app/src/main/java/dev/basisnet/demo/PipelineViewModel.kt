@@ -24,6 +24,8 @@ data class UiState(
     val settings: DemoSettings? = null,
     val forms: List<DemoSettings.Form> = emptyList(),
     val processors: Set<Placement.Processor> = setOf(Placement.Processor.CPU),
+    /** Forms whose artifact the export says the GPU refuses or miscomputes, with the one-line reason and fix. */
+    val gpuProblems: Map<DemoSettings.Form, String> = emptyMap(),
     val status: String = "loading models…",
     /** Start-up failure (missing, foreign or tampered asset, newer schema): the error screen. */
     val fatal: String? = null,
@@ -67,9 +69,12 @@ class PipelineViewModel(application: Application) : AndroidViewModel(application
         val available = LiteRt.available()
         val manifest = assets.manifest
         val settings = DemoSettings.defaults(manifest, available)
+        Log.i(TAG, "defaults: $settings; specialist: ${settings.label(manifest, available)}")
         _state.update {
             it.copy(
                 settings = settings, forms = DemoSettings.forms(manifest), processors = available,
+                gpuProblems = DemoSettings.forms(manifest)
+                    .mapNotNull { f -> manifest.artifact(f.role).gpuProblem()?.let { f to it } }.toMap(),
                 labels = manifest.labels, calibratedThreshold = manifest.threshold,
             )
         }

@@ -48,9 +48,14 @@ public final class DemoSettings {
     }
 
     /**
-     * A phone's defaults: the specialist on the GPU when the device has one, in the form that does
-     * not rebuild per frame there (coefficient-input: one model, coefficients as an input), else
-     * pre-synthesized with {@link #DEFAULT_DRIFT_TOLERANCE}; pipelined; the calibrated threshold.
+     * A phone's defaults: the specialist on the GPU only when the device has one and the export
+     * says the form's artifact runs there, preferring the coefficient-input form (one compiled
+     * model for every frame; a re-synthesized template is a new GPU compile). An artifact of
+     * unknown verdict (an older manifest) is tried on the GPU as before: a failed compile falls
+     * back to the CPU ({@link Placement#open}). When every specialist the export has is known to
+     * be refused or miscomputed by the GPU (static int8, weight-only int8 templates), or the
+     * device has no GPU: the pre-synthesized form (else coefficient-input) on the CPU, with
+     * {@link #DEFAULT_DRIFT_TOLERANCE}; {@link #label} says why. Pipelined; the calibrated threshold.
      */
     public static DemoSettings defaults(Manifest manifest, Set<Placement.Processor> available) {
         List<Form> forms = forms(manifest);
@@ -58,12 +63,35 @@ public final class DemoSettings {
             throw new ManifestException("manifest.json: no specialist artifact (specialist_presynth or "
                     + "specialist_coefficient); export with --specialist all and " + AssetCheck.FIX);
         }
-        boolean gpu = available.contains(Placement.Processor.GPU);
-        Form form = gpu && forms.contains(Form.COEFFICIENT) ? Form.COEFFICIENT
-                : forms.contains(Form.PRESYNTH) ? Form.PRESYNTH : Form.COEFFICIENT;
-        Placement.Processor processor = gpu ? Placement.Processor.GPU : Placement.Processor.CPU;
+        Form form = null;
+        Placement.Processor processor = Placement.Processor.CPU;
+        if (available.contains(Placement.Processor.GPU)) {
+            form = gpuForm(manifest, forms, GpuVerdict.Status.RUNS);
+            if (form == null) form = gpuForm(manifest, forms, GpuVerdict.Status.UNKNOWN);
+            if (form != null) processor = Placement.Processor.GPU;
+        }
+        if (form == null) form = forms.contains(Form.PRESYNTH) ? Form.PRESYNTH : Form.COEFFICIENT;
         return new DemoSettings(form, processor, TwoStagePipeline.Mode.PIPELINED, manifest.threshold,
                 DEFAULT_DRIFT_TOLERANCE);
+    }
+
+    /** The first form, coefficient-input first, whose artifact has GPU verdict {@code status}; null if none. */
+    private static Form gpuForm(Manifest manifest, List<Form> forms, GpuVerdict.Status status) {
+        for (Form f : new Form[] {Form.COEFFICIENT, Form.PRESYNTH}) {
+            if (forms.contains(f) && manifest.artifact(f.role).gpu.status == status) return f;
+        }
+        return null;
+    }
+
+    /**
+     * Where the specialist will run with these settings on this device, and why, in one line (the
+     * label {@link Placement#open} gives the running stage when the compile succeeds): e.g.
+     * "GPU (coefficient-input: one compiled model for every frame)", or "CPU (XNNPACK): this
+     * export's specialist_presynth miscomputes on LiteRT's GPU (int8 activations); export with
+     * --quantize float16 for the GPU".
+     */
+    public String label(Manifest manifest, Set<Placement.Processor> available) {
+        return Placement.plan(specialistProcessor, available, manifest.artifact(form.role)).label;
     }
 
     /** The specialist forms this export has, in the order the controls list them. */

@@ -99,7 +99,8 @@ public final class Manifest {
             JsonObject a = e.getValue().getAsJsonObject();
             String where = "artifacts." + e.getKey();
             arts.put(e.getKey(), new Artifact(e.getKey(), string(a, "file", where), string(a, "sha256", where),
-                    string(a, "quantization", where), tensors(array(a, "inputs", where), where + ".inputs"),
+                    Artifact.Quantization.of(string(a, "quantization", where)), GpuVerdict.parse(a.get("gpu")),
+                    tensors(array(a, "inputs", where), where + ".inputs"),
                     tensors(array(a, "outputs", where), where + ".outputs")));
             if (e.getKey().equals("specialist_presynth")) {
                 table = string(a, "patch_table", where);

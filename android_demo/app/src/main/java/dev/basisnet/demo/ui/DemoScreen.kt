@@ -178,11 +178,17 @@ private fun Controls(state: UiState, viewModel: PipelineViewModel) {
                 }
             }
             Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
-                // Every processor is offered: one the device lacks falls back to the CPU, and the overlay says why.
+                // Every processor is offered: one the device lacks (marked ?) or a GPU the export's
+                // specialist does not run right on (marked ✗) falls back to the CPU, and the overlay says why.
                 Placement.Processor.values().forEach { p ->
+                    val mark = when {
+                        p !in state.processors -> "?"
+                        p == Placement.Processor.GPU && settings.form in state.gpuProblems -> "✗"
+                        else -> ""
+                    }
                     FilterChip(
                         selected = settings.specialistProcessor == p, onClick = { viewModel.apply(settings.withProcessor(p)) },
-                        label = { Text(if (p in state.processors) p.name else "${p.name}?") },
+                        label = { Text(p.name + mark) },
                     )
                 }
                 TwoStagePipeline.Mode.values().forEach { mode ->
