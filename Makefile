@@ -11,6 +11,12 @@ export PYTHONHASHSEED = 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 PIP_QUIET := -qq
 
+# The demo's GPU bench: the machine's own Vulkan GPU, else (VK_ICD_FILENAMES unset) the software
+# GPU in Debian's chromium package where it is installed (README "The GPU"); with neither, the
+# bench falls back to the CPU and says so.
+SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
+GPU_ENV := $(if $(VK_ICD_FILENAMES),,$(if $(wildcard $(SWIFTSHADER_ICD)),VK_ICD_FILENAMES=$(SWIFTSHADER_ICD)))
+
 .PHONY: demo test install clean jvm-build jvm-test android-static-check deps test-deps smoke
 
 # The Android demo's plain-Java core (android_demo/core), built and tested with Debian's JDK 17,
@@ -43,7 +49,7 @@ test-deps:
 # recipes are measured on real photos in README "Int8 recipes", where the fidelity recipe runs
 # at 0.95-1.17x float speed in onnxruntime here, so int8 would buy file size, not speed),
 # calibrate the early-exit threshold,
-# bench the sequential and pipelined runners, and copy the TFLite export into the Android
+# bench the sequential and pipelined runners, bench the specialist on the GPU, and copy the TFLite export into the Android
 # demo's assets (android_demo/app/src/main/assets/basisnet, git-ignored).
 demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
@@ -53,6 +59,7 @@ demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --quantize float32 --verify-images 359 --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
+	env $(GPU_ENV) $(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate gpu --allow-fallback --runner sequential --frames 50 --json-out $(RUN)/bench-gpu.json
 	$(BIN)/basisnet-deploy android-assets $(RUN)/export-tflite
 
 test: test-deps $(STAMP) jvm-test android-static-check

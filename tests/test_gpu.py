@@ -150,3 +150,36 @@ def test_onnx_exports_run_on_onnxruntimes_webgpu_ep(gpu, float_onnx, tmp_path):
     assert on_gpu[0].specialist_processor == "GPU: WebGpu EP"
     assert on_gpu[0].index == on_cpu[0].index
     assert abs(on_gpu[0].confidence - on_cpu[0].confidence) < 1e-4
+
+
+def test_bench_gpu_on_the_demo_exports_recipe_runs_the_specialist_on_the_gpu(gpu, tmp_path, capsys):
+    """`make demo`'s export (demo preset, int8 `fidelity` recipe; random weights here, the
+    ops are the same): its default GPU form, the dynamic-range coefficient-input specialist,
+    runs on the GPU with no fallback; its weight-only template is refused, by name."""
+    import keras
+
+    from basisnet_deploy.data import Preprocessing
+    from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.model.config import PRESETS, BasisNetConfig
+    from basisnet_deploy.model.network import BasisNet
+
+    keras.utils.set_random_seed(0)
+    cfg = BasisNetConfig(PRESETS["demo"], Preprocessing(resize="squash"), tuple("0123456789"),
+                         {"dataset": "digits", "settings": {"held_out": 0.2, "seed": 0}})
+    ckpt = checkpoint.save(tmp_path / "ckpt", BasisNet(cfg.architecture), cfg)
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(ckpt), "--target", "tflite", "--calibration", "digits", "--calibration-size",
+              "32", "--int8-recipe", "fidelity", "--verify-images", "8", "--min-agreement", "0",
+              "--out", str(out), "--json"])
+    assert e.value.code == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["artifacts"]["specialist_coefficient"]["gpu"]["status"] == "runs"
+    assert manifest["artifacts"]["specialist_presynth"]["gpu"]["status"] == "refused"
+    with pytest.raises(SystemExit) as e:
+        main(["bench", str(out), "--delegate", "gpu", "--frames", "12", "--warmup", "2", "--json"])
+    assert e.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fallback"] is None and report["specialist_form"] == "coefficient"
+    assert report["processors"]["specialist"].startswith("GPU: ")
+    assert report["gpu"]["top1_agreement"] == 1.0 and report["gpu"]["max_rel"] < GPU_TOLERANCE
