@@ -183,3 +183,23 @@ def test_bench_gpu_on_the_demo_exports_recipe_runs_the_specialist_on_the_gpu(gpu
     assert report["fallback"] is None and report["specialist_form"] == "coefficient"
     assert report["processors"]["specialist"].startswith("GPU: ")
     assert report["gpu"]["top1_agreement"] == 1.0 and report["gpu"]["max_rel"] < GPU_TOLERANCE
+
+
+@pytest.mark.parametrize("library, says", [("missing.so", "no such file"), ("README.md", "no ELF header"),
+                                           ("numpy", "cannot load this delegate library")])
+def test_a_bad_delegate_path_is_one_error_line(float16_tflite, tmp_path, capsys, library, says):
+    """With or without --delegate gpu: never a traceback, nor ai-edge-litert's complaint from
+    its half-made Delegate."""
+    from pathlib import Path
+
+    out, _ = float16_tflite
+    numpy_library = next((Path(np.__file__).parent / "_core").glob("_multiarray_umath*.so"))  # ELF, no delegate
+    path = {"missing.so": str(tmp_path / "missing.so"), "README.md": str(Path(__file__).parent.parent / "README.md"),
+            "numpy": str(numpy_library)}[library]
+    image = tmp_path / "digit.png"
+    digits().images[0].save(image)
+    for delegate in (["--delegate", "gpu"], []):
+        with pytest.raises(SystemExit) as e:
+            main(["predict", str(out), str(image), "--delegate-path", path, *delegate])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and err[0].startswith("Error:") and says in err[0], err

@@ -117,6 +117,8 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
         raise UserError(f"--runtime: unknown {runtime!r}; choose one of {list(RUNTIMES)}")
     if delegate not in DELEGATES:
         raise DelegateUnavailable(f"--delegate: unknown {delegate!r}; choose one of {list(DELEGATES)}")
+    if delegate_path:
+        _check_delegate_library(delegate_path, runtime)
     reason, verdict, ep_devices = None, None, None
     providers = ["CPUExecutionProvider"]
     if delegate == "nnapi" and not _on_android():
@@ -136,9 +138,7 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                 providers = [WEBGPU_EP]
     elif runtime == "litert" and delegate == "gpu":
         if delegate_path:
-            if not os.path.isfile(delegate_path):
-                reason = f"--delegate-path {delegate_path}: no such file"
-            elif probe:
+            if probe:
                 try:
                     LiteRTSession(probe, delegate_path=delegate_path, name="probe")
                 except RuntimeLoadError as e:
@@ -158,6 +158,21 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                               providers=["CPUExecutionProvider"])
     return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers,
                           gpu_verdict=verdict, ep_devices=ep_devices if providers == [WEBGPU_EP] else None)
+
+
+def _check_delegate_library(path: str, runtime: str) -> None:
+    """--delegate-path names a shared library LiteRT can load: refused up front, by name (a
+    failed load_delegate also leaves ai-edge-litert's half-made Delegate to complain at exit)."""
+    if runtime != "litert":
+        raise UserError(f"--delegate-path {path}: an external delegate is a LiteRT library; "
+                        f"--runtime {runtime} does not load one")
+    if not os.path.isfile(path):
+        raise UserError(f"--delegate-path {path}: no such file; give the delegate's .so")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"\x7fELF":
+        raise UserError(f"--delegate-path {path}: not a shared library (no ELF header); give the "
+                        "delegate's .so, e.g. libtensorflowlite_gpu_delegate.so")
 
 
 def _gpu_refusal(verdict: GpuVerdict | None) -> str | None:

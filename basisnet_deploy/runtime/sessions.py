@@ -11,7 +11,9 @@ deprecated and never used.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +50,7 @@ class LiteRTSession:
         mod = _litert_interpreter_module()
         kwargs = {"num_threads": num_threads}
         if delegate_path:  # an external delegate library, e.g. libtensorflowlite_gpu_delegate.so
-            try:
-                kwargs["experimental_delegates"] = [mod.load_delegate(str(delegate_path))]
-            except (ValueError, OSError, RuntimeError) as e:
-                raise RuntimeLoadError(f"{delegate_path}: cannot load this delegate library "
-                                       f"({_first_line(e)})") from None
+            kwargs["experimental_delegates"] = [_load_delegate(mod, delegate_path)]
         if not xnnpack:
             kwargs["experimental_op_resolver_type"] = \
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -175,6 +173,22 @@ def describe(path: str | os.PathLike) -> dict:
                  "shape": list(i.shape), "quantization": None} for i in items]
     return {"inputs": onnx_rows(session.session.get_inputs()),
             "outputs": onnx_rows(session.session.get_outputs())}
+
+
+def _load_delegate(mod, path):
+    """LiteRT's load_delegate, a failure as one RuntimeLoadError. ai-edge-litert's Delegate
+    raises in __init__ before it sets its library, and its __del__ then fails too ("Exception
+    ignored in ... _library"): that second, meaningless report is dropped."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        return mod.load_delegate(str(path))
+    except (ValueError, OSError, RuntimeError, AttributeError) as e:  # AttributeError: a missing symbol
+        error = RuntimeLoadError(f"{path}: cannot load this delegate library ({_first_line(e)})")
+    finally:
+        gc.collect()  # the half-made Delegate goes now, while its complaint is dropped
+        sys.unraisablehook = previous
+    raise error
 
 
 def _first_line(e: Exception) -> str:
