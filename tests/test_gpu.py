@@ -143,6 +143,10 @@ def test_onnx_exports_run_on_onnxruntimes_webgpu_ep(gpu, float_onnx, tmp_path):
     for role in ("lightweight", "specialist_coefficient"):
         verdict = probe_onnx_webgpu(out / manifest["artifacts"][role]["file"], devices, count=1)
         assert verdict.status is GpuStatus.RUNS and verdict.max_rel < 1e-3, (role, verdict)
+    from basisnet_deploy.export.check import check_export
+
+    report = check_export(out)
+    assert {report[r]["gpu"]["status"] for r in ROLES} == {"runs"}, report
     path = str(tmp_path / "0.png")
     digits().images[0].save(path)
     on_gpu = predict(out, [path], RuntimeOptions(delegate="gpu"), threshold=1.0)

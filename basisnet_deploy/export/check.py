@@ -12,9 +12,10 @@ from pathlib import Path
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role, agreement_warning, check_files, load_manifest
 from basisnet_deploy.artifacts.synthesis import load_presynth
-from basisnet_deploy.runtime.gpu import GpuStatus, GpuVerdict, probe_gpu, static_gpu_guess
+from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu,
+                                         static_gpu_guess)
 
-_NOT_TFLITE = "LiteRT's GPU accelerator runs .tflite artifacts; for ONNX, GPU means an execution provider"
+_NO_ONNX_GPU = "no GPU execution provider for onnxruntime here (see `basisnet-deploy bench --runtime onnxruntime --delegate gpu`)"
 
 
 def check_export(directory) -> dict:
@@ -35,15 +36,16 @@ def check_export(directory) -> dict:
     for role in manifest.artifacts:
         verdict = verdicts.get(role)
         report[role.value] = {"sha256_ok": True,
-                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": _NOT_TFLITE}}
+                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": _NO_ONNX_GPU}}
     return report
 
 
 def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
     """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
-    a static guess for every artifact once it finds none. {} for ONNX exports."""
+    a static guess for every artifact once it finds none. ONNX: onnxruntime's WebGPU EP's
+    verdicts where it finds a device, else {} (no static guess)."""
     if manifest.target != "tflite":
-        return {}
+        return _onnx_verdicts(Path(directory), manifest, say)
     directory, verdicts, device = Path(directory), {}, True
     for role, entry in manifest.artifacts.items():
         path = directory / entry.file
@@ -58,4 +60,15 @@ def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdi
             if say:
                 say("GPU check: no GPU device here; the GPU column is a static guess")
         verdicts[role] = static_gpu_guess(path)
+    return verdicts
+
+
+def _onnx_verdicts(directory: Path, manifest: Manifest, say) -> dict[Role, GpuVerdict]:
+    """ONNX: each artifact on onnxruntime's WebGPU EP where it finds a device, else {}."""
+    devices, _why = onnx_webgpu_devices()
+    verdicts = {}
+    for role, entry in manifest.artifacts.items() if devices else ():
+        if say:
+            say(f"GPU check: {entry.file} on onnxruntime's WebGPU EP (run probes, compare with the CPU)")
+        verdicts[role] = probe_onnx_webgpu(directory / entry.file, devices, count=1)
     return verdicts

@@ -410,7 +410,8 @@ def onnx_webgpu_devices() -> tuple[list, str | None]:
         try:
             with contextlib.suppress(Exception):
                 ort.unregister_execution_provider_library(_ORT_PLUGIN_NAME)
-            ort.register_execution_provider_library(_ORT_PLUGIN_NAME, plugin.get_library_path())
+            with captured_native():  # its notice that a software adapter is allowed
+                ort.register_execution_provider_library(_ORT_PLUGIN_NAME, plugin.get_library_path())
         except Exception as e:  # onnxruntime's own error types
             return [], f"onnxruntime could not load its WebGPU plugin ({str(e).strip().splitlines()[0]})"
         devices = [d for d in ort.get_ep_devices() if d.ep_name == plugin.get_ep_name()]

@@ -119,8 +119,11 @@ class OnnxSession:
         self.name = name
         try:
             source = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
-            if ep_devices:
-                self.session = ort.InferenceSession(source, sess_options=opts)
+            if ep_devices:  # its refusal is logged to stderr as well as raised: kept out
+                from basisnet_deploy.common.quiet import captured_native
+
+                with captured_native():
+                    self.session = ort.InferenceSession(source, sess_options=opts)
             else:
                 self.session = ort.InferenceSession(source, opts, providers=list(providers))
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
