@@ -346,3 +346,17 @@ def test_keep_latest_drops_stale_frames_and_counts_them(dep, frames):
     assert runner.dropped > 0
     assert len(results) + runner.dropped == len(frames) * 2
     assert indices[-1] == len(frames) * 2 - 1  # the newest frame is always answered
+
+
+def test_long_runner_runs_report_their_progress():
+    from basisnet_deploy.report.bench import _reporting
+
+    said = []
+
+    def slow():
+        for i in range(4):
+            time.sleep(0.02)
+            yield i
+    assert list(_reporting(slow(), 4, "sequential", said.append, every_s=0.01)) == [0, 1, 2, 3]
+    assert said and all(m.startswith("sequential: ") and "fps" in m and "s left" in m for m in said)
+    assert not any(m.startswith("sequential: 4/4") for m in said)  # the end is reported by the table

@@ -187,7 +187,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         modes = ["sequential", "pipelined"] if opts.runner == "both" else [opts.runner]
         for mode in modes:
             say(f"end to end: {mode} ({len(setup.frames)} frames)")
-            report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode)
+            report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode, say)
     finally:
         setup.factory.close()
     first = report.runners[modes[0]]
@@ -283,7 +283,7 @@ def _synthesis_stage(ps, factory, coeffs, feeds, compact=None) -> StageFigures:
                         to_first_output_ms=percentiles(first))
 
 
-def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> RunnerFigures:
+def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str, say=None) -> RunnerFigures:
     def runner():
         return TwoStageRunner(setup.dep, setup.light_factory, setup.factory,
                               RunnerOptions(threshold=threshold, form=opts.form, mode=mode,
@@ -292,7 +292,7 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> 
     list(warm.run(setup.frames[:opts.warmup]))  # warm-up pass, sessions and caches
     run = runner()
     t = time.perf_counter()
-    results = list(run.run(_paced(setup.frames, opts.input_fps)))
+    results = list(_reporting(run.run(_paced(setup.frames, opts.input_fps)), len(setup.frames), mode, say))
     wall = time.perf_counter() - t
     exit_rate = float(np.mean([r.stage == "lightweight" for r in results]))
     return RunnerFigures(
@@ -302,6 +302,22 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str) -> 
         avg_madds=int(expected_madds(setup.dep.cost(), exit_rate)),
         resyntheses=run.resyntheses if opts.form == "presynth" else None,
         peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps)
+
+
+PROGRESS_EVERY_S = 5.0
+
+
+def _reporting(results, total: int, mode: str, say, every_s: float = PROGRESS_EVERY_S):
+    """The runner's results, passed through; every ``every_s`` seconds ``say`` hears how far it
+    is, at what rate, and how long is left (a slow device: a software GPU, a phone)."""
+    started = last = time.perf_counter()
+    for done, result in enumerate(results, 1):
+        yield result
+        now = time.perf_counter()
+        if say and now - last >= every_s and done < total:
+            rate = done / (now - started)
+            say(f"{mode}: {done}/{total} frames, {rate:.1f} fps, about {(total - done) / rate:.0f} s left")
+            last = now
 
 
 def _paced(frames, fps: float | None):
