@@ -319,17 +319,23 @@ def export(checkpoint, out, as_json, json_out, **options):
               help="Verify on all of digits (default: the checkpoint's held-out split).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Held-out images: DIR/<class>/<images> scores accuracy too.")
-@click.option("--limit", type=click.IntRange(1, 10**6), default=None, help="At most this many images.")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images, a seeded sample spread over the classes (the "
+                   "same images export's verification of that many uses).")
 @output_options
 def verify(directory, dataset, images, limit, as_json, json_out):
     """Check every artifact of an export against the float TF model from its checkpoint.
 
-    Reports top-1 agreement, accuracy, logit error and coefficient error per artifact.
+    Reports top-1 agreement, accuracy, logit error and coefficient error per artifact, and
+    images per class. Images are decoded as they are reached (32 at a time for the float
+    model), so memory stays flat however many there are; unreadable files are skipped and
+    counted.
     """
     from basisnet_deploy.export.verify import verify_export
 
-    render.emit(verify_export(directory, images or dataset, limit), as_json, json_out,
-                render.verification_text)
+    with _progress("verify", unit="image") as progress:
+        result = verify_export(directory, images or dataset, limit, progress)
+    render.emit(result, as_json, json_out, render.verification_text)
 
 
 @cli.command()

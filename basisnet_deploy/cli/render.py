@@ -105,6 +105,17 @@ def verification_text(v: dict) -> list[str]:
     if "presynth_vs_coefficient" in v:
         lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
                      f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
+    counts = v.get("classes") or {}
+    if 0 < len(counts) <= 12:
+        lines.append("  images per class: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    elif counts:
+        lines.append(f"  images per class: {len(counts)} classes, "
+                     f"{min(counts.values())}-{max(counts.values())} each")
+    skipped = v.get("skipped") or {}
+    if skipped.get("count"):
+        reasons = ", ".join(f"{k}: {n}" for k, n in skipped["by_reason"].items())
+        lines.append(f"  skipped {skipped['count']} unreadable files ({reasons}): "
+                     + ", ".join(skipped["first"]))
     return lines
 
 
