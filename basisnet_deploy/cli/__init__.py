@@ -497,7 +497,9 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     cfg = load_config(load_manifest(directory).checkpoint.get("path", ""))
     held = evaluation_set(cfg, images or dataset)
-    result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path)
+    with _progress("calibrate-threshold", unit="image") as progress:
+        result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
+                           progress)
     render.emit(result, as_json, json_out, render.threshold_text)
 
 

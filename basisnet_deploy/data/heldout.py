@@ -87,15 +87,17 @@ class HeldOut:
         labels = np.zeros(len(self), np.int64) if self.labels is None else self.labels
         return self.subset(sample_indices(labels, limit, seed))
 
+    def image(self, i: int):
+        """Entry ``i`` decoded (an in-memory image as it is); a :class:`DataError` if unreadable."""
+        entry = self.entries[i]
+        return load_image(entry, self.side) if isinstance(entry, (str, os.PathLike)) else entry
+
     def examples(self) -> Iterator[Example]:
         """Every readable entry, decoded one at a time; unreadable ones go to ``skipped``."""
         for i, entry in enumerate(self.entries):
             label = UNLABELLED if self.labels is None else int(self.labels[i])
-            if not isinstance(entry, (str, os.PathLike)):
-                yield Example(entry, label, i)
-                continue
             try:
-                yield Example(load_image(entry, self.side), label, i)
+                yield Example(self.image(i), label, i)
             except DataError as e:
                 self.skipped.add(entry, str(e))
 
