@@ -26,16 +26,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from _bench_utils import write_result  # noqa: E402
+from _bench_utils import run_child, write_result  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from basisnet_deploy.cli import main; main(sys.argv[1:])"]
 
@@ -45,11 +43,11 @@ def make_pool(pool: Path, n: int, size: int) -> Path:
     from tests.photo_fixture import PHOTOS, build
 
     per_class = -(-n // len(PHOTOS))
-    stamp = pool / f".built-{per_class}-{size}"
-    if not stamp.exists():
+    built = [int(p.name.split("-")[1]) for p in pool.glob(f".built-*-{size}")]
+    if not built or max(built) < per_class:
         shutil.rmtree(pool, ignore_errors=True)
         build(pool, train_per_class=0, heldout_per_class=per_class, size=size)
-        stamp.touch()
+        (pool / f".built-{per_class}-{size}").touch()
     return pool / "heldout"
 
 
@@ -103,16 +101,9 @@ def make_export(work: Path, preset: str, classes: list[str], specialist: str, im
 
 def peak_rss_verify(export_dir: Path, folder: Path) -> dict:
     """``verify EXPORT --images folder --json`` in a child: peak RSS, wall time, its figures."""
-    cmd = [*CLI, "verify", str(export_dir), "--images", str(folder), "--json"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"verify failed (status {status}): {' '.join(cmd)}")
+    stdout, rss_mb, wall = run_child([*CLI, "verify", str(export_dir), "--images", str(folder), "--json"])
     v = json.loads(stdout)
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "wall_s": round(time.perf_counter() - start, 1), "images": v["images"],
+    return {"peak_rss_mb": rss_mb, "wall_s": wall, "images": v["images"],
             "skipped": v["skipped"]["count"], "verify_seconds": v["seconds"],
             "images_per_s": v["images_per_s"]}
 

@@ -327,9 +327,9 @@ def verify(directory, dataset, images, limit, as_json, json_out):
     """Check every artifact of an export against the float TF model from its checkpoint.
 
     Reports top-1 agreement, accuracy, logit error and coefficient error per artifact, and
-    images per class. Images are decoded as they are reached (32 at a time for the float
-    model), so memory stays flat however many there are; unreadable files are skipped and
-    counted.
+    images per class. Images are decoded as they are reached (8 to 32 at a time for the
+    float model, fewer for larger inputs), so memory stays flat however many there are;
+    unreadable files are skipped and counted.
     """
     from basisnet_deploy.export.verify import verify_export
 

@@ -21,7 +21,17 @@ import numpy as np
 from basisnet_deploy.artifacts.manifest import Manifest, Role
 from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, class_counts
 
-FLOAT_BATCH = 32  # images per call of the float TF model; artifacts run one frame at a time
+# Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
+# at most FLOAT_BATCH_PIXELS specialist input pixels, since the float specialist synthesizes
+# every image's own kernels: at full size (224 px, 16 bases) a batch of 32 took 1.8 GB over
+# the model, one of 8 took 0.5 GB.
+FLOAT_BATCH = 32
+FLOAT_BATCH_PIXELS = 8 * 224 * 224
+
+
+def float_batch_size(resolution: int) -> int:
+    """Images per float-model batch for a specialist of this input size (1 to FLOAT_BATCH)."""
+    return max(1, min(FLOAT_BATCH, FLOAT_BATCH_PIXELS // (resolution * resolution)))
 
 
 @dataclass
@@ -175,10 +185,11 @@ class Verification:
 
 
 def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,
-                     batch_size: int = FLOAT_BATCH) -> dict:
+                     batch_size: int | None = None) -> dict:
     """Verification results for every artifact in ``directory`` (see module docstring) on
-    ``held``, streamed: images are decoded ``batch_size`` at a time and every figure is a
-    running sum, so memory does not grow with the number of images.
+    ``held``, streamed: images are decoded ``batch_size`` at a time (default
+    :func:`float_batch_size`) and every figure is a running sum, so memory does not grow
+    with the number of images.
 
     ``progress(done, total, logs)`` is called after each batch; unreadable files are
     counted in ``skipped``, and an error only when none is readable.
@@ -189,7 +200,7 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
     started, total = time.perf_counter(), len(held)
     check = Verification(Artifacts(Path(directory), manifest))
     done = 0
-    for examples in held.batches(batch_size):
+    for examples in held.batches(batch_size or float_batch_size(manifest.resolution)):
         check.add(float_batch(net, manifest, examples))
         done = examples[-1].index + 1
         if progress:
