@@ -199,12 +199,12 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
 
     started, total = time.perf_counter(), len(held)
     check = Verification(Artifacts(Path(directory), manifest))
-    done = 0
     for examples in held.batches(batch_size or float_batch_size(manifest.resolution)):
         check.add(float_batch(net, manifest, examples))
-        done = examples[-1].index + 1
         if progress:
-            progress(done, total, {})
+            progress(examples[-1].index + 1, total, {})
+    if progress:
+        progress(total, total, {})  # unreadable files at the end are done too
     if not check.labels:
         raise DataError(f"{held.source}: none of its {total} files is a readable image "
                         f"({describe_skipped(held.skipped.counts, held.skipped.files)})")

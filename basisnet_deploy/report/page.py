@@ -195,6 +195,8 @@ def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
             spec[role.value].append(out.logits)
         if progress:
             progress(data.positions[-1] + 1, len(data.held), {})
+    if progress:
+        progress(len(data.held), len(data.held), {})  # unreadable files at the end are done too
     if not data.labels:
         raise UserError(f"--images {data.source}: none of its {len(data.held)} files is a readable image")
     return analysis.FreshRun(np.asarray(data.labels), np.stack(logits), np.stack(coeffs),

@@ -39,6 +39,8 @@ def tradeoff_streamed(dep, factory, held, form: str = "presynth", progress=None)
             if progress:
                 progress(example.index + 1, len(held), {})
     answers = _answers(dep, factory, frames(), form)
+    if progress:
+        progress(len(held), len(held), {})  # unreadable files at the end are done too
     if not labels:
         raise UserError(f"{held.source}: none of its {len(held)} files is a readable image")
     return {**_curve(dep, answers, labels), "skipped": held.skipped.to_json(),
