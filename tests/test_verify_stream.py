@@ -118,3 +118,29 @@ def test_bad_folders_are_refused_before_any_image_is_decoded(float_tflite, tmp_p
     make(root)
     code, _, err = _cli(["verify", str(float_tflite[0]), "--images", str(root)], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_threshold_and_report_stream_a_folder_and_count_what_they_skip(float_tflite, tmp_path, capsys):
+    import shutil
+
+    from basisnet_deploy.data import digits
+
+    ds = digits()
+    root = tmp_path / "held"
+    for c in ("3", "7"):
+        (root / c).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(ds.labels == int(c))[:4]):
+            ds.images[i].save(root / c / f"{n}.png")
+    (root / "7" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
+    copy = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], copy)
+    code, text, err = _cli(["calibrate-threshold", str(copy), "--images", str(root),
+                            "--max-drop", "1", "--json"], capsys)
+    assert code in (0, None), err
+    t = json.loads(text)
+    assert t["images"] == 8 and t["classes"] == {"3": 4, "7": 4} and t["skipped"]["count"] == 1
+    code, text, err = _cli(["report", str(copy), "--images", str(root), "--out",
+                            str(tmp_path / "r"), "--json"], capsys)
+    assert code in (0, None), err
+    images = json.loads(text)["images"]
+    assert images["count"] == 8 and images["classes"] == 2 and images["skipped"]["count"] == 1
