@@ -232,7 +232,7 @@ class _Inputs:
 
     net: object
     cfg: object
-    held: object  # data.datasets.HeldOut
+    held: object  # data.heldout.HeldOut: listed, decoded when verification reaches each image
     calib: object | None  # calibration.images.CalibrationImages
     images: list  # the calibration images (without calibration: held-out images)
     light: np.ndarray  # their preprocessed LM inputs
