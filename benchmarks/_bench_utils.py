@@ -32,3 +32,18 @@ def write_result(result: dict, json_out: str | None) -> None:
     if json_out:
         Path(json_out).write_text(text + "\n")
     print(text)
+
+
+def run_child(cmd: list[str]) -> tuple[str, float, float]:
+    """Run ``cmd`` in a child process: its stdout, peak RSS in MB (``os.wait4``'s
+    ru_maxrss) and wall seconds. A non-zero exit stops the benchmark, naming the command."""
+    import os
+    import subprocess
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed (status {status}): {' '.join(cmd)}")
+    return stdout, round(usage.ru_maxrss / 1024, 1), round(time.perf_counter() - start, 1)

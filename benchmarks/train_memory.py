@@ -21,17 +21,15 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_utils import write_result  # noqa: E402
+from _bench_utils import run_child, write_result  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from basisnet_deploy.cli import main; main(sys.argv[1:])"]
 
@@ -92,14 +90,9 @@ def peak_rss_training(folder: Path, out: Path, extra=()) -> dict:  # noqa: D401
     """Train one epoch of the demo preset in a child; its peak RSS and its JSON report."""
     cmd = [*CLI, "train", "--dataset", str(folder), "--preset", "demo", "--classes", "2",
            "--epochs", "1", "--out", str(out), "--json", *extra]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"train failed (status {status}): {' '.join(cmd)}")
+    stdout, rss_mb, wall = run_child(cmd)
     report = json.loads(stdout)
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(time.perf_counter() - start, 1),
+    return {"peak_rss_mb": rss_mb, "wall_s": wall,
             "train_examples": report["train_examples"], "epochs": report["epochs"]}
 
 

@@ -15,7 +15,8 @@ from basisnet_deploy.cli import main
 from basisnet_deploy.common.jsonable import jsonable
 from basisnet_deploy.data import digits
 from basisnet_deploy.report.html import FORMATS
-from basisnet_deploy.report.page import MARKER, ReportOptions, build_report, sample_indices
+from basisnet_deploy.data.heldout import sample_indices
+from basisnet_deploy.report.page import MARKER, ReportOptions, build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"

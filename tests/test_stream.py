@@ -142,7 +142,8 @@ def test_folder_training_records_held_out_files_that_evaluate_and_export_use(tmp
     assert again["examples"] + again["skipped"] == len(held)
     assert again["specialist_top1"] == report["held_out"]["specialist_top1"]
     ev = evaluation_set(cfg)
-    assert len(ev.images) == again["examples"] and ev.source.startswith("held-out")
+    assert sum(1 for _ in ev.examples()) == again["examples"] and ev.source.startswith("held-out")
+    assert len(ev) == len(held) and ev.skipped.total == again["skipped"]
     assert not os.path.exists(tmp_path / ".ckpt.resume")  # removed once the checkpoint exists
 
 

@@ -104,7 +104,22 @@ def verification_text(v: dict) -> list[str]:
     if "presynth_vs_coefficient" in v:
         lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
                      f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
-    return lines
+    counts = v.get("classes") or {}
+    if 0 < len(counts) <= 12:
+        lines.append("  images per class: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    elif counts:
+        lines.append(f"  images per class: {len(counts)} classes, "
+                     f"{min(counts.values())}-{max(counts.values())} each")
+    return lines + _skipped_lines(v)
+
+
+def _skipped_lines(result: dict) -> list[str]:
+    """'skipped 2 unreadable files (not an image: 1, truncated: 1): a.txt, b.jpg', if any."""
+    skipped = result.get("skipped") or {}
+    if not skipped.get("count"):
+        return []
+    reasons = ", ".join(f"{k}: {n}" for k, n in skipped["by_reason"].items())
+    return [f"  skipped {skipped['count']} unreadable files ({reasons}): " + ", ".join(skipped["first"])]
 
 
 def gpu_summary(gpu: dict) -> str:
@@ -206,7 +221,7 @@ def threshold_text(r: dict) -> list[str]:
             f"{label}: {chosen['accuracy']:.2%} top-1 "
             f"({(chosen['accuracy'] - r['no_exit_accuracy']) * 100:+.2f} points), exit rate "
             f"{chosen['exit_rate']:.1%}, {chosen['avg_madds'] / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
-            f"written to {r['manifest']}; trade-off plot: {r['plot']}"]
+            f"written to {r['manifest']}; trade-off plot: {r['plot']}"] + _skipped_lines(r)
 
 
 def report_text(r) -> list[str]:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.data.heldout import HeldOut, check_classes, list_held_out
 from basisnet_deploy.data.preprocessing import (IMAGE_SUFFIXES, DataError, Preprocessing, decode_side,
                                                 load_image, preprocess, skip_reason)
 
@@ -87,27 +88,18 @@ def load_dataset(spec: str) -> Dataset:
     return digits() if spec == "digits" else image_folder(spec)
 
 
-@dataclass
-class HeldOut:
-    """Images to verify or calibrate a threshold on, never the ones a model trained on."""
-
-    images: list
-    labels: np.ndarray | None  # None when the folder's classes are not the model's labels
-    source: str
-    indices: list[int]  # into digits, so calibration can leave them out; [] for folders
-
-
 def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
-    """Held-out images for verification: ``images_dir`` ('digits' or a folder), or by default
-    the checkpoint's own held-out split when it was trained on digits."""
+    """Held-out images for verification, listed and not yet decoded: ``images_dir``
+    ('digits' or a folder), or by default the checkpoint's own held-out split (digits, or
+    the files a folder-trained checkpoint recorded). Class folders are checked against the
+    checkpoint's labels here, before any image is decoded."""
     a = cfg.architecture
     side = decode_side(cfg.preprocessing, a.resolution, a.light_resolution)
     trained_on = cfg.training.get("dataset")
-    trained_on_digits = trained_on == "digits"
     held_folder = _recorded_folder_split(cfg, trained_on, images_dir, side)
     if held_folder is not None:
         return held_folder
-    if images_dir is None and not trained_on_digits:
+    if images_dir is None and trained_on != "digits":
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
                         "held-out images (DIR/<class>/<images> to also score accuracy)")
     if images_dir in (None, "digits"):
@@ -116,33 +108,24 @@ def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
         settings = cfg.training.get("settings", {}) if images_dir is None else {}
         ds = digits()
         _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
-        held = ds.subset(test_idx)
-        return HeldOut(held.images, held.labels, "held-out digits", test_idx)
-    root = Path(images_dir)
-    try:
-        ds = image_folder(root, side)
-        if tuple(ds.class_names) == tuple(cfg.labels):
-            return HeldOut(ds.images, ds.labels, str(root), [])
-        return HeldOut(ds.images, None, str(root), [])
-    except DataError:
-        sample = sample_folder(root, 10**9, min_side=side)
-        return HeldOut(sample.images, None, str(root), [])
+        return HeldOut([ds.images[i] for i in test_idx], ds.labels[test_idx], "held-out digits",
+                       test_idx, ds.class_names)
+    return list_held_out(images_dir, cfg.labels, side)
 
 
 def _recorded_folder_split(cfg, trained_on, images_dir, side: int) -> HeldOut | None:
     """The held-out files a folder-trained checkpoint recorded, when ``images_dir`` is that
     folder (or not given): never a training image."""
-    from basisnet_deploy.data.folders import read_files, recorded_held_out
+    from basisnet_deploy.data.folders import recorded_held_out
 
     if trained_on in (None, "digits") or "held_out_files" not in cfg.training:
         return None
     if images_dir is not None and os.path.realpath(images_dir) != os.path.realpath(trained_on):
         return None
     files = recorded_held_out(cfg.training, images_dir or trained_on)
-    images, labels, _ = read_files(files, side)
-    if not images:
-        raise DataError(f"{trained_on}: none of the {len(files.paths)} held-out files is readable")
-    return HeldOut(images, labels, f"held-out {trained_on}", [])
+    remap = check_classes(files.class_names, cfg.labels, images_dir or trained_on)
+    return HeldOut(files.absolute(), remap[files.labels], f"held-out {trained_on}", [],
+                   tuple(cfg.labels), side)
 
 
 @dataclass

@@ -233,7 +233,7 @@ class _Inputs:
 
     net: object
     cfg: object
-    held: object  # data.datasets.HeldOut
+    held: object  # data.heldout.HeldOut: listed, decoded when verification reaches each image
     calib: object | None  # calibration.images.CalibrationImages
     images: list  # the calibration images (without calibration: held-out images)
     light: np.ndarray  # their preprocessed LM inputs
@@ -270,12 +270,11 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             manifest.info["weight_tuning"] = {r: t.report() for r, t in tuned.items()} or None
             manifest.info["layer_report"] = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest, say)
-            held = inputs.held
-            n = min(opts.verify_images, len(held.images))
-            say(f"verifying against the float TF model on {n} {held.source} images")
-            manifest.info["verification"] = verify_directory(
-                tmp, manifest, inputs.net, held.images[:n],
-                None if held.labels is None else held.labels[:n], source=held.source)
+            held = inputs.held.sample(opts.verify_images)
+            say(f"verifying against the float TF model on {len(held)} {held.source} images")
+            manifest.info["verification"] = verify_directory(tmp, manifest, inputs.net, held)
+            if held.skipped.total:
+                say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
             manifest.info["agreement_gate"] = _gate(manifest.info["verification"], opts)
             manifest.info["export_seconds"] = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
@@ -329,9 +328,9 @@ def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
     The template is baked with the mean coefficients the LM gives the calibration images (or
     the held-out images for float exports): typical weights for int8 ranges.
     """
+    held = evaluation_set(checkpoint.load_config(checkpoint_dir), opts.images)  # listed, checked
     say(f"loading checkpoint {checkpoint_dir}")
     net, cfg = checkpoint.load(checkpoint_dir)
-    held = evaluation_set(cfg, opts.images)
     a, pre = cfg.architecture, cfg.preprocessing
     calib = None
     if opts.calibration:
@@ -343,7 +342,7 @@ def _read_inputs(checkpoint_dir, opts: ExportOptions, say) -> _Inputs:
             say(f"calibration: {describe_skipped(calib.skipped, calib.skipped_files)}")
         for warning in calib.warnings():
             say(f"warning: {warning}")
-    source = calib.images if calib else held.images[:64]
+    source = calib.images if calib else held.first_images(64)
     light = np.stack([preprocess(im, a.light_resolution, pre) for im in source])
     lm_coeff = net.lightweight(light, training=False)["coefficients"].numpy()
     return _Inputs(net, cfg, held, calib, source, light, lm_coeff)

@@ -12,87 +12,218 @@ the float pipeline), which is what a device computes.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role
+from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, class_counts
+
+# Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
+# at most FLOAT_BATCH_PIXELS specialist input pixels, since the float specialist synthesizes
+# every image's own kernels: at full size (224 px, 16 bases) a batch of 32 took 1.8 GB over
+# the model, one of 8 took 0.5 GB.
+FLOAT_BATCH = 32
+FLOAT_BATCH_PIXELS = 8 * 224 * 224
 
 
-def _compare(ref: np.ndarray, got: np.ndarray) -> dict:
-    diff = np.abs(got - ref)
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-            "max_rel": float(diff.max() / max(float(np.abs(ref).max()), 1e-12))}
+def float_batch_size(resolution: int) -> int:
+    """Images per float-model batch for a specialist of this input size (1 to FLOAT_BATCH)."""
+    return max(1, min(FLOAT_BATCH, FLOAT_BATCH_PIXELS // (resolution * resolution)))
 
 
-def _scores(ref_logits, got_logits, labels) -> dict:
-    agree = np.argmax(ref_logits, -1) == np.argmax(got_logits, -1)
-    out = {"top1_agreement": float(agree.mean()), "logits": _compare(ref_logits, got_logits)}
-    if labels is not None:
-        out["accuracy"] = float((np.argmax(got_logits, -1) == labels).mean())
-        out["float_accuracy"] = float((np.argmax(ref_logits, -1) == labels).mean())
-    return out
+@dataclass
+class ErrorStats:
+    """Running max and mean absolute error, and the largest reference magnitude (for the
+    relative error), over every element seen."""
+
+    max_abs: float = 0.0
+    sum_abs: float = 0.0
+    count: int = 0
+    max_ref: float = 0.0
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        diff = np.abs(got - ref)
+        self.max_abs = max(self.max_abs, float(diff.max()))
+        self.sum_abs += float(diff.sum(dtype=np.float64))
+        self.count += diff.size
+        self.max_ref = max(self.max_ref, float(np.abs(ref).max()))
+
+    def result(self) -> dict:
+        return {"max_abs": self.max_abs, "mean_abs": self.sum_abs / max(self.count, 1),
+                "max_rel": self.max_abs / max(self.max_ref, 1e-12)}
 
 
-def verify_directory(directory, manifest: Manifest, net, images, labels, source: str) -> dict:
-    """Verification results for every artifact in ``directory`` (see module docstring)."""
+@dataclass
+class ScoreStats:
+    """Running top-1 agreement with the float model, accuracy (labelled images) and logit error."""
+
+    images: int = 0
+    agree: int = 0
+    labelled: int = 0
+    hits: int = 0
+    float_hits: int = 0
+    logits: ErrorStats = field(default_factory=ErrorStats)
+
+    def add(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> None:
+        ref_top, got_top = np.argmax(ref, -1), np.argmax(got, -1)
+        known = labels != UNLABELLED
+        self.images += len(labels)
+        self.agree += int(np.sum(ref_top == got_top))
+        self.labelled += int(known.sum())
+        self.hits += int(np.sum((got_top == labels) & known))
+        self.float_hits += int(np.sum((ref_top == labels) & known))
+        self.logits.add(ref, got)
+
+    def result(self) -> dict:
+        out = {"top1_agreement": self.agree / max(self.images, 1), "logits": self.logits.result()}
+        if self.labelled:
+            out["accuracy"] = self.hits / self.labelled
+            out["float_accuracy"] = self.float_hits / self.labelled
+        return out
+
+
+@dataclass
+class FloatBatch:
+    """A batch of decoded images through the float TF model: inputs and reference outputs."""
+
+    light: np.ndarray  # [B, r, r, 3] LM inputs
+    image: np.ndarray  # [B, R, R, 3] specialist inputs
+    labels: np.ndarray  # [B], UNLABELLED where unknown
+    lm_logits: np.ndarray
+    coefficients: np.ndarray
+    logits: np.ndarray  # the float specialist's, fed the float LM's coefficients
+
+
+def float_batch(net, manifest: Manifest, examples: list) -> FloatBatch:
+    """Preprocess ``examples`` at both resolutions and run the float model on them at once."""
     import tensorflow as tf
 
     from basisnet_deploy.data import preprocess
-    from basisnet_deploy.runtime.sessions import open_session
-    from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
 
-    directory = Path(directory)
-    arts = manifest.artifacts
     pre = manifest.preprocessing
-    light = np.stack([preprocess(im, manifest.light_resolution, pre) for im in images])
-    image = np.stack([preprocess(im, manifest.resolution, pre) for im in images])
+    light = np.stack([preprocess(e.image, manifest.light_resolution, pre) for e in examples])
+    image = np.stack([preprocess(e.image, manifest.resolution, pre) for e in examples])
     ref = net.lightweight(tf.constant(light), training=False)
-    ref_lm_logits, ref_coeff = ref["logits"].numpy(), ref["coefficients"].numpy()
-    ref_sp = net.specialist([tf.constant(image), ref["coefficients"]], training=False).numpy()
-    labels = None if labels is None else np.asarray(labels)
-    results = {"images": len(images), "source": source}
+    logits = net.specialist([tf.constant(image), ref["coefficients"]], training=False).numpy()
+    return FloatBatch(light, image, np.asarray([e.label for e in examples], np.int64),
+                      ref["logits"].numpy(), ref["coefficients"].numpy(), logits)
 
-    lm = open_session(directory / arts[Role.LIGHTWEIGHT].file)
-    lm_out = [lm.run({"image": x[None]}) for x in light]
-    got_logits = np.concatenate([o["logits"] for o in lm_out]).astype(np.float32)
-    got_coeff = np.concatenate([o["coefficients"] for o in lm_out]).astype(np.float32)
-    results["lightweight"] = {**_scores(ref_lm_logits, got_logits, labels),
-                              "coefficients": _compare(ref_coeff, got_coeff)}
-    # The exported LM's coefficients (got_coeff) drive the end-to-end checks, as on a device.
 
-    if Role.SPECIALIST_COEFFICIENT in arts:
-        sp = open_session(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
+class Artifacts:
+    """The export's artifacts opened once, each run one frame at a time as on a device."""
 
-        def run_coeff(coeff):
-            return np.concatenate([sp.run({"image": x[None], "coefficients": c[None]})["logits"]
-                                   for x, c in zip(image, coeff)]).astype(np.float32)
-        coeff_iso = run_coeff(ref_coeff)
-        results["specialist_coefficient"] = {"isolated": _scores(ref_sp, coeff_iso, labels),
-                                             "end_to_end": _scores(ref_sp, run_coeff(got_coeff), labels)}
+    def __init__(self, directory: Path, manifest: Manifest):
+        from basisnet_deploy.artifacts.synthesis import load_presynth
+        from basisnet_deploy.runtime.sessions import open_session
 
-    if Role.SPECIALIST_PRESYNTH in arts:
-        ps = load_presynth(directory, arts[Role.SPECIALIST_PRESYNTH])
+        arts = manifest.artifacts
+        self.lm = open_session(directory / arts[Role.LIGHTWEIGHT].file)
+        self.coefficient = (open_session(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
+                            if Role.SPECIALIST_COEFFICIENT in arts else None)
+        self.presynth = (load_presynth(directory, arts[Role.SPECIALIST_PRESYNTH])
+                         if Role.SPECIALIST_PRESYNTH in arts else None)
 
-        def run_presynth(coeff):
-            outs = []
-            for x, c in zip(image, coeff):
-                model = synthesize(ps.template, ps.table, ps.bases, c)
-                s = open_session(ps.path, model=model)
-                outs.append(s.run({"image": x[None]})["logits"])
-            return np.concatenate(outs).astype(np.float32)
-        iso = run_presynth(ref_coeff)
-        results["specialist_presynth"] = {"isolated": _scores(ref_sp, iso, labels),
-                                          "end_to_end": _scores(ref_sp, run_presynth(got_coeff), labels)}
-        if Role.SPECIALIST_COEFFICIENT in arts:
-            results["presynth_vs_coefficient"] = _compare(coeff_iso, iso)
+    def lightweight(self, light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [self.lm.run({"image": x[None]}) for x in light]
+        return (np.concatenate([o["logits"] for o in outs]).astype(np.float32),
+                np.concatenate([o["coefficients"] for o in outs]).astype(np.float32))
+
+    def specialist_coefficient(self, image: np.ndarray, coeff: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.coefficient.run({"image": x[None], "coefficients": c[None]})["logits"]
+                               for x, c in zip(image, coeff)]).astype(np.float32)
+
+    def specialist_presynth(self, image: np.ndarray, coeff: np.ndarray) -> np.ndarray:
+        from basisnet_deploy.artifacts.synthesis import synthesize
+        from basisnet_deploy.runtime.sessions import open_session
+
+        ps, outs = self.presynth, []
+        for x, c in zip(image, coeff):
+            model = synthesize(ps.template, ps.table, ps.bases, c)
+            outs.append(open_session(ps.path, model=model).run({"image": x[None]})["logits"])
+        return np.concatenate(outs).astype(np.float32)
+
+
+class Verification:
+    """Running statistics of every check, fed one float batch at a time."""
+
+    def __init__(self, artifacts: Artifacts):
+        self.artifacts = artifacts
+        self.lightweight, self.coefficients = ScoreStats(), ErrorStats()
+        self.forms = {role: {"isolated": ScoreStats(), "end_to_end": ScoreStats()}
+                      for role, present in (("specialist_coefficient", artifacts.coefficient),
+                                            ("specialist_presynth", artifacts.presynth))
+                      if present is not None}
+        self.presynth_vs_coefficient = ErrorStats()
+        self.labels: list[int] = []
+
+    def add(self, ref: FloatBatch) -> None:
+        got_logits, got_coeff = self.artifacts.lightweight(ref.light)
+        self.lightweight.add(ref.lm_logits, got_logits, ref.labels)
+        self.coefficients.add(ref.coefficients, got_coeff)
+        isolated = {}
+        for role, checks in self.forms.items():
+            run = getattr(self.artifacts, role)
+            # The exported LM's coefficients (got_coeff) drive end to end, as on a device.
+            isolated[role] = run(ref.image, ref.coefficients)
+            checks["isolated"].add(ref.logits, isolated[role], ref.labels)
+            checks["end_to_end"].add(ref.logits, run(ref.image, got_coeff), ref.labels)
+        if len(isolated) == 2:
+            self.presynth_vs_coefficient.add(isolated["specialist_coefficient"],
+                                             isolated["specialist_presynth"])
+        self.labels.extend(int(y) for y in ref.labels)
+
+    def result(self) -> dict:
+        out = {"lightweight": {**self.lightweight.result(), "coefficients": self.coefficients.result()}}
+        for role, checks in self.forms.items():
+            out[role] = {name: stats.result() for name, stats in checks.items()}
+        if len(self.forms) == 2:
+            out["presynth_vs_coefficient"] = self.presynth_vs_coefficient.result()
+        return out
+
+
+def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,
+                     batch_size: int | None = None) -> dict:
+    """Verification results for every artifact in ``directory`` (see module docstring) on
+    ``held``, streamed: images are decoded ``batch_size`` at a time (default
+    :func:`float_batch_size`) and every figure is a running sum, so memory does not grow
+    with the number of images.
+
+    ``progress(done, total, logs)`` is called after each batch; unreadable files are
+    counted in ``skipped``, and an error only when none is readable.
+    """
+    from basisnet_deploy.data import DataError
+    from basisnet_deploy.data.datasets import describe_skipped
+
+    started, total = time.perf_counter(), len(held)
+    check = Verification(Artifacts(Path(directory), manifest))
+    for examples in held.batches(batch_size or float_batch_size(manifest.resolution)):
+        check.add(float_batch(net, manifest, examples))
+        if progress:
+            progress(examples[-1].index + 1, total, {})
+    if progress:
+        progress(total, total, {})  # unreadable files at the end are done too
+    if not check.labels:
+        raise DataError(f"{held.source}: none of its {total} files is a readable image "
+                        f"({describe_skipped(held.skipped.counts, held.skipped.files)})")
+    seconds = time.perf_counter() - started
+    results = {"images": len(check.labels), "source": held.source, **check.result(),
+               "skipped": held.skipped.to_json(), "seconds": round(seconds, 2),
+               "images_per_s": round(len(check.labels) / max(seconds, 1e-9), 2)}
+    if held.labels is not None:
+        results["classes"] = class_counts(check.labels, held.class_names)
     return results
 
 
-def verify_export(directory, images: str | None = None, limit: int | None = None) -> dict:
+def verify_export(directory, images: str | None = None, limit: int | None = None,
+                  progress=None) -> dict:
     """Verify an export directory against its checkpoint on held-out images.
 
     ``images``: 'digits' or a folder; default the checkpoint's own held-out split.
+    ``limit``: at most this many, a seeded sample spread over the classes (the same images
+    export's own verification of that many uses).
     """
     from basisnet_deploy.artifacts.manifest import check_files, load_manifest
     from basisnet_deploy.data.datasets import evaluation_set
@@ -100,8 +231,7 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
 
     manifest = load_manifest(directory)
     check_files(directory, manifest)
-    net, cfg = checkpoint.load(manifest.checkpoint.get("path", ""))
-    held = evaluation_set(cfg, images)
-    n = limit or len(held.images)
-    labels = None if held.labels is None else held.labels[:n]
-    return verify_directory(directory, manifest, net, held.images[:n], labels, held.source)
+    path = manifest.checkpoint.get("path", "")
+    held = evaluation_set(checkpoint.load_config(path), images).sample(limit)  # before any work
+    net, _ = checkpoint.load(path)
+    return verify_directory(directory, manifest, net, held, progress)

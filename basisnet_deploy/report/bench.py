@@ -217,7 +217,7 @@ def _setup(directory, opts: BenchOptions, say) -> _Setup:
                            opts.allow_fallback, probe=str(dep.specialist_path(opts.form)))
     # The lightweight model stays on the CPU, as BasisNet is meant to run.
     light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu", 1)
-    imgs = _images(opts.images, dep)
+    imgs = _images(opts.images, dep, opts.frames)
     frames = [dep.frame(imgs[i % len(imgs)]) for i in range(opts.frames)]
     say(f"{len(frames)} frames from {len(imgs)} images")
     return _Setup(dep, factory, light_factory, frames)
@@ -333,13 +333,15 @@ def _paced(frames, fps: float | None):
         yield frame
 
 
-def _images(images, dep):
+def _images(images, dep, count: int):
+    """Up to ``count`` images (as many as the frames need): a seeded sample of a folder, of
+    which only those are decoded, or the digits."""
     from basisnet_deploy.data import digits
     from basisnet_deploy.data.datasets import sample_folder
 
     if images in (None, "digits"):
-        return digits().images
-    return sample_folder(str(images), 10**9, min_side=dep.decode_side).images
+        return digits().images[:count]
+    return sample_folder(str(images), count, min_side=dep.decode_side).images
 
 
 GPU_FORM_REASON = {

@@ -24,6 +24,7 @@ import numpy as np
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import sha256_hex, staged_directory
+from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.report import analysis, plots
 from basisnet_deploy.report.html import render_page
 
@@ -47,9 +48,40 @@ class ReportOptions:
 
 @dataclass
 class Labelled:
-    images: list
-    labels: np.ndarray
-    source: str
+    """The report's images, listed; the run decodes each once, and the thumbnails on the
+    page are decoded again by position, so no image is kept in memory."""
+
+    held: HeldOut
+    labels: list = field(default_factory=list)  # of the readable images, in run order
+    positions: list = field(default_factory=list)  # their positions in ``held``
+
+    @property
+    def source(self) -> str:
+        return self.held.source
+
+    @property
+    def images(self) -> "_Thumbnails":
+        return _Thumbnails(self.held, self.positions)
+
+    def frames(self, dep):
+        """Each readable image as a frame, decoded when reached; labels recorded as it goes."""
+        for example in self.held.examples():
+            self.labels.append(example.label)
+            self.positions.append(example.index)
+            yield dep.frame(example.image)
+
+
+class _Thumbnails:
+    """The i-th readable image of a run, decoded when asked for (for the page's mosaics)."""
+
+    def __init__(self, held: HeldOut, positions: list):
+        self.held, self.positions = held, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        return self.held.image(self.positions[i])
 
 
 @dataclass
@@ -120,65 +152,55 @@ def load_bench(path, export_dir) -> dict:
 
 def labelled_images(spec: str, labels: tuple[str, ...], limit: int | None,
                     min_side: int = 0) -> Labelled:
-    """'digits' (held-out fifth, seed 0) or DIR/<class>/<images> whose classes are labels;
+    """'digits' (held-out fifth, seed 0) or DIR/<class>/<images> whose classes are labels,
+    listed and checked, not yet decoded; ``limit``: a seeded sample spread over the classes.
     ``min_side``: the export's ``decode_side``, so the page sees what ``predict`` sees."""
-    from basisnet_deploy.data import digits, image_folder
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.heldout import list_held_out
 
     if spec == "digits":
         ds = digits()
         if tuple(ds.class_names) != tuple(labels):
             raise UserError(f"--images digits: the export's labels {list(labels)[:5]}... are "
                             "not the digits 0-9; pass --images DIR with its classes")
-        _, held = ds.split_indices(0.2, 0)
-        ds, source = ds.subset(held), "held-out digits (20%, seed 0)"
+        _, idx = ds.split_indices(0.2, 0)
+        held = HeldOut([ds.images[i] for i in idx], ds.labels[idx], "held-out digits (20%, seed 0)",
+                       [], tuple(labels))
     else:
-        ds, source = image_folder(spec, min_side), str(spec)
-        unknown = [c for c in ds.class_names if c not in labels]
-        if unknown:
-            raise UserError(f"--images {spec}: class folders {unknown[:3]} are not among the "
-                            f"manifest's labels {list(labels)[:5]}...; rename them to match")
-        remap = np.asarray([labels.index(c) for c in ds.class_names])
-        ds.labels = remap[ds.labels]
-    idx = sample_indices(np.asarray(ds.labels), limit)
-    return Labelled([ds.images[i] for i in idx], np.asarray(ds.labels)[idx], source)
-
-
-def sample_indices(labels: np.ndarray, limit: int | None) -> np.ndarray:
-    """All indices, or ``limit`` of them spread over the classes (seeded, round robin over
-    the classes in a random order within each), sorted."""
-    if limit is None or limit >= len(labels):
-        return np.arange(len(labels))
-    perm = np.random.default_rng(0).permutation(len(labels))
-    rank = np.empty(len(labels), np.int64)
-    for c in np.unique(labels):
-        members = perm[labels[perm] == c]
-        rank[members] = np.arange(len(members))
-    position = np.empty(len(labels), np.int64)
-    position[perm] = np.arange(len(labels))
-    return np.sort(np.lexsort((position, rank))[:limit])
+        held = list_held_out(spec, labels, min_side)
+        if held.labels is None:
+            raise UserError(f"--images {spec}: the report needs labelled images in class folders "
+                            "DIR/<class>/<images>, named as the manifest's labels")
+    return Labelled(held.sample(limit))
 
 
 def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
-    """The exported LM and every exported specialist form on each image, end to end."""
+    """The exported LM and every exported specialist form on each image, end to end, in one
+    pass: each image is decoded once and runs through every form before the next."""
+    from itertools import tee
+
     from basisnet_deploy.runtime.backends import make_factory
     from basisnet_deploy.runtime.runner import stage_outputs
 
     roles = [r for r in SPECIALISTS if r in dep.artifacts]
     factory = make_factory("litert" if dep.manifest.target == "tflite" else "onnxruntime", "xnnpack")
-    frames = [dep.frame(im) for im in data.images]
-    logits, coeffs, spec = [], [], {}
-    for n_role, role in enumerate(roles):
-        outputs = []
-        for n, out in enumerate(stage_outputs(dep, factory, role.value.split("_")[1], frames)):
-            outputs.append(out.logits)
-            if n_role == 0:
-                logits.append(out.lm_logits)
-                coeffs.append(out.coefficients)
-            if progress:
-                progress(n_role * len(frames) + n + 1, len(roles) * len(frames), {})
-        spec[role.value] = np.stack(outputs)
+    feeds = tee(data.frames(dep), len(roles))  # consumed in lockstep: one frame buffered
+    streams = [stage_outputs(dep, factory, role.value.split("_")[1], feed)
+               for role, feed in zip(roles, feeds)]
+    logits, coeffs, spec = [], [], {role.value: [] for role in roles}
+    for n, outs in enumerate(zip(*streams)):
+        logits.append(outs[0].lm_logits)
+        coeffs.append(outs[0].coefficients)
+        for role, out in zip(roles, outs):
+            spec[role.value].append(out.logits)
+        if progress:
+            progress(data.positions[-1] + 1, len(data.held), {})
+    if progress:
+        progress(len(data.held), len(data.held), {})  # unreadable files at the end are done too
+    if not data.labels:
+        raise UserError(f"--images {data.source}: none of its {len(data.held)} files is a readable image")
     return analysis.FreshRun(np.asarray(data.labels), np.stack(logits), np.stack(coeffs),
-                             spec, roles[0].value)
+                             {k: np.stack(v) for k, v in spec.items()}, roles[0].value)
 
 
 def _layer(options: ReportOptions, blocks: list[str]) -> int:
@@ -237,12 +259,12 @@ def build_report(export_dir, out, options: ReportOptions = ReportOptions(),
     names = list(dep.labels)
     layer = _layer(options, blocks)
     data = labelled_images(options.images, tuple(names), options.limit, dep.decode_side)
-    _check_classes(options, names, set(np.unique(data.labels).tolist()))
+    _check_classes(options, names, set(np.unique(data.held.labels).tolist()))
     run = fresh_run(dep, data, progress)
     result = ReportResult(
         export=str(export_dir), out=str(out),
-        images={"source": data.source, "count": len(data.images),
-                "classes": len(set(data.labels.tolist()))},
+        images={"source": data.source, "count": len(data.labels),
+                "classes": len(set(data.labels)), "skipped": data.held.skipped.to_json()},
         specialization=analysis.specialization(run, names, blocks, layer, options.top,
                                                options.thumbnails),
         similar_classes=analysis.similar_classes(run, names, blocks, list(options.classes)),

@@ -18,19 +18,54 @@ from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
 
 def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:
-    """LM and specialist answers per image, and the curve over all thresholds."""
+    """LM and specialist answers per image, and the curve over all thresholds. ``images``
+    may be any iterable; each is preprocessed as it is reached."""
+    answers = _answers(dep, factory, (dep.frame(im) for im in images), form)
+    return _curve(dep, answers, labels)
+
+
+def tradeoff_streamed(dep, factory, held, form: str = "presynth", progress=None) -> dict:
+    """:func:`tradeoff` on a :class:`~basisnet_deploy.data.heldout.HeldOut`, decoded one
+    image at a time; unreadable files are skipped and counted. ``progress(done, total, logs)``
+    is called after each image."""
+    from basisnet_deploy.data.heldout import class_counts
+
+    labels = []
+
+    def frames():
+        for example in held.examples():
+            labels.append(example.label)
+            yield dep.frame(example.image)
+            if progress:
+                progress(example.index + 1, len(held), {})
+    answers = _answers(dep, factory, frames(), form)
+    if progress:
+        progress(len(held), len(held), {})  # unreadable files at the end are done too
+    if not labels:
+        raise UserError(f"{held.source}: none of its {len(held)} files is a readable image")
+    return {**_curve(dep, answers, labels), "skipped": held.skipped.to_json(),
+            "classes": class_counts(labels, held.class_names)}
+
+
+def _answers(dep, factory, frames, form: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(LM confidence, LM label, specialist label) per frame, never exiting early."""
     runner = TwoStageRunner(dep, factory, factory, RunnerOptions(threshold=None, form=form,
                                                                  mode="sequential"))
     conf, lm_pred, sp_pred = [], [], []
-    for r in runner.run(dep.frame(im) for im in images):  # never exits: both answers
+    for r in runner.run(frames):  # never exits: both answers
         conf.append(r.lightweight_confidence)
         lm_pred.append(r.lightweight_label)
         sp_pred.append(r.label)
-    conf, lm_pred, sp_pred, labels = map(np.asarray, (conf, lm_pred, sp_pred, labels))
+    return np.asarray(conf), np.asarray(lm_pred), np.asarray(sp_pred)
+
+
+def _curve(dep, answers, labels) -> dict:
+    conf, lm_pred, sp_pred = answers
+    labels = np.asarray(labels)
     cost = dep.cost()
     curve = tradeoff_curve(conf, lm_pred, sp_pred, labels, cost)
     return {"curve": curve, "no_exit_accuracy": curve[-1]["accuracy"],
-            "lightweight_accuracy": float((np.asarray(lm_pred) == labels).mean()),
+            "lightweight_accuracy": float((lm_pred == labels).mean()),
             "full_madds": cost["madds"], "images": int(len(labels))}
 
 
@@ -76,11 +111,12 @@ def plot(result: dict, chosen: dict, path) -> None:
 
 
 def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,
-              form: str = "presynth", plot_path=None) -> dict:
+              form: str = "presynth", plot_path=None, progress=None) -> dict:
     """Choose the early-exit threshold on labelled held-out images and record it.
 
-    ``held`` is a :class:`~basisnet_deploy.data.datasets.HeldOut` with labels. The plot is
-    drawn before the manifest is touched, so a bad ``plot_path`` changes nothing.
+    ``held`` is a :class:`~basisnet_deploy.data.heldout.HeldOut` with labels, decoded one
+    image at a time. The plot is drawn before the manifest is touched, so a bad
+    ``plot_path`` changes nothing.
     """
     from pathlib import Path
 
@@ -97,7 +133,7 @@ def calibrate(directory, held, max_drop: float | None = None, target_madds: floa
         raise UserError(f"--plot {plot_path}: its folder does not exist; create it or choose another")
     dep = Deployment(directory)
     runtime = "litert" if dep.manifest.target == "tflite" else "onnxruntime"
-    result = tradeoff(dep, make_factory(runtime, "xnnpack"), held.images, held.labels, form)
+    result = tradeoff_streamed(dep, make_factory(runtime, "xnnpack"), held, form, progress)
     chosen = choose(result, max_drop, target_madds)
     try:
         plot(result, chosen, plot_path)

@@ -1,0 +1,146 @@
+"""Streamed verification: the same figures as scoring the whole stack at once, unreadable
+files counted, and bad folders refused before any image is decoded."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from basisnet_deploy.cli import main
+
+
+def _stacked_figures(directory, net, held) -> dict:
+    """The figures computed the stacked way: every image decoded, both resolutions stacked,
+    the float model run on the whole stack as one batch, each artifact one frame at a time."""
+    import tensorflow as tf
+
+    from basisnet_deploy.artifacts.manifest import Role, load_manifest
+    from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
+    from basisnet_deploy.data import preprocess
+    from basisnet_deploy.runtime.sessions import open_session
+
+    m = load_manifest(directory)
+    images = [e.image for e in held.examples()]
+    labels = np.asarray(held.labels)
+    light = np.stack([preprocess(im, m.light_resolution, m.preprocessing) for im in images])
+    image = np.stack([preprocess(im, m.resolution, m.preprocessing) for im in images])
+    ref = net.lightweight(tf.constant(light), training=False)
+    ref_sp = net.specialist([tf.constant(image), ref["coefficients"]], training=False).numpy()
+    lm = open_session(directory / m.artifacts[Role.LIGHTWEIGHT].file)
+    outs = [lm.run({"image": x[None]}) for x in light]
+    got = np.concatenate([o["logits"] for o in outs])
+    coeff = np.concatenate([o["coefficients"] for o in outs])
+    ps = load_presynth(directory, m.artifacts[Role.SPECIALIST_PRESYNTH])
+    e2e = np.concatenate([open_session(ps.path, model=synthesize(ps.template, ps.table, ps.bases, c))
+                          .run({"image": x[None]})["logits"] for x, c in zip(image, coeff)])
+
+    def scores(r, g):
+        d = np.abs(g - r)
+        return {"agree": float((np.argmax(r, -1) == np.argmax(g, -1)).mean()),
+                "acc": float((np.argmax(g, -1) == labels).mean()),
+                "err": (float(d.max()), float(d.mean()), float(d.max() / np.abs(r).max()))}
+    return {"lm": scores(ref["logits"].numpy(), got), "e2e": scores(ref_sp, e2e)}
+
+
+def test_streamed_verification_gives_the_stacked_figures(int8_tflite):
+    """Several float batches (13 + a short last one) against one stack of all 40 images."""
+    from basisnet_deploy.artifacts.manifest import load_manifest
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.export.verify import verify_directory
+    from basisnet_deploy.model import checkpoint
+
+    out, _ = int8_tflite
+    net, cfg = checkpoint.load(load_manifest(out).checkpoint["path"])
+    held = evaluation_set(cfg).sample(40)
+    streamed = verify_directory(out, load_manifest(out), net, held, batch_size=13)
+    stacked = _stacked_figures(out, net, held)
+    for got, want in ((streamed["lightweight"], stacked["lm"]),
+                      (streamed["specialist_presynth"]["end_to_end"], stacked["e2e"])):
+        assert got["top1_agreement"] == want["agree"] and got["accuracy"] == want["acc"]
+        err = got["logits"]
+        assert (err["max_abs"], err["mean_abs"], err["max_rel"]) == pytest.approx(want["err"], rel=1e-4)
+    assert streamed["images"] == 40 and sum(streamed["classes"].values()) == 40
+    assert streamed["skipped"]["count"] == 0
+
+
+def _cli(args, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(args)
+    out, err = capsys.readouterr()
+    return code.value.code, out, err
+
+
+def _photo(path, mode="RGB", fmt=None, seed=0):
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        Image.fromarray(rng.integers(0, 65535, (40, 40)).astype(np.uint16)).save(path)
+        return
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).convert(mode).save(path, fmt)
+
+
+def test_unreadable_files_are_counted_and_16_bit_and_cmyk_are_scored(float_tflite, tmp_path, capsys):
+    out, _ = float_tflite
+    root = tmp_path / "held"
+    for name in ("3", "7"):
+        (root / name).mkdir(parents=True)
+        _photo(root / name / "a.png", seed=int(name))
+    _photo(root / "3" / "deep.png", mode="I;16")
+    _photo(root / "7" / "print.jpg", mode="CMYK", fmt="JPEG")
+    (root / "3" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (root / "7" / "notes.txt").write_text("not a photo")
+    code, text, err = _cli(["verify", str(out), "--images", str(root), "--json"], capsys)
+    assert code in (0, None), err
+    v = json.loads(text)
+    assert v["images"] == 4 and v["classes"] == {"3": 2, "7": 2}
+    assert v["skipped"]["count"] == 2 and sum(v["skipped"]["by_reason"].values()) == 2
+    assert {p.rsplit("/", 1)[1] for p in v["skipped"]["first"]} == {"broken.jpg", "notes.txt"}
+    assert "accuracy" in v["lightweight"] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "the folder is empty"),
+    (lambda root: [(root / c).mkdir() or _photo(root / c / "x.png") for c in ("cat", "dog")],
+     "class folders ['cat', 'dog'] are not among the model's labels"),
+    (lambda root: [(root / c).mkdir() for c in ("3", "7")] and _photo(root / "3" / "x.png"),
+     "class folder is empty"),
+])
+def test_bad_folders_are_refused_before_any_image_is_decoded(float_tflite, tmp_path, capsys,
+                                                             monkeypatch, make, message):
+    from basisnet_deploy.data import heldout
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the folder was checked")
+
+    monkeypatch.setattr(heldout, "load_image", no_decoding)
+    root = tmp_path / "held"
+    root.mkdir()
+    make(root)
+    code, _, err = _cli(["verify", str(float_tflite[0]), "--images", str(root)], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_threshold_and_report_stream_a_folder_and_count_what_they_skip(float_tflite, tmp_path, capsys):
+    import shutil
+
+    from basisnet_deploy.data import digits
+
+    ds = digits()
+    root = tmp_path / "held"
+    for c in ("3", "7"):
+        (root / c).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(ds.labels == int(c))[:4]):
+            ds.images[i].save(root / c / f"{n}.png")
+    (root / "7" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
+    copy = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], copy)
+    code, text, err = _cli(["calibrate-threshold", str(copy), "--images", str(root),
+                            "--max-drop", "1", "--json"], capsys)
+    assert code in (0, None), err
+    t = json.loads(text)
+    assert t["images"] == 8 and t["classes"] == {"3": 4, "7": 4} and t["skipped"]["count"] == 1
+    code, text, err = _cli(["report", str(copy), "--images", str(root), "--out",
+                            str(tmp_path / "r"), "--json"], capsys)
+    assert code in (0, None), err
+    images = json.loads(text)["images"]
+    assert images["count"] == 8 and images["classes"] == 2 and images["skipped"]["count"] == 1
