@@ -99,3 +99,28 @@ def test_fidelity_int8_lm_recipe_meets_the_agreement_targets_with_every_weight_i
             assert got["top1_agreement"] >= 0.995, (role, how, got)
             assert got["float_accuracy"] - got["accuracy"] <= 0.005, (role, how, got)
     assert v["verification"]["specialist_presynth"]["isolated"]["logits"]["max_rel"] <= 0.25
+
+
+def test_the_gpu_export_agrees_with_float_on_held_out_photos_on_the_gpu(trained, capsys, gpu):
+    """The float16 export, every specialist run on LiteRT's GPU accelerator (SwiftShader here)
+    and the LM on the CPU, against the float checkpoint on the 240 held-out crops: every
+    artifact >= 99.5% top-1 agreement, isolated and end to end, accuracy within 0.5 point."""
+    root, ckpt = trained
+    out = root / "export-gpu"
+    with pytest.raises(SystemExit) as code:
+        main(["export", str(ckpt), "--target", "tflite", "--quantize", "float16", "--images",
+              str(root / "heldout"), "--verify-images", "8", "--out", str(out), "--json"])
+    assert code.value.code == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert {a["gpu"]["status"] for a in manifest["artifacts"].values()} == {"runs"}
+    with pytest.raises(SystemExit) as code:
+        main(["verify", str(out), "--images", str(root / "heldout"), "--delegate", "gpu", "--json"])
+    assert code.value.code == 0
+    v = json.loads(capsys.readouterr().out)
+    assert v["images"] == 240 and v["specialist_processor"].startswith("GPU: ") and "fallback" not in v
+    assert v["lightweight"]["top1_agreement"] >= 0.995
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        for how in ("isolated", "end_to_end"):
+            got = v[role][how]
+            assert got["top1_agreement"] >= 0.995, (role, how, got)
+            assert got["float_accuracy"] - got["accuracy"] <= 0.005, (role, how, got)

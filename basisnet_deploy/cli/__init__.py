@@ -323,8 +323,14 @@ def export(checkpoint, out, as_json, json_out, **options):
 @click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="At most this many images, a seeded sample spread over the classes (the "
                    "same images export's verification of that many uses).")
+@click.option("--delegate", type=click.Choice(["xnnpack", "cpu", "gpu"]), default="xnnpack",
+              show_default=True,
+              help="Where the specialists run (the lightweight model runs on the CPU): gpu checks "
+                   "what the GPU computes against the float model.")
+@click.option("--allow-fallback", is_flag=True,
+              help="With --delegate gpu: run on the CPU when the GPU cannot; the result says so.")
 @output_options
-def verify(directory, dataset, images, limit, as_json, json_out):
+def verify(directory, dataset, images, limit, delegate, allow_fallback, as_json, json_out):
     """Check every artifact of an export against the float TF model from its checkpoint.
 
     Reports top-1 agreement, accuracy, logit error and coefficient error per artifact, and
@@ -335,7 +341,7 @@ def verify(directory, dataset, images, limit, as_json, json_out):
     from basisnet_deploy.export.verify import verify_export
 
     with _progress("verify", unit="image") as progress:
-        result = verify_export(directory, images or dataset, limit, progress)
+        result = verify_export(directory, images or dataset, limit, progress, delegate, allow_fallback)
     render.emit(result, as_json, json_out, render.verification_text)
 
 

@@ -88,7 +88,9 @@ def export_text(manifest) -> list[str]:
 
 
 def verification_text(v: dict) -> list[str]:
-    lines = [f"verification against the float TF model ({v['images']} {v['source']} images):",
+    lines = [f"FALLBACK: {v['fallback']}"] if v.get("fallback") else []
+    lines += [f"specialists on: {v['specialist_processor']}"] if "specialist_processor" in v else []
+    lines += [f"verification against the float TF model ({v['images']} {v['source']} images):",
              f"  {'artifact':<42}{'top-1 agree':>12}{'accuracy':>10}{'max rel err':>13}"]
 
     def row(name, s):

@@ -113,15 +113,19 @@ def float_batch(net, manifest: Manifest, examples: list) -> FloatBatch:
 
 
 class Artifacts:
-    """The export's artifacts opened once, each run one frame at a time as on a device."""
+    """The export's artifacts opened once, each run one frame at a time as on a device.
 
-    def __init__(self, directory: Path, manifest: Manifest):
+    ``specialists``: a backend factory (runtime/backends.py) for the specialists, e.g. the
+    GPU's; None: the CPU. The lightweight model always runs on the CPU, as on a device."""
+
+    def __init__(self, directory: Path, manifest: Manifest, specialists=None):
         from basisnet_deploy.artifacts.synthesis import load_presynth
         from basisnet_deploy.runtime.sessions import open_session
 
         arts = manifest.artifacts
+        self.factory = specialists or (lambda path, model=None: open_session(path, model=model))
         self.lm = open_session(directory / arts[Role.LIGHTWEIGHT].file)
-        self.coefficient = (open_session(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
+        self.coefficient = (self.factory(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
                             if Role.SPECIALIST_COEFFICIENT in arts else None)
         self.presynth = (load_presynth(directory, arts[Role.SPECIALIST_PRESYNTH])
                          if Role.SPECIALIST_PRESYNTH in arts else None)
@@ -137,12 +141,13 @@ class Artifacts:
 
     def specialist_presynth(self, image: np.ndarray, coeff: np.ndarray) -> np.ndarray:
         from basisnet_deploy.artifacts.synthesis import synthesize
-        from basisnet_deploy.runtime.sessions import open_session
 
         ps, outs = self.presynth, []
+        release = getattr(self.factory, "release", lambda session: None)
         for x, c in zip(image, coeff):
-            model = synthesize(ps.template, ps.table, ps.bases, c)
-            outs.append(open_session(ps.path, model=model).run({"image": x[None]})["logits"])
+            session = self.factory(ps.path, synthesize(ps.template, ps.table, ps.bases, c))
+            outs.append(session.run({"image": x[None]})["logits"])
+            release(session)  # a GPU session holds device memory
         return np.concatenate(outs).astype(np.float32)
 
 
@@ -185,20 +190,21 @@ class Verification:
 
 
 def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,
-                     batch_size: int | None = None) -> dict:
+                     batch_size: int | None = None, specialists=None) -> dict:
     """Verification results for every artifact in ``directory`` (see module docstring) on
     ``held``, streamed: images are decoded ``batch_size`` at a time (default
     :func:`float_batch_size`) and every figure is a running sum, so memory does not grow
     with the number of images.
 
     ``progress(done, total, logs)`` is called after each batch; unreadable files are
-    counted in ``skipped``, and an error only when none is readable.
+    counted in ``skipped``, and an error only when none is readable. ``specialists``: the
+    backend factory the specialists run on (:class:`Artifacts`); None: the CPU.
     """
     from basisnet_deploy.data import DataError
     from basisnet_deploy.data.datasets import describe_skipped
 
     started, total = time.perf_counter(), len(held)
-    check = Verification(Artifacts(Path(directory), manifest))
+    check = Verification(Artifacts(Path(directory), manifest, specialists))
     for examples in held.batches(batch_size or float_batch_size(manifest.resolution)):
         check.add(float_batch(net, manifest, examples))
         if progress:
@@ -218,12 +224,13 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
 
 
 def verify_export(directory, images: str | None = None, limit: int | None = None,
-                  progress=None) -> dict:
+                  progress=None, delegate: str = "xnnpack", allow_fallback: bool = False) -> dict:
     """Verify an export directory against its checkpoint on held-out images.
 
     ``images``: 'digits' or a folder; default the checkpoint's own held-out split.
     ``limit``: at most this many, a seeded sample spread over the classes (the same images
-    export's own verification of that many uses).
+    export's own verification of that many uses). ``delegate``: where the specialists run
+    (``gpu``: on the GPU, checked up front as bench does; the result says which processor).
     """
     from basisnet_deploy.artifacts.manifest import check_files, load_manifest
     from basisnet_deploy.data.datasets import evaluation_set
@@ -233,5 +240,26 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
     check_files(directory, manifest)
     path = manifest.checkpoint.get("path", "")
     held = evaluation_set(checkpoint.load_config(path), images).sample(limit)  # before any work
+    factory = _specialist_factory(directory, manifest, delegate, allow_fallback)
     net, _ = checkpoint.load(path)
-    return verify_directory(directory, manifest, net, held, progress)
+    try:
+        result = verify_directory(directory, manifest, net, held, progress, specialists=factory)
+    finally:
+        factory.close()
+    result["specialist_processor"] = factory.processor
+    if factory.fallback_note:
+        result["fallback"] = factory.fallback_note
+    return result
+
+
+def _specialist_factory(directory, manifest: Manifest, delegate: str, allow_fallback: bool):
+    """The specialists' backend, checked on the artifact the GPU would struggle with most:
+    the template where there is one (re-synthesized for every image), else the
+    coefficient-input specialist."""
+    from basisnet_deploy.runtime.backends import make_factory
+
+    runtime = "litert" if manifest.target == "tflite" else "onnxruntime"
+    role = (Role.SPECIALIST_PRESYNTH if Role.SPECIALIST_PRESYNTH in manifest.artifacts
+            else Role.SPECIALIST_COEFFICIENT)
+    probe = Path(directory) / manifest.artifacts[role].file
+    return make_factory(runtime, delegate, 1, allow_fallback=allow_fallback, probe=str(probe))

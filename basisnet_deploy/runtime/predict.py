@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from basisnet_deploy.artifacts.manifest import Role
 from basisnet_deploy.data import load_image
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
