@@ -278,9 +278,9 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "model's and the template's int8 weights on random views of three quarters "
                    "of the calibration images so that they give the float model's outputs; the "
                    "step kept is the best on the held-back quarter, nearest rounding included "
-                   "(demo preset, 2 cores shared with other jobs: about 80-130 s per 1,000 "
-                   "steps for the LM and 260-290 s for the template, more per step on short "
-                   "runs). 0: plain nearest rounding. "
+                   "(demo preset on 2 CPU cores: about 80-130 s per 1,000 steps for the LM and "
+                   "260-290 s for the template, more per step on short runs). "
+                   "0: plain nearest rounding. "
                    f"[default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
