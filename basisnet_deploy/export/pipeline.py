@@ -1,6 +1,6 @@
 """``export``: checkpoint -> deployable artifacts + manifest, verified before they land.
 
-Artifacts (README "Artifacts" describes each):
+Artifacts (docs/export.md describes each):
 - ``lightweight``: image [1, r, r, 3] -> logits [1, classes], coefficients [1, L, K];
 - ``specialist_coefficient``: image + coefficients -> logits; the bases are in the file and
   synthesis is in the graph (a runtime-filter conv);
@@ -46,7 +46,7 @@ warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecate
 
 SPECIALIST_FORMS = ("coefficient", "presynth", "all")
 
-# What ``--quantize int8`` makes of each artifact, per recipe (README "Int8 recipes"). Measured
+# What ``--quantize int8`` makes of each artifact, per recipe (docs/export.md "Int8 recipes"). Measured
 # on held-out real photographs in benchmarks/results/fidelity_photos.md:
 # - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU);
 # - fidelity: precision where int8 costs agreement. The lightweight model stays float32:
@@ -170,7 +170,7 @@ def _specialist_with(specialist, architecture, weights):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``export`` makes; the CLI's flags map one to one (README "CLI")."""
+    """What ``export`` makes; the CLI's flags map one to one (docs/cli.md)."""
 
     target: str = "tflite"
     quantize: Quantization | None = None  # None: int8 with calibration images, else float32
