@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,17 @@ def test_a_broken_link_is_found(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n[ok](#title) [gone](#nowhere) [file](missing.md)\n")
     assert broken_links(page) == ["#nowhere: no such section in page.md", "missing.md: no such file"]
+
+
+def test_the_site_builds_strict(tmp_path):
+    """MkDocs + Material over docs/ (mkdocs.yml): a warning, such as a link to a missing page
+    or section, fails the build."""
+    res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
+                          str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "site" / "export" / "index.html").is_file()
 
 
 def test_readme_is_short_and_keeps_what_ci_and_tests_rely_on():
