@@ -60,7 +60,7 @@ def test_a_broken_link_is_found(tmp_path):
 def test_the_site_builds_strict(tmp_path):
     """MkDocs + Material over docs/ (mkdocs.yml): a warning, such as a link to a missing page
     or section, fails the build."""
-    res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
+    res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f",
                           str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
