@@ -1,4 +1,4 @@
-# The two set-up commands on a fresh machine (README): `make demo` and `make test`.
+# The two set-up commands on a fresh machine (README.md): `make demo` and `make test`.
 # Each creates or reuses .venv and installs the package with the pinned constraints.
 PYTHON ?= python3.11
 VENV   := .venv
@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 PIP_QUIET := -qq
 
 # The demo's GPU bench: the machine's own Vulkan GPU, else (VK_ICD_FILENAMES unset) the software
-# GPU in Debian's chromium package where it is installed (README "The GPU"); with neither, the
+# GPU in Debian's chromium package where it is installed (docs/gpu.md); with neither, the
 # bench falls back to the CPU and says so.
 SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
 GPU_ENV := $(if $(VK_ICD_FILENAMES),,$(if $(wildcard $(SWIFTSHADER_ICD)),VK_ICD_FILENAMES=$(SWIFTSHADER_ICD)))
@@ -46,7 +46,7 @@ test-deps:
 # The main job on the embedded default: train the demo BasisNet on digits, re-evaluate the
 # checkpoint from disk, cost it, export it to TFLite int8 and ONNX float32 (each export prints
 # its verification table against the float model; the ONNX export is float32: its int8
-# recipes are measured on real photos in README "Int8 recipes", where the fidelity recipe runs
+# recipes are measured on real photos in docs/export.md "Int8 recipes", where the fidelity recipe runs
 # at 0.95-1.17x float speed in onnxruntime here, so int8 would buy file size, not speed),
 # calibrate the early-exit threshold,
 # bench the sequential and pipelined runners, bench the specialist on the GPU, and copy the TFLite export into the Android

@@ -4,7 +4,7 @@ LiteRT holds the GIL while it prepares an interpreter (about 5 ms for each re-sy
 full-size specialist), so the threaded runner's stages stall one another. This probe asks
 what the GIL costs: the LM runs in the main process, and two worker processes each take
 every other frame through synthesis, session preparation and the specialist (frame-level
-parallelism, no GIL shared). Not a runner mode: a measurement for README.
+parallelism, no GIL shared). Not a runner mode: a measurement for docs/runtime.md.
 
     .venv/bin/python benchmarks/process_parallel_probe.py --rounds 2 \\
         --json benchmarks/results/process_parallel_probe.json

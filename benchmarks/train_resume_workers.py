@@ -16,7 +16,7 @@ each run's own `--json` report, the same held-out split for all, as the checkpoi
 
 ``--skip-workers`` measures runs 1 and 2 only. ``resume.weights_identical`` says whether the
 resumed checkpoint holds the uninterrupted one's weights byte for byte (training is
-bit-reproducible across processes; README, "Training"). The per-epoch losses in the report
+bit-reproducible across processes; docs/training.md). The per-epoch losses in the report
 are the progress meter's moving average, which restarts when a run resumes: they can differ
 between the two runs while the weights do not.
 """

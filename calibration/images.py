@@ -27,7 +27,7 @@ class CalibrationImages:
     folders: list = field(default_factory=list)  # each image's class folder ('.': the root)
 
     def warnings(self) -> list[str]:
-        """What makes these images a weak basis for int8 ranges (issue 10's bad input): too
+        """What makes these images a weak basis for int8 ranges: too
         few of them, or every one from one class folder."""
         out = []
         if len(self.images) < MIN_USABLE:
@@ -72,7 +72,7 @@ def calibration_images(source: str, count: int, seed: int = 0,
 
 
 MIN_SIDE = 8  # pixels; the digits are 8x8. A 1x1 image calibrates int8 ranges to a constant.
-MIN_USABLE = 32  # fewer calibration images than this get a warning (issue 10)
+MIN_USABLE = 32  # fewer calibration images than this get a warning
 
 
 def _without_tiny(calib: CalibrationImages) -> CalibrationImages:

@@ -110,8 +110,8 @@ def _raw_initializers(model_bytes: bytes) -> bytes:
 
 
 # Recipes by quantization name. "int8_float_head" leaves the LM's Dense heads (MatMul/Gemm
-# and their bias Add) and the softmax in float (issue #10: the coefficient head is where int8
-# costs agreement); everything else is QDQ int8 as in "int8".
+# and their bias Add) and the softmax in float (the coefficient head is where int8 was
+# expected to cost agreement); everything else is QDQ int8 as in "int8".
 ONNX_RECIPES = {"int8": {}, "int8_float_head": {"exclude_ops": ("MatMul", "Gemm", "Softmax")}}
 
 
@@ -180,7 +180,7 @@ DYNAMIC_WEIGHTS = {"lightweight": {"weight_type": "QInt8", "per_channel": True},
 def _quantize_dynamic(proto, graph: Graph) -> bytes:
     """onnxruntime's dynamic quantization: int8 weights; each activation's scale is computed
     from the frame itself at run time (ConvInteger/MatMulInteger), so no calibrated range
-    can clip or waste resolution on a frame unlike the calibration images (issue #10).
+    can clip or waste resolution on a frame unlike the calibration images.
 
     Weights by role (``DYNAMIC_WEIGHTS``): signed per-output-channel for the lightweight model,
     which on held-out photos (benchmarks/results/fidelity_photos.md) agreed on 98.75% against

@@ -109,7 +109,7 @@ def _saved_model_converter(graph: Graph, tmp: str):
 
 
 def _convert_mixed(conv, graph: Graph, quantize: str, calibration) -> bytes:
-    """Higher-precision recipes for graphs whose int8 costs agreement (issue #10).
+    """Higher-precision recipes for graphs whose int8 costs agreement.
 
     - ``int16x8``: the TF converter's int16 activations + int8 weights mode, every op;
     - ``int8_float_head``: full int8 except :data:`FLOAT_HEAD_OPS`, which run in float
@@ -142,8 +142,8 @@ def _weight_only(float_model: bytes, graph: Graph) -> bytes:
 
     Each constant weight becomes a per-channel int8 tensor behind a DEQUANTIZE op. XNNPACK
     folds those DEQUANTIZEs when it loads the model and takes the template as one partition,
-    so it runs at float speed (9.65 against 9.79 ms at full size, where session 8's
-    dynamic-range template ran at 0.64x: benchmarks/README.md), and it agrees with float on
+    so it runs at float speed (9.65 against 9.79 ms at full size, where a dynamic-range
+    template runs at 0.64x: benchmarks/README.md), and it agrees with float on
     99.58% of held-out photos (benchmarks/results/fidelity_photos.md). The patch table finds
     each kernel behind its DEQUANTIZE (tflite_patch.py), and synthesize() rewrites the kernel
     and its scales per frame.

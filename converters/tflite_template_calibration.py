@@ -1,4 +1,4 @@
-"""Int8 template whose activation ranges cover the kernels synthesized per image (issue #10).
+"""Int8 template whose activation ranges cover the kernels synthesized per image.
 
 The pre-synthesized specialist is one static-weight template; on a device synthesize()
 writes a new kernel set for every coefficient set, but the template's activation scales are

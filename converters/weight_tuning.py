@@ -12,8 +12,8 @@ straight-through estimator of quantization-aware training). The targets are the 
 model's own outputs, never labels, so the tuned model answers for the checkpoint it was
 exported from.
 
-Three things make it generalize from 150 images to photos it never saw (session 12; session
-11 had only the last, and on the test checkpoint no tuning step beat nearest rounding there):
+Three things make it generalize from 150 images to photos it never saw (with only the last of
+them, no tuning step beat nearest rounding on the test checkpoint):
 - what is learned is each kernel's offset counted in its channels' int8 steps, so Adam moves
   a small channel no farther, relative to its grid, than a large one (the main fix: alone it
   takes the test checkpoint's coefficient error from 0.139 to 0.033);
@@ -45,7 +45,7 @@ ADAM_EPSILON = 1e-7
 
 @dataclass(frozen=True)
 class WeightTuning:
-    """The distillation schedule. Measured in session 12 on the photo checkpoints of
+    """The distillation schedule. Measured on the photo checkpoints of
     benchmarks/results/fidelity_photos.md and tests/test_fidelity_photos.py (200 calibration
     images, 480 and 240 held-out photos; one-off Keras runs, which give the TFLite figures
     exactly)."""
@@ -55,9 +55,9 @@ class WeightTuning:
     # offsets move less: their gradients (median 2.7e-8 on both photo checkpoints, at the
     # first step) are below Adam's epsilon (ADAM_EPSILON), where Adam's update is the gradient
     # times rate/epsilon, so weights the loss barely feels stay near their nearest rounding.
-    # Sessions 10-11 tuned the weights themselves at 3e-5, a third of a step per update for a
-    # small channel and 1/100 for a large one, and on the test checkpoint the held-back loss
-    # rose up to 10x within 200 steps (20x with the views). Counted in steps, with the views, 2,000 steps, three seeds
+    # Tuning the weights themselves at 3e-5 (a third of a step per update for a small channel
+    # and 1/100 for a large one) made the test checkpoint's held-back loss rise up to 10x
+    # within 200 steps (20x with the views). Counted in steps, with the views, 2,000 steps, three seeds
     # (benchmarks/lm_weight_tuning_photos.py, results/lm_weight_tuning_photos/): at 0.005 the
     # benchmark checkpoint's LM agrees on 99.58-99.79% of 480 held-out photos, coefficient
     # error 0.022-0.031; at 0.01 on 99.38-100%, 0.014-0.025 (one seed under 99.5%).

@@ -11,7 +11,7 @@ float model, isolated and end to end; accuracy drop <= 0.5 point; template logit
 this checkpoint misses them by far (its LM agrees on 62.5%); and fidelity-int8-lm, every
 weight in int8, meets them too. Training is deterministic
 (tests/test_train.py), so these figures are the same on every run on one machine; the
-fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (README "Int8
+fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (docs/export.md "Int8
 recipes" has the benchmark on 480 crops).
 """
 

@@ -1,4 +1,4 @@
-"""The package's folders are stages and imports point one way (README "Layout").
+"""The package's folders are stages and imports point one way (docs/design.md "Layout").
 
 Walks every ``import`` in the package (module level and inside functions) with ``ast`` and
 fails on an import that the stage table below does not allow: an upward import, a cycle

@@ -3,7 +3,7 @@
 The files are made here from ``keras.applications`` with random weights (no download). TINY's
 width 0.35 cannot match one: Keras keeps the stem at 16 channels where our table scales it
 to 8, so FIT uses width 0.75, where Keras' rounding and ours give the same channels
-everywhere (as at 1.0; README "Starting from pretrained weights").
+everywhere (as at 1.0; docs/training.md "Starting from pretrained weights").
 """
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The runtime half runs without TensorFlow (README "Installs").
+"""The runtime half runs without TensorFlow (docs/development.md "Installs").
 
 Each command runs in a fresh interpreter where importing tensorflow, keras or tf2onnx fails as
 if they were not installed: predict, bench, calibrate-threshold and check must work; commands

@@ -1,8 +1,7 @@
 """Compact bases: the specialist's bases stored in int8, a quarter of float32's bytes.
 
 Synthesis reads every basis element once per frame, so at full size (19.4M elements) it is
-bound by memory traffic: 77.5 MB of float32 against 19.4 MB of int8
-(/work/shared/DEPLOYMENT_NOTES.md, "Synthesis at full size").
+bound by memory traffic: 77.5 MB of float32 against 19.4 MB of int8.
 
 Format (``specialist_bases_int8.npz``, written at export next to ``specialist_bases.npz``),
 for every patched layer ``L`` of the patch table, K bases of kernel shape S with C output

@@ -160,11 +160,11 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
                    "center_crop for image folders).")
 @click.option("--seed", type=int, default=_TRAIN_DEFAULTS.seed, show_default=True,
               help="Seeds data split, shuffling, init and dropout: the same seed gives the same "
-                   "held-out split and data order (weights are bit-identical only at small "
-                   "sizes: README 'Training').")
+                   "held-out split and data order; with the default strategy on CPU the weights "
+                   "are bit-identical across processes (docs/training.md).")
 @click.option("--strategy", type=click.Choice(TRAIN_STRATEGIES), default="default",
               show_default=True, help="tf.distribute strategy the training step runs under; "
-                                      "multi-worker reads TF_CONFIG (README 'Training').")
+                                      "multi-worker reads TF_CONFIG (docs/training.md).")
 @click.option("--augment/--no-augment", default=None,
               help="Random resized crop + flip (default: on for image folders, off for digits).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
@@ -272,15 +272,15 @@ def evaluate(checkpoint, dataset, as_json, json_out):
                    "'fidelity-int8-lm' (fidelity with the lightweight model's weights int8 too, "
                    "tuned first with the template's static weights: a 3.3x smaller LM, which "
                    "met those targets on both photo checkpoints measured; slower to export). "
-                   "README 'Int8 recipes' has the measured trade-off.")
+                   "docs/export.md 'Int8 recipes' has the measured trade-off.")
 @click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,
               help="--int8-recipe fidelity-int8-lm only: steps that tune the lightweight "
                    "model's and the template's int8 weights on random views of three quarters "
                    "of the calibration images so that they give the float model's outputs; the "
                    "step kept is the best on the held-back quarter, nearest rounding included "
-                   "(demo preset, 2 cores shared with other jobs: about 80-130 s per 1,000 "
-                   "steps for the LM and 260-290 s for the template, more per step on short "
-                   "runs). 0: plain nearest rounding. "
+                   "(demo preset on 2 CPU cores: about 80-130 s per 1,000 steps for the LM and "
+                   "260-290 s for the template, more per step on short runs). "
+                   "0: plain nearest rounding. "
                    f"[default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
@@ -436,7 +436,7 @@ def _runtime(flags: dict):
                    "runner accepts them, full load).")
 @click.option("--bases", type=click.Choice(["float32", "int8"]), default="float32", show_default=True,
               help="Presynth: synthesize from the float32 bases (the reference's exact bytes) or "
-                   "the int8 compact bases (a quarter of the bytes to read; error in README).")
+                   "the int8 compact bases (a quarter of the bytes to read; error in docs/runtime.md).")
 @click.option("--drop", type=click.Choice(["block", "keep-latest"]), default="block",
               show_default=True,
               help="When the pipeline is full: block the source, or drop the oldest waiting "

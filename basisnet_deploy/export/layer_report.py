@@ -4,8 +4,7 @@ Both models are converted from the same graph (same tensor names), one float32 a
 quantized. Each is run on the same feeds with ``experimental_preserve_all_tensors=True``;
 every intermediate tensor of the quantized model is dequantized and compared with the float
 tensor of the same name. The report ranks tensors by their error relative to the float
-tensor's spread, so the layers that carry the error come first (issue #10: "find the layers
-that carry the error").
+tensor's spread, so the layers that carry the error come first.
 
 The error of a tensor accumulates everything before it; the ``added`` column (its error
 minus the largest error among its inputs) points at the op that adds the error.

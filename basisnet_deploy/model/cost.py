@@ -1,6 +1,6 @@
 """Cost model: multiply-adds and parameters, counted from the resolved block tables.
 
-What is counted (README "Cost model" says why the totals land where they do):
+What is counted (docs/design.md "Cost model" says why the totals land where they do):
 - MAdds: every conv and dense layer's multiply-adds (SE's two 1x1 convs included), plus
   basis synthesis, ``K * P`` per synthesis for ``P`` non-shared weights. Activations, BN,
   pooling, softmax and residual adds are not counted, as in the MobileNet papers.

@@ -356,7 +356,7 @@ class GpuSession:
         if self.model is None:
             verdict = _verdict_from_log(name, log.text, 1)
             fix = no_device_fix() if verdict.status is GpuStatus.NO_DEVICE else (
-                "export for the GPU with --quantize float16 (README \"GPU\")")
+                "export for the GPU with --quantize float16 (docs/gpu.md)")
             fix += ", or pass --allow-fallback to run on the CPU"
             raise GpuUnavailable(f"{name}: the GPU cannot run it ({verdict.reason}); {fix}")
         self.signature = next(iter(self.model.get_signature_list()))

@@ -23,8 +23,8 @@ class RuntimeOptions:
 
     def form_for(self) -> str:
         """The specialist form asked for, or the delegate's: the coefficient-input form on the
-        GPU (a re-synthesized template is a new model there: a new compile, see README
-        "GPU"), the pre-synthesized one elsewhere."""
+        GPU (a re-synthesized template is a new model there: a new compile, see
+        docs/gpu.md), the pre-synthesized one elsewhere."""
         if self.form:
             return self.form
         return "coefficient" if self.delegate == "gpu" else "presynth"

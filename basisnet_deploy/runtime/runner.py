@@ -16,7 +16,7 @@ full, so every frame is answered; ``keep-latest`` is what a live camera wants: o
 frame waits for the LM, and an older waiting one is dropped (counted in ``dropped``); at most
 one frame waits between two stages, and the LM takes a frame only once the next stage has
 taken the previous one. So the pipeline always starts on the newest frame and latency stays
-bounded (README "Measured results" has the figures).
+bounded (docs/runtime.md "Measured results" has the figures).
 
 Errors in any stage (or in the frame source) reach the caller as the original exception.
 Every blocking queue operation polls a stop event, so close and shutdown never deadlock, even

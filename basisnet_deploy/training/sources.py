@@ -51,7 +51,7 @@ class MemorySource:
 
     def batches(self, epoch: int, steps: int, ctx, global_batch: int):
         # Epoch ``epoch`` of one seeded, reshuffled-per-iteration tf.data shuffle: the order the
-        # trainer used before streaming existed, so digits runs (and README's figures) keep it.
+        # trainer used before streaming existed, so digits runs (and the documented demo figures) keep it.
         n = self.count
         ds = (tf.data.Dataset.from_tensor_slices((self.light, self.image, self.labels))
               .shuffle(n, seed=self.seed, reshuffle_each_iteration=True).repeat()

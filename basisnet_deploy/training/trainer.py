@@ -1,6 +1,6 @@
 """Joint training of both stages, with the paper's recipe scaled to small data.
 
-What follows BASISNET.md, and what is ours (README "Training" repeats this):
+What follows the paper (arXiv 2105.03014), and what is ours (docs/training.md repeats this):
 - RMSProp (decay 0.9, momentum 0.9), linear learning-rate warm-up, then decay by 0.99 every
   ``decay_epochs``; L2 weight decay on conv/dense kernels; gradient clip by global norm.
 - Coefficient warm-up ``alpha' = (1 - eps) alpha + eps / K``: eps = 1 for the first
