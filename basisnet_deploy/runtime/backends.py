@@ -178,7 +178,7 @@ def _check_delegate_library(path: str, runtime: str) -> None:
 def _gpu_refusal(verdict: GpuVerdict | None) -> str | None:
     """Why the GPU cannot run the probed artifact, with the fix; None when it can."""
     if verdict is None:
-        return "no artifact to try on LiteRT's GPU accelerator"
+        return "no artifact to try on the GPU"
     if verdict.ok:
         return None
     if verdict.status is GpuStatus.NO_DEVICE:
