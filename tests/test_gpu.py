@@ -207,3 +207,26 @@ def test_a_bad_delegate_path_is_one_error_line(float16_tflite, tmp_path, capsys,
             main(["predict", str(out), str(image), "--delegate-path", path, *delegate])
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and err[0].startswith("Error:") and says in err[0], err
+
+
+def test_a_gpu_session_refuses_an_artifact_the_gpu_miscompiles(gpu, int8_tflite):
+    """Whatever reaches the GPU unchecked (bench's baseline, say) is refused when its shaders
+    fail, not run for numbers."""
+    from basisnet_deploy.runtime.gpu import GpuContext, GpuUnavailable
+
+    out, manifest = int8_tflite
+    context = GpuContext()
+    try:
+        with pytest.raises(GpuUnavailable, match="shader failed"):
+            context.session(str(out / manifest["artifacts"]["lightweight"]["file"]), name="lightweight")
+    finally:
+        context.close()
+
+
+def test_nan_outputs_never_count_as_agreement():
+    from basisnet_deploy.runtime.gpu import relative_error
+
+    ref = np.array([1.0, -2.0, 3.0], np.float32)
+    assert relative_error(ref, ref) == 0.0
+    assert relative_error(ref, np.array([1.0, np.nan, 3.0], np.float32)) == float("inf")
+    assert not relative_error(ref, np.full(3, np.inf, np.float32)) <= GPU_TOLERANCE

@@ -355,7 +355,8 @@ def check(directory, as_json, json_out):
     accelerator finds a device, each .tflite is compiled for the GPU, run on probe inputs and
     compared with the CPU: "runs", "refused" (naming the op or kernel) or "miscomputes"
     (a shader failed, or the outputs differ). Without a device the column is a static guess
-    from the artifact's kind, and says so.
+    from the artifact's kind, and says so. ONNX exports get onnxruntime's WebGPU EP verdict
+    where it finds a device (the [gpu] extra), else none, with the reason.
     """
     from basisnet_deploy.export.check import check_export
 
@@ -384,8 +385,9 @@ def _runtime_options(fn):
         click.option("--delegate", type=click.Choice(["cpu", "xnnpack", "gpu", "nnapi"]),
                      default="xnnpack", show_default=True,
                      help="Processor for the specialist: cpu (builtin kernels), xnnpack, gpu "
-                          "(LiteRT's GPU accelerator: the artifact is compiled, run and compared "
-                          "with the CPU first; onnxruntime: CUDA), nnapi (Android only). The "
+                          "(LiteRT's GPU accelerator, or for ONNX exports onnxruntime's CUDA EP, "
+                          "else its WebGPU EP with the [gpu] extra; the artifact is compiled, run "
+                          "and compared with the CPU first), nnapi (Android only). The "
                           "lightweight model runs on the CPU."),
         click.option("--runtime", type=click.Choice(["litert", "onnxruntime"]), default=None,
                      help="Default: litert for a TFLite export, onnxruntime for ONNX."),
@@ -598,9 +600,15 @@ def main(argv=None):
 
     args = sys.argv[1:] if argv is None else list(argv)
     set_verbosity(bool(args) and args[0] in ("-v", "--verbose"))  # -v: every log shown
-    with filter_native_logs():
-        code = _run(args)
-        gc.collect()  # LiteRT environments log as they are destroyed: while still filtered
+    code = 0
+    try:
+        with filter_native_logs():
+            try:
+                code = _run(args)
+            finally:
+                gc.collect()  # LiteRT environments log as they are destroyed: while still filtered
+    except SystemExit as e:  # _run's exit for an error, after its one line
+        code = e.code
     if argv is None:  # the console command, not a caller in the same process
         silence_native_exit()
     sys.exit(code if isinstance(code, int) else 0)

@@ -199,12 +199,16 @@ def gpu_bench_lines(g) -> list[str]:
         return []
     lines = [f"  GPU: {g.adapter or 'unnamed device'}; specialist form: {g.form_reason}"]
     if g.software:
-        lines.append("  NOTE: a software GPU (a CPU emulating one): its op support and numerics are "
-                     "the accelerator's, its timings are not a GPU's")
+        lines.append("  NOTE: a software GPU (a CPU emulating one): its op support and generated "
+                     "shaders are the accelerator's; its precision and timings are not a GPU's")
     if g.top1_agreement is not None:
+        err = "NaN or infinite outputs" if g.max_rel is None else f"max rel logit err {g.max_rel:.1e}"
+        compile_ms = "" if g.compile_ms is None else f"; first compile {g.compile_ms:.0f} ms"
         lines.append(f"  GPU vs CPU specialist on {g.frames_compared} frames: top-1 agreement "
-                     f"{g.top1_agreement:.1%}, max rel logit err {g.max_rel:.1e}; first compile "
-                     f"{g.compile_ms:.0f} ms" if g.compile_ms is not None else "")
+                     f"{g.top1_agreement:.1%}, {err}{compile_ms}")
+        if not g.within_tolerance:
+            lines.append("  WARNING: the GPU's outputs differ from the CPU's beyond the tolerance: "
+                         "the GPU miscomputes this specialist")
     return lines
 
 

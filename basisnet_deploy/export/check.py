@@ -15,7 +15,6 @@ from basisnet_deploy.artifacts.synthesis import load_presynth
 from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu,
                                          static_gpu_guess)
 
-_NO_ONNX_GPU = "no GPU execution provider for onnxruntime here (see `basisnet-deploy bench --runtime onnxruntime --delegate gpu`)"
 
 
 def check_export(directory) -> dict:
@@ -33,10 +32,11 @@ def check_export(directory) -> dict:
     if warning:
         report["warning"] = warning
     verdicts = gpu_verdicts(directory, manifest)
+    no_gpu = None if verdicts else onnx_webgpu_devices()[1]  # ONNX without a GPU EP: why
     for role in manifest.artifacts:
         verdict = verdicts.get(role)
         report[role.value] = {"sha256_ok": True,
-                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": _NO_ONNX_GPU}}
+                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": no_gpu}}
     return report
 
 

@@ -253,13 +253,16 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
 
 
 def _specialist_factory(directory, manifest: Manifest, delegate: str, allow_fallback: bool):
-    """The specialists' backend, checked on the artifact the GPU would struggle with most:
-    the template where there is one (re-synthesized for every image), else the
-    coefficient-input specialist."""
+    """The specialists' backend, checked up front on every specialist the export has (the
+    first that the delegate cannot run decides, with --allow-fallback, the CPU for all)."""
     from basisnet_deploy.runtime.backends import make_factory
 
     runtime = "litert" if manifest.target == "tflite" else "onnxruntime"
-    role = (Role.SPECIALIST_PRESYNTH if Role.SPECIALIST_PRESYNTH in manifest.artifacts
-            else Role.SPECIALIST_COEFFICIENT)
-    probe = Path(directory) / manifest.artifacts[role].file
-    return make_factory(runtime, delegate, 1, allow_fallback=allow_fallback, probe=str(probe))
+    factory = None
+    for role in (Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH):
+        if role in manifest.artifacts:
+            probe = Path(directory) / manifest.artifacts[role].file
+            factory = make_factory(runtime, delegate, 1, allow_fallback=allow_fallback, probe=str(probe))
+            if factory.fallback_note:
+                break
+    return factory

@@ -26,6 +26,8 @@ from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
+from basisnet_deploy.runtime.gpu import GPU_TOLERANCE, relative_error
+from basisnet_deploy.runtime.predict import default_form
 from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
 
 
@@ -126,6 +128,7 @@ class GpuFigures:
     top1_agreement: float | None = None  # GPU's argmax == CPU's (XNNPACK), same frames
     max_rel: float | None = None  # max |GPU - CPU| logit / max |CPU| logit
     compile_ms: float | None = None  # the up-front check's first compile (device + shaders)
+    within_tolerance: bool | None = None  # max_rel <= runtime.gpu.GPU_TOLERANCE (None: NaN/inf: False)
 
 
 @dataclass
@@ -168,7 +171,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     """Per-stage and end-to-end figures for an export (module docstring)."""
     say = progress or (lambda msg: None)
     threads = stage_threads(options.threads)
-    form = options.form or ("coefficient" if options.delegate == "gpu" else "presynth")
+    form = options.form or default_form(options.delegate, Deployment(directory))
     opts = dataclasses.replace(options, threads=threads["specialist"], form=form)
     setup = _setup(directory, opts, say)
     report = BenchReport(
@@ -374,11 +377,12 @@ def _gpu_figures(setup: _Setup, opts: BenchOptions, form_chosen: bool, say) -> G
         ref = np.asarray(cpu_session.run(feeds)["logits"], np.float32)
         got = np.asarray(gpu_session.run(feeds)["logits"], np.float32)
         agree += int(np.argmax(ref) == np.argmax(got))
-        worst = max(worst, float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-12)))
+        worst = max(worst, relative_error(ref, got))
     _release(setup.factory, gpu_session)
     figures.frames_compared = len(frames)
     figures.top1_agreement = round(agree / len(frames), 6)
-    figures.max_rel = float(f"{worst:.3g}")
+    figures.max_rel = float(f"{worst:.3g}") if np.isfinite(worst) else None
+    figures.within_tolerance = bool(worst <= GPU_TOLERANCE)
     return figures
 
 
@@ -401,4 +405,5 @@ def _specialist_model(setup: _Setup, opts: BenchOptions, lm, frame) -> bytes | N
 
 def is_software_gpu(adapter: str | None) -> bool:
     """Whether the accelerator's adapter is a CPU emulating a GPU (SwiftShader, llvmpipe)."""
-    return bool(adapter) and any(word in adapter for word in ("SwiftShader", "CPU / Software", "llvmpipe"))
+    return bool(adapter) and any(word in adapter for word in ("SwiftShader", "CPU / Software", "llvmpipe",
+                                                              "software adapter"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.runtime.gpu import (WEBGPU_EP, GpuContext, GpuStatus, GpuVerdict, no_device_fix,
+from basisnet_deploy.runtime.gpu import (GPU_EXPORT_FIX, WEBGPU_EP, GpuContext, GpuStatus, GpuVerdict, no_device_fix,
                                          onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu)
 from basisnet_deploy.runtime.sessions import LiteRTSession, OnnxSession, RuntimeLoadError
 
@@ -148,7 +148,8 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
             reason = _gpu_refusal(verdict)
     if reason:
         if not allow_fallback:
-            available = ["cpu", "xnnpack"] if verdict else available_delegates(runtime, probe)
+            available = (available_delegates(runtime) if runtime == "onnxruntime"
+                         else ["cpu", "xnnpack"] + (["gpu"] if verdict and verdict.ok else []))
             raise DelegateUnavailable(
                 f"--delegate {delegate} ({runtime}): {reason}. Available here: "
                 f"{', '.join(available)}. Pass --allow-fallback to run on "
@@ -183,8 +184,8 @@ def _gpu_refusal(verdict: GpuVerdict | None) -> str | None:
         return None
     if verdict.status is GpuStatus.NO_DEVICE:
         return f"LiteRT's GPU accelerator found no GPU device here ({no_device_fix()})"
-    return (f"{verdict.artifact}: the GPU {verdict.summary()}; export a GPU-ready specialist with "
-            "--quantize float16")
+    runtime = "onnxruntime" if str(verdict.artifact).endswith(".onnx") else "litert"
+    return f"{verdict.artifact}: the GPU {verdict.summary()}; {GPU_EXPORT_FIX[runtime]}"
 
 
 def _on_android() -> bool:

@@ -1,6 +1,6 @@
 """LiteRT's GPU accelerator: whether an artifact runs on it, and sessions that run there.
 
-Every verdict here comes from the accelerator itself, never from a static analyzer:
+Where a device is present, every verdict here comes from the accelerator itself:
 :func:`probe_gpu` compiles the artifact for the GPU in a child process, runs probe inputs
 there, and compares the outputs with the CPU's (XNNPACK, in this process). The child keeps
 three things out of the caller: a shader the driver rejects (Dawn logs a validation error and
@@ -13,7 +13,9 @@ later compiles of models with the same shapes reuse the pipeline cache (tens of 
 A software GPU for machines without one: Debian's ``chromium`` package ships Google's
 SwiftShader Vulkan driver; with ``libvulkan1`` installed and ``VK_ICD_FILENAMES`` pointing at
 :data:`SWIFTSHADER_ICD`, the accelerator selects "SwiftShader Device (Subzero)". Its op
-support, shader compiler and numerics are the real accelerator's; its speed is a CPU's.
+support and the shaders it generates (checked by Dawn's WGSL validation) are the real
+accelerator's; its precision is not a GPU's (it computes in float32, a phone's GPU often in
+float16), nor is a GPU driver's shader compiler, nor its speed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.quiet import captured_native
+from basisnet_deploy.common.quiet import CapturedText, captured_native
 
 SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
 # Largest |GPU - CPU| relative to the CPU's largest |output| that still counts as computing
@@ -41,6 +44,9 @@ SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
 # artifact (int8 weights: the CPU quantizes each frame's activations, the GPU computes in
 # float) near 1e-2; a miscompiled shader gives ~1 (outputs unrelated to the CPU's) or NaN.
 GPU_TOLERANCE = 0.05
+# The export that runs on each runtime's GPU path (docs/gpu.md), for error messages.
+GPU_EXPORT_FIX = {"litert": "export a GPU-ready specialist with --quantize float16",
+                  "onnxruntime": "export with --quantize float32 (the ONNX export the WebGPU EP runs)"}
 PROBE_COUNT = 3
 PROBE_TIMEOUT_S = 600
 
@@ -48,8 +54,7 @@ _ADAPTER = re.compile(r"Selected adapter: ([^,\n]+)(?:,[^\n]*adapterType=([^\n]+
 _NO_DEVICE = re.compile(r"No adapters found|Failed to initialize WebGPU environment|"
                         r"Failed to get or create delegate WebGPU environment")
 _SHADER_ERROR = re.compile(r"Validation error[^\n]*|Error while parsing WGSL[^\n]*|"
-                           r"Invalid ShaderModule[^\n]*|Invalid ComputePipeline[^\n]*|"
-                           r"CreateShaderModule[^\n]*")
+                           r"Invalid ShaderModule[^\n]*|Invalid ComputePipeline[^\n]*")
 _KERNEL_ERROR = re.compile(r"Failed to initialize kernel[^\n]*|Failed to build[^\n]*")
 _UNSUPPORTED_HEAD = "Following operations are not supported by GPU delegate:"
 
@@ -59,7 +64,7 @@ class GpuStatus(str, enum.Enum):
     REFUSED = "refused"  # the accelerator does not compile it (an op or a kernel)
     MISCOMPUTES = "miscomputes"  # compiles, but a shader failed or the outputs differ
     NO_DEVICE = "no-device"  # no GPU the accelerator can use here
-    STATIC_GUESS = "static-guess"  # no device: TF's analyzer's opinion, not a run
+    STATIC_GUESS = "static-guess"  # no device: what this kind of artifact did on one, not a run
 
 
 @dataclass
@@ -92,6 +97,8 @@ class GpuVerdict:
     def to_json(self) -> dict:
         out = asdict(self)
         out["status"] = self.status.value
+        if out["max_rel"] is not None and not np.isfinite(out["max_rel"]):
+            out["max_rel"] = None  # NaN or infinite outputs: JSON has no number for them
         return out
 
     @classmethod
@@ -180,7 +187,9 @@ def _verdict_from_log(name: str, log: str, code: int | None) -> GpuVerdict:
     if code is None:
         return GpuVerdict(status=GpuStatus.REFUSED, reason=log.strip().splitlines()[-1], **base)
     if code != 0 or not info.get("ran"):
-        why = kernel.group(0) if kernel else _last_error(log) or f"the GPU child exited with {code}"
+        why = kernel.group(0) if kernel else _last_error(log) or (
+            f"the compile or run crashed (exit code {code})" if code < 0 or code > 3
+            else "the accelerator could not compile it")
         return GpuVerdict(status=GpuStatus.REFUSED, reason=why.strip(), **base)
     shader = _SHADER_ERROR.search(log)
     if shader:
@@ -189,16 +198,22 @@ def _verdict_from_log(name: str, log: str, code: int | None) -> GpuVerdict:
     return GpuVerdict(status=GpuStatus.RUNS, **base)
 
 
+def relative_error(ref, got) -> float:
+    """max |got - ref| / max |ref|; infinite where ``got`` holds NaN or infinities (a miscompiled
+    shader), so that a larger-is-worse comparison never takes it for agreement."""
+    r = np.asarray(ref, np.float32).ravel()
+    g = np.asarray(got, np.float32).ravel()
+    rel = float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-12))
+    return rel if np.isfinite(rel) and np.all(np.isfinite(g)) else float("inf")
+
+
 def _compare(verdict: GpuVerdict, cpu: list[dict], gpu: list[dict]) -> GpuVerdict:
     worst, agree, scored = 0.0, 0, 0
     for ref, got in zip(cpu, gpu):
         for key, r in ref.items():
-            r = np.asarray(r, np.float32).ravel()
-            g = np.asarray(got[key], np.float32).ravel()
-            rel = float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-12))
-            worst = max(worst, rel if np.isfinite(rel) else float("inf"))
+            worst = max(worst, relative_error(r, got[key]))
             if key == "logits":
-                agree += int(np.argmax(r) == np.argmax(g))
+                agree += int(np.argmax(r) == np.argmax(got[key]))
                 scored += 1
     verdict.max_rel = worst
     verdict.top1_agreement = agree / scored if scored else None
@@ -302,9 +317,14 @@ class GpuContext:
     def __init__(self):
         self._env = None
         self._sessions: list[GpuSession] = []
+        self._lock = threading.Lock()  # the runner's threads make and free sessions
         self.adapter: str | None = None
 
     def environment(self):
+        with self._lock:
+            return self._environment()
+
+    def _environment(self):
         if self._env is None:
             import ai_edge_litert
             from ai_edge_litert.environment import Environment, EnvironmentOptions
@@ -315,19 +335,22 @@ class GpuContext:
 
     def session(self, model: bytes | str, name: str = "model") -> "GpuSession":
         session = GpuSession(model, self, name)
-        self._sessions.append(session)
+        with self._lock:
+            self._sessions.append(session)
         return session
 
     def release(self, session: "GpuSession") -> None:
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
         session.close()
-        if session in self._sessions:
-            self._sessions.remove(session)
 
     def close(self) -> None:
-        for session in self._sessions:
-            session.close()
-        self._sessions.clear()
-        self._env = None
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+            for session in sessions:
+                session.close()
+            self._env = None
 
 
 class GpuSession:
@@ -341,7 +364,13 @@ class GpuSession:
         self.name = name
         options = Options(hardware_accelerators=HardwareAccelerator.GPU)
         started = time.perf_counter()
-        with captured_native() as log:
+        # The compile log names a refused op or a rejected shader. Capturing it redirects the
+        # process's stderr, so only on the main thread: a worker's compile (the runner's
+        # synthesis stage) would swallow what the main thread prints meanwhile; its artifact
+        # was checked up front, and the CLI filters LiteRT's log lines anyway.
+        capture = captured_native() if threading.current_thread() is threading.main_thread() \
+            else contextlib.nullcontext(CapturedText())
+        with capture as log:
             try:
                 if isinstance(model, (bytes, bytearray)):
                     self.model = CompiledModel.from_buffer(bytes(model), environment=context.environment(),
@@ -353,12 +382,14 @@ class GpuSession:
                 self.model = None
         self.compile_ms = (time.perf_counter() - started) * 1000
         context.adapter = context.adapter or _adapter(log.text)
-        if self.model is None:
-            verdict = _verdict_from_log(name, log.text, 1)
-            fix = no_device_fix() if verdict.status is GpuStatus.NO_DEVICE else (
-                "export for the GPU with --quantize float16 (docs/gpu.md)")
-            fix += ", or pass --allow-fallback to run on the CPU"
-            raise GpuUnavailable(f"{name}: the GPU cannot run it ({verdict.reason}); {fix}")
+        shader = _SHADER_ERROR.search(log.text)
+        if self.model is None or shader or not self.model.is_fully_accelerated():
+            verdict = _verdict_from_log(name, log.text, 1 if self.model is None else 0)
+            why = (f"a shader failed: {shader.group(0).strip()}" if shader else verdict.reason
+                   if self.model is None else "not every op runs on the GPU")
+            self.close()
+            fix = no_device_fix() if verdict.status is GpuStatus.NO_DEVICE else GPU_EXPORT_FIX["litert"]
+            raise GpuUnavailable(f"{name}: the GPU cannot run it ({why}); {fix} (docs/gpu.md)")
         self.signature = next(iter(self.model.get_signature_list()))
         sig = self.model.get_signature_list()[self.signature]
         self.inputs = {n: self.model.create_input_buffer_by_name(self.signature, n) for n in sig["inputs"]}
@@ -376,7 +407,7 @@ class GpuSession:
 
     def close(self) -> None:
         self.inputs, self.outputs = {}, {}
-        if self.model is not None:
+        if getattr(self, "model", None) is not None:
             self.model.close()
             self.model = None
 
@@ -444,7 +475,9 @@ def probe_onnx_webgpu(path: str | os.PathLike, devices: list, count: int = PROBE
             x = rng.random([d if isinstance(d, int) else 1 for d in meta.shape], dtype=np.float32)
             feed[key] = x / x.sum(axis=-1, keepdims=True) if key == "coefficients" else x
         feeds.append(feed)
-    verdict = GpuVerdict(artifact=name, status=GpuStatus.RUNS, adapter="WebGPU (onnxruntime EP)",
+    software = os.environ.get(ALLOW_SOFTWARE_ADAPTER) == "1"
+    adapter = "WebGPU (onnxruntime EP" + (", software adapter allowed)" if software else ")")
+    verdict = GpuVerdict(artifact=name, status=GpuStatus.RUNS, adapter=adapter,
                          compile_ms=compile_ms, source="onnxruntime WebGPU EP (CPU fallback disabled), "
                          "compared with the CPU EP")
     return _compare(verdict, [cpu.run(f) for f in feeds], [gpu.run(f) for f in feeds])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from basisnet_deploy.artifacts.manifest import Role
 from basisnet_deploy.data import load_image
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
@@ -21,13 +22,11 @@ class RuntimeOptions:
     threads: int | None = None  # the specialist's; None: chosen from the core count
     form: str | None = None  # specialist form: presynth or coefficient; None: form_for()
 
-    def form_for(self) -> str:
-        """The specialist form asked for, or the delegate's: the coefficient-input form on the
-        GPU (a re-synthesized template is a new model there: a new compile, see
-        docs/gpu.md), the pre-synthesized one elsewhere."""
-        if self.form:
-            return self.form
-        return "coefficient" if self.delegate == "gpu" else "presynth"
+    def form_for(self, deployment: Deployment) -> str:
+        """The specialist form asked for, else the delegate's among those the export has: the
+        coefficient-input form on the GPU (a re-synthesized template is a new model there, a
+        new compile: docs/gpu.md), the pre-synthesized one elsewhere."""
+        return self.form or default_form(self.delegate, deployment)
 
     def runtime_for(self, deployment: Deployment) -> str:
         if self.runtime:
@@ -53,7 +52,7 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     dep = Deployment(directory)
     runtime = options.runtime_for(dep)
     threads = stage_threads(options.threads)
-    form = options.form_for()
+    form = options.form_for(dep)
     factory = make_factory(runtime, options.delegate, threads["specialist"], options.delegate_path,
                            options.allow_fallback, probe=str(dep.specialist_path(form)))
     light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu",
@@ -71,3 +70,10 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     finally:
         factory.close()
 
+
+
+def default_form(delegate: str, deployment: Deployment) -> str:
+    """The specialist form to run when none is asked for (:meth:`RuntimeOptions.form_for`)."""
+    preferred = ["coefficient", "presynth"] if delegate == "gpu" else ["presynth", "coefficient"]
+    roles = {"coefficient": Role.SPECIALIST_COEFFICIENT, "presynth": Role.SPECIALIST_PRESYNTH}
+    return next((f for f in preferred if roles[f] in deployment.artifacts), preferred[0])

@@ -421,7 +421,7 @@ def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict
     from basisnet_deploy.model import checkpoint
     from basisnet_deploy.training import stream
 
-    cfg = checkpoint.load_config(checkpoint_dir)
+    net, cfg = checkpoint.load(checkpoint_dir)  # a broken checkpoint is the first thing said
     settings = cfg.training.get("settings", {})
     trained_on = cfg.training.get("dataset")
     dataset_spec = dataset_spec or trained_on
@@ -430,13 +430,12 @@ def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict
                         "pass --dataset digits or --dataset DIR")
     a, pre = cfg.architecture, cfg.preprocessing
     if dataset_spec != "digits":
-        # Listed and checked against the labels before the model is loaded or an image decoded.
+        # Listed and checked against the labels before an image is decoded.
         same = trained_on not in (None, "digits") and _same_path(dataset_spec, trained_on)
         files = recorded_held_out(cfg.training, dataset_spec) if same else None
         split = "held-out" if files is not None else "all"
         files = files if files is not None else list_folder(dataset_spec)
         _check_labels(files.class_names, cfg.labels, dataset_spec)
-        net, _ = checkpoint.load(checkpoint_dir)
         decoder = stream.Decoder(stream.StreamSpec(a.light_resolution, a.resolution, pre),
                                  stream.SkipLog())
         held = evaluate_batches(net, stream.eval_batches(files, decoder))
@@ -444,7 +443,6 @@ def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict
                 "skipped": decoder.skips.summary()["count"]}
     ds = load_dataset(dataset_spec)
     _check_labels(ds.class_names, cfg.labels, dataset_spec)
-    net, _ = checkpoint.load(checkpoint_dir)
     split = "all"
     if dataset_spec == trained_on and "held_out" in settings:
         ds = ds.split(settings["held_out"], settings.get("seed", 0))[1]
