@@ -501,3 +501,14 @@ def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, m
     with pytest.raises(SystemExit):
         main(["check", str(out)])
     assert "forced through the agreement gate" in capsys.readouterr().out
+
+
+def test_export_json_out_writes_the_manifest_and_prints_the_table(ckpt, tmp_path, capsys):
+    out, doc = tmp_path / "exp", tmp_path / "export.json"
+    with pytest.raises(SystemExit) as code:
+        main(["export", str(ckpt), "--target", "tflite", "--specialist", "coefficient",
+              "--verify-images", "4", "--min-agreement", "0", "--out", str(out), "--json-out", str(doc)])
+    assert code.value.code == 0
+    assert capsys.readouterr().out.startswith("exported in")
+    written = json.loads(doc.read_text())
+    assert written == json.loads((out / "manifest.json").read_text())

@@ -310,8 +310,10 @@ def export(checkpoint, out, as_json, json_out, **options):
     manifest = run_export(checkpoint, out, ExportOptions(**options),
                           progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
     click.echo(f"exported to {out}", err=True)
-    render.emit(manifest.to_json() if as_json or json_out else manifest, as_json, json_out,
-                render.export_text)
+    doc = manifest.to_json()  # the manifest as written: the JSON views show it
+    if json_out:
+        render.emit(doc, False, json_out, lambda _: [])
+    render.emit(doc if as_json else manifest, as_json, None, render.export_text)
 
 
 @cli.command()
