@@ -75,3 +75,14 @@ def test_readme_is_short_and_keeps_what_ci_and_tests_rely_on():
     assert "<!-- api-example:start -->" in text
     for page in ("docs/export.md", "docs/gpu.md", "docs/runtime.md", "docs/training.md"):
         assert page in text, f"README does not link {page}"
+
+
+def test_the_cli_reference_is_what_the_commands_say():
+    """docs/cli-reference.md is generated from --help; a changed option fails here until the
+    page is regenerated (python scripts/gen_cli_reference.py)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gen_cli_reference.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -102,10 +102,11 @@ def cli():
       checkpoint -> model -> artifacts + manifest -> runtime -> runner -> report
     \b
     Start with:
-      basisnet-deploy train --dataset digits --out ckpt/          # the small demo model
-      basisnet-deploy export ckpt/ --calibration digits --out ex/  # TFLite int8 + manifest
-      basisnet-deploy bench ex/                                   # per-stage and runner figures
-      basisnet-deploy predict ex/ photo.jpg                       # one answer per image
+      basisnet-deploy train --dataset digits --out ckpt/     # the small demo model
+      basisnet-deploy export ckpt/ --calibration digits --int8-recipe fidelity --out ex/
+                                                             # TFLite int8 + manifest, verified
+      basisnet-deploy bench ex/                              # per-stage and runner figures
+      basisnet-deploy predict ex/ photo.jpg                  # one answer per image
     Every command takes --json (stdout) and --json-out FILE; user mistakes are one
     'Error:' line and exit code 2.
     """
