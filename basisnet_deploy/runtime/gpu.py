@@ -119,20 +119,25 @@ def no_device_fix() -> str:
             "driver; a software GPU: Debian's chromium package ships SwiftShader)")
 
 
-def probe_feeds(session, count: int = PROBE_COUNT, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Seeded probe inputs for a CPU :class:`~basisnet_deploy.runtime.sessions.LiteRTSession`:
-    images uniform in [0, 1), coefficient rows that sum to one (as the LM's softmax does)."""
+def probe_inputs(shapes: dict[str, tuple], count: int = PROBE_COUNT, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Seeded float32 probe inputs, {input name: shape} each: images uniform in [0, 1),
+    coefficient rows that sum to one (as the LM's softmax does)."""
     rng = np.random.default_rng(seed)
     feeds = []
     for _ in range(count):
-        feed = {}
-        for name, (shape, _dtype, _quant) in session.inputs.items():
-            x = rng.random(shape, dtype=np.float32)
-            if name == "coefficients":
-                x = x / x.sum(axis=-1, keepdims=True)
-            feed[name] = session.cast(name, x)
+        feed = {name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()}
+        if "coefficients" in feed:
+            feed["coefficients"] /= feed["coefficients"].sum(axis=-1, keepdims=True)
         feeds.append(feed)
     return feeds
+
+
+def probe_feeds(model, count: int = PROBE_COUNT, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """:func:`probe_inputs` for a CPU :class:`~basisnet_deploy.runtime.sessions.LiteRTSession`,
+    each cast as its inputs take them (rounded onto an int8 input's grid)."""
+    shapes = {name: shape for name, (shape, _dtype, _quant) in model.inputs.items()}
+    return [{name: model.cast(name, x) for name, x in feed.items()}
+            for feed in probe_inputs(shapes, count, seed)]
 
 
 def probe_gpu(path: str | os.PathLike, feeds: list[dict[str, np.ndarray]] | None = None,
@@ -467,14 +472,8 @@ def probe_onnx_webgpu(path: str | os.PathLike, devices: list, count: int = PROBE
     except RuntimeLoadError as e:
         return GpuVerdict(artifact=name, status=GpuStatus.REFUSED, reason=str(e),
                           source="onnxruntime WebGPU EP (CPU fallback disabled)")
-    rng = np.random.default_rng(0)
-    feeds = []
-    for _ in range(count):
-        feed = {}
-        for key, meta in cpu.inputs.items():
-            x = rng.random([d if isinstance(d, int) else 1 for d in meta.shape], dtype=np.float32)
-            feed[key] = x / x.sum(axis=-1, keepdims=True) if key == "coefficients" else x
-        feeds.append(feed)
+    feeds = probe_inputs({key: tuple(d if isinstance(d, int) else 1 for d in meta.shape)
+                          for key, meta in cpu.inputs.items()}, count)
     software = os.environ.get(ALLOW_SOFTWARE_ADAPTER) == "1"
     adapter = "WebGPU (onnxruntime EP" + (", software adapter allowed)" if software else ")")
     verdict = GpuVerdict(artifact=name, status=GpuStatus.RUNS, adapter=adapter,
