@@ -139,20 +139,25 @@ def reader(feeds):
     return FeedReader(feeds)
 
 
-def register_onnx_experiments():
-    """Recipes tried here only (the exporter keeps the ones that won)."""
+def onnx_experiments() -> dict:
+    """ONNX static int8 variants tried here only: name -> (scheme, quantize_static options)."""
     from onnxruntime.quantization import CalibrationMethod
 
-    from basisnet_deploy.converters.onnx import ONNX_RECIPES
+    return {"int8_percentile": ("int8", {"calibrate_method": CalibrationMethod.Percentile}),
+            "int8_entropy": ("int8", {"calibrate_method": CalibrationMethod.Entropy}),
+            "int8_moving_average": ("int8", {"extra_options": {"CalibMovingAverage": True}}),
+            "int8_float_head_percentile": ("int8_float_head",
+                                           {"calibrate_method": CalibrationMethod.Percentile}),
+            "int8_per_tensor": ("int8", {"per_channel": False})}
 
-    head = ONNX_RECIPES["int8_float_head"]
-    ONNX_RECIPES.update({
-        "int8_percentile": {"calibrate_method": CalibrationMethod.Percentile},
-        "int8_entropy": {"calibrate_method": CalibrationMethod.Entropy},
-        "int8_moving_average": {"extra_options": {"CalibMovingAverage": True}},
-        "int8_float_head_percentile": {**head, "calibrate_method": CalibrationMethod.Percentile},
-        "int8_per_tensor": {"per_channel": False},
-    })
+
+def convert(ex, graph, name: str, calibration=None) -> bytes:
+    """The product's exporter for its schemes; _research_schemes.py for the experiments."""
+    import _research_schemes
+
+    scheme, options = (onnx_experiments().get(name, (name, {})) if ex.target.name == "onnx"
+                       else (name, {}))
+    return _research_schemes.convert(ex, graph, scheme, calibration, **options)
 
 
 def aeq_lm(s: Setup, name: str) -> bytes:
@@ -173,9 +178,9 @@ def aeq_lm(s: Setup, name: str) -> bytes:
 
 
 def tuned_lm_graph(s: Setup):
-    """The LM graph with its int8 weights tuned on the calibration images (converters/weight_tuning.py),
+    """The LM graph with its int8 weights tuned on the calibration images (basisnet_deploy/quantization/weight_tuning.py),
     tuned once per run."""
-    from basisnet_deploy.converters.weight_tuning import Augmentation, tune_int8_weights
+    from basisnet_deploy.quantization.weight_tuning import Augmentation, tune_int8_weights
     from basisnet_deploy.export.pipeline import _graphs
 
     if getattr(s, "tuned", None) is None:
@@ -188,7 +193,7 @@ def tuned_lm_graph(s: Setup):
 def tuned_template_graph(s: Setup):
     """The template graph with the specialist's static int8 weights tuned on the calibration
     images and the float LM's coefficients for them (the fidelity-int8-lm recipe's template)."""
-    from basisnet_deploy.converters.weight_tuning import Augmentation, tune_int8_weights
+    from basisnet_deploy.quantization.weight_tuning import Augmentation, tune_int8_weights
     from basisnet_deploy.export.pipeline import _graphs
 
     views = Augmentation(s.cfg.preprocessing.input_range)  # as export tunes
@@ -212,9 +217,9 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
             model = aeq_lm(s, name)
         elif name.endswith("_tuned"):  # the LM's int8 weights tuned first (the fidelity recipe)
             q = name.removesuffix("_tuned")
-            model = ex.convert(tuned_lm_graph(s), q, reader(s.lm_feeds()) if q.startswith("int8") else None)
+            model = convert(ex, tuned_lm_graph(s), q, reader(s.lm_feeds()) if q.startswith("int8") else None)
         else:
-            model = ex.convert(s.graph("lightweight", q), q, reader(s.lm_feeds()) if q != "dynamic" else None)
+            model = convert(ex, s.graph("lightweight", q), q, reader(s.lm_feeds()) if q != "dynamic" else None)
         rows[name], coeffs[name] = run_lm(s, model, ex.suffix)
         rows[name]["bytes"] = len(model)
         rows[name]["seconds"] = round(time.perf_counter() - t, 1)
@@ -230,7 +235,7 @@ def lm_layer_report(s: Setup, name: str) -> list[dict]:
 
     ex = get_exporter("tflite")
     graph = s.graph("lightweight", name)
-    rows = layer_errors(ex.convert(graph, "float32"), ex.convert(graph, name, reader(s.lm_feeds())),
+    rows = layer_errors(ex.convert(graph, "float32"), convert(ex, graph, name, reader(s.lm_feeds())),
                         s.lm_feeds()[:32])
     print(f"layer report, LM {name}:\n{format_report(rows)}", flush=True)
     return rows
@@ -249,7 +254,6 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--layer-report", default="", help="LM recipes to get a per-layer report for")
     args = ap.parse_args()
-    register_onnx_experiments()
     s = Setup(args.ckpt, args.photos, args.calibration_size, decompose=args.target == "tflite")
     out = {"args": vars(args), "heldout_images": len(s.labels)}
     out["lm"], coeffs = lm_recipes(s, args.target, [n for n in args.lm.split(",") if n])
@@ -262,8 +266,8 @@ def main():
 
     ex = get_exporter(args.target)
     for name in filter(None, args.coefficient.split(",")):
-        model = ex.convert(s.graph("specialist_coefficient", name), name,
-                           reader(s.coeff_feeds()) if name != "dynamic" else None)
+        model = convert(ex, s.graph("specialist_coefficient", name), name,
+                        reader(s.coeff_feeds()) if name != "dynamic" else None)
         out["coefficient"][name] = run_coefficient(s, model, ex.suffix, lm_coeff)
         print(f"coefficient {args.target} {name}: {out['coefficient'][name]}", flush=True)
     for name in filter(None, args.presynth.split(",")):
@@ -289,11 +293,13 @@ def presynth_recipe(s: Setup, ex, name: str, lm_coeff) -> dict:
     if name == "weight_only_tuned":  # the fidelity-int8-lm recipe's template
         model, report, name = ex.convert(tuned_template_graph(s), "weight_only"), {}, "weight_only"
     elif name in ("int8", "dynamic", "weight_only"):
-        model = ex.convert(graph, name, reader(s.image_feeds()) if name == "int8" else None)
+        model = convert(ex, graph, name, reader(s.image_feeds()) if name == "int8" else None)
         report = {}
     else:
-        model, report = ex.convert_presynth_int8(graph, reader(s.image_feeds()),
-                                                 fold_bases(s.net.specialist), s.baked, s.c_coeff)
+        from _research_schemes import convert_presynth_int8
+
+        model, report = convert_presynth_int8(graph, reader(s.image_feeds()),
+                                              fold_bases(s.net.specialist), s.baked, s.c_coeff)
     row = run_presynth(s, model, ex.suffix, ex, "int8" if name == "int8_per_image" else name, lm_coeff)
     row["report"] = report
     return row

@@ -66,10 +66,13 @@ def main():
                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "runtime": "ai-edge-litert interpreter, XNNPACK, 1 thread", "runs": args.runs,
                "latency_ms_median": {}, "bytes": {}}
+    from _research_schemes import convert as research_convert
+
     for recipe in args.recipes.split(","):
         m = float_lm if recipe == "float32" else int8_lm
         graph = Graph("lightweight", m, _endpoint(m), spec, ["logits", "coefficients"])
-        data = TFLiteExporter().convert(graph, recipe, feeds if recipe not in ("float32", "dynamic") else None)
+        data = research_convert(TFLiteExporter(), graph, recipe,
+                                feeds if recipe not in ("float32", "dynamic") else None)
         s = LiteRTSession(data)
         results["latency_ms_median"][recipe] = round(median_ms(lambda: s.run({"image": x}), args.warmup, args.runs), 3)
         results["bytes"][recipe] = len(data)

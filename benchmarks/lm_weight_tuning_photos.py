@@ -1,6 +1,6 @@
 """Issue #10: does the int8 weight tuning of the lightweight model generalize to photos it
 never saw? Nearest rounding against ``tune_int8_weights`` with and without the random views
-(converters/weight_tuning.py ``Augmentation``), on one checkpoint, side by side in one run.
+(basisnet_deploy/quantization/weight_tuning.py ``Augmentation``), on one checkpoint, side by side in one run.
 
 Each variant tunes the LM on ``PHOTOS/train``'s calibration images (as export picks them:
 ``--calibration-size``, seed 0; a quarter held back to choose the step) and is scored in Keras
@@ -57,7 +57,7 @@ def variant_weights(name: str, lm, calibration, tuning, input_range) -> tuple[li
     """The LM's weights for one variant and the tuning report (None for nearest rounding)."""
     from dataclasses import replace
 
-    from basisnet_deploy.converters.weight_tuning import Augmentation, tune_int8_weights
+    from basisnet_deploy.quantization.weight_tuning import Augmentation, tune_int8_weights
 
     views = Augmentation(input_range) if name == "views" else None
     tuned = tune_int8_weights(lm, calibration, replace(tuning, steps=0) if name == "nearest" else tuning,
@@ -82,7 +82,7 @@ def main():
         p.error(f"--variants: unknown {sorted(unknown)}; choose from {','.join(VARIANTS)}")
     from basisnet_deploy import data
     from basisnet_deploy.calibration.images import calibration_images
-    from basisnet_deploy.converters.weight_tuning import WeightTuning
+    from basisnet_deploy.quantization.weight_tuning import WeightTuning
     from basisnet_deploy.model import checkpoint
 
     net, cfg = checkpoint.load(args.ckpt)

@@ -1,22 +1,13 @@
-"""Exporters: one module per target (TFLite/LiteRT, ONNX) behind one small interface.
+"""Exporters: one module per target (TFLite/LiteRT, ONNX) behind one small interface
+(base.py), each described by its :class:`~basisnet_deploy.targets.registry.Target`.
 
 Installed as ``basisnet_deploy.converters`` (pyproject.toml maps this folder into the package
 namespace), so no generic top-level ``converters`` module lands in site-packages.
 """
 
-from basisnet_deploy.common.errors import UserError
-
-TARGETS = ("tflite", "onnx")
+from basisnet_deploy.targets import registry
 
 
 def get_exporter(target: str, **options):
-    """The exporter for ``target``: ``tflite`` (LiteRT) or ``onnx``."""
-    if target == "tflite":
-        from basisnet_deploy.converters.tflite import TFLiteExporter
-
-        return TFLiteExporter(**options)
-    if target == "onnx":
-        from basisnet_deploy.converters.onnx import OnnxExporter
-
-        return OnnxExporter(**options)
-    raise UserError(f"--target: unknown {target!r}; choose one of {list(TARGETS)}")
+    """The exporter of the registered target named ``target``."""
+    return registry.get(target).exporter(**options)

@@ -14,6 +14,9 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
+from basisnet_deploy.targets.kinds import Quantization
+from basisnet_deploy.targets.registry import Target
+
 @dataclass
 class Graph:
     name: str  # artifact role, e.g. "lightweight"
@@ -28,6 +31,42 @@ class Graph:
 
 class ExportError(Exception):
     """A conversion failed for a reason that is not the user's input."""
+
+
+@dataclass(frozen=True)
+class FoldedLayer:
+    """One basis layer of the specialist with its batch norm folded into every basis."""
+
+    kind: str  # "conv" (1x1) or "depthwise"
+    slot: int  # its row of the coefficients [L, K]
+    bases: np.ndarray  # [K, *TFLite layout]: OHWI for a conv, 1HWC for a depthwise
+    bias: np.ndarray  # [C], the folded BN bias
+    scale: np.ndarray  # [C], the BN scale folded into the bases
+
+
+def fold_bases(specialist) -> dict[str, FoldedLayer]:
+    """layer name -> :class:`FoldedLayer`, for every basis layer of a Keras specialist.
+
+    BN is shared across bases, so it folds exactly into every basis before mixing:
+    ``fold(sum_k a_k W_k) = sum_k a_k fold(W_k)``.
+    """
+    from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
+
+    out = {}
+    for layer in specialist.layers:
+        if not isinstance(layer, (BasisConv1x1, BasisDepthwiseConv2D)):
+            continue
+        bn = specialist.get_layer(f"{layer.name}_bn")
+        gamma, beta, mean, var = (w.numpy() for w in bn.weights)
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        kernel = layer.kernel.numpy()  # [K, kh, kw, Cin, Cout] or [K, k, k, C, 1]
+        conv = isinstance(layer, BasisConv1x1)
+        folded = kernel * scale if conv else kernel * scale[:, None]  # the output channels
+        # Keras HWIO -> TFLite OHWI; depthwise HWC1 -> 1HWC: the same transpose.
+        tfl = np.transpose(folded, (0, 4, 1, 2, 3)).astype(np.float32)
+        out[layer.name] = FoldedLayer("conv" if conv else "depthwise", layer.slot, tfl,
+                                      (beta - mean * scale).astype(np.float32), scale.astype(np.float32))
+    return out
 
 
 def is_folded_bias(have: np.ndarray, bias: np.ndarray, rtol: float = 1e-5) -> bool:
@@ -45,19 +84,20 @@ def is_folded_bias(have: np.ndarray, bias: np.ndarray, rtol: float = 1e-5) -> bo
 
 
 class Exporter(Protocol):
-    target: str
-    suffix: str
+    """What a target's converter implements; its :class:`Target` descriptor (targets/registry.py)
+    says everything else (suffix, runtime, schemes offered, hard-swish form)."""
 
-    def convert(self, graph: Graph, quantize: str,
+    target: Target
+
+    def __init__(self, target: Target, input_type: str = "float32"): ...
+
+    def convert(self, graph: Graph, scheme: Quantization,
                 calibration: Callable[[], Iterable[dict]] | None = None) -> bytes:
-        """Model bytes for ``graph``; ``calibration`` is required for int8."""
+        """Model bytes for ``graph``; ``calibration`` is required for static int8."""
 
-    def decompose_hard_swish(self, quantize: str) -> bool:
-        """Whether graphs for ``quantize`` should spell hard-swish out rather than use the op."""
-
-    def patch_table(self, template: bytes, folded: dict, baked, quantize: str) -> tuple[list, dict]:
+    def patch_table(self, template: bytes, folded: dict[str, FoldedLayer], baked,
+                    scheme: Quantization) -> tuple[list, dict]:
         """(patches, bases in the template's layout) for a converted pre-synthesis template.
 
-        ``folded`` is ``export.fold_bases``'s output; ``baked`` [L, K] the template's
-        coefficients. Bias arrays are keyed ``<layer>/bias``.
+        ``baked`` [L, K] are the template's coefficients. Bias arrays are keyed ``<layer>/bias``.
         """

@@ -34,8 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.common.quiet import quiet_native
-from basisnet_deploy.converters.base import ExportError, Graph, is_folded_bias
 from basisnet_deploy.artifacts.synthesis import Patch
+from basisnet_deploy.converters.base import ExportError, FoldedLayer, Graph, is_folded_bias
+from basisnet_deploy.targets import registry
+from basisnet_deploy.targets.kinds import Quantization
+from basisnet_deploy.targets.registry import Target
 
 OPSET = 17
 # TFLite layout (what fold_bases gives) -> ONNX layout, per basis [K, ...].
@@ -44,16 +47,17 @@ TO_ONNX = {"conv": (0, 1, 4, 2, 3),  # [K, O, H, W, I] -> [K, O, I, H, W]
 
 
 class OnnxExporter:
-    target = "onnx"
-    suffix = ".onnx"
+    opset = OPSET
 
-    def __init__(self, input_type: str = "float32"):
-        if input_type != "float32":  # a user mistake, reported before any work starts
-            from basisnet_deploy.common.errors import UserError
+    def __init__(self, target: Target = registry.ONNX, input_type: str = "float32"):
+        self.target = target
+        self.input_type = input_type  # float32 only (the target's input_types)
 
-            raise UserError("--input-type applies to TFLite; ONNX models take float32 input")
+    @property
+    def suffix(self) -> str:
+        return self.target.suffix
 
-    def convert(self, graph: Graph, quantize: str, calibration=None) -> bytes:
+    def convert(self, graph: Graph, scheme: Quantization, calibration=None) -> bytes:
         import onnx
         import tensorflow as tf
         import tf2onnx
@@ -67,29 +71,23 @@ class OnnxExporter:
         try:
             with quiet_native():
                 proto, _ = tf2onnx.convert.from_function(fn, input_signature=graph.inputs,
-                                                         opset=OPSET)
+                                                         opset=self.opset)
         except Exception as e:
             raise ExportError(f"{graph.name}: tf2onnx failed: {str(e).strip().splitlines()[0]}") from e
         onnx.checker.check_model(proto)
-        if quantize == "float32":
+        scheme = Quantization(scheme)
+        if scheme is Quantization.FLOAT32:
             return proto.SerializeToString()
-        if quantize == "float16":
-            raise ExportError("float16 is offered for TFLite only; use --quantize float32 or int8")
-        if quantize in ("dynamic", "weight_only"):
-            # dynamic: int8 weights, activations quantized per frame at run time;
-            # weight_only: int8 weights, float activations and arithmetic
-            data = (_quantize_dynamic if quantize == "dynamic" else _weight_only)(proto, graph)
-            return _raw_initializers(data) if graph.patchable else data
-        if quantize not in ONNX_RECIPES:
-            raise ExportError(f"unknown quantization {quantize!r}")
-        data = _quantize(proto, graph, calibration, **ONNX_RECIPES[quantize])
+        quantizers = {Quantization.DYNAMIC: _quantize_dynamic,  # activations quantized per frame
+                      Quantization.WEIGHT_ONLY: _weight_only,  # float activations and arithmetic
+                      Quantization.INT8: lambda p, g: quantize_static_qdq(p, g, calibration)}
+        if scheme not in quantizers:  # the target's descriptor offers only these
+            raise ExportError(f"{graph.name}: the ONNX converter has no {scheme.value} scheme")
+        data = quantizers[scheme](proto, graph)
         return _raw_initializers(data) if graph.patchable else data
 
-    def decompose_hard_swish(self, quantize: str) -> bool:
-        return False  # the missing int8 kernel is XNNPACK's; ONNX exports keep the HardSwish op
-
-    def patch_table(self, template: bytes, folded: dict, baked, quantize: str):
-        return locate_initializers(template, folded, baked, quantize)
+    def patch_table(self, template: bytes, folded: dict[str, FoldedLayer], baked, scheme: Quantization):
+        return locate_initializers(template, folded, baked, Quantization(scheme))
 
 
 def _raw_initializers(model_bytes: bytes) -> bytes:
@@ -107,24 +105,6 @@ def _raw_initializers(model_bytes: bytes) -> bytes:
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init), init.name))
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-# Recipes by quantization name. "int8_float_head" leaves the LM's Dense heads (MatMul/Gemm
-# and their bias Add) and the softmax in float (the coefficient head is where int8 was
-# expected to cost agreement); everything else is QDQ int8 as in "int8".
-ONNX_RECIPES = {"int8": {}, "int8_float_head": {"exclude_ops": ("MatMul", "Gemm", "Softmax")}}
-
-
-def _head_nodes(model, exclude_ops) -> list[str]:
-    """Names of the nodes of ``exclude_ops`` types plus the Add that biases a MatMul."""
-    producers = {out: n for n in model.graph.node for out in n.output}
-    names = []
-    for n in model.graph.node:
-        fed_by_matmul = any(producers.get(i) is not None and producers[i].op_type == "MatMul"
-                            for i in n.input)
-        if n.op_type in exclude_ops or (n.op_type == "Add" and fed_by_matmul and "MatMul" in exclude_ops):
-            names.append(n.name)
-    return names
 
 
 @contextmanager
@@ -146,7 +126,10 @@ def _pre_processed(proto, graph: Graph):
         yield Path(tmp)
 
 
-def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> bytes:
+def quantize_static_qdq(proto, graph: Graph, calibration, exclude=None, **options) -> bytes:
+    """onnxruntime's ``quantize_static`` in QDQ format, int8 activations and per-channel int8
+    weights; ``options`` override its arguments and ``exclude(pre-processed model)`` names
+    nodes to leave in float."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -156,7 +139,7 @@ def _quantize(proto, graph: Graph, calibration, exclude_ops=(), **options) -> by
         pre, dst = tmp / "pre.onnx", tmp / "int8.onnx"
         with quiet_native():
             calibration.rewind()
-            excluded = _head_nodes(onnx.load(pre), exclude_ops) if exclude_ops else []
+            excluded = exclude(onnx.load(pre)) if exclude else []
             kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True,
                           activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
             quantize_static(str(pre), str(dst), calibration, nodes_to_exclude=excluded,
@@ -332,15 +315,17 @@ def _candidates(folded, baked):
     """For each layer: the kernels a template may hold for it, folded first, then unfolded."""
     from basisnet_deploy.artifacts.synthesis import mix
 
-    for layer, (kind, slot, bases, bias, scale) in folded.items():
-        folded_onnx = np.ascontiguousarray(np.transpose(bases, TO_ONNX[kind]))
+    for name, layer in folded.items():
+        folded_onnx = np.ascontiguousarray(np.transpose(layer.bases, TO_ONNX[layer.kind]))
         # tf2onnx folds BN into 1x1 convs but keeps a Mul after depthwise convs, whose
         # initializer is then the unfolded kernel: try both.
-        unfolded_onnx = folded_onnx / scale.reshape(1, -1, 1, 1, 1)
-        yield layer, kind, slot, bias, [(b, mix(b, baked[slot])) for b in (folded_onnx, unfolded_onnx)]
+        unfolded_onnx = folded_onnx / layer.scale.reshape(1, -1, 1, 1, 1)
+        yield (name, layer.kind, layer.slot, layer.bias,
+               [(b, mix(b, baked[layer.slot])) for b in (folded_onnx, unfolded_onnx)])
 
 
-def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, quantize: str = "float32"):
+def locate_initializers(model_bytes: bytes, folded: dict[str, FoldedLayer], baked: np.ndarray,
+                        quantize: Quantization = Quantization.FLOAT32):
     """(patches, bases in ONNX layout) for a template; see the module docstring."""
     import onnx
     from onnx import numpy_helper
@@ -348,8 +333,9 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
     model = onnx.load_from_string(model_bytes)
     offsets = initializer_offsets(model_bytes)
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    convs = {"int8": _qdq_convs, "dynamic": _integer_convs,
-             "weight_only": _dequantized_convs}.get(quantize, lambda *_: None)(model, values)
+    quantize = Quantization(quantize)
+    convs = {Quantization.INT8: _qdq_convs, Quantization.DYNAMIC: _integer_convs,
+             Quantization.WEIGHT_ONLY: _dequantized_convs}.get(quantize, lambda *_: None)(model, values)
     patches, arrays, used = [], {}, set()
     for layer, kind, slot, bias, options in _candidates(folded, baked):
         found = None
@@ -365,10 +351,10 @@ def locate_initializers(model_bytes: bytes, folded: dict, baked: np.ndarray, qua
         if convs is None:
             used.add(found)
             patches.append(Patch(layer, slot, kind, shape, "float32", _offset(offsets, found, want.nbytes)))
-        elif quantize in ("dynamic", "weight_only"):  # their float biases do not change
+        elif quantize in (Quantization.DYNAMIC, Quantization.WEIGHT_ONLY):  # float biases do not change
             used.add(found["weight"])
             _check_float_bias(layer, values.get(found["bias"]), bias)
-            per_tensor = quantize == "dynamic"
+            per_tensor = quantize is Quantization.DYNAMIC
             patches.append(Patch(layer, slot, kind, shape, "int8",
                                  _offset(offsets, found["weight"], int(np.prod(shape))),
                                  scale_offset=_offset(offsets, found["scale"], 4 if per_tensor else 4 * shape[0]),

@@ -13,27 +13,33 @@ import copy
 import tempfile
 
 from basisnet_deploy.common.quiet import quiet_native
-from basisnet_deploy.converters.base import ExportError, Graph
+from basisnet_deploy.converters.base import ExportError, FoldedLayer, Graph
+from basisnet_deploy.targets import registry
+from basisnet_deploy.targets.kinds import Quantization
+from basisnet_deploy.targets.registry import Target
 
 ENDPOINT = "serve"
 
 
 class TFLiteExporter:
-    target = "tflite"
-    suffix = ".tflite"
-
-    def __init__(self, input_type: str = "float32"):
+    def __init__(self, target: Target = registry.TFLITE, input_type: str = "float32"):
+        self.target = target
         self.input_type = input_type  # float32, int8 or uint8 for full-int8 models
 
-    def convert(self, graph: Graph, quantize: str, calibration=None) -> bytes:
+    @property
+    def suffix(self) -> str:
+        return self.target.suffix
+
+    def convert(self, graph: Graph, scheme: Quantization, calibration=None) -> bytes:
         import tensorflow as tf
 
+        scheme = Quantization(scheme)
         with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
-            conv = _saved_model_converter(graph, tmp)
-            if quantize == "float16":
+            conv = saved_model_converter(graph, tmp)
+            if scheme is Quantization.FLOAT16:
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 conv.target_spec.supported_types = [tf.float16]
-            elif quantize == "int8":
+            elif scheme is Quantization.INT8:
                 if calibration is None:
                     raise ExportError(f"{graph.name}: int8 needs calibration data")
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -41,62 +47,32 @@ class TFLiteExporter:
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 if self.input_type != "float32":
                     conv.inference_input_type = tf.as_dtype(self.input_type)
-            elif quantize in ("int16x8", "int8_float_head"):
-                if calibration is None:
-                    raise ExportError(f"{graph.name}: {quantize} needs calibration data")
-                return _convert_mixed(conv, graph, quantize, calibration)
-            elif quantize == "dynamic":  # int8 weights, float activations
+            elif scheme is Quantization.DYNAMIC:  # int8 weights, float activations
                 conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            elif quantize not in ("float32", "weight_only"):
-                raise ExportError(f"unknown quantization {quantize!r}")
             try:
                 with quiet_native():  # the converter's MLIR notes and C++ logs
                     model = conv.convert()
             except Exception as e:  # ConverterError carries MLIR diagnostics
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
                                   f"{str(e).strip().splitlines()[0]}") from e
-        if quantize == "weight_only":
+        if scheme is Quantization.WEIGHT_ONLY:
             model = _weight_only(model, graph)
-        return _unshare_buffers(model) if graph.patchable else model
+        return unshare_buffers(model) if graph.patchable else model
 
-    def convert_presynth_int8(self, graph: Graph, calibration, folded, baked, coefficients):
-        """(int8 template, report): activation ranges cover each calibration image's own
-        synthesized kernels, not only the baked ones (tflite_template_calibration.py)."""
-        import tensorflow as tf
-
-        from basisnet_deploy.converters.tflite_template_calibration import convert_template
-
-        with tempfile.TemporaryDirectory(prefix="basisnet-savedmodel-") as tmp:
-            conv = _saved_model_converter(graph, tmp)
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = calibration
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            model, report = convert_template(conv, graph, calibration, folded, baked, coefficients)
-            return _unshare_buffers(model), report
-
-    def decompose_hard_swish(self, quantize: str) -> bool:
-        # XNNPACK has no int8 HARD_SWISH: each one splits the graph (benchmarks/int8_hardswish.py).
-        return quantize == "int8"
-
-    def patch_table(self, template: bytes, folded: dict, baked, quantize: str):
-        from basisnet_deploy.converters.tflite_patch import locate
+    def patch_table(self, template: bytes, folded: dict[str, FoldedLayer], baked, scheme: Quantization):
         from basisnet_deploy.artifacts.synthesis import mix
+        from basisnet_deploy.converters.tflite_patch import locate
 
-        expected = {layer: (kind, slot, mix(bases, baked[slot]))
-                    for layer, (kind, slot, bases, _, _) in folded.items()}
+        expected = {name: (layer.kind, layer.slot, mix(layer.bases, baked[layer.slot]))
+                    for name, layer in folded.items()}
         arrays, biases = {}, {}
-        for layer, (_, _, bases, bias, _) in folded.items():
-            arrays[layer] = bases  # fold_bases already gives TFLite's layout
-            arrays[layer + "/bias"] = biases[layer] = bias
+        for name, layer in folded.items():
+            arrays[name] = layer.bases  # fold_bases already gives TFLite's layout
+            arrays[name + "/bias"] = biases[name] = layer.bias
         return locate(template, expected, biases), arrays
 
 
-# Ops the "int8_float_head" recipe keeps in float: the LM's two Dense heads and the softmax.
-# The trunk has no FULLY_CONNECTED (its SE blocks are 1x1 convs), so only the heads change.
-FLOAT_HEAD_OPS = ["FULLY_CONNECTED", "SOFTMAX"]
-
-
-def _saved_model_converter(graph: Graph, tmp: str):
+def saved_model_converter(graph: Graph, tmp: str):
     """The TF converter for ``graph`` exported as a SavedModel into ``tmp`` (one endpoint)."""
     import keras
     import tensorflow as tf
@@ -106,34 +82,6 @@ def _saved_model_converter(graph: Graph, tmp: str):
     archive.add_endpoint(name=ENDPOINT, fn=graph.fn, input_signature=graph.inputs)
     archive.write_out(tmp, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[ENDPOINT])
-
-
-def _convert_mixed(conv, graph: Graph, quantize: str, calibration) -> bytes:
-    """Higher-precision recipes for graphs whose int8 costs agreement.
-
-    - ``int16x8``: the TF converter's int16 activations + int8 weights mode, every op;
-    - ``int8_float_head``: full int8 except :data:`FLOAT_HEAD_OPS`, which run in float
-      between a dequantize and a quantize (selective quantization through TF's
-      QuantizationDebugger, the converter's documented route to a denylist).
-    """
-    import tensorflow as tf
-
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = calibration
-    try:
-        if quantize == "int16x8":
-            conv.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-            return conv.convert()
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                          tf.lite.OpsSet.TFLITE_BUILTINS]
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=FLOAT_HEAD_OPS)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=_as_lists(calibration, graph), debug_options=options)
-        return debugger.get_nondebug_quantized_model()
-    except Exception as e:
-        raise ExportError(f"{graph.name}: TFLite {quantize} conversion failed: "
-                          f"{str(e).strip().splitlines()[0]}") from e
 
 
 def _weight_only(float_model: bytes, graph: Graph) -> bytes:
@@ -163,13 +111,7 @@ def _weight_only(float_model: bytes, graph: Graph) -> bytes:
         raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {reason}") from e
 
 
-def _as_lists(calibration, graph: Graph):
-    """The debugger wants each sample as a list in input order, not a dict by name."""
-    names = [spec.name for spec in graph.inputs]
-    return lambda: ([feed[n] for n in names] for feed in calibration())
-
-
-def _unshare_buffers(model: bytes) -> bytes:
+def unshare_buffers(model: bytes) -> bytes:
     """Give every constant tensor of a patchable template its own buffer.
 
     The converter lets tensors share one buffer when their bytes are equal: MLIR folds equal

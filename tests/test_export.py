@@ -1,5 +1,6 @@
 """Export: every artifact runs and matches the float model; bad input fails cleanly."""
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -191,7 +192,7 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_nothing(ckpt, tmp_path, capsy
         (["export", str(ckpt), "--out", str(junk)], "not a basisnet-deploy export directory"),
         (["verify", str(tmp_path)], "manifest.json: missing"),
         (["export", str(ckpt), "--out", str(out), "--target", "onnx", "--input-type", "int8"],
-         "--input-type applies to TFLite"),
+         "--target onnx takes float32 input"),
     ]
     for args, message in cases:
         code, err = _cli(args, capsys)
@@ -350,7 +351,7 @@ def _assert_not_nearest_rounding(ckpt, lm_file) -> None:
     weights reached the converter (with them lost, the two agree to float ulps)."""
     import tensorflow as tf
 
-    from basisnet_deploy.converters.weight_tuning import channel_axis, on_int8_grid
+    from basisnet_deploy.quantization.weight_tuning import channel_axis, on_int8_grid
 
     net, cfg = checkpoint.load(ckpt)
     lm = net.lightweight
@@ -459,8 +460,8 @@ def test_int8_template_patched_is_what_its_scheme_makes_of_the_synthesized_kerne
     assert error <= 1e-3 * np.abs(want).max() < unpatched
     # synthesis never rewrites the float biases, so locating the patches checks each one
     layer = next(iter(folded))
-    kind, slot, kernels, bias, scale = folded[layer]
-    folded[layer] = (kind, slot, kernels, bias + 0.01 * (np.abs(bias).max() + 1), scale)
+    bias = folded[layer].bias
+    folded[layer] = dataclasses.replace(folded[layer], bias=bias + 0.01 * (np.abs(bias).max() + 1))
     with pytest.raises(ExportError, match=f"bias of {layer}"):
         ex.patch_table(template, folded, baked, scheme)
 

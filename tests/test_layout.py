@@ -17,18 +17,20 @@ PACKAGE_DIRS = {"basisnet_deploy": ROOT / "basisnet_deploy",
 ALLOWED = {
     "root": set(),  # basisnet_deploy/__init__.py: the version only
     "common": {"root"},
+    "targets": {"common"},  # targets and recipes as data: the vocabulary every stage shares
     "data": {"common"},
     "model": {"common", "data"},
     "training": {"common", "data", "model"},
-    "artifacts": {"common", "data"},
-    "calibration": {"common", "data", "artifacts"},
-    "converters": {"common", "model", "artifacts"},
-    "runtime": {"common", "data", "artifacts"},
+    "quantization": {"common", "data", "model", "targets"},
+    "artifacts": {"common", "data", "targets"},
+    "calibration": {"common", "data", "artifacts", "targets"},
+    "converters": {"common", "model", "artifacts", "targets"},
+    "runtime": {"common", "data", "artifacts", "targets"},
     "export": {"root", "common", "data", "model", "artifacts", "calibration", "converters",
-               "runtime"},
-    "report": {"common", "data", "artifacts", "runtime"},
+               "runtime", "targets", "quantization"},
+    "report": {"common", "data", "artifacts", "runtime", "targets"},
     "cli": {"root", "common", "data", "model", "training", "artifacts", "calibration",
-            "converters", "runtime", "export", "report"},
+            "converters", "runtime", "export", "report", "targets", "quantization"},
 }
 
 

@@ -1,4 +1,4 @@
-"""Quantization-aware tuning of int8 weights (converters/weight_tuning.py): the lightweight
+"""Quantization-aware tuning of int8 weights (basisnet_deploy/quantization/weight_tuning.py): the lightweight
 model's and the template's static kernels (the fidelity-int8-lm recipe).
 
 The claims the recipe rests on: the tuned kernels lie on the per-channel int8 grid, so the
@@ -14,7 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from basisnet_deploy.converters.weight_tuning import WeightTuning, _finite, channel_axis, tune_int8_weights
+from basisnet_deploy.quantization.settings import WeightTuning, finite_loss as _finite
+from basisnet_deploy.quantization.weight_tuning import channel_axis, tune_int8_weights
 
 # Enough steps to move many kernels off their nearest rounding in seconds (the rate is in
 # int8 steps per update: 40 updates of up to 0.05 step).
@@ -134,7 +135,7 @@ def tuned_specialist(tuned):
     of the calibration images with the float LM's coefficients for them (the views change the
     image input only)."""
     from basisnet_deploy.calibration.images import calibration_images
-    from basisnet_deploy.converters.weight_tuning import Augmentation
+    from basisnet_deploy.quantization.weight_tuning import Augmentation
     from basisnet_deploy.data.preprocessing import preprocess
 
     net, cfg, light, _, _ = tuned
@@ -184,7 +185,7 @@ def test_specialist_tuning_moves_static_kernels_only_and_reaches_the_template(tu
 
 
 def test_split_holds_back_a_quarter_disjoint_from_the_images_tuned_on():
-    from basisnet_deploy.converters.weight_tuning import _split
+    from basisnet_deploy.quantization.weight_tuning import _split
 
     for count, held_back in ((200, 50), (16, 4), (7, 1), (2, 1)):
         fit, held = _split(count, seed=0)
@@ -199,7 +200,7 @@ def test_augmented_views_are_seeded_in_range_and_mirror_left_right():
     tuning run repeats), values stay in the model's input range, and the mirror is left-right
     (an upside-down photo is a question the float model was never trained on). The bug each
     assert catches: an unseeded generator; unclipped contrast; a flip along the wrong axis."""
-    from basisnet_deploy.converters.weight_tuning import Augmentation, _Views
+    from basisnet_deploy.quantization.weight_tuning import Augmentation, _Views
 
     images = np.random.default_rng(3).uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32)
     default = Augmentation(input_range=(-1.0, 1.0))

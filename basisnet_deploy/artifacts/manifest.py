@@ -11,7 +11,6 @@ NumPy-free and TensorFlow-free.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,9 @@ from pathlib import Path
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import sha256_hex, write_json_atomically
 from basisnet_deploy.data import Preprocessing
+from basisnet_deploy.targets import registry
+from basisnet_deploy.targets.kinds import Quantization, Role
+from basisnet_deploy.targets.recipes import RECIPES, Recipe
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
@@ -26,40 +28,6 @@ BASES_FILE = "specialist_bases.npz"
 BASES_INT8_FILE = "specialist_bases_int8.npz"  # compact bases (artifacts.compact_bases)
 PATCH_TABLE_FILE = "specialist_patches.json"
 LAYER_REPORT_FILE = "layer_report.json"  # per-layer int8 error of static int8 TFLite artifacts
-
-
-class Role(str, enum.Enum):
-    LIGHTWEIGHT = "lightweight"
-    SPECIALIST_COEFFICIENT = "specialist_coefficient"
-    SPECIALIST_PRESYNTH = "specialist_presynth"
-    BASELINE_PLAIN = "baseline_plain"
-
-    @property
-    def description(self) -> str:
-        return _ROLE_TEXT[self]
-
-
-_ROLE_TEXT = {
-    Role.LIGHTWEIGHT: "Lightweight model: previews the image on the CPU; class logits and the "
-                      "per-block coefficients.",
-    Role.SPECIALIST_COEFFICIENT: "Specialist, coefficient-input: image + coefficients in, logits "
-                                 "out; bases inside, synthesis in the graph.",
-    Role.SPECIALIST_PRESYNTH: "Specialist, pre-synthesized: static-weight template; synthesize() "
-                              "patches one coefficient set's kernels in place.",
-    Role.BASELINE_PLAIN: "Plain MobileNet of the specialist's shape (the template's weights), for "
-                         "bench's overhead ratio; not part of the pipeline.",
-}
-
-
-class Quantization(str, enum.Enum):
-    """How an artifact's numbers are stored. ``dynamic``: int8 weights, activations quantized
-    per frame at run time; ``weight_only``: int8 weights, float activations and arithmetic."""
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    INT8 = "int8"
-    DYNAMIC = "dynamic"
-    WEIGHT_ONLY = "weight_only"
 
 
 @dataclass(frozen=True)
@@ -95,6 +63,37 @@ class Artifact:
 
 
 @dataclass
+class ExportRecord:
+    """What ``export`` (and ``android-assets``) record beside the schema: how the artifacts were
+    made and checked. Written as top-level keys of manifest.json; each is type-checked on load."""
+
+    generator: str | None = None
+    hard_swish: dict | None = None  # role -> the form of hard-swish in its graph
+    calibration: dict | None = None  # the calibration images used
+    weight_tuning: dict | None = None  # role -> its int8 weight tuning report
+    layer_report: dict | None = None  # the per-layer int8 error file and each artifact's worst op
+    verification: dict | None = None  # agreement with the float model on held-out images
+    agreement_gate: dict | None = None  # min_agreement, forced, below
+    export_seconds: float | None = None
+    android_assets: dict | None = None  # where an Android asset copy came from
+    extra: dict = field(default_factory=dict)  # keys of other versions, kept as they are
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("extra", "android_assets")}
+        if self.android_assets is not None:
+            out["android_assets"] = self.android_assets
+        return {**self.extra, **out}
+
+
+# ExportRecord's fields and the JSON types each may hold (None: absent).
+_NUMBER = (int, float)
+_RECORD_TYPES = {f.name: {"export_seconds": _NUMBER, "generator": str}.get(f.name, dict)
+                 for f in dataclasses.fields(ExportRecord) if f.name != "extra"}
+_JSON_NAMES = {_NUMBER: "number", str: "string", dict: "object"}
+
+
+@dataclass
 class Manifest:
     target: str
     quantization: Quantization
@@ -108,7 +107,18 @@ class Manifest:
     architecture: dict = field(default_factory=dict)
     coefficients: dict = field(default_factory=dict)
     early_exit: dict = field(default_factory=lambda: {"threshold": None})
-    info: dict = field(default_factory=dict)  # generator, calibration, verification, timings
+    record: ExportRecord = field(default_factory=ExportRecord)
+    recipe: Recipe | None = None  # the int8 recipe of an int8 export
+
+    @property
+    def target_spec(self) -> registry.Target:
+        """The descriptor of this export's target (targets/registry.py)."""
+        return registry.get(self.target, "manifest target")
+
+    @property
+    def runtime(self) -> str:
+        """The runtime that runs this export's artifacts on the host (``--runtime``)."""
+        return self.target_spec.runtime.value
 
     @property
     def threshold(self) -> float | None:
@@ -134,7 +144,9 @@ class Manifest:
             "early_exit": self.early_exit, "checkpoint": self.checkpoint,
             "artifacts": {r.value: a.to_json() for r, a in self.artifacts.items()},
         }
-        return {**body, **self.info}
+        if self.recipe is not None:
+            body["int8_recipe"] = self.recipe.to_json()
+        return {**body, **self.record.to_json()}
 
     def save(self, directory) -> None:
         """Write ``manifest.json`` atomically (temp file, then rename)."""
@@ -177,9 +189,9 @@ def parse_manifest(raw, where) -> Manifest:
     if Role.LIGHTWEIGHT not in artifacts:
         raise UserError(f"{where}: no lightweight artifact; re-run basisnet-deploy export")
     known = {"schema_version", "target", "quantization", "architecture", "preprocessing", "labels",
-             "coefficients", "cost", "early_exit", "checkpoint", "artifacts"}
+             "coefficients", "cost", "early_exit", "checkpoint", "artifacts", "int8_recipe"}
     return Manifest(
-        target=get.choice("target", ("tflite", "onnx")),
+        target=get.choice("target", registry.names()), recipe=_recipe(raw.get("int8_recipe"), where),
         quantization=_quantization(raw.get("quantization"), where, "quantization"),
         labels=tuple(get.strings("labels")), preprocessing=preprocessing,
         light_resolution=_typed(pre, "lightweight_resolution", int, where),
@@ -188,7 +200,7 @@ def parse_manifest(raw, where) -> Manifest:
         architecture=get.object("architecture", optional=True),
         coefficients=get.object("coefficients", optional=True),
         early_exit=get.object("early_exit", optional=True) or {"threshold": None},
-        info={k: v for k, v in raw.items() if k not in known})
+        record=_record({k: v for k, v in raw.items() if k not in known}, where))
 
 
 class _Reader:
@@ -229,6 +241,29 @@ def _role(name: str, where) -> Role:
     except ValueError:
         raise UserError(f"{where}: unknown artifact role {name!r}; expected one of "
                         f"{[r.value for r in Role]}") from None
+
+
+def _record(raw: dict, where) -> ExportRecord:
+    """The export record from the manifest's other top-level keys, each of its JSON type."""
+    values = {}
+    for key, kind in _RECORD_TYPES.items():
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise UserError(f"{where}: {key} must be a JSON {_JSON_NAMES[kind]}, not "
+                            f"{type(value).__name__}; re-run basisnet-deploy export")
+        values[key] = value
+    return ExportRecord(**values, extra={k: v for k, v in raw.items() if k not in _RECORD_TYPES})
+
+
+def _recipe(value, where) -> Recipe | None:
+    """The int8 recipe an export records (by name; its schemes are the artifacts' own)."""
+    if value is None:
+        return None
+    name = value.get("name") if isinstance(value, dict) else None
+    if name not in RECIPES:
+        raise UserError(f"{where}: int8_recipe {name!r} is not one of {list(RECIPES)} that this "
+                        "basisnet-deploy knows; re-export with this version")
+    return RECIPES[name]
 
 
 def _quantization(value, where, key: str) -> Quantization:
@@ -277,7 +312,7 @@ def _artifact(role: Role, entry, where) -> Artifact:
 
 def agreement_warning(manifest: Manifest) -> str | None:
     """A warning for an export forced through the agreement gate (--allow-low-agreement)."""
-    gate = manifest.info.get("agreement_gate") or {}
+    gate = manifest.record.agreement_gate or {}
     if not gate.get("forced"):
         return None
     below = ", ".join(f"{k} {v}%" for k, v in gate.get("below", {}).items())

@@ -18,6 +18,8 @@ import struct
 from pathlib import Path
 
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.targets.kinds import Runtime
+from basisnet_deploy.targets.registry import runtime_of_file
 
 # TensorType -> bytes per element; None: no fixed size (string, resource, sub-byte types).
 _TYPE_SIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 5: None, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16,
@@ -40,13 +42,11 @@ class _Bad(Exception):
 
 def check_model_bytes(data: bytes, path) -> None:
     """Refuse ``data`` (the contents of ``path``) unless its structure is sound."""
-    suffix = Path(path).suffix
-    if suffix == ".tflite":
-        check_tflite(data, path)
-    elif suffix == ".onnx":
-        check_onnx(data, path)
-    else:
-        raise ModelCheckError(f"{path}: unknown model type {suffix!r}; expected .tflite or .onnx")
+    try:
+        runtime = runtime_of_file(path)
+    except UserError as e:
+        raise ModelCheckError(str(e)) from None
+    (check_tflite if runtime is Runtime.LITERT else check_onnx)(data, path)
 
 
 def check_onnx(data: bytes, path) -> None:

@@ -20,9 +20,12 @@ import click
 
 from basisnet_deploy.cli import render
 from basisnet_deploy.common.errors import ConfigError, UserError
-from basisnet_deploy.converters.weight_tuning import WeightTuning
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.model.config import BACKBONES, PRESETS, ArchConfig, TrainSettings
+from basisnet_deploy.quantization.settings import WeightTuning
+from basisnet_deploy.targets import registry
+from basisnet_deploy.targets.kinds import CoefficientInt8
+from basisnet_deploy.targets.recipes import DEFAULT_RECIPE, RECIPES
 from basisnet_deploy.training.distribute import STRATEGY_NAMES as TRAIN_STRATEGIES
 
 PLAIN_ARCHS = ("mv3-large", "mv3-small", "mv2")
@@ -30,6 +33,16 @@ CONVERT_MODULES = ("tensorflow", "keras", "tf2onnx")  # the [convert] extra
 
 
 _TRAIN_DEFAULTS = TrainSettings()
+
+
+def _export_quantizations() -> list[str]:
+    """What a whole export may ask for, over every registered target."""
+    found = [q.value for t in registry.names() for q in registry.get(t).export_quantizations]
+    return list(dict.fromkeys(found))
+
+
+def _input_types() -> list[str]:
+    return list(dict.fromkeys(i for t in registry.names() for i in registry.get(t).input_types))
 
 
 def _nonshared(ctx, param, value):
@@ -234,46 +247,45 @@ def evaluate(checkpoint, dataset, as_json, json_out):
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--target", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
-              help="tflite: LiteRT flatbuffers; onnx: ONNX models for onnxruntime.")
+@click.option("--target", type=click.Choice(registry.names()), default=registry.DEFAULT, show_default=True,
+              help="; ".join(f"{t}: {registry.get(t).title} ({registry.get(t).runtime.value} runs it)"
+                             for t in registry.names()) + ".")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Export directory (default: <checkpoint>/../export-<target>). An existing "
                    "export there is replaced; any other existing directory is refused.")
-@click.option("--quantize", type=click.Choice(["int8", "float16", "float32"]), default=None,
-              help="Default: int8 when --calibration is given, else float32.")
+@click.option("--quantize", type=click.Choice(_export_quantizations()), default=None,
+              help="Default: int8 when --calibration is given, else float32. float16 is the "
+                   "GPU export (TFLite).")
 @click.option("--calibration", default=None, metavar="digits|IMAGE_DIR",
               help="Real images for int8 calibration: 'digits' (its training split) or a "
                    "folder of images; unreadable files are skipped and counted.")
 @click.option("--calibration-size", type=click.IntRange(1, 100000), default=200, show_default=True)
 @click.option("--specialist", type=click.Choice(["coefficient", "presynth", "all"]), default="all",
               show_default=True, help="Which specialist forms to export.")
-@click.option("--input-type", type=click.Choice(["float32", "int8", "uint8"]), default="float32",
+@click.option("--input-type", type=click.Choice(_input_types()), default="float32",
               show_default=True, help="Input tensor type of full-int8 TFLite models.")
 @click.option("--verify-images", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="Held-out images the export's own verification uses.")
 @click.option("--images", default=None, metavar="digits|DIR",
               help="Held-out images for the export's verification (default: the checkpoint's "
                    "held-out digits split, when it was trained on digits).")
-@click.option("--coefficient-int8", type=click.Choice(["dynamic", "fakequant"]), default="dynamic",
+@click.option("--coefficient-int8", type=click.Choice([c.value for c in CoefficientInt8]),
+              default=CoefficientInt8.DYNAMIC.value,
               show_default=True,
               help="TFLite int8 scheme of the coefficient-input specialist: dynamic range (float "
-                   "activations) or fakequant (full int8, synthesized kernels symmetric per-tensor).")
+                   "activations) or fakequant (full int8, synthesized kernels symmetric per-tensor); "
+                   "applies where --int8-recipe leaves it static int8 (full).")
 @click.option("--baseline", is_flag=True,
               help="Also export a plain MobileNet of the specialist's shape, so bench reports "
                    "the specialist's latency as a ratio to it.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Calibration image selection, and the batches and held-back quarter of "
                    "--tuning-steps.")
-@click.option("--int8-recipe", type=click.Choice(["full", "fidelity", "fidelity-int8-lm"]), default="full",
+@click.option("--int8-recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE,
               show_default=True,
-              help="What --quantize int8 makes of each artifact: 'full' static int8 "
-                   "(fastest where int8 kernels are); 'fidelity' (the lightweight model "
-                   "float32, the specialists int8 weights with per-frame or float "
-                   "activations: agrees with float on >= 99.5% of held-out photos); "
-                   "'fidelity-int8-lm' (fidelity with the lightweight model's weights int8 too, "
-                   "tuned first with the template's static weights: a 3.3x smaller LM, which "
-                   "met those targets on both photo checkpoints measured; slower to export). "
-                   "docs/export.md 'Int8 recipes' has the measured trade-off.")
+              help="What --quantize int8 makes of each artifact: "
+                   + "; ".join(f"'{r.name}': {r.summary}" for r in RECIPES.values())
+                   + ". docs/export.md 'Int8 recipes' has the measured trade-off.")
 @click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,
               help="--int8-recipe fidelity-int8-lm only: steps that tune the lightweight "
                    "model's and the template's int8 weights on random views of three quarters "

@@ -78,13 +78,13 @@ def evaluate_text(result: dict) -> list[str]:
 
 
 def export_text(manifest) -> list[str]:
-    lines = [f"exported in {manifest.info['export_seconds']:.0f} s"]
+    lines = [f"exported in {manifest.record.export_seconds:.0f} s"]
     for entry in manifest.artifacts.values():
         gpu = entry.details.get("gpu")
         gpu_txt = "" if gpu is None else f"  GPU: {gpu_summary(gpu)}"
         lines.append(f"  {entry.file:<30} {entry.bytes / 1e6:7.2f} MB  "
                      f"{entry.quantization.value}{gpu_txt}")
-    return lines + verification_text(manifest.info["verification"])
+    return lines + verification_text(manifest.record.verification)
 
 
 def verification_text(v: dict) -> list[str]:

@@ -28,6 +28,7 @@ import numpy as np
 from basisnet_deploy import __version__
 from basisnet_deploy.common.files import check_output_dir, staged_directory
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.targets import registry
 from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
                                                 load_manifest)
 from basisnet_deploy.common.files import sha256_hex
@@ -43,9 +44,10 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     check_output_dir(out_dir, "android-assets", legacy=_ours)
     manifest = load_manifest(export_dir)
-    if manifest.target != "tflite":
+    if not manifest.target_spec.android:
+        runs = [t for t in registry.names() if registry.get(t).android]
         raise UserError(f"{export_dir}: target is {manifest.target!r}; the Android demo runs "
-                        "LiteRT: re-export with --target tflite")
+                        f"LiteRT: re-export with --target {' or '.join(runs)}")
     check_files(export_dir, manifest)
     artifacts = manifest.artifacts
     if not {Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT} & set(artifacts):
@@ -67,8 +69,8 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
                                                                 tmp / BASES_INT8_RAW)
         for name in files:
             shutil.copyfile(export_dir / name, tmp / name)
-        manifest.info["android_assets"] = {"source": str(export_dir),
-                                           "generator": f"basisnet-deploy {__version__}"}
+        manifest.record.android_assets = {"source": str(export_dir),
+                                          "generator": f"basisnet-deploy {__version__}"}
         manifest.save(tmp)
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
     return {"out": str(out_dir), "source": str(export_dir), "files": sizes,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role, agreement_warning, check_files, load_manifest
 from basisnet_deploy.artifacts.synthesis import load_presynth
+from basisnet_deploy.targets.registry import GpuCheck
 from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu,
                                          static_gpu_guess)
 
@@ -32,7 +33,7 @@ def check_export(directory) -> dict:
     if warning:
         report["warning"] = warning
     verdicts = gpu_verdicts(directory, manifest)
-    no_gpu = None if verdicts else onnx_webgpu_devices()[1]  # ONNX without a GPU EP: why
+    no_gpu = None if verdicts else _no_verdict_reason(manifest)
     for role in manifest.artifacts:
         verdict = verdicts.get(role)
         report[role.value] = {"sha256_ok": True,
@@ -40,12 +41,22 @@ def check_export(directory) -> dict:
     return report
 
 
+def _no_verdict_reason(manifest: Manifest) -> str:
+    """Why an export's artifacts have no GPU verdict."""
+    if manifest.target_spec.gpu_check is GpuCheck.ONNX_WEBGPU:
+        return onnx_webgpu_devices()[1]  # onnxruntime's WebGPU EP found no device: why
+    return f"basisnet-deploy has no GPU check for {manifest.target_spec.title} artifacts"
+
+
 def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
     """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
     a static guess for every artifact once it finds none. ONNX: onnxruntime's WebGPU EP's
     verdicts where it finds a device, else {} (no static guess)."""
-    if manifest.target != "tflite":
+    check = manifest.target_spec.gpu_check
+    if check is GpuCheck.ONNX_WEBGPU:
         return _onnx_verdicts(Path(directory), manifest, say)
+    if check is not GpuCheck.LITERT_ACCELERATOR:
+        return {}
     directory, verdicts, device = Path(directory), {}, True
     for role, entry in manifest.artifacts.items():
         path = directory / entry.file

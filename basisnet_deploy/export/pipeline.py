@@ -19,92 +19,42 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from basisnet_deploy import __version__
 from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
-                                                Manifest, PresynthFiles, Quantization, Role, legacy_export)
-from basisnet_deploy.calibration.images import calibration_images
+                                                ExportRecord, Manifest, PresynthFiles, legacy_export)
+from basisnet_deploy.calibration.images import CalibrationImages, calibration_images
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
                                           write_json_atomically)
-from basisnet_deploy.converters import get_exporter
-from basisnet_deploy.converters.base import ExportError
-from basisnet_deploy.converters.weight_tuning import Augmentation, WeightTuning, tune_int8_weights
+from basisnet_deploy.converters.base import ExportError, Exporter, Graph, fold_bases
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
+from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.export.check import gpu_verdicts
 from basisnet_deploy.export.verify import verify_directory
 from basisnet_deploy.model import checkpoint
+from basisnet_deploy.model.config import BasisNetConfig
 from basisnet_deploy.model.cost import basisnet_cost
+from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, WeightTuning
 from basisnet_deploy.runtime.sessions import describe
+from basisnet_deploy.targets import registry
+from basisnet_deploy.targets.kinds import CoefficientInt8, Quantization, Role
+from basisnet_deploy.targets.recipes import DEFAULT_RECIPE, RECIPES, ArtifactPlan, Recipe, get_recipe, plan
+from basisnet_deploy.targets.registry import Target
+
+if TYPE_CHECKING:
+    from basisnet_deploy.model.network import BasisNet
 
 # TF's converter calibrates with its own deprecated tf.lite.Interpreter; not ours to fix.
 warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
 
-SPECIALIST_FORMS = ("coefficient", "presynth", "all")
-
-# What ``--quantize int8`` makes of each artifact, per recipe (docs/export.md "Int8 recipes"). Measured
-# on held-out real photographs in benchmarks/results/fidelity_photos.md:
-# - full: static int8 activations everywhere XNNPACK runs int8 (fastest on CPU);
-# - fidelity: precision where int8 costs agreement. The lightweight model stays float32:
-#   its coefficients choose every synthesized kernel, and the nearest int8 rounding of its
-#   weights alone moves them by up to 0.09-0.20 (three photo checkpoints; the specialists
-#   then disagree on 1-2.5% of photos). The specialists keep int8 weights, with activations quantized per frame at run
-#   time (the coefficient-input specialists: TFLite dynamic range, onnxruntime
-#   quantize_dynamic of the bases) or float (the templates: weight-only int8, which XNNPACK and
-#   onnxruntime dequantize once at load, so they run at float speed);
-# - fidelity-int8-lm: fidelity with a weight-only int8 lightweight model, its weights and the
-#   template's static ones tuned first (TUNED_INT8_WEIGHTS) on random views of the
-#   calibration images, the step kept where a held-back quarter of them says tuning helps,
-#   else nearest rounding. Figures: docs/export.md "Int8 recipes" (on both photo checkpoints
-#   measured, every artifact agrees with float on >= 99.5% of held-out photos).
-_FIDELITY = {("onnx", "specialist_coefficient"): "dynamic",
-             ("tflite", "specialist_presynth"): "weight_only",
-             ("onnx", "specialist_presynth"): "weight_only"}
-INT8_RECIPES = {
-    "full": {},
-    "fidelity": {("tflite", "lightweight"): "float32", ("onnx", "lightweight"): "float32", **_FIDELITY},
-    "fidelity-int8-lm": {("tflite", "lightweight"): "weight_only", ("onnx", "lightweight"): "weight_only",
-                         **_FIDELITY},
-}
-# Artifacts whose int8 weights are tuned on the calibration images before conversion, per
-# recipe (converters/weight_tuning.py): rounded so that they give the float model's outputs.
-# The template's are the specialist's static kernels; its synthesized ones are rounded per frame.
-TUNED_INT8_WEIGHTS = {"fidelity-int8-lm": ("lightweight", "specialist_presynth")}
-EXPORT_QUANTIZATIONS = ["int8", "float16", "float32"]  # what a whole export may ask for
-
-
-def fold_bases(specialist) -> dict[str, tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
-    """layer -> (kind, slot, bases [K, *TFLite layout] with BN folded, folded bias [C],
-    BN scale [C]).
-
-    BN is shared across bases, so it folds exactly into every basis before mixing:
-    ``fold(sum_k a_k W_k) = sum_k a_k fold(W_k)``.
-    """
-    from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
-
-    out = {}
-    for layer in specialist.layers:
-        if not isinstance(layer, (BasisConv1x1, BasisDepthwiseConv2D)):
-            continue
-        bn = specialist.get_layer(f"{layer.name}_bn")
-        gamma, beta, mean, var = (w.numpy() for w in bn.weights)
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        kernel = layer.kernel.numpy()  # [K, kh, kw, Cin, Cout] or [K, k, k, C, 1]
-        if isinstance(layer, BasisConv1x1):
-            folded = kernel * scale  # scale the output channels
-            kind = "conv"
-        else:
-            folded = kernel * scale[:, None]
-            kind = "depthwise"
-        # Keras HWIO -> TFLite OHWI; depthwise HWC1 -> 1HWC: the same transpose.
-        tfl = np.transpose(folded, (0, 4, 1, 2, 3)).astype(np.float32)
-        out[layer.name] = (kind, layer.slot, tfl, (beta - mean * scale).astype(np.float32),
-                           scale.astype(np.float32))
-    return out
+SPECIALIST_FORMS = {"coefficient": (Role.SPECIALIST_COEFFICIENT,), "presynth": (Role.SPECIALIST_PRESYNTH,),
+                    "all": (Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH)}
 
 
 def _graphs(net, cfg, baked, decompose_hard_swish: bool = False, tuned: dict | None = None):
@@ -170,71 +120,88 @@ def _specialist_with(specialist, architecture, weights):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``export`` makes; the CLI's flags map one to one (docs/cli.md)."""
+    """What ``export`` makes; the CLI's flags map one to one (docs/cli.md). Names are the
+    registries' (targets/registry.py, targets/recipes.py); :meth:`validated` resolves them."""
 
-    target: str = "tflite"
-    quantize: Quantization | None = None  # None: int8 with calibration images, else float32
+    target: str = registry.DEFAULT
+    quantize: Quantization | str | None = None  # None: int8 with calibration images, else float32
     calibration: str | None = None  # 'digits' or an image folder
     calibration_size: int = 200
     specialist: str = "all"  # one of SPECIALIST_FORMS
     input_type: str = "float32"
     verify_images: int = 100
     images: str | None = None  # held-out images for verification; default: the checkpoint's split
-    coefficient_int8: str = "dynamic"  # TFLite int8 scheme of the coefficient-input specialist
+    coefficient_int8: CoefficientInt8 | str = CoefficientInt8.DYNAMIC  # the target's choices
     baseline: bool = False  # also export a plain MobileNet for bench's overhead ratio
     seed: int = 0
-    int8_recipe: str = "full"  # one of INT8_RECIPES: what --quantize int8 makes of each artifact
+    int8_recipe: str = DEFAULT_RECIPE  # what --quantize int8 makes of each artifact
     min_agreement: float = 99.0  # percent; an artifact below it fails the export (the gate)
     allow_low_agreement: bool = False  # write it anyway, recorded in the manifest
-    tuning_steps: int | None = None  # int8 weight tuning (TUNED_INT8_WEIGHTS); None: WeightTuning.steps; 0: none
+    tuning_steps: int | None = None  # the recipe's int8 weight tuning; None: WeightTuning.steps; 0: none
 
-    def validated(self) -> "ExportOptions":
-        """A copy with ``quantize`` resolved; a :class:`UserError` for a bad combination."""
-        try:
-            quantize = Quantization(self.quantize or ("int8" if self.calibration else "float32"))
-        except ValueError:
-            raise UserError(f"--quantize: unknown {self.quantize!r}; choose one of "
-                            f"{EXPORT_QUANTIZATIONS}") from None
-        if quantize.value not in EXPORT_QUANTIZATIONS:
-            raise UserError(f"--quantize: {quantize.value} is chosen per artifact, not for a whole "
-                            f"export; choose one of {EXPORT_QUANTIZATIONS}")
+    def validated(self) -> "ExportPlan":
+        """The export resolved against the registries, every artifact's scheme checked against
+        the target: a :class:`UserError` for a bad combination, before any work starts."""
+        target = registry.get(self.target)
+        quantize = _quantization(self.quantize or ("int8" if self.calibration else "float32"))
         if self.specialist not in SPECIALIST_FORMS:
             raise UserError(f"--specialist: unknown {self.specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
-        if self.coefficient_int8 not in ("dynamic", "fakequant"):
-            raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose dynamic or fakequant")
-        if self.int8_recipe not in INT8_RECIPES:
-            raise UserError(f"--int8-recipe: unknown {self.int8_recipe!r}; choose one of {list(INT8_RECIPES)}")
+        try:
+            coefficient_int8 = CoefficientInt8(self.coefficient_int8)
+        except ValueError:
+            raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose one of "
+                            f"{[c.value for c in CoefficientInt8]}") from None
+        recipe = get_recipe(self.int8_recipe)
         if self.tuning_steps is not None:
-            _check_tuning_steps(self.tuning_steps, quantize, self.int8_recipe)
+            _check_tuning_steps(self.tuning_steps, quantize, recipe)
         if not 0 <= self.min_agreement <= 100:
             raise UserError(f"--min-agreement {self.min_agreement}: a percentage from 0 to 100")
         if quantize is Quantization.INT8 and not self.calibration:
             raise UserError("--quantize int8 needs real calibration images: pass --calibration "
                             "digits or --calibration IMAGE_DIR")
-        return dataclasses.replace(self, quantize=quantize)
+        roles = [Role.LIGHTWEIGHT, *SPECIALIST_FORMS[self.specialist]] + (
+            [Role.BASELINE_PLAIN] if self.baseline else [])
+        artifacts = plan(target, quantize, recipe, roles, self.input_type, coefficient_int8)
+        return ExportPlan(dataclasses.replace(self, quantize=quantize, coefficient_int8=coefficient_int8),
+                          target, quantize, recipe if quantize is Quantization.INT8 else None, artifacts)
 
-    @property
-    def tuned_roles(self) -> tuple[str, ...]:
-        """Roles whose int8 weights this export tunes (TUNED_INT8_WEIGHTS)."""
-        if self.quantize is not Quantization.INT8:
-            return ()
-        return TUNED_INT8_WEIGHTS.get(self.int8_recipe, ())
+
+def _quantization(value) -> Quantization:
+    try:
+        return Quantization(value)
+    except ValueError:
+        raise UserError(f"--quantize: unknown {value!r}; choose one of "
+                        f"{[q.value for q in Quantization]}") from None
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """An export resolved before any work: its target, recipe and every artifact's scheme."""
+
+    options: ExportOptions
+    target: Target
+    quantization: Quantization
+    recipe: Recipe | None  # the int8 recipe (None for a float export)
+    artifacts: dict[Role, ArtifactPlan]  # in the order they are converted
 
     @property
     def roles(self) -> list[Role]:
-        forms = {"coefficient": [Role.SPECIALIST_COEFFICIENT], "presynth": [Role.SPECIALIST_PRESYNTH],
-                 "all": [Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH]}[self.specialist]
-        return [Role.LIGHTWEIGHT, *forms] + ([Role.BASELINE_PLAIN] if self.baseline else [])
+        return list(self.artifacts)
+
+    @property
+    def tuned_roles(self) -> list[Role]:
+        """Roles whose int8 weights this export tunes (the recipe's ``tuned``)."""
+        return [role for role, a in self.artifacts.items() if a.tuned]
 
 
 @dataclass
 class _Inputs:
     """Everything read before conversion: the model, held-out and calibration images."""
 
-    net: object
-    cfg: object
-    held: object  # data.heldout.HeldOut: listed, decoded when verification reaches each image
-    calib: object | None  # calibration.images.CalibrationImages
+    net: "BasisNet"
+    cfg: BasisNetConfig
+    held: HeldOut  # listed, decoded when verification reaches each image
+    calib: CalibrationImages | None
     images: list  # the calibration images (without calibration: held-out images)
     light: np.ndarray  # their preprocessed LM inputs
     lm_coeff: np.ndarray  # the float LM's coefficients for them [N, L, K]
@@ -247,36 +214,38 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     verified there, and renamed into place.
     """
     say = progress or (lambda msg: None)
-    opts = options.validated()
-    exporter = get_exporter(opts.target, input_type=opts.input_type)
+    export_plan = options.validated()
+    opts = export_plan.options
+    exporter = export_plan.target.exporter(input_type=opts.input_type)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     started = time.perf_counter()
     inputs = _read_inputs(checkpoint_dir, opts, say)
     baked = inputs.lm_coeff.mean(axis=0)
-    tuned = _tuned_weights(inputs, opts, say)
-    graphs = _role_graphs(inputs, baked, exporter, opts, {r: t.weights for r, t in tuned.items()})
+    tuned = _tuned_weights(inputs, export_plan, say)
+    graphs = _role_graphs(inputs, baked, export_plan, {r: t.weights for r, t in tuned.items()})
     feeds = _feeds(inputs) if inputs.calib else {}
     try:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
-            artifacts, job = {}, _Job(exporter, opts, tmp, say)
-            for role in opts.roles:
-                artifacts[role] = _convert(role, graphs[role], feeds.get(role.value), job)
+            artifacts, job = {}, _Job(exporter, export_plan, tmp, say)
+            for role, artifact_plan in export_plan.artifacts.items():
+                artifacts[role] = _convert(artifact_plan, graphs[role], feeds.get(role.value), job)
                 if role is Role.SPECIALIST_PRESYNTH:
                     artifacts[role].presynth = _write_presynth_sidecars(
                         tmp, exporter, (tmp / artifacts[role].file).read_bytes(), inputs.net, baked,
-                        artifacts[role].quantization.value)
-            manifest = _manifest(checkpoint_dir, inputs, opts, artifacts, exporter)
-            manifest.info["weight_tuning"] = {r: t.report() for r, t in tuned.items()} or None
-            manifest.info["layer_report"] = _write_layer_report(graphs, feeds, artifacts, job)
+                        artifact_plan.scheme)
+            manifest = _manifest(checkpoint_dir, inputs, export_plan, artifacts)
+            record = manifest.record
+            record.weight_tuning = {r.value: t.report() for r, t in tuned.items()} or None
+            record.layer_report = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest, say)
             held = inputs.held.sample(opts.verify_images)
             say(f"verifying against the float TF model on {len(held)} {held.source} images")
-            manifest.info["verification"] = verify_directory(tmp, manifest, inputs.net, held)
+            record.verification = verify_directory(tmp, manifest, inputs.net, held)
             if held.skipped.total:
                 say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
-            manifest.info["agreement_gate"] = _gate(manifest.info["verification"], opts)
-            manifest.info["export_seconds"] = round(time.perf_counter() - started, 1)
+            record.agreement_gate = _gate(record.verification, opts)
+            record.export_seconds = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
     except ExportError as e:
         raise UserError(f"export failed: {e}") from None
@@ -367,96 +336,89 @@ def _feeds(inputs: _Inputs) -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class _Job:
-    """One export in progress: its target's exporter, options and staging directory."""
+    """One export in progress: its target's exporter, plan and staging directory."""
 
-    exporter: object
-    opts: ExportOptions
+    exporter: Exporter
+    plan: ExportPlan
     tmp: Path
-    say: object
+    say: Callable[[str], None]
 
 
-def _scheme(role: Role, opts: ExportOptions) -> str:
-    """The quantization one artifact gets: the export's, resolved by role and int8 recipe."""
-    q = opts.quantize.value
-    if role is Role.SPECIALIST_COEFFICIENT and q == "int8":
-        q = _coefficient_int8_scheme(opts.target, opts.coefficient_int8)
-    if q == "int8":
-        q = INT8_RECIPES[opts.int8_recipe].get((opts.target, role.value), q)
-    return q
-
-
-def _check_tuning_steps(steps: int, quantize: Quantization, recipe: str) -> None:
+def _check_tuning_steps(steps: int, quantize: Quantization, recipe: Recipe) -> None:
     """--tuning-steps only where an int8 recipe tunes weights: elsewhere it would be ignored."""
     if steps < 0:
         raise UserError(f"--tuning-steps {steps}: a number of steps, 0 or more")
-    if quantize is not Quantization.INT8 or recipe not in TUNED_INT8_WEIGHTS:
-        raise UserError(f"--tuning-steps: --int8-recipe {recipe} with --quantize {quantize.value} "
+    if quantize is not Quantization.INT8 or not recipe.tuned:
+        tuning = [r.name for r in RECIPES.values() if r.tuned]
+        raise UserError(f"--tuning-steps: --int8-recipe {recipe.name} with --quantize {quantize.value} "
                         f"tunes no weights; it applies to --quantize int8 --int8-recipe "
-                        f"{' or '.join(TUNED_INT8_WEIGHTS)}")
+                        f"{' or '.join(tuning)}")
 
 
-def _tuned_weights(inputs: _Inputs, opts: ExportOptions, say) -> dict:
-    """{role: TunedWeights} for the exported roles whose int8 weights the recipe tunes
-    (TUNED_INT8_WEIGHTS), each tuned on the calibration images against the float model."""
+def _tuned_weights(inputs: _Inputs, export_plan: ExportPlan, say) -> dict[Role, TunedWeights]:
+    """{role: TunedWeights} for the exported roles whose int8 weights the recipe tunes, each
+    tuned on the calibration images against the float model."""
+    opts = export_plan.options
     steps = WeightTuning.steps if opts.tuning_steps is None else opts.tuning_steps
-    exported = {role.value for role in opts.roles}
-    roles = [r for r in opts.tuned_roles if r in exported] if steps else []
+    roles = export_plan.tuned_roles if steps else []
     return {role: _tune_role(role, inputs, WeightTuning(steps=steps, seed=opts.seed), say)
             for role in roles}
 
 
-def _tune_role(role: str, inputs: _Inputs, tuning: WeightTuning, say):
+def _tune_role(role: Role, inputs: _Inputs, tuning: WeightTuning, say) -> TunedWeights:
     """One role's int8-tuned weights. The template's come from the specialist's static layers,
     fed the calibration images and the float LM's coefficients for them."""
+    from basisnet_deploy.quantization.weight_tuning import tune_int8_weights  # TensorFlow
+
     n = len(inputs.light)
-    say(f"tuning the {role} int8 weights on random views of the calibration images, a quarter "
-        f"of the {n} held back to choose the step ({tuning.steps} steps)")
+    say(f"tuning the {role.value} int8 weights on random views of the calibration images, a "
+        f"quarter of the {n} held back to choose the step ({tuning.steps} steps)")
     a, pre = inputs.cfg.architecture, inputs.cfg.preprocessing
     views = Augmentation(pre.input_range)
-    if role == Role.LIGHTWEIGHT.value:
+    if role is Role.LIGHTWEIGHT:
         return tune_int8_weights(inputs.net.lightweight, inputs.light, tuning, say, views)
     image = np.stack([preprocess(im, a.resolution, pre) for im in inputs.images])
     return tune_int8_weights(inputs.net.specialist, [image, inputs.lm_coeff], tuning, say, views)
 
 
-def _role_graphs(inputs: _Inputs, baked, exporter, opts: ExportOptions, tuned: dict) -> dict:
+def _role_graphs(inputs: _Inputs, baked, export_plan: ExportPlan, tuned: dict) -> dict[Role, Graph]:
     """Each artifact's graph, with hard-swish spelled out only where its own scheme needs it
-    (static int8 for TFLite): the decomposed form costs a float model time (the float32 LM:
-    1.47 against 1.22 ms at full size). ``tuned``: {role: int8-tuned weights}."""
+    (the target's ``decomposed_hard_swish``): the decomposed form costs a float model time
+    (the float32 LM: 1.47 against 1.22 ms at full size). ``tuned``: {role: int8-tuned weights}."""
     built, graphs = {}, {}
-    for role in opts.roles:
-        decompose = exporter.decompose_hard_swish(_scheme(role, opts))
+    for role, artifact_plan in export_plan.artifacts.items():
+        decompose = artifact_plan.decomposed_hard_swish
         if decompose not in built:
-            built[decompose] = _graphs(inputs.net, inputs.cfg, baked, decompose, tuned)
+            built[decompose] = _graphs(inputs.net, inputs.cfg, baked, decompose,
+                                       {r.value: w for r, w in tuned.items()})
             built[decompose][Role.BASELINE_PLAIN.value] = built[decompose][Role.SPECIALIST_PRESYNTH.value]
         graphs[role] = built[decompose][role.value]
     return graphs
 
 
-def _convert(role: Role, graph, feeds, job: _Job) -> Artifact:
+def _convert(artifact_plan: ArtifactPlan, graph: Graph, feeds, job: _Job) -> Artifact:
     """Convert one graph into the staging directory; returns its manifest entry."""
-    exporter, opts, tmp, say = job.exporter, job.opts, job.tmp, job.say
-    q = _scheme(role, opts)
-    if role is Role.SPECIALIST_COEFFICIENT and q == "int8" and opts.target == "tflite":
+    exporter, tmp, say = job.exporter, job.tmp, job.say
+    role, scheme = artifact_plan.role, artifact_plan.scheme
+    if artifact_plan.bounded_kernels:
         _bound_synthesized_kernels(graph.model)
-    say(f"converting {role.value} to {opts.target} ({q})")
-    reader = _reader(feeds) if q == "int8" else None
-    data = exporter.convert(graph, q, reader)
-    name = role.value + exporter.suffix
+    say(f"converting {role.value} to {job.plan.target.name} ({scheme.value})")
+    reader = _reader(feeds) if scheme is Quantization.INT8 else None
+    data = exporter.convert(graph, scheme, reader)
+    name = role.value + job.plan.target.suffix
     (tmp / name).write_bytes(data)
-    return Artifact(role, name, sha256_hex(data), len(data), Quantization(q))
+    return Artifact(role, name, sha256_hex(data), len(data), scheme)
 
 
-def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, exporter) -> Manifest:
+def _manifest(checkpoint_dir, inputs: _Inputs, export_plan: ExportPlan, artifacts) -> Manifest:
     cfg = inputs.cfg
     a = cfg.architecture
-    info = {
-        "generator": f"basisnet-deploy {__version__}",
-        "hard_swish": {role.value: ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8"
-                                    if exporter.decompose_hard_swish(entry.quantization.value)
-                                    else "HARD_SWISH op") for role, entry in artifacts.items()},
-        "calibration": inputs.calib.report() if inputs.calib else None,
-    }
+    record = ExportRecord(
+        generator=f"basisnet-deploy {__version__}",
+        hard_swish={role.value: ("decomposed: ADD+MUL+MUL, which XNNPACK runs in int8"
+                                 if export_plan.artifacts[role].decomposed_hard_swish
+                                 else "HARD_SWISH op") for role in artifacts},
+        calibration=inputs.calib.report() if inputs.calib else None)
     coefficients = {
         "shape": [len(a.nonshared_blocks), a.bases],
         "blocks": [f"L{i}" for i in a.nonshared_blocks],
@@ -467,11 +429,12 @@ def _manifest(checkpoint_dir, inputs: _Inputs, opts: ExportOptions, artifacts, e
     }
     checkpoint_ref = {"path": str(checkpoint_dir),
                       "config_sha256": sha256_hex((Path(checkpoint_dir) / "config.json").read_bytes())}
-    return Manifest(target=opts.target, quantization=opts.quantize, labels=tuple(cfg.labels),
+    return Manifest(target=export_plan.target.name, quantization=export_plan.quantization,
+                    recipe=export_plan.recipe, labels=tuple(cfg.labels),
                     preprocessing=cfg.preprocessing, light_resolution=a.light_resolution,
                     resolution=a.resolution, artifacts=artifacts, cost=basisnet_cost(a),
                     checkpoint=checkpoint_ref, architecture=cfg.to_json()["architecture"],
-                    coefficients=coefficients, info=info)
+                    coefficients=coefficients, record=record)
 
 
 def _describe(tmp: Path, manifest: Manifest, say) -> None:
@@ -482,21 +445,6 @@ def _describe(tmp: Path, manifest: Manifest, say) -> None:
         entry.details.update(describe(tmp / entry.file))
     for role, verdict in gpu_verdicts(tmp, manifest, say).items():
         manifest.artifacts[role].details["gpu"] = verdict.to_json()
-
-
-def _coefficient_int8_scheme(target: str, choice: str) -> str:
-    """The int8 scheme for the coefficient-input specialist that runs on the target.
-
-    TFLite: per-channel int8 is impossible for a filter computed in the graph (the kernel
-    demands zero point 0 and the converter calibrates runtime filters asymmetrically). Two
-    schemes run: ``dynamic`` range (int8 bases and shared weights, float activations and
-    synthesized kernels) and ``fakequant`` (full int8; each synthesized kernel symmetric
-    per-tensor within a bound from the bases). ONNX Runtime takes QDQ int8 with the runtime W
-    per-tensor.
-    """
-    if target != "tflite":
-        return "int8"
-    return "dynamic" if choice == "dynamic" else "int8"
 
 
 def _bound_synthesized_kernels(model) -> None:
@@ -523,8 +471,8 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
     new images; verification measures that on held-out images."""
     from basisnet_deploy.export.layer_report import layer_errors
 
-    if job.opts.target != "tflite":
-        return None  # ONNX: not built
+    if not job.plan.target.layer_report:
+        return None  # the target's descriptor: no per-layer report for its artifacts
     roles = [r for r in LAYER_REPORT_ROLES if r in artifacts
              and artifacts[r].quantization is Quantization.INT8 and feeds.get(r.value)]
     if not roles:
@@ -533,7 +481,7 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
     for role in roles:
         job.say(f"per-layer error of {role.value} against float ({LAYER_REPORT_FEEDS} calibration images)")
         try:
-            float_model = job.exporter.convert(graphs[role], "float32")
+            float_model = job.exporter.convert(graphs[role], Quantization.FLOAT32)
             int8_model = (job.tmp / artifacts[role].file).read_bytes()
             rows = layer_errors(float_model, int8_model, feeds[role.value][:LAYER_REPORT_FEEDS])
         except Exception as e:  # a diagnostic: its failure must not fail the export
@@ -561,11 +509,12 @@ def _reader(feeds):
     return FeedReader(feeds)
 
 
-def _write_presynth_sidecars(tmp: Path, exporter, template: bytes, net, baked, quantize):
+def _write_presynth_sidecars(tmp: Path, exporter: Exporter, template: bytes, net, baked,
+                             scheme: Quantization) -> PresynthFiles:
     """Bases (BN folded, template layout) and the patch table for the template."""
     from basisnet_deploy.artifacts.synthesis import dump_table, overlapping
 
-    patches, arrays = exporter.patch_table(template, fold_bases(net.specialist), baked, quantize)
+    patches, arrays = exporter.patch_table(template, fold_bases(net.specialist), baked, scheme)
     shared = overlapping(patches)
     if shared:
         raise ExportError(f"template: {shared}; synthesize() would overwrite one layer with "

@@ -257,7 +257,7 @@ def _specialist_factory(directory, manifest: Manifest, delegate: str, allow_fall
     first that the delegate cannot run decides, with --allow-fallback, the CPU for all)."""
     from basisnet_deploy.runtime.backends import make_factory
 
-    runtime = "litert" if manifest.target == "tflite" else "onnxruntime"
+    runtime = manifest.runtime
     factory = None
     for role in (Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH):
         if role in manifest.artifacts:

@@ -210,10 +210,9 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
 
 def _setup(directory, opts: BenchOptions, say) -> _Setup:
     dep = Deployment(directory)
-    wanted = "tflite" if opts.runtime == "litert" else "onnx"
-    if dep.manifest.target != wanted:
-        raise UserError(f"{directory} is a {dep.manifest.target} export; --runtime {opts.runtime} "
-                        f"runs {wanted} exports")
+    if dep.manifest.runtime != opts.runtime:
+        raise UserError(f"{directory} is a {dep.manifest.target} export, which "
+                        f"{dep.manifest.runtime} runs; pass --runtime {dep.manifest.runtime}")
     if opts.delegate == "gpu":
         say(f"checking {dep.specialist_path(opts.form).name} on the GPU (compile, run, compare with the CPU)")
     factory = make_factory(opts.runtime, opts.delegate, opts.threads, opts.delegate_path,

@@ -183,7 +183,7 @@ def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
     from basisnet_deploy.runtime.runner import stage_outputs
 
     roles = [r for r in SPECIALISTS if r in dep.artifacts]
-    factory = make_factory("litert" if dep.manifest.target == "tflite" else "onnxruntime", "xnnpack")
+    factory = make_factory(dep.manifest.runtime, "xnnpack")
     feeds = tee(data.frames(dep), len(roles))  # consumed in lockstep: one frame buffered
     streams = [stage_outputs(dep, factory, role.value.split("_")[1], feed)
                for role, feed in zip(roles, feeds)]
@@ -270,8 +270,8 @@ def build_report(export_dir, out, options: ReportOptions = ReportOptions(),
         similar_classes=analysis.similar_classes(run, names, blocks, list(options.classes)),
         basis_health=analysis.basis_health(run, blocks),
         early_exit=analysis.early_exit(run, names, dep.cost(), dep.manifest.early_exit),
-        fidelity={"manifest": dep.manifest.info.get("verification"),
-                  "manifest_table": analysis.verification_rows(dep.manifest.info.get("verification")),
+        fidelity={"manifest": dep.manifest.record.verification,
+                  "manifest_table": analysis.verification_rows(dep.manifest.record.verification),
                   "fresh": analysis.fresh_fidelity(run)},
         cost=_cost(dep.manifest, bench))
     write_report(result, data, out, start)

@@ -132,8 +132,7 @@ def calibrate(directory, held, max_drop: float | None = None, target_madds: floa
     if not plot_path.parent.is_dir():
         raise UserError(f"--plot {plot_path}: its folder does not exist; create it or choose another")
     dep = Deployment(directory)
-    runtime = "litert" if dep.manifest.target == "tflite" else "onnxruntime"
-    result = tradeoff_streamed(dep, make_factory(runtime, "xnnpack"), held, form, progress)
+    result = tradeoff_streamed(dep, make_factory(dep.manifest.runtime, "xnnpack"), held, form, progress)
     chosen = choose(result, max_drop, target_madds)
     try:
         plot(result, chosen, plot_path)

@@ -31,7 +31,7 @@ class RuntimeOptions:
     def runtime_for(self, deployment: Deployment) -> str:
         if self.runtime:
             return self.runtime
-        return "litert" if deployment.manifest.target == "tflite" else "onnxruntime"
+        return deployment.manifest.runtime
 
 
 @dataclass

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.targets.kinds import Runtime
+from basisnet_deploy.targets.registry import runtime_of_file
 
 
 class RuntimeLoadError(UserError):
@@ -150,11 +152,12 @@ def open_session(path: str | os.PathLike, model: bytes | None = None, **kwargs):
     source = model if model is not None else path
     if model is None and not path.is_file():
         raise RuntimeLoadError(f"{path}: missing artifact")
-    if path.suffix == ".tflite":
-        return LiteRTSession(source, name=str(path), **kwargs)
-    if path.suffix == ".onnx":
-        return OnnxSession(source, name=str(path), **kwargs)
-    raise RuntimeLoadError(f"{path}: unknown artifact type {path.suffix!r}")
+    try:
+        runtime = runtime_of_file(path)
+    except UserError as e:
+        raise RuntimeLoadError(str(e)) from None
+    session = LiteRTSession if runtime is Runtime.LITERT else OnnxSession
+    return session(source, name=str(path), **kwargs)
 
 
 def describe(path: str | os.PathLike) -> dict:

@@ -1,4 +1,5 @@
-"""Int8 template whose activation ranges cover the kernels synthesized per image.
+"""Experiment (benchmarks only, not a recipe): an int8 template whose activation ranges cover
+the kernels synthesized per image.
 
 The pre-synthesized specialist is one static-weight template; on a device synthesize()
 writes a new kernel set for every coefficient set, but the template's activation scales are
@@ -81,7 +82,7 @@ def convert_template(conv, graph, calibration, folded, baked, coefficients) -> t
     """
     from tensorflow.lite.python.convert import mlir_quantize
 
-    from basisnet_deploy.converters.tflite import _unshare_buffers
+    from basisnet_deploy.converters.tflite import unshare_buffers as _unshare_buffers
     from basisnet_deploy.converters.tflite_patch import locate
     from basisnet_deploy.artifacts.synthesis import mix
 
@@ -90,9 +91,9 @@ def convert_template(conv, graph, calibration, folded, baked, coefficients) -> t
         calibrated = _unshare_buffers(conv.convert())
     except Exception as e:
         raise ExportError(f"{graph.name}: TFLite calibration failed: {str(e).strip().splitlines()[0]}") from e
-    expected = {layer: (kind, slot, mix(b, baked[slot])) for layer, (kind, slot, b, _, _) in folded.items()}
+    expected = {name: (f.kind, f.slot, mix(f.bases, baked[f.slot])) for name, f in folded.items()}
     table = locate(calibrated, expected)
-    bases = {layer: b for layer, (_, _, b, _, _) in folded.items()}
+    bases = {name: f.bases for name, f in folded.items()}
     feeds = list(calibration())
     if len(feeds) != len(coefficients):
         raise ExportError(f"{graph.name}: {len(feeds)} calibration feeds, {len(coefficients)} coefficient sets")

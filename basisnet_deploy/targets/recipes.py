@@ -1,0 +1,126 @@
+"""Int8 recipes as data: what ``--quantize int8`` makes of each artifact.
+
+A :class:`Recipe` names each role's scheme (roles it leaves out get static int8) and the roles
+whose int8 weights are tuned on the calibration images before conversion
+(basisnet_deploy/quantization/). :func:`artifact_scheme` resolves one artifact's scheme for a
+target; :func:`plan` resolves every artifact of an export and checks each against the target
+before any conversion starts. docs/export.md "Int8 recipes" has the measured trade-offs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.targets.kinds import CoefficientInt8, Quantization, Role
+from basisnet_deploy.targets.registry import Target
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str  # one line, for --help and the manifest
+    schemes: Mapping[Role, Quantization] = field(default_factory=dict)  # absent: Quantization.INT8
+    tuned: tuple[Role, ...] = ()  # int8 weights tuned against the float model before conversion
+
+    def scheme(self, role: Role) -> Quantization:
+        return self.schemes.get(role, Quantization.INT8)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "summary": self.summary,
+                "schemes": {role.value: self.scheme(role).value for role in Role},
+                "tuned": [role.value for role in self.tuned]}
+
+
+# The specialists of the faithful recipes: int8 weights with activations quantized per frame
+# (the coefficient-input specialist) or float (the template: weight-only int8, which XNNPACK
+# and onnxruntime dequantize once at load, so it runs at float speed).
+_FAITHFUL_SPECIALISTS = {Role.SPECIALIST_COEFFICIENT: Quantization.DYNAMIC,
+                         Role.SPECIALIST_PRESYNTH: Quantization.WEIGHT_ONLY}
+
+FULL = Recipe(
+    "full", "static int8 activations everywhere XNNPACK runs int8 (the CPU's fastest; "
+            "what NPUs take)")
+# The lightweight model stays float32: its coefficients choose every synthesized kernel, and
+# the nearest int8 rounding of its weights alone moves them by up to 0.09-0.20 on held-out
+# photos (the specialists then disagree on 1-2.5% of them).
+FIDELITY = Recipe(
+    "fidelity", "float32 lightweight model; int8 specialist weights with float or per-frame "
+                "activations (keeps the float model's answers on held-out photos)",
+    MappingProxyType({Role.LIGHTWEIGHT: Quantization.FLOAT32, **_FAITHFUL_SPECIALISTS}))
+# Every weight int8: the LM's weights and the template's static ones tuned first on random
+# views of the calibration images (the step kept where a held-back quarter says tuning helps).
+FIDELITY_INT8_LM = Recipe(
+    "fidelity-int8-lm", "fidelity with a weight-only int8 lightweight model, its int8 weights "
+                        "and the template's tuned on the calibration images (slower to export)",
+    MappingProxyType({Role.LIGHTWEIGHT: Quantization.WEIGHT_ONLY, **_FAITHFUL_SPECIALISTS}),
+    tuned=(Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH))
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType(
+    {r.name: r for r in (FULL, FIDELITY, FIDELITY_INT8_LM)})
+DEFAULT_RECIPE = FULL.name
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except (KeyError, TypeError):
+        raise UserError(f"--int8-recipe: unknown {name!r}; choose one of {list(RECIPES)}") from None
+
+
+def artifact_scheme(target: Target, quantization: Quantization, recipe: Recipe, role: Role,
+                    coefficient_int8: CoefficientInt8 = CoefficientInt8.DYNAMIC) -> Quantization:
+    """The scheme one artifact of an export gets: the export's quantization, resolved for int8
+    by the recipe, and for the coefficient-input specialist's static int8 by the target's
+    ``--coefficient-int8`` choices."""
+    if quantization is not Quantization.INT8:
+        return quantization
+    scheme = recipe.scheme(role)
+    if role is Role.SPECIALIST_COEFFICIENT and scheme is Quantization.INT8 and target.coefficient_int8:
+        scheme = target.coefficient_int8[coefficient_int8]
+    return scheme
+
+
+@dataclass(frozen=True)
+class ArtifactPlan:
+    """One artifact of an export, before conversion."""
+
+    role: Role
+    scheme: Quantization
+    decomposed_hard_swish: bool  # its graph spells hard-swish out (the target's choice per scheme)
+    tuned: bool  # its int8 weights are tuned before conversion
+    # The coefficient-input specialist's fakequant scheme: every synthesized kernel gets the
+    # static symmetric range max_k |W_k| (valid for any softmax mix) in the graph.
+    bounded_kernels: bool = False
+
+
+def plan(target: Target, quantization: Quantization, recipe: Recipe, roles, input_type: str,
+         coefficient_int8: CoefficientInt8 = CoefficientInt8.DYNAMIC) -> dict[Role, ArtifactPlan]:
+    """Every artifact's scheme, checked against ``target`` (a :class:`UserError` before any
+    conversion starts for a combination the target cannot make)."""
+    if quantization not in target.export_quantizations:
+        raise UserError(f"--quantize {quantization.value}: --target {target.name} offers "
+                        f"{', '.join(q.value for q in target.export_quantizations)}")
+    if input_type not in target.input_types:
+        raise UserError(f"--input-type {input_type}: --target {target.name} takes "
+                        f"{', '.join(target.input_types)} input")
+    if coefficient_int8 is not CoefficientInt8.DYNAMIC and not target.coefficient_int8:
+        raise UserError(f"--coefficient-int8 {coefficient_int8.value}: --target {target.name} has one "
+                        "int8 scheme for the coefficient-input specialist; leave the option out")
+    if (coefficient_int8 is not CoefficientInt8.DYNAMIC and quantization is Quantization.INT8
+            and recipe.scheme(Role.SPECIALIST_COEFFICIENT) is not Quantization.INT8):
+        raise UserError(f"--coefficient-int8 {coefficient_int8.value}: --int8-recipe {recipe.name} "
+                        f"makes the coefficient-input specialist "
+                        f"{recipe.scheme(Role.SPECIALIST_COEFFICIENT).value}; use --int8-recipe full")
+    out = {}
+    for role in roles:
+        scheme = artifact_scheme(target, quantization, recipe, role, coefficient_int8)
+        target.check_scheme(scheme, role.value)
+        out[role] = ArtifactPlan(role, scheme, scheme in target.decomposed_hard_swish,
+                                 quantization is Quantization.INT8 and role in recipe.tuned,
+                                 bounded_kernels=(role is Role.SPECIALIST_COEFFICIENT and scheme is Quantization.INT8
+                                                  and coefficient_int8 is CoefficientInt8.FAKEQUANT
+                                                  and bool(target.coefficient_int8)))
+    return out
