@@ -33,8 +33,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md")
-                                     if p.name not in ("cli-reference.md", "benchmarks.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
 COMMAND = re.compile(r"^(?:[A-Z_]+=|(?:basisnet-deploy|make|pip|python|\.venv/bin/\S+|mkdocs)\b)")
 BIN = Path(sys.executable).parent
