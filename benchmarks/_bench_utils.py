@@ -23,11 +23,38 @@ def logits_endpoint(model):
     return lambda image: {"logits": model(image, training=False)}
 
 
+def recorded() -> dict:
+    """Where and when a result was measured: UTC date, the command line, the machine and the
+    CPU's model and SIMD flags (scripts/gen_benchmark_pages.py shows them beside each figure)."""
+    import datetime
+    import os
+    import platform
+    import sys
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    simd = [f for f in ("sse4_2", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "command": " ".join(["python", *sys.argv]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "cpu": f"{cpu}; flags: {' '.join(simd) or 'no SSE4.2, AVX2 or AVX-512'}"}
+
+
 def write_result(result: dict, json_out: str | None) -> None:
-    """Print the result as JSON and, with ``json_out``, write the same text there."""
+    """Print the result as JSON and, with ``json_out``, write the same text there, with a
+    ``recorded`` block (``recorded()``) unless the result has one."""
     import json
     from pathlib import Path
 
+    result = {**result, "recorded": result.get("recorded") or recorded()}
     text = json.dumps(result, indent=2)
     if json_out:
         Path(json_out).write_text(text + "\n")

@@ -1,0 +1,271 @@
+"""Write docs/benchmarks.md from the JSON files under benchmarks/results/ (``--check``: exit 1 if
+the committed page differs from what the JSON files say now). Every figure on the page is read
+from a JSON file, with the machine, date and command that the file records; a missing file or
+key stops the generator with an error that names it. tests/test_benchmark_pages.py runs the
+check, and checks README's "Performance at a glance" against ``README_FIGURES`` below.
+
+    .venv/bin/python scripts/gen_benchmark_pages.py [--check]
+
+After re-running a benchmark (its ``--json`` writes the file under benchmarks/results/), run
+this script: the page and README's figures follow the new JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+class MissingResult(SystemExit):
+    """A figure's JSON file or key is missing: the message names both."""
+
+
+def load(name: str) -> dict:
+    path = RESULTS / name
+    if not path.is_file():
+        raise MissingResult(f"benchmarks/results/{name}: no such file (a figure on "
+                            f"{PAGE.relative_to(ROOT)} is read from it; re-run its benchmark "
+                            "with --json, or drop the figure from scripts/gen_benchmark_pages.py)")
+    return json.loads(path.read_text())
+
+
+def get(name: str, *keys: str):
+    """``load(name)[keys[0]][keys[1]]...``, or MissingResult naming the file and the key."""
+    value = load(name)
+    for i, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise MissingResult(f"benchmarks/results/{name}: no key {'/'.join(keys[:i + 1])!r}")
+        value = value[key]
+    return value
+
+
+def pct(x: float) -> str:
+    return f"{x:.2f}%"
+
+
+def ratio(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}x"
+
+
+def ms(x: float) -> str:
+    return f"{x:.2f} ms"
+
+
+def mb(x: float) -> str:
+    return f"{x:,.0f} MB"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: its label, the JSON it comes from and how it is computed and written."""
+    key: str            # a short id, used by README_FIGURES
+    label: str
+    source: str         # file under benchmarks/results/
+    value: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    source: str         # the JSON whose machine/date/command the section shows
+    what: str
+    figures: tuple[Figure, ...]
+
+
+FID_TFLITE = "fidelity_photos/tflite5_weight_only.json"
+FID_ONNX = "fidelity_photos/onnx5_fidelity.json"
+INT8LM_TFLITE = "fidelity_photos/tflite8_int8_lm.json"
+INT8LM_ONNX = "fidelity_photos/onnx8_int8_lm.json"
+
+
+def fidelity_min(name: str) -> float:
+    """The lowest agreement of the fidelity recipe's artifacts (float32 LM, dynamic-range
+    coefficient-input specialist, weight-only template), isolated and end to end."""
+    return min(get(name, "lm", "float32", "agreement"),
+               *(get(name, form, q, stage, "agreement")
+                 for form, q in (("coefficient", "dynamic"), ("presynth", "weight_only"))
+                 for stage in ("isolated", "end_to_end (LM float32)")))
+
+
+def int8_lm_specialists(name: str) -> tuple[float, float]:
+    """fidelity-int8-lm's specialists end to end behind the tuned LM: (lowest, highest)."""
+    stage = "end_to_end (LM weight_only_tuned)"
+    values = [get(name, "coefficient", "dynamic", stage, "agreement"),
+              get(name, "presynth", "weight_only_tuned", stage, "agreement")]
+    return min(values), max(values)
+
+
+def recipe(role: str, name: str = "int8 fidelity") -> float:
+    return get("recipe_latency_full.json", "median_ms", role, name)
+
+
+def pipelined() -> dict:
+    return get("exact_basisnet.json", "full_load")
+
+
+def demo_exit() -> dict:
+    """``calibrate-threshold --json`` of the demo export: the chosen threshold's exit rate,
+    MAdds cut and top-1 change against never exiting."""
+    chosen = get("demo_early_exit.json", "chosen")
+    return {"exit_rate": chosen["exit_rate"],
+            "madds_cut": 1 - chosen["avg_madds"] / get("demo_early_exit.json", "full_madds"),
+            "points": 100 * (chosen["accuracy"] - get("demo_early_exit.json", "no_exit_accuracy"))}
+
+
+def verify_runs() -> dict:
+    return get("verify_memory_mv3_5000.json", "runs")
+
+
+def train_runs() -> dict:
+    return get("train_memory.json", "memory")
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("Agreement with float on photos: the fidelity recipe", FID_TFLITE,
+            "top-1 agreement of each int8 artifact with the float model on the held-out photos "
+            "of the photo fixture checkpoint (benchmarks/fidelity_photos.py)", (
+        Figure("fid_photos", "held-out photos", FID_TFLITE, lambda: f"{get(FID_TFLITE, 'heldout_images'):,}"),
+        Figure("fid_tflite_min", "TFLite: lowest artifact agreement, isolated and end to end",
+               FID_TFLITE, lambda: pct(fidelity_min(FID_TFLITE))),
+        Figure("fid_onnx_min", "ONNX: lowest artifact agreement, isolated and end to end",
+               FID_ONNX, lambda: pct(fidelity_min(FID_ONNX))),
+    )),
+    Section("Agreement with float on photos: the fidelity-int8-lm recipe", INT8LM_TFLITE,
+            "every weight int8, the LM and template tuned first (same checkpoint and photos)", (
+        Figure("i8_lm", "LM (weight-only, tuned) agreement", INT8LM_TFLITE,
+               lambda: pct(get(INT8LM_TFLITE, "lm", "weight_only_tuned", "agreement"))),
+        Figure("i8_coef", "LM coefficient max abs error", INT8LM_TFLITE,
+               lambda: f"{get(INT8LM_TFLITE, 'lm', 'weight_only_tuned', 'coef_max_abs'):.3f}"),
+        Figure("i8_spec", "specialists end to end behind the tuned LM (TFLite)", INT8LM_TFLITE,
+               lambda: "{:.2f}-{:.2f}%".format(*int8_lm_specialists(INT8LM_TFLITE))),
+        Figure("i8_spec_onnx", "specialists end to end behind the tuned LM (ONNX)", INT8LM_ONNX,
+               lambda: "{:.2f}-{:.2f}%".format(*int8_lm_specialists(INT8LM_ONNX))),
+        Figure("i8_smaller", "LM file, float32 over int8 (TFLite)", INT8LM_TFLITE,
+               lambda: ratio(get(INT8LM_TFLITE, "lm", "float32", "bytes")
+                             / get(INT8LM_TFLITE, "lm", "weight_only_tuned", "bytes"), 1)),
+    )),
+    Section("Full-size latency per recipe (LiteRT, XNNPACK, 1 thread)", "recipe_latency_full.json",
+            "median invoke time of each artifact of BasisNet-MV3 (MV3-S 128 LM, MV3-L 224 specialist)", (
+        Figure("lat_lm", "LM, fidelity", "recipe_latency_full.json", lambda: ms(recipe("lightweight"))),
+        Figure("lat_tpl", "pre-synthesized template, fidelity", "recipe_latency_full.json",
+               lambda: ms(recipe("specialist_presynth"))),
+        Figure("lat_tpl_ratio", "template: float32 time over fidelity time", "recipe_latency_full.json",
+               lambda: ratio(recipe("specialist_presynth", "float32") / recipe("specialist_presynth"))),
+        Figure("lat_coef", "coefficient-input specialist, fidelity", "recipe_latency_full.json",
+               lambda: ms(recipe("specialist_coefficient"))),
+    )),
+    Section("Exact per-frame BasisNet, full size", "exact_basisnet.json",
+            "every frame re-synthesizes the template (no early exit), int8 export, 300 frames", (
+        Figure("exact_fps", "pipelined runner throughput", "exact_basisnet.json",
+               lambda: f"{pipelined()['runners']['pipelined']['throughput_fps']:.1f} fps"),
+        Figure("exact_vs_plain", "pipelined over a plain int8 MV3-L", "exact_basisnet.json",
+               lambda: ratio(pipelined()["vs_baseline_fps"]["pipelined"], 3)),
+        Figure("exact_vs_seq", "pipelined over sequential", "exact_basisnet.json",
+               lambda: ratio(pipelined()["pipelined_vs_sequential"])),
+    )),
+    Section("Early exit, demo model on digits", "demo_early_exit.json",
+            "`calibrate-threshold --max-drop 0.5` on the `make demo` TFLite export", (
+        Figure("exit_rate", "frames that exit after the LM", "demo_early_exit.json",
+               lambda: f"{100 * demo_exit()['exit_rate']:.1f}%"),
+        Figure("exit_madds", "fewer average MAdds", "demo_early_exit.json",
+               lambda: f"{100 * demo_exit()['madds_cut']:.1f}%"),
+        Figure("exit_drop", "top-1 change (points)", "demo_early_exit.json",
+               lambda: f"{demo_exit()['points']:+.2f}"),
+    )),
+    Section("`verify` memory, full size", "verify_memory_mv3_5000.json",
+            "peak RSS of `basisnet-deploy verify` on 100 and on 5,000 held-out photos", (
+        Figure("verify_rss", "peak RSS, 100 / 5,000 photos", "verify_memory_mv3_5000.json",
+               lambda: f"{verify_runs()['100']['peak_rss_mb']:,.0f} / {mb(verify_runs()['5000']['peak_rss_mb'])}"),
+        Figure("verify_ratio", "5,000 over 100", "verify_memory_mv3_5000.json",
+               lambda: ratio(get("verify_memory_mv3_5000.json", "rss_ratio_large_over_small"), 3)),
+    )),
+    Section("Training memory, phone-sized photos", "train_memory.json",
+            "peak RSS of `train --preset demo` on 1,000 and 10,000 2000x1500 JPEGs", (
+        Figure("train_sizes", "runs (photos)", "train_memory.json",
+               lambda: " and ".join(f"{int(n):,}" for n in sorted(train_runs(), key=int))),
+        Figure("train_rss", "peak RSS, 10,000 photos", "train_memory.json",
+               lambda: mb(train_runs()["10000"]["peak_rss_mb"])),
+        Figure("train_ratio", "10,000 over 1,000 photos", "train_memory.json",
+               lambda: ratio(train_runs()["10000"]["peak_rss_mb"] / train_runs()["1000"]["peak_rss_mb"])),
+    )),
+)
+
+FIGURES = {f.key: f for s in SECTIONS for f in s.figures}
+
+# README.md "Performance at a glance": each figure there is one of these, written as the page
+# writes it; tests/test_benchmark_pages.py checks that README shows exactly these figures.
+README_FIGURES = ("fid_photos", "fid_tflite_min", "fid_onnx_min", "i8_lm", "i8_coef", "i8_spec", "i8_smaller",
+                  "lat_lm", "lat_tpl", "lat_tpl_ratio", "lat_coef", "exact_fps", "exact_vs_plain",
+                  "exact_vs_seq", "exit_rate", "exit_madds", "exit_drop", "verify_rss",
+                  "verify_ratio", "train_sizes", "train_rss", "train_ratio")
+
+
+def provenance(name: str) -> list[str]:
+    """The machine, date and command the JSON records ("not recorded" where it does not)."""
+    data = load(name)
+    recorded = data.get("recorded", {})
+    machine = recorded.get("machine") or data.get("machine") or data.get("runtime")
+    cpu = recorded.get("cpu")
+    date = recorded.get("date") or data.get("date")
+    command = recorded.get("command") or data.get("command")
+    if command:
+        how = f"- command: `{scratch(command)}`"
+    elif isinstance(data.get("args"), dict):
+        how = "- command: not recorded; its arguments: " + ", ".join(
+            f"`{k}={scratch(str(v))}`" for k, v in data["args"].items() if v not in ("", None))
+    else:
+        how = "- command: not recorded in the JSON"
+    return [f"- machine: {machine or 'not recorded'}" + (f"; CPU: {cpu}" if cpu else ""),
+            f"- date: {date or 'not recorded in the JSON'}", how]
+
+
+def scratch(text: str) -> str:
+    """A scratch folder of the machine that ran the benchmark (under /tmp) shown as WORK/."""
+    return re.sub(r"(?<![\w.])/tmp/", "WORK/", text)
+
+
+def render() -> str:
+    parts = ["# Benchmarks", "",
+             "Generated from the JSON files under `benchmarks/results/` by "
+             "`scripts/gen_benchmark_pages.py`; do not edit by hand. Each section names the "
+             "file its figures come from and the machine, date and command that the file "
+             "records (a scratch folder of that machine is shown as `WORK/`). The benchmark scripts "
+             "and their experiment log: "
+             "[benchmarks/README.md](../benchmarks/README.md).", ""]
+    for section in SECTIONS:
+        parts += [f"## {section.title}", "", section.what[:1].upper() + section.what[1:] + ".", "",
+                  f"Source: [`benchmarks/results/{section.source}`](../benchmarks/results/{section.source})", "",
+                  *provenance(section.source), "",
+                  "| figure | value | JSON |", "| --- | --- | --- |"]
+        for fig in section.figures:
+            parts.append(f"| {fig.label} | {fig.value()} | `{fig.source}` |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        text = render()
+    except MissingResult as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if "--check" in argv:
+        if not PAGE.is_file() or PAGE.read_text() != text:
+            print(f"{PAGE.relative_to(ROOT)} is stale: run python scripts/gen_benchmark_pages.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    PAGE.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
