@@ -118,7 +118,7 @@ def test_preprocessing_equals_python_tensor_for_tensor(golden_tool, tmp_path):
 
 
 def _assets(directory, tmp_path, name):
-    return Path(android_assets(directory, tmp_path / name)["out"])
+    return android_assets(directory, tmp_path / name).out
 
 
 def _template_export(which, int8_tflite, float_tflite, ckpt, tmp_path):

@@ -145,7 +145,7 @@ def test_onnx_exports_run_on_onnxruntimes_webgpu_ep(gpu, float_onnx, tmp_path):
         assert verdict.status is GpuStatus.RUNS and verdict.max_rel < 1e-3, (role, verdict)
     from basisnet_deploy.export.check import check_export
 
-    report = check_export(out)
+    report = check_export(out).to_json()
     assert {report[r]["gpu"]["status"] for r in ROLES} == {"runs"}, report
     path = str(tmp_path / "0.png")
     digits().images[0].save(path)

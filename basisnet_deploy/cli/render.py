@@ -133,24 +133,21 @@ def gpu_summary(gpu: dict) -> str:
     return GpuVerdict.from_json(gpu).summary()
 
 
-def check_text(report: dict) -> list[str]:
-    lines = [f"WARNING: {report['warning']}"] if "warning" in report else []
-    adapters = {r["gpu"].get("adapter") for k, r in report.items() if k != "warning"} - {None}
+def check_text(report) -> list[str]:
+    lines = [f"WARNING: {report.warning}"] if report.warning else []
+    adapters = {c.gpu.get("adapter") for c in report.artifacts.values()} - {None}
     if adapters:
         lines.append(f"GPU: {', '.join(sorted(adapters))}")
-    for role, r in report.items():
-        if role == "warning":
-            continue
-        lines.append(f"  {role:<24} sha256 ok   GPU: {gpu_summary(r['gpu'])}")
-        if r["gpu"].get("unsupported_ops"):
-            lines += [f"      {op}" for op in r["gpu"]["unsupported_ops"]]
+    for role, c in report.artifacts.items():
+        lines.append(f"  {role.value:<24} sha256 ok   GPU: {gpu_summary(c.gpu)}")
+        lines += [f"      {op}" for op in c.gpu.get("unsupported_ops") or []]
     return lines
 
 
-def android_text(report: dict) -> list[str]:
-    lines = [f"wrote {report['out']} from {report['source']}:"]
-    lines += [f"  {name:<32} {size / 1e6:8.2f} MB" for name, size in report["files"].items()]
-    return lines + [f"  {'total':<32} {report['total_bytes'] / 1e6:8.2f} MB"]
+def android_text(report) -> list[str]:
+    lines = [f"wrote {report.out} from {report.source}:"]
+    lines += [f"  {name:<32} {size / 1e6:8.2f} MB" for name, size in report.files.items()]
+    return lines + [f"  {'total':<32} {report.total_bytes / 1e6:8.2f} MB"]
 
 
 def bench_text(r) -> list[str]:

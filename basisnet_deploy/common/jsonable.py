@@ -9,7 +9,10 @@ from pathlib import Path
 
 
 def jsonable(value):
-    """Plain JSON values for a result: dataclasses, enums, paths, tuples, NumPy scalars."""
+    """Plain JSON values for a result: its own ``to_json()`` where it has one, else dataclasses,
+    enums, paths, tuples, NumPy scalars."""
+    if callable(getattr(value, "to_json", None)) and not isinstance(value, type):
+        return jsonable(value.to_json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):

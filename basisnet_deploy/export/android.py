@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,25 @@ BASES_RAW = "specialist_bases.bin"
 BASES_INT8_RAW = "specialist_bases_int8.bin"
 
 
-def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
-    """Copy a TFLite export into ``out_dir`` (replaced atomically); returns a report."""
+@dataclass(frozen=True)
+class AndroidAssets:
+    """What ``android-assets`` wrote: the folder, its source export and each file's size."""
+
+    out: Path
+    source: Path
+    files: dict[str, int]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    def to_json(self) -> dict:
+        return {"out": str(self.out), "source": str(self.source), "files": self.files,
+                "total_bytes": self.total_bytes}
+
+
+def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
+    """Copy a TFLite export into ``out_dir`` (replaced atomically)."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     check_output_dir(out_dir, "android-assets", legacy=_ours)
     manifest = load_manifest(export_dir)
@@ -72,9 +90,7 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> dict:
         manifest.record.android_assets = {"source": str(export_dir),
                                           "generator": f"basisnet-deploy {__version__}"}
         manifest.save(tmp)
-    sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
-    return {"out": str(out_dir), "source": str(export_dir), "files": sizes,
-            "total_bytes": sum(sizes.values())}
+    return AndroidAssets(out_dir, export_dir, {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())})
 
 
 def _ours(directory: Path) -> bool:

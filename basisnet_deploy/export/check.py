@@ -8,6 +8,7 @@ the artifact's kind, labelled as such (:func:`basisnet_deploy.runtime.gpu.static
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role, agreement_warning, check_files, load_manifest
@@ -18,27 +19,39 @@ from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devi
 
 
 
-def check_export(directory) -> dict:
-    """role -> {"sha256_ok", "gpu": GpuVerdict JSON} (plus "warning" for a forced export).
+@dataclass(frozen=True)
+class ArtifactCheck:
+    sha256_ok: bool
+    gpu: dict  # GpuVerdict JSON, or {"status": None, "reason": why there is none}
 
-    Every artifact's size and sha256 are checked first (a mismatch is a UserError).
-    """
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """``check``'s result: every artifact's integrity and GPU verdict."""
+
+    artifacts: dict[Role, ArtifactCheck]
+    warning: str | None = None  # for an export forced through the agreement gate
+
+    def to_json(self) -> dict:
+        """role -> {"sha256_ok", "gpu"}, plus "warning" where there is one."""
+        out = {"warning": self.warning} if self.warning else {}
+        return {**out, **{role.value: {"sha256_ok": c.sha256_ok, "gpu": c.gpu}
+                          for role, c in self.artifacts.items()}}
+
+
+def check_export(directory) -> ExportCheck:
+    """Every artifact's size and sha256 (a mismatch is a UserError), then its GPU verdict."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     check_files(directory, manifest)
     if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
         load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
-    report = {}
-    warning = agreement_warning(manifest)
-    if warning:
-        report["warning"] = warning
     verdicts = gpu_verdicts(directory, manifest)
     no_gpu = None if verdicts else _no_verdict_reason(manifest)
-    for role in manifest.artifacts:
-        verdict = verdicts.get(role)
-        report[role.value] = {"sha256_ok": True,
-                              "gpu": verdict.to_json() if verdict else {"status": None, "reason": no_gpu}}
-    return report
+    checks = {role: ArtifactCheck(True, verdicts[role].to_json() if role in verdicts
+                                  else {"status": None, "reason": no_gpu})
+              for role in manifest.artifacts}
+    return ExportCheck(checks, agreement_warning(manifest))
 
 
 def _no_verdict_reason(manifest: Manifest) -> str:
