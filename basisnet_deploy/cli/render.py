@@ -155,10 +155,7 @@ def bench_text(r) -> list[str]:
     lines = [f"{r.runtime} / delegate {r.delegate} / threads: LM {th['lightweight']}, synthesis "
              f"{th['synthesis']}, specialist {th['specialist']} ({th['cores']} cores) / specialist "
              f"{r.specialist_form} / threshold {r.threshold}"]
-    if r.warning:
-        lines.append(f"  WARNING: {r.warning}")
-    if r.fallback:
-        lines.append(f"  FALLBACK: {r.fallback}")
+    lines += [f"  {label}: {text}" for label, text in (("WARNING", r.warning), ("FALLBACK", r.fallback)) if text]
     lines.append(f"  processors: lightweight {r.processors['lightweight']}, "
                  f"specialist {r.processors['specialist']}")
     lines += gpu_bench_lines(r.gpu)
@@ -167,10 +164,8 @@ def bench_text(r) -> list[str]:
         lat = st.latency_ms
         lines.append(f"  {name:<16}{fmt_ms(st.init_ms, 10, 2)}{fmt_ms(st.first_inference_ms, 10, 2)}"
                      f"{fmt_ms(lat['p50'])}{fmt_ms(lat['p90'])}{fmt_ms(lat['p99'])}")
-        if st.with_session_recreation_ms:
-            lines.append(f"  {'  + re-create':<16}{'':>20}{fmt_ms(st.with_session_recreation_ms['p50'])}")
-        if st.to_first_output_ms:
-            lines.append(f"  {'  + first run':<16}{'':>20}{fmt_ms(st.to_first_output_ms['p50'])}")
+        extras = (("  + re-create", st.with_session_recreation_ms), ("  + first run", st.to_first_output_ms))
+        lines += [f"  {label:<16}{'':>20}{fmt_ms(ms['p50'])}" for label, ms in extras if ms]
     lines.append(f"  {'runner':<12}{'fps':>9}{'p50 ms':>9}{'p99 ms':>9}{'exit':>8}{'avg MAdds':>12}"
                  f"{'resynth':>9}{'dropped':>9}{'peak RSS':>10}")
     for name, x in r.runners.items():
