@@ -496,8 +496,13 @@ def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, m
         main(args + ["--allow-low-agreement"])
     assert code.value.code == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["agreement_gate"] == {"min_agreement": 99.0, "forced": True,
-                                          "below": {"lightweight": 75.0}}
+    gate = manifest["agreement_gate"]
+    assert (gate["min_agreement"], gate["forced"], gate["below"]) == (99.0, True, {"lightweight": 75.0})
+    assert gate["images"] == 12 and gate["interval_95"]["lightweight"][0] < 75.0 < gate["interval_95"]["lightweight"][1]
+    # --int8-recipe auto (the default) tried full, then fidelity, and forced the last through
+    choice = manifest["recipe_choice"]
+    assert [t["recipe"] for t in choice["tried"]] == ["full"] and choice["chosen"] == "fidelity"
+    assert manifest["int8_recipe"]["name"] == "fidelity"
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["check", str(out)])

@@ -73,7 +73,8 @@ class ExportRecord:
     weight_tuning: dict | None = None  # role -> its int8 weight tuning report
     layer_report: dict | None = None  # the per-layer int8 error file and each artifact's worst op
     verification: dict | None = None  # agreement with the float model on held-out images
-    agreement_gate: dict | None = None  # min_agreement, forced, below
+    agreement_gate: dict | None = None  # min_agreement, forced, below, 95% intervals
+    recipe_choice: dict | None = None  # --int8-recipe auto: the recipes tried, and why one was kept
     export_seconds: float | None = None
     android_assets: dict | None = None  # where an Android asset copy came from
     extra: dict = field(default_factory=dict)  # keys of other versions, kept as they are

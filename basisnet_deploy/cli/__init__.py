@@ -25,7 +25,7 @@ from basisnet_deploy.model.config import BACKBONES, PRESETS, ArchConfig, TrainSe
 from basisnet_deploy.quantization.settings import WeightTuning
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import CoefficientInt8
-from basisnet_deploy.targets.recipes import DEFAULT_RECIPE, RECIPES
+from basisnet_deploy.targets.recipes import AUTO_ORDER, DEFAULT_RECIPE, RECIPE_CHOICES, RECIPES
 from basisnet_deploy.training.distribute import STRATEGY_NAMES as TRAIN_STRATEGIES
 
 PLAIN_ARCHS = ("mv3-large", "mv3-small", "mv2")
@@ -264,8 +264,10 @@ def evaluate(checkpoint, dataset, as_json, json_out):
               show_default=True, help="Which specialist forms to export.")
 @click.option("--input-type", type=click.Choice(_input_types()), default="float32",
               show_default=True, help="Input tensor type of full-int8 TFLite models.")
-@click.option("--verify-images", type=click.IntRange(1, 100000), default=100, show_default=True,
-              help="Held-out images the export's own verification uses.")
+@click.option("--verify-images", type=click.IntRange(1, 100000), default=None,
+              help="Held-out images the export's own verification uses (default: 100; with "
+                   "--int8-recipe auto, enough to resolve --min-agreement, where the held-out "
+                   "set has them).")
 @click.option("--images", default=None, metavar="digits|DIR",
               help="Held-out images for the export's verification (default: the checkpoint's "
                    "held-out digits split, when it was trained on digits).")
@@ -281,9 +283,12 @@ def evaluate(checkpoint, dataset, as_json, json_out):
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Calibration image selection, and the batches and held-back quarter of "
                    "--tuning-steps.")
-@click.option("--int8-recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE,
+@click.option("--int8-recipe", type=click.Choice(list(RECIPE_CHOICES)), default=DEFAULT_RECIPE,
               show_default=True,
-              help="What --quantize int8 makes of each artifact: "
+              help="What --quantize int8 makes of each artifact: 'auto' tries "
+                   + ", then ".join(r.name for r in AUTO_ORDER)
+                   + " and keeps the first that passes --min-agreement, verified on enough "
+                   "held-out images to tell the threshold from half a point above it; "
                    + "; ".join(f"'{r.name}': {r.summary}" for r in RECIPES.values())
                    + ". docs/export.md 'Int8 recipes' has the measured trade-off.")
 @click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,

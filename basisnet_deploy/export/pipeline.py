@@ -44,7 +44,9 @@ from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, We
 from basisnet_deploy.runtime.sessions import describe
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import CoefficientInt8, Quantization, Role
-from basisnet_deploy.targets.recipes import DEFAULT_RECIPE, RECIPES, ArtifactPlan, Recipe, get_recipe, plan
+from basisnet_deploy.export.gate import LowAgreement, judge, resolving_images
+from basisnet_deploy.targets.recipes import (AUTO, DEFAULT_RECIPE, RECIPES, ArtifactPlan, Recipe,
+                                             candidate_recipes, plan)
 from basisnet_deploy.targets.registry import Target
 
 if TYPE_CHECKING:
@@ -129,7 +131,7 @@ class ExportOptions:
     calibration_size: int = 200
     specialist: str = "all"  # one of SPECIALIST_FORMS
     input_type: str = "float32"
-    verify_images: int = 100
+    verify_images: int | None = None  # None: DEFAULT_VERIFY_IMAGES, or what auto needs (gate.py)
     images: str | None = None  # held-out images for verification; default: the checkpoint's split
     coefficient_int8: CoefficientInt8 | str = CoefficientInt8.DYNAMIC  # the target's choices
     baseline: bool = False  # also export a plain MobileNet for bench's overhead ratio
@@ -141,7 +143,19 @@ class ExportOptions:
 
     def validated(self) -> "ExportPlan":
         """The export resolved against the registries, every artifact's scheme checked against
-        the target: a :class:`UserError` for a bad combination, before any work starts."""
+        the target: a :class:`UserError` for a bad combination, before any work starts. For
+        ``--int8-recipe auto``: the first recipe it tries (:meth:`plans` has them all)."""
+        return self.plans()[0]
+
+    def plans(self) -> list["ExportPlan"]:
+        """One plan per recipe the export tries, in order: ``auto`` tries :data:`AUTO_ORDER`."""
+        recipes = candidate_recipes(self.int8_recipe)
+        first = self._plan(recipes[0])
+        if first.quantization is not Quantization.INT8:
+            return [first]  # the recipe does not apply
+        return [first] + [self._plan(recipe) for recipe in recipes[1:]]
+
+    def _plan(self, recipe: Recipe) -> "ExportPlan":
         target = registry.get(self.target)
         quantize = _quantization(self.quantize or ("int8" if self.calibration else "float32"))
         if self.specialist not in SPECIALIST_FORMS:
@@ -151,9 +165,10 @@ class ExportOptions:
         except ValueError:
             raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose one of "
                             f"{[c.value for c in CoefficientInt8]}") from None
-        recipe = get_recipe(self.int8_recipe)
         if self.tuning_steps is not None:
             _check_tuning_steps(self.tuning_steps, quantize, recipe)
+        if self.verify_images is not None and self.verify_images < 1:
+            raise UserError(f"--verify-images {self.verify_images}: at least 1")
         if not 0 <= self.min_agreement <= 100:
             raise UserError(f"--min-agreement {self.min_agreement}: a percentage from 0 to 100")
         if quantize is Quantization.INT8 and not self.calibration:
@@ -162,8 +177,9 @@ class ExportOptions:
         roles = [Role.LIGHTWEIGHT, *SPECIALIST_FORMS[self.specialist]] + (
             [Role.BASELINE_PLAIN] if self.baseline else [])
         artifacts = plan(target, quantize, recipe, roles, self.input_type, coefficient_int8)
-        return ExportPlan(dataclasses.replace(self, quantize=quantize, coefficient_int8=coefficient_int8),
-                          target, quantize, recipe if quantize is Quantization.INT8 else None, artifacts)
+        options = dataclasses.replace(self, quantize=quantize, coefficient_int8=coefficient_int8)
+        return ExportPlan(options, target, quantize, recipe if quantize is Quantization.INT8 else None,
+                          artifacts)
 
 
 def _quantization(value) -> Quantization:
@@ -207,20 +223,70 @@ class _Inputs:
     lm_coeff: np.ndarray  # the float LM's coefficients for them [N, L, K]
 
 
+DEFAULT_VERIFY_IMAGES = 100
+
+
 def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), progress=None) -> Manifest:
     """Export a checkpoint into ``out_dir``; returns the manifest written there.
 
     ``progress(message)`` reports each step. Everything is written into a temporary sibling,
-    verified there, and renamed into place.
+    verified there, and renamed into place. With ``--int8-recipe auto`` each recipe is tried in
+    turn (a refused one leaves nothing) until one passes the agreement gate.
     """
     say = progress or (lambda msg: None)
-    export_plan = options.validated()
-    opts = export_plan.options
-    exporter = export_plan.target.exporter(input_type=opts.input_type)
+    plans = options.plans()
+    opts = plans[0].options
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     started = time.perf_counter()
     inputs = _read_inputs(checkpoint_dir, opts, say)
+    held = _verification_sample(inputs.held, opts, len(plans) > 1, say)
+    tried = []
+    for export_plan in plans:
+        last = export_plan is plans[-1]
+        try:
+            manifest = _export_plan(checkpoint_dir, out_dir, export_plan, inputs, held, say,
+                                    allow_low=opts.allow_low_agreement and last, started=started,
+                                    tried=tried if len(plans) > 1 else None)
+        except LowAgreement as refused:
+            tried.append({"recipe": export_plan.recipe.name, "refused": str(refused)})
+            if last:
+                raise LowAgreement(_refusal(tried, opts)) from None
+            say(f"--int8-recipe {AUTO}: {export_plan.recipe.name} refused: {refused}; trying "
+                f"{plans[plans.index(export_plan) + 1].recipe.name}")
+            continue
+        return manifest
+
+
+def _refusal(tried: list[dict], opts: ExportOptions) -> str:
+    """The one-line refusal once every recipe tried is below the gate."""
+    if len(tried) == 1:
+        return (f"{tried[0]['refused']}; nothing was written. Try --int8-recipe fidelity, more "
+                "--calibration-size, or pass --allow-low-agreement to write it anyway")
+    each = "; ".join(f"{t['recipe']}: {t['refused']}" for t in tried)
+    return (f"--int8-recipe {AUTO}: no recipe passed --min-agreement {opts.min_agreement:g}% ({each}); "
+            "nothing was written. Try more --calibration-size, or pass --allow-low-agreement to "
+            "write the last one anyway")
+
+
+def _verification_sample(held: HeldOut, opts: ExportOptions, auto: bool, say) -> HeldOut:
+    """The held-out images the export verifies on: ``--verify-images``, else 100, else (auto)
+    as many as separate the gate's threshold from half a point above it."""
+    count = opts.verify_images or DEFAULT_VERIFY_IMAGES
+    if auto and opts.verify_images is None:
+        count = max(count, resolving_images(opts.min_agreement))
+        if len(held) < count:
+            say(f"warning: --int8-recipe {AUTO} verifies on all {len(held)} held-out images; about "
+                f"{count:,} would separate --min-agreement {opts.min_agreement:g}% from half a "
+                "point above it")
+    return held.sample(count)
+
+
+def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, inputs: _Inputs,
+                 held: HeldOut, say, allow_low: bool, started: float, tried: list | None) -> Manifest:
+    """Convert, verify and gate one plan in a staging directory; it lands only if it passes
+    (or ``allow_low``)."""
+    exporter = export_plan.target.exporter(input_type=export_plan.options.input_type)
     baked = inputs.lm_coeff.mean(axis=0)
     tuned = _tuned_weights(inputs, export_plan, say)
     graphs = _role_graphs(inputs, baked, export_plan, {r: t.weights for r, t in tuned.items()})
@@ -239,12 +305,19 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             record.weight_tuning = {r.value: t.report() for r, t in tuned.items()} or None
             record.layer_report = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest, say)
-            held = inputs.held.sample(opts.verify_images)
             say(f"verifying against the float TF model on {len(held)} {held.source} images")
             record.verification = verify_directory(tmp, manifest, inputs.net, held)
             if held.skipped.total:
                 say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
-            record.agreement_gate = _gate(record.verification, opts)
+            record.agreement_gate = _gate(record.verification, export_plan.options.min_agreement,
+                                          allow_low, say)
+            if tried is not None:
+                record.recipe_choice = {"mode": AUTO, "tried": list(tried),
+                                        "chosen": export_plan.recipe.name,
+                                        "why": "the first, fastest first, that passed the agreement gate"
+                                               if not record.agreement_gate["forced"] else
+                                               "none passed; the last, forced by --allow-low-agreement"}
+                say(f"--int8-recipe {AUTO}: kept {export_plan.recipe.name}")
             record.export_seconds = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
     except ExportError as e:
@@ -252,39 +325,17 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     return manifest
 
 
-def lowest_agreements(verification: dict) -> dict[str, float]:
-    """Top-1 agreement with float per artifact check, in percent (isolated and end to end)."""
-    out = {}
-    for role, result in verification.items():
-        if not isinstance(result, dict):
-            continue
-        if "top1_agreement" in result:
-            out[role] = 100.0 * result["top1_agreement"]
-        for check in ("isolated", "end_to_end"):
-            if check in result:
-                out[f"{role} ({check.replace('_', ' ')})"] = 100.0 * result[check]["top1_agreement"]
-    return out
-
-
-def _gate(verification: dict, opts: ExportOptions) -> dict:
+def _gate(verification: dict, min_agreement: float, allow_low: bool, say) -> dict:
     """Refuse (nothing lands) when an artifact agrees with float on fewer held-out images than
-    ``min_agreement``; with ``allow_low_agreement`` record that it was forced through."""
-    agreements = lowest_agreements(verification)
-    low = {k: round(v, 2) for k, v in agreements.items() if v < opts.min_agreement}
-    if low and not opts.allow_low_agreement:
-        worst = min(low, key=low.get)
-        raise LowAgreement(f"{worst} agrees with the float model on {low[worst]:.2f}% of "
-                           f"{verification['images']} held-out images, below --min-agreement "
-                           f"{opts.min_agreement:g}% ({len(low)} check(s) low); nothing was written. "
-                           "Try --int8-recipe fidelity, more --calibration-size, or pass "
-                           "--allow-low-agreement to write it anyway")
-    return {"min_agreement": opts.min_agreement, "forced": bool(low), "below": low}
-
-
-class LowAgreement(UserError):
-    """An export refused by the agreement gate (the CLI exits 1: the input was fine)."""
-
-    exit_code = 1
+    ``min_agreement``; with ``allow_low`` record that it was forced through. Each check's 95%
+    interval is recorded, with a warning when the sample cannot resolve the threshold."""
+    result = judge(verification, min_agreement)
+    warning = result.warning()
+    if result.below and not allow_low:
+        raise LowAgreement(result.refusal())
+    if warning:
+        say(f"warning: {warning}")
+    return result.to_json(forced=bool(result.below))
 
 
 def _check_out_dir(out_dir: Path) -> None:

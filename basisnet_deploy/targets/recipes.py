@@ -60,14 +60,25 @@ FIDELITY_INT8_LM = Recipe(
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType(
     {r.name: r for r in (FULL, FIDELITY, FIDELITY_INT8_LM)})
-DEFAULT_RECIPE = FULL.name
+# ``--int8-recipe auto``: these, fastest first, until one passes the agreement gate. The
+# full-integer recipe is what NPUs take and what phones' int8 kernels run fastest; fidelity
+# keeps the float model's answers on held-out photos.
+AUTO = "auto"
+AUTO_ORDER: tuple[Recipe, ...] = (FULL, FIDELITY)
+DEFAULT_RECIPE = AUTO
+RECIPE_CHOICES = (AUTO, *RECIPES)
 
 
 def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except (KeyError, TypeError):
-        raise UserError(f"--int8-recipe: unknown {name!r}; choose one of {list(RECIPES)}") from None
+        raise UserError(f"--int8-recipe: unknown {name!r}; choose one of {list(RECIPE_CHOICES)}") from None
+
+
+def candidate_recipes(name: str) -> tuple[Recipe, ...]:
+    """The recipes ``--int8-recipe name`` tries, in order (one unless ``auto``)."""
+    return AUTO_ORDER if name == AUTO else (get_recipe(name),)
 
 
 def artifact_scheme(target: Target, quantization: Quantization, recipe: Recipe, role: Role,
