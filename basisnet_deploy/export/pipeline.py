@@ -27,7 +27,7 @@ from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
                                                 Manifest, PresynthFiles, Quantization, Role, legacy_export)
 from basisnet_deploy.calibration.images import calibration_images
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import InternalError, UserError
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
                                           write_json_atomically)
 from basisnet_deploy.converters import get_exporter
@@ -279,7 +279,7 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             manifest.info["export_seconds"] = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
     except ExportError as e:
-        raise UserError(f"export failed: {e}") from None
+        raise InternalError(f"export failed: {e}") from e
     return manifest
 
 
