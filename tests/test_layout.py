@@ -199,3 +199,59 @@ def test_the_cycle_check_sees_a_planted_function_local_cycle(tmp_path, monkeypat
     (fake / "b.py").write_text("from .c import y\n")
     assert _cycles(_module_graph()) == [["basisnet_deploy.report.a", "basisnet_deploy.report.b",
                                          "basisnet_deploy.report.c"]]
+
+
+def _module_state_writes(path: Path) -> list[str]:
+    """Where a function rebinds (``global``) or mutates (``NAME[k] = ...``, ``NAME.x = ...``,
+    ``NAME.update(...)`` and the like) a name bound at module level: a process-wide switch."""
+    tree = ast.parse(path.read_text(), str(path))
+    module_names = {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(t, ast.Name)}
+    mutators = {"update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert",
+                "remove", "add", "discard"}
+    found = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        local = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+        local |= {node.id for node in ast.walk(fn) if isinstance(node, ast.Name)
+                  and isinstance(node.ctx, ast.Store)}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Global):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: global {', '.join(node.names)}")
+                continue
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                targets = [t.value for t in targets if isinstance(t, (ast.Subscript, ast.Attribute))]
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in mutators):
+                targets = [node.func.value]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in module_names and t.id not in local:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: writes module-level {t.id}")
+    return found
+
+
+# (file, name) -> why it is module state. TensorFlow's optimizer options are process-wide; this
+# is the reference count of the trainings that turned them off, not a setting of this package.
+MODULE_STATE = {("basisnet_deploy/training/trainer.py", "_GRAPHS"):
+                "reference count around TensorFlow's process-wide optimizer options"}
+
+
+def test_no_module_level_mutable_switch():
+    """No function rebinds or mutates module state: a setting is an argument, not a global."""
+    found = [w for _, path in _modules() for w in _module_state_writes(path)
+             if (w.split(":")[0], w.split()[-1]) not in MODULE_STATE]
+    assert found == []
+
+
+def test_the_switch_check_sees_a_planted_global_and_a_toggled_dict(tmp_path, monkeypatch):
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    bad = tmp_path / "bad.py"
+    bad.write_text("_MODE = {'on': False}\n_K = None\n\n"
+                   "def toggle(on):\n    _MODE['on'] = on\n\n"
+                   "def load():\n    global _K\n    _K = 1\n\n"
+                   "def fine(d):\n    d['on'] = 1\n    _local = {}\n    _local['x'] = 2\n")
+    assert _module_state_writes(bad) == ["bad.py:5: writes module-level _MODE", "bad.py:8: global _K"]

@@ -118,16 +118,16 @@ def _graphs(net, cfg, baked, decompose_hard_swish: bool = False, tuned: dict | N
     import tensorflow as tf
 
     from basisnet_deploy.converters.base import Graph
-    from basisnet_deploy.model.layers import decomposed_hard_swish
+    from basisnet_deploy.model.layers import hard_swish_decomposed
     from basisnet_deploy.model.network import (build_lightweight, build_plain_specialist,
                                        build_specialist, copy_basis_into_plain)
 
     a = cfg.architecture
     n_blocks = len(a.nonshared_blocks)
-    with decomposed_hard_swish(decompose_hard_swish):
-        lm = build_lightweight(a)
-        coeff_model = build_specialist(a, synthesis="batch")
-        template = build_plain_specialist(a)
+    hs = hard_swish_decomposed if decompose_hard_swish else None
+    lm = build_lightweight(a, hard_swish=hs)
+    coeff_model = build_specialist(a, synthesis="batch", hard_swish=hs)
+    template = build_plain_specialist(a, hard_swish=hs)
     tuned = tuned or {}
     lm.set_weights(tuned.get(Role.LIGHTWEIGHT.value, net.lightweight.get_weights()))
     coeff_model.set_weights(net.specialist.get_weights())
