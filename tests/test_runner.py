@@ -442,3 +442,43 @@ def test_stage_outputs_runs_every_frame_through_both_stages(dep, frames):
 
     outs = list(stage_outputs(dep, make_factory("litert", "xnnpack"), "presynth", frames[:3]))
     assert len(outs) == 3 and all(o.logits is not None and o.coefficients.ndim == 2 for o in outs)
+
+
+@pytest.mark.parametrize("command", ["predict", "bench"])
+@pytest.mark.parametrize("gpu", [False, True])
+@pytest.mark.parametrize("library", ["missing", "text", "elf"])
+def test_a_bad_delegate_path_is_one_line_and_exit_2(float_tflite, tmp_path, capsys, command, gpu,
+                                                   library):
+    """Missing, not a library, or a library that is not a LiteRT delegate: with or without
+    --delegate gpu, one Error line and exit 2 (never "'Delegate' object has no attribute")."""
+    image = tmp_path / "0.png"
+    digits().images[0].save(image)
+    path = {"missing": tmp_path / "no-such.so", "text": tmp_path / "notes.so",
+            "elf": tmp_path / "libnotadelegate.so"}[library]
+    if library == "text":
+        path.write_text("not a library\n")
+    if library == "elf":  # a real shared library that exports no delegate
+        shutil.copy(numpy_library(), path)
+    argv = {"predict": ["predict", str(float_tflite[0]), str(image)],
+            "bench": ["bench", str(float_tflite[0]), "--frames", "4"]}[command]
+    argv += ["--delegate-path", str(path)] + (["--delegate", "gpu"] if gpu else [])
+    with pytest.raises(SystemExit) as code:
+        main(argv)
+    err = capsys.readouterr().err
+    assert code.value.code == 2, err
+    assert "Traceback" not in err and "_library" not in err and "Exception ignored" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and str(path) in errors[0], err
+
+
+def test_verify_has_no_delegate_path(float_tflite, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(["verify", str(float_tflite[0]), "--delegate-path", "x.so"])
+    assert code.value.code == 2 and "No such option '--delegate-path'" in capsys.readouterr().err
+
+
+def numpy_library() -> str:
+    """A shared library that every install has: numpy's compiled core."""
+    import numpy.core._multiarray_umath as core
+
+    return core.__file__
