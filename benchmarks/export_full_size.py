@@ -92,14 +92,14 @@ def main():
 
     from _random_init import normalize_bn
 
-    from basisnet_deploy.model.layers import decomposed_hard_swish
+    from basisnet_deploy.model.layers import hard_swish_decomposed
 
     cal = calibration_images("digits", args.calibration_size)
     feeds = [{"image": preprocess(im, 224, cfg.preprocessing)[None]} for im in cal.images]
     plain_models = {}
     for q, decomposed in (("float", False), ("int8", True)):  # as export treats each
-        with decomposed_hard_swish(decomposed):
-            plain = build_plain("mv3-large", 1.0, 224, 1000)
+        plain = build_plain("mv3-large", 1.0, 224, 1000,
+                            hard_swish=hard_swish_decomposed if decomposed else None)
         if q == "int8":
             plain.set_weights(plain_models["float"].get_weights())
         else:

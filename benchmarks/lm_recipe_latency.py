@@ -41,7 +41,7 @@ def main():
     from basisnet_deploy.converters.base import Graph
     from basisnet_deploy.converters.tflite import TFLiteExporter
     from basisnet_deploy.data import digits, preprocess
-    from basisnet_deploy.layers import decomposed_hard_swish
+    from basisnet_deploy.model.layers import hard_swish_decomposed
     from basisnet_deploy.model import build_lightweight
     from basisnet_deploy.runtime.sessions import LiteRTSession
 
@@ -54,11 +54,10 @@ def main():
     pre = Preprocessing(resize="squash")
     images = np.stack([preprocess(im, arch.light_resolution, pre) for im in digits().images[:64]])
     feeds = FeedReader([{"image": x[None]} for x in images])
-    with decomposed_hard_swish(False):
-        float_lm = build_lightweight(arch)
+    float_lm = build_lightweight(arch)
     normalize_bn(float_lm, images[:16])
-    with decomposed_hard_swish(True):  # as export builds int8 graphs (XNNPACK int8 hard-swish)
-        int8_lm = build_lightweight(arch)
+    # as export builds int8 graphs (XNNPACK int8 hard-swish)
+    int8_lm = build_lightweight(arch, hard_swish=hard_swish_decomposed)
     int8_lm.set_weights(float_lm.get_weights())
     spec = [tf.TensorSpec([1, arch.light_resolution, arch.light_resolution, 3], tf.float32, name="image")]
     x = images[:1]

@@ -94,3 +94,35 @@ def test_coefficient_warmup_and_basis_dropout():
     assert 0.3 < (dropped == 0).mean() < 0.7  # about half dropped
     eps = [float(coefficient_schedule(s, 1000, 0.1, 0.2)) for s in (0, 100, 200, 300, 900)]
     assert eps == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_hard_swish_form_is_a_builder_argument(tiny):
+    """Two forms built in one process, interleaved: each model keeps its own, same outputs."""
+    import keras
+
+    from basisnet_deploy.model.layers import hard_swish_decomposed
+    from basisnet_deploy.model.network import build_lightweight
+    from tests.conftest import TINY
+
+    def forms(model):
+        return {layer.activation for layer in model.layers
+                if isinstance(layer, keras.layers.Activation)
+                and layer.activation in (keras.activations.hard_swish, hard_swish_decomposed)}
+
+    spelled = build_lightweight(TINY, hard_swish=hard_swish_decomposed)
+    op = build_lightweight(TINY)
+    spelled_again = build_plain_specialist(TINY, hard_swish=hard_swish_decomposed)
+    assert forms(spelled) == {hard_swish_decomposed}
+    assert forms(op) == {keras.activations.hard_swish}
+    assert forms(spelled_again) == {hard_swish_decomposed}
+    assert forms(build_plain_specialist(TINY)) == {keras.activations.hard_swish}
+    op.set_weights(spelled.get_weights())
+    x = np.random.default_rng(1).uniform(-1, 1, (2, TINY.light_resolution, TINY.light_resolution, 3))
+    a, b = spelled(x.astype("float32")), op(x.astype("float32"))
+    np.testing.assert_allclose(a["logits"], b["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_no_hard_swish_switch_is_left_in_layers():
+    from basisnet_deploy.model import layers
+
+    assert not hasattr(layers, "decomposed_hard_swish") and not hasattr(layers, "_HARD_SWISH")

@@ -14,7 +14,7 @@ from PIL import Image
 from basisnet_deploy.cli import main
 from basisnet_deploy.common.jsonable import jsonable
 from basisnet_deploy.data import digits
-from basisnet_deploy.report.html import FORMATS
+from basisnet_deploy.report.html_cells import FORMATS
 from basisnet_deploy.data.heldout import sample_indices
 from basisnet_deploy.report.page import MARKER, ReportOptions, build_report
 

@@ -361,3 +361,124 @@ def test_long_runner_runs_report_their_progress():
     assert list(_reporting(slow(), 4, "sequential", said.append, every_s=0.01)) == [0, 1, 2, 3]
     assert said and all(m.startswith("sequential: ") and "fps" in m and "s left" in m for m in said)
     assert not any(m.startswith("sequential: 4/4") for m in said)  # the end is reported by the table
+
+
+def test_each_pipeline_stage_is_closed_by_its_own_thread_after_its_last_use():
+    """A stage still busy when the caller stops waiting (past the 1 s join) is closed by its
+    worker once its call returns, never by the caller while in use."""
+    from basisnet_deploy.runtime.runner import _Pipeline
+
+    log, lock = [], threading.Lock()
+
+    class Stage:
+        def __init__(self, name, delay):
+            self.name, self.delay, self.closed = name, delay, False
+            self.owner = threading.current_thread().name
+            self.frames = 0
+
+        def __call__(self, item):
+            if self.closed:
+                raise AssertionError(f"{self.name} used after close")
+            self.frames += 1
+            if self.frames == 2:
+                time.sleep(self.delay)  # still busy when the caller has given up on it
+            with lock:
+                log.append((self.name, "ran", item.index, self.closed))
+            return item
+
+        def close(self):
+            with lock:
+                log.append((self.name, "closed", threading.current_thread().name == self.owner,
+                            self.closed))
+            self.closed = True
+
+    pipeline = _Pipeline([lambda: Stage("lm", 0.0), lambda: Stage("slow", 1.5)], queue_size=2,
+                         last_queue=1, drop="block", stop=threading.Event())
+    results = pipeline.run((i, None) for i in range(10))
+    assert next(results).index == 0
+    results.close()  # the caller stops: stop set, threads joined for at most 1 s each
+    deadline = time.monotonic() + 10
+    while _basisnet_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _basisnet_threads()
+    closes = [e for e in log if e[1] == "closed"]
+    assert sorted(closes) == [("lm", "closed", True, False), ("slow", "closed", True, False)]
+    slow = [e for e in log if e[0] == "slow"]
+    assert slow[-1][1] == "closed" and all(not e[3] for e in slow)  # no use after close
+    assert ("slow", "ran", 1, False) in slow  # the busy call finished before the close
+
+
+@pytest.mark.parametrize("mode", ["sequential", "pipelined"])
+def test_the_synthesis_stage_is_closed_on_the_thread_that_made_it(dep, frames, monkeypatch, mode):
+    from basisnet_deploy.runtime import runner as runner_module
+
+    made, closed = [], []
+    stage = runner_module._SynthesisStage
+    init, close = stage.__init__, stage.close
+
+    def recording_init(self, *args, **kwargs):
+        made.append(threading.current_thread().name)
+        init(self, *args, **kwargs)
+
+    def recording_close(self):
+        closed.append(threading.current_thread().name)
+        close(self)
+
+    monkeypatch.setattr(stage, "__init__", recording_init)
+    monkeypatch.setattr(stage, "close", recording_close)
+    runner = TwoStageRunner(dep, make_factory("litert", "xnnpack"), make_factory("litert", "xnnpack"),
+                            RunnerOptions(form="presynth", mode=mode))
+    results = list(runner.run(frames[:4]))
+    assert len(results) == 4 and runner.resyntheses == 4
+    deadline = time.monotonic() + 10
+    while _basisnet_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert made == closed and len(made) == 1
+    assert made[0] == ("basisnet-stage1" if mode == "pipelined" else threading.current_thread().name)
+
+
+def test_stage_outputs_runs_every_frame_through_both_stages(dep, frames):
+    from basisnet_deploy.runtime.runner import stage_outputs
+
+    outs = list(stage_outputs(dep, make_factory("litert", "xnnpack"), "presynth", frames[:3]))
+    assert len(outs) == 3 and all(o.logits is not None and o.coefficients.ndim == 2 for o in outs)
+
+
+@pytest.mark.parametrize("command", ["predict", "bench"])
+@pytest.mark.parametrize("gpu", [False, True])
+@pytest.mark.parametrize("library", ["missing", "text", "elf"])
+def test_a_bad_delegate_path_is_one_line_and_exit_2(float_tflite, tmp_path, capsys, command, gpu,
+                                                   library):
+    """Missing, not a library, or a library that is not a LiteRT delegate: with or without
+    --delegate gpu, one Error line and exit 2 (never "'Delegate' object has no attribute")."""
+    image = tmp_path / "0.png"
+    digits().images[0].save(image)
+    path = {"missing": tmp_path / "no-such.so", "text": tmp_path / "notes.so",
+            "elf": tmp_path / "libnotadelegate.so"}[library]
+    if library == "text":
+        path.write_text("not a library\n")
+    if library == "elf":  # a real shared library that exports no delegate
+        shutil.copy(numpy_library(), path)
+    argv = {"predict": ["predict", str(float_tflite[0]), str(image)],
+            "bench": ["bench", str(float_tflite[0]), "--frames", "4"]}[command]
+    argv += ["--delegate-path", str(path)] + (["--delegate", "gpu"] if gpu else [])
+    with pytest.raises(SystemExit) as code:
+        main(argv)
+    err = capsys.readouterr().err
+    assert code.value.code == 2, err
+    assert "Traceback" not in err and "_library" not in err and "Exception ignored" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and str(path) in errors[0], err
+
+
+def test_verify_has_no_delegate_path(float_tflite, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(["verify", str(float_tflite[0]), "--delegate-path", "x.so"])
+    assert code.value.code == 2 and "No such option '--delegate-path'" in capsys.readouterr().err
+
+
+def numpy_library() -> str:
+    """A shared library that every install has: numpy's compiled core."""
+    import numpy.core._multiarray_umath as core
+
+    return core.__file__

@@ -155,3 +155,87 @@ def test_android_assets_refuse_a_per_tensor_table(export_copy, tmp_path, capsys)
     err = _cli_error(["android-assets", str(export_copy), "--out", str(out)], capsys)
     assert "per tensor" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _escape(directory, name, tmp_path):
+    """``name`` moved out of the export and replaced by a symlink to it (same bytes)."""
+    outside = tmp_path / f"outside-{name}"
+    (directory / name).rename(outside)
+    (directory / name).symlink_to(outside)
+
+
+def _tamper(directory, name, tmp_path):
+    data = bytearray((directory / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (directory / name).write_bytes(bytes(data))
+
+
+def _presynth_entry(directory):
+    m = load_manifest(directory)
+    return m.artifacts[next(r for r in m.artifacts if r.value == "specialist_presynth")]
+
+
+def _compact_bases(directory, tmp_path):
+    from basisnet_deploy.runtime.deployment import Deployment
+
+    Deployment(directory).compact_bases()
+
+
+def _android(directory, tmp_path):
+    from basisnet_deploy.export.android import android_assets
+
+    android_assets(directory, tmp_path / "assets")
+
+
+# Each reader of an export's files, and a file it reads that no earlier check covers.
+READERS = {
+    "load_presynth template": (lambda d, t: load_presynth(d, _presynth_entry(d)), "specialist_presynth.tflite"),
+    "load_presynth bases": (lambda d, t: load_presynth(d, _presynth_entry(d)), "specialist_bases.npz"),
+    "load_presynth table": (lambda d, t: load_presynth(d, _presynth_entry(d)), "specialist_patches.json"),
+    "check_files": (lambda d, t: check_files(d, load_manifest(d)), "lightweight.tflite"),
+    "deployment compact bases": (_compact_bases, "specialist_bases_int8.npz"),
+    "android-assets int8 bases": (_android, "specialist_bases_int8.npz"),
+}
+
+
+@pytest.mark.parametrize("damage", ["escape", "tamper"])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_reader_refuses_an_escaping_symlink_and_a_tampered_file(export_copy, tmp_path,
+                                                                      reader, damage):
+    read, name = READERS[reader]
+    {"escape": _escape, "tamper": _tamper}[damage](export_copy, name, tmp_path)
+    expected = "outside the export directory" if damage == "escape" else "sha256 differs"
+    with pytest.raises(UserError, match=expected) as e:
+        read(export_copy, tmp_path)
+    assert name in str(e.value)
+    assert not (tmp_path / "assets").exists()
+
+
+def test_a_manifest_symlink_that_leaves_the_export_is_refused(export_copy, tmp_path):
+    _escape(export_copy, "manifest.json", tmp_path)
+    with pytest.raises(UserError, match="outside the export directory"):
+        load_manifest(export_copy)
+
+
+def test_read_verified_checks_place_size_and_digest(tmp_path):
+    from basisnet_deploy.common.files import read_verified, sha256_hex
+
+    d = tmp_path / "ex"
+    d.mkdir()
+    (d / "a.bin").write_bytes(b"abc")
+    (d / "link.bin").symlink_to(d / "a.bin")  # a link that stays inside is fine
+    digest = sha256_hex(b"abc")
+    assert read_verified(d, "a.bin", digest, 3) == b"abc"
+    assert read_verified(d, "link.bin", digest, 3) == b"abc"
+    with pytest.raises(UserError, match="3 bytes, sha256 differs.*4 bytes expected"):
+        read_verified(d, "a.bin", digest, 4)
+    with pytest.raises(UserError, match="sha256 differs"):
+        read_verified(d, "a.bin", sha256_hex(b"abd"))
+    with pytest.raises(UserError, match="missing"):
+        read_verified(d, "b.bin")
+    with pytest.raises(UserError, match="outside the export directory"):
+        read_verified(d, "../ex/../secret")
+    (tmp_path / "secret").write_bytes(b"abc")
+    (d / "out.bin").symlink_to(tmp_path / "secret")
+    with pytest.raises(UserError, match="outside the export directory"):
+        read_verified(d, "out.bin", digest, 3)

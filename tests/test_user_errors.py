@@ -1,7 +1,7 @@
 """User mistakes: one ``Error:`` line naming the file or option, exit 2, nothing written."""
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -165,3 +165,75 @@ def test_a_tiny_or_single_class_calibration_set_is_warned_about(tmp_path):
     digits = calibration_images("digits", 16)
     assert len(digits.warnings()) == 1 and "only 16" in digits.warnings()[0]
     assert calibration_images("digits", 64).warnings() == []
+
+
+def _failing_conversion(monkeypatch):
+    """An export whose converter fails inside the staged directory (not the user's input)."""
+    from types import SimpleNamespace
+
+    from basisnet_deploy.converters.base import ExportError
+    from basisnet_deploy.export import pipeline
+
+    def convert(*_):
+        try:
+            raise RuntimeError("flatbuffer offset out of range")
+        except RuntimeError as e:
+            raise ExportError("lightweight: the converter crashed") from e
+
+    monkeypatch.setattr(pipeline, "_read_inputs", lambda *_: SimpleNamespace(
+        lm_coeff=np.zeros((1, 2, 3), np.float32), calib=None))
+    monkeypatch.setattr(pipeline, "_tuned_weights", lambda *_: {})
+    monkeypatch.setattr(pipeline, "_role_graphs", lambda *_: defaultdict(lambda: None))
+    monkeypatch.setattr(pipeline, "_convert", convert)
+
+
+def test_an_internal_export_failure_keeps_its_cause(tmp_path, monkeypatch):
+    from basisnet_deploy.common.errors import InternalError, UserError
+    from basisnet_deploy.converters.base import ExportError
+    from basisnet_deploy.export.pipeline import export
+
+    _failing_conversion(monkeypatch)
+    with pytest.raises(InternalError, match="export failed: lightweight: the converter crashed") as e:
+        export(tmp_path / "ckpt", tmp_path / "ex")
+    assert not isinstance(e.value, UserError)
+    assert isinstance(e.value.__cause__, ExportError)
+    assert isinstance(e.value.__cause__.__cause__, RuntimeError)
+    assert list(tmp_path.iterdir()) == []  # the staged directory is gone
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_internal_failure_is_one_line_and_exit_1_with_the_traceback_under_v(
+        tmp_path, capsys, monkeypatch, verbose):
+    monkeypatch.delenv("BASISNET_VERBOSE", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")  # -v lowers it: restored after the test
+    _failing_conversion(monkeypatch)
+    argv = ["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "ex")]
+    with pytest.raises(SystemExit) as e:
+        main(["-v", *argv] if verbose else argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 1, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert errors and errors[-1].startswith("Error: export failed: lightweight: the converter crashed")
+    assert len(errors) == 1, err
+    if verbose:  # the whole chain: the converter's own exception first
+        assert "Traceback" in err and "RuntimeError: flatbuffer offset out of range" in err
+        assert err.index("RuntimeError") < err.index("ExportError") < err.index("InternalError")
+    else:
+        assert "Traceback" not in err and "-v" in errors[0]
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_1(capsys, monkeypatch):
+    from basisnet_deploy.model import cost
+
+    monkeypatch.delenv("BASISNET_VERBOSE", raising=False)
+
+    def broken(arch):
+        raise KeyError("stem")
+
+    monkeypatch.setattr(cost, "basisnet_cost", broken)
+    with pytest.raises(SystemExit) as e:
+        main(["cost", "--preset", "demo"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["Error: KeyError: 'stem' (run with -v for the traceback)"]

@@ -26,6 +26,8 @@ is the plain, unfused definition that fast synthesis must equal byte for byte.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +65,15 @@ def write(directory, bases: dict[str, np.ndarray], table: list[Patch]) -> Path:
     return path
 
 
-def load(path, table: list[Patch]) -> dict[str, np.ndarray]:
-    """The arrays of a compact file, checked against ``table`` (CompactBasesError if not)."""
+def load(path, table: list[Patch], data: bytes | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a compact file, checked against ``table`` (CompactBasesError if not);
+    ``data``: its bytes, already read (an export's files are read by
+    :func:`~basisnet_deploy.common.files.read_verified`)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(path if data is None else io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CompactBasesError(f"{path}: not a readable .npz ({e}); re-run basisnet-deploy export") from None
     check(arrays, table, str(path))
     return arrays

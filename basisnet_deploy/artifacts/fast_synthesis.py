@@ -80,8 +80,8 @@ class _Layer:
 KERNEL_VERSION = 2  # _fastsynth.c's bn_kernel_version: 2 has the bias floor on weight scales
 
 
-def _load_kernel():
-    """The compiled ``bn_synthesize``, or None where it was not built or cannot load."""
+def _load_library():
+    """The compiled library, or None where it was not built or cannot load."""
     if sys.byteorder != "little":  # the C side writes native-endian; the format is little
         return None
     try:
@@ -91,19 +91,14 @@ def _load_kernel():
             return None  # a build of other code (e.g. an editable install not rebuilt)
     except (ImportError, OSError, AttributeError):
         return None
-    fn = lib.bn_synthesize
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_void_p]
-    global _USE_SIMD
-    _USE_SIMD = lib.bn_use_simd
-    return fn
+    lib.bn_synthesize.restype = ctypes.c_int
+    lib.bn_synthesize.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                  ctypes.c_void_p, ctypes.c_void_p]
+    return lib
 
 
-_USE_SIMD = None
-
-
-_KERNEL = _load_kernel()
+_LIBRARY = _load_library()
+_KERNEL = _LIBRARY.bn_synthesize if _LIBRARY is not None else None  # the compiled bn_synthesize
 
 
 def compiled_available() -> bool:
@@ -113,7 +108,7 @@ def compiled_available() -> bool:
 def use_simd(on: bool) -> bool:
     """Let the compiled kernel use its AVX2 loops (default) or only its generic ones (tests
     check both give the same bytes). Returns whether the AVX2 loops will run."""
-    return bool(_USE_SIMD(int(on))) if _USE_SIMD is not None else False
+    return bool(_LIBRARY.bn_use_simd(int(on))) if _LIBRARY is not None else False
 
 
 class FastSynthesizer:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex, write_json_atomically
+from basisnet_deploy.common.files import read_verified, write_json_atomically
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import Quantization, Role
@@ -160,7 +160,7 @@ def load_manifest(directory) -> Manifest:
     if not path.is_file():
         raise UserError(f"{path}: missing; pass a directory written by basisnet-deploy export")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_verified(directory, MANIFEST_FILE, what="manifest").decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e}); re-run basisnet-deploy export") from None
     return parse_manifest(raw, path)
@@ -319,17 +319,6 @@ def agreement_warning(manifest: Manifest) -> str | None:
     below = ", ".join(f"{k} {v}%" for k, v in gate.get("below", {}).items())
     return (f"this export was forced through the agreement gate (--allow-low-agreement): below "
             f"{gate.get('min_agreement')}%: {below}")
-def inside(directory, name: str) -> Path:
-    """``directory / name``, resolved (symlinks followed); refused unless it stays inside
-    ``directory``: a manifest's file names are untrusted."""
-    root = Path(directory).resolve()
-    path = (root / name).resolve()
-    if path == root or root not in path.parents:
-        raise UserError(f"{Path(directory) / name}: resolves to {path}, outside the export "
-                        f"directory {root}; refusing to read it (re-run basisnet-deploy export)")
-    return path
-
-
 def check_files(directory, manifest: Manifest) -> None:
     """Every file of the export present, inside it, with the sha256 the manifest records:
     each artifact (and its size), the bases and the patch table; then each model file's
@@ -337,27 +326,12 @@ def check_files(directory, manifest: Manifest) -> None:
     from basisnet_deploy.artifacts.model_check import check_model_bytes
 
     for role, entry in manifest.artifacts.items():
-        data = _checked(directory, entry.file, entry.sha256, role.value, entry.bytes)
+        data = read_verified(directory, entry.file, entry.sha256, entry.bytes, role.value)
         check_model_bytes(data, Path(directory) / entry.file)
         if entry.presynth is not None:
-            _checked(directory, entry.presynth.bases, entry.presynth.bases_sha256, "bases")
-            _checked(directory, entry.presynth.patch_table, entry.presynth.patch_table_sha256,
-                     "patch table")
-
-
-def _checked(directory, name: str, sha256: str, what: str, size: int | None = None) -> bytes:
-    path = inside(directory, name)
-    if not path.is_file():
-        raise UserError(f"{path}: missing ({what}); re-run basisnet-deploy export")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
-    if (size is not None and len(data) != size) or sha256_hex(data) != sha256:
-        expected = f" ({size} bytes expected)" if size is not None else ""
-        raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest{expected} "
-                        f"({what}): truncated or modified; re-run basisnet-deploy export")
-    return data
+            read_verified(directory, entry.presynth.bases, entry.presynth.bases_sha256, what="bases")
+            read_verified(directory, entry.presynth.patch_table, entry.presynth.patch_table_sha256,
+                          what="patch table")
 
 
 def legacy_export(directory: Path) -> bool:

@@ -20,6 +20,7 @@ combination, so every range bound that holds for one frame holds for the batch.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import read_verified
 
 CHANNEL_AXIS = {"conv": 0, "depthwise": 3}  # TFLite OHWI filters; depthwise is [1, H, W, C]
 
@@ -85,12 +87,15 @@ def load_presynth(directory, entry) -> Presynth:
     """
     directory = Path(directory)
     files = entry.presynth
-    bases = load_bases(directory / files.bases)
+    bases = load_bases(read_verified(directory, files.bases, files.bases_sha256, what="bases"),
+                       directory / files.bases)
     path = directory / entry.file
     table_path = directory / files.patch_table
+    template = read_verified(directory, entry.file, entry.sha256, entry.bytes, entry.role.value)
     try:
-        template, text = path.read_bytes(), table_path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_verified(directory, files.patch_table, files.patch_table_sha256,
+                             what="patch table").decode()
+    except UnicodeDecodeError as e:
         raise UserError(f"{table_path}: cannot read ({e}); re-run basisnet-deploy export") from None
     try:
         table = load_table(text)
@@ -108,9 +113,11 @@ def load_presynth(directory, entry) -> Presynth:
     return Presynth(path, template, table, bases)
 
 
-def load_bases(path: Path) -> dict[str, np.ndarray]:
+def load_bases(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    """The float bases in ``data``, the bytes of the ``.npz`` at ``path`` (read and checked by
+    :func:`~basisnet_deploy.common.files.read_verified`)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             bases = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, AttributeError) as e:
         raise UserError(f"{path}: not a readable .npz of bases ({str(e)[:120]}); re-run "

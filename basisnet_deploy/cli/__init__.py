@@ -5,7 +5,8 @@ the result with :mod:`basisnet_deploy.cli.render`: a table for people, ``--json`
 (stdout), ``--json-out FILE`` for a file, the same in every command.
 
 Every user mistake is a :class:`~basisnet_deploy.common.errors.UserError`; :func:`main` prints it as
-one ``Error:`` line and exits 2, never with a traceback. TensorFlow is imported only by the
+one ``Error:`` line and exits 2, never with a traceback. Any other failure is one ``Error:``
+line and exit code 1; ``-v`` prints its traceback, cause included. TensorFlow is imported only by the
 commands that need it, so ``cost`` and ``--help`` answer at once.
 """
 
@@ -106,7 +107,8 @@ def _verbose(ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="basisnet-deploy")
 @click.option("-v", "--verbose", is_flag=True, is_eager=True, expose_value=False, callback=_verbose,
-              help="Show TensorFlow's and the converters' own logs (hidden by default).")
+              help="Show TensorFlow's and the converters' own logs (hidden by default), and "
+                   "the traceback of a failure that is not a user mistake.")
 def cli():
     """Train, cost, export, verify, benchmark and run BasisNet two-stage classifiers.
 
@@ -121,7 +123,7 @@ def cli():
       basisnet-deploy bench ex/                              # per-stage and runner figures
       basisnet-deploy predict ex/ photo.jpg                  # one answer per image
     Every command takes --json (stdout) and --json-out FILE; user mistakes are one
-    'Error:' line and exit code 2.
+    'Error:' line and exit code 2, other failures one line and exit code 1 (-v: traceback).
     """
 
 
@@ -613,7 +615,8 @@ class _progress:
 
 
 def main(argv=None):
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors become one line on stderr and exit code 2, other
+    failures one line and exit code 1 (with the traceback under ``-v``)."""
     # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
     # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
     from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity, silence_native_exit
@@ -649,13 +652,34 @@ def _run(argv):
         sys.exit(getattr(e, "exit_code", 2))
     except ImportError as e:  # a missing optional dependency, by the module's name
         if (e.name or "").split(".")[0] not in CONVERT_MODULES:
-            raise
+            _internal_failure(e)
         click.echo(f"Error: this command needs {e.name}, which this install lacks: "
                    "pip install 'basisnet-deploy[convert]'", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
+        _internal_failure(e)
+
+
+def _internal_failure(e: BaseException):
+    """Not the user's mistake: one ``Error:`` line and exit code 1; under ``-v`` the traceback
+    (with the exception's cause) first."""
+    import traceback
+
+    from basisnet_deploy.common.errors import InternalError
+    from basisnet_deploy.common.quiet import verbose
+
+    if verbose():
+        traceback.print_exception(e, file=sys.stderr)
+    lines = str(e).strip().splitlines()
+    what = lines[0] if lines else ""
+    if not isinstance(e, InternalError):
+        what = f"{type(e).__name__}: {what}" if what else type(e).__name__
+    hint = "" if verbose() else " (run with -v for the traceback)"
+    click.echo(f"Error: {what}{hint}", err=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The two exception types the CLI turns into one ``Error:`` line.
+
+:class:`UserError` is the user's mistake: one line, exit code 2. Anything else, an
+:class:`InternalError` included, is a failure of basisnet-deploy or a library it drives: one
+line, exit code 1, and the traceback (with its cause) under ``-v``.
+"""
 
 
 class UserError(Exception):
@@ -11,3 +16,10 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A config.json / preset value that is invalid: one line naming the key."""
+
+
+class InternalError(Exception):
+    """A step failed for a reason that is not the user's input (a converter, a runtime).
+
+    Raised ``from`` the original exception so that ``-v`` shows the whole chain.
+    """

@@ -1,4 +1,5 @@
-"""Files the tool writes and reads: owned, atomic directory writes and content digests.
+"""Files the tool writes and reads: owned, atomic directory writes, content digests, and the
+one reader of files inside a directory the tool wrote (:func:`read_verified`).
 
 A directory a command writes (an export, a checkpoint, Android assets) is staged in a hidden
 sibling, marked as the tool's own with :data:`MARKER_FILE` (JSON: tool, version, kind), and
@@ -150,6 +151,39 @@ def _terminate_as_exit():
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def inside(directory, name: str) -> Path:
+    """``directory / name``, resolved (symlinks followed); refused unless it stays inside
+    ``directory``: the file names a manifest records are untrusted."""
+    root = Path(directory).resolve()
+    path = (root / name).resolve()
+    if path == root or root not in path.parents:
+        raise UserError(f"{Path(directory) / name}: resolves to {path}, outside the export "
+                        f"directory {root}; refusing to read it (re-run basisnet-deploy export)")
+    return path
+
+
+def read_verified(directory, name: str, sha256: str | None = None, size: int | None = None,
+                  what: str = "file") -> bytes:
+    """The bytes of ``directory / name``: every read of a file of an export goes through here.
+
+    Refused (a :class:`UserError` naming the file and ``what`` it is) when the name resolves
+    outside ``directory`` (a symbolic link or ``..``), when it is missing or unreadable, and
+    when its size or sha256 differ from ``size`` / ``sha256`` (each checked where given).
+    """
+    path = inside(directory, name)
+    if not path.is_file():
+        raise UserError(f"{path}: missing ({what}); re-run basisnet-deploy export")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
+    if (size is not None and len(data) != size) or (sha256 is not None and sha256_hex(data) != sha256):
+        expected = f" ({size} bytes expected)" if size is not None else ""
+        raise UserError(f"{path}: {len(data)} bytes, sha256 differs from the manifest{expected} "
+                        f"({what}): truncated or modified; re-run basisnet-deploy export")
+    return data
 
 
 def write_json_atomically(path: Path, data) -> None:

@@ -20,7 +20,6 @@ these by default (a quarter of the float32 bases' bytes), from ``bases_raw`` oth
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.targets import registry
 from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, PresynthFiles, Role, check_files,
                                                 load_manifest)
-from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.common.files import read_verified, sha256_hex
 from basisnet_deploy.artifacts.synthesis import load_bases, load_presynth
 
 DEFAULT_OUT = Path("android_demo/app/src/main/assets/basisnet")
@@ -72,7 +71,7 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
         raise UserError(f"{export_dir}: the app needs the lightweight model and a specialist; "
                         "re-export with --specialist all")
 
-    files = [entry.file for entry in artifacts.values()]
+    files = {entry.file: (entry.sha256, entry.bytes, entry.role.value) for entry in artifacts.values()}
     if Role.SPECIALIST_PRESYNTH in artifacts:  # bases readable, patch table fits the template
         table = load_presynth(export_dir, artifacts[Role.SPECIALIST_PRESYNTH]).table
         if any(p.per_tensor for p in table):
@@ -81,12 +80,13 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
     with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:
-            files.append(presynth.presynth.patch_table)
+            files[presynth.presynth.patch_table] = (presynth.presynth.patch_table_sha256, None,
+                                                    "patch table")
             presynth.details["bases_raw"] = _write_bases(export_dir, presynth.presynth, tmp / BASES_RAW)
             presynth.details["bases_int8_raw"] = _write_compact(export_dir, presynth.presynth,
                                                                 tmp / BASES_INT8_RAW)
-        for name in files:
-            shutil.copyfile(export_dir / name, tmp / name)
+        for name, (sha256, size, what) in files.items():  # the bytes checked, not the path
+            (tmp / name).write_bytes(read_verified(export_dir, name, sha256, size, what))
         manifest.record.android_assets = {"source": str(export_dir),
                                           "generator": f"basisnet-deploy {__version__}"}
         manifest.save(tmp)
@@ -101,12 +101,8 @@ def _ours(directory: Path) -> bool:
 
 
 def _write_bases(export_dir: Path, files: PresynthFiles, target: Path) -> dict:
-    path = export_dir / files.bases
-    data = path.read_bytes() if path.is_file() else b""
-    if sha256_hex(data) != files.bases_sha256:
-        raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
-                        "basisnet-deploy export")
-    tensors, offset, bases = {}, 0, load_bases(path)
+    data = read_verified(export_dir, files.bases, files.bases_sha256, what="bases")
+    tensors, offset, bases = {}, 0, load_bases(data, export_dir / files.bases)
     with open(target, "wb") as f:
         for name in sorted(bases):
             array = np.ascontiguousarray(bases[name], "<f4")
@@ -123,13 +119,10 @@ def _write_compact(export_dir: Path, files: PresynthFiles, target: Path) -> dict
     from basisnet_deploy.artifacts import compact_bases
     from basisnet_deploy.artifacts.synthesis import load_table
 
-    path = export_dir / files.bases_int8
-    data = path.read_bytes() if path.is_file() else b""
-    if sha256_hex(data) != files.bases_int8_sha256:
-        raise UserError(f"{path}: missing or its sha256 differs from the manifest; re-run "
-                        "basisnet-deploy export")
-    table = load_table((export_dir / files.patch_table).read_text())
-    arrays = compact_bases.load(path, table)
+    data = read_verified(export_dir, files.bases_int8, files.bases_int8_sha256, what="int8 bases")
+    table = load_table(read_verified(export_dir, files.patch_table, files.patch_table_sha256,
+                                     what="patch table").decode())
+    arrays = compact_bases.load(export_dir / files.bases_int8, table, data)
     tensors, offset = {}, 0
     with open(target, "wb") as f:
         for p in table:

@@ -28,7 +28,7 @@ from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
                                                 ExportRecord, Manifest, PresynthFiles, legacy_export)
 from basisnet_deploy.calibration.images import CalibrationImages, calibration_images
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import InternalError, UserError
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
                                           write_json_atomically)
 from basisnet_deploy.converters.base import ExportError, Exporter, Graph, fold_bases
@@ -70,16 +70,16 @@ def _graphs(net, cfg, baked, decompose_hard_swish: bool = False, tuned: dict | N
     import tensorflow as tf
 
     from basisnet_deploy.converters.base import Graph
-    from basisnet_deploy.model.layers import decomposed_hard_swish
+    from basisnet_deploy.model.layers import hard_swish_decomposed
     from basisnet_deploy.model.network import (build_lightweight, build_plain_specialist,
                                        build_specialist, copy_basis_into_plain)
 
     a = cfg.architecture
     n_blocks = len(a.nonshared_blocks)
-    with decomposed_hard_swish(decompose_hard_swish):
-        lm = build_lightweight(a)
-        coeff_model = build_specialist(a, synthesis="batch")
-        template = build_plain_specialist(a)
+    hs = hard_swish_decomposed if decompose_hard_swish else None
+    lm = build_lightweight(a, hard_swish=hs)
+    coeff_model = build_specialist(a, synthesis="batch", hard_swish=hs)
+    template = build_plain_specialist(a, hard_swish=hs)
     tuned = tuned or {}
     lm.set_weights(tuned.get(Role.LIGHTWEIGHT.value, net.lightweight.get_weights()))
     coeff_model.set_weights(net.specialist.get_weights())
@@ -321,7 +321,7 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, inputs:
             record.export_seconds = round(time.perf_counter() - started, 1)
             manifest.save(tmp)
     except ExportError as e:
-        raise UserError(f"export failed: {e}") from None
+        raise InternalError(f"export failed: {e}") from e
     return manifest
 
 

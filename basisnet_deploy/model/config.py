@@ -8,6 +8,8 @@ names the key and what is wrong, so the CLI can print them without a traceback.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 
 from basisnet_deploy.model.arch import ARCHS
@@ -87,6 +89,7 @@ class BasisNetConfig:
     def validate(self) -> "BasisNetConfig":
         self.architecture.validate()
         self.preprocessing.validate()
+        _check_value(self.training, TrainingRecord, "training")
         if len(self.labels) != self.architecture.num_classes:
             raise ConfigError(f"labels: {len(self.labels)} labels for "
                               f"{self.architecture.num_classes} classes")
@@ -117,8 +120,7 @@ class BasisNetConfig:
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise ConfigError(f"{where}: labels must be a list of strings")
         training = body.get("training", {})
-        if not isinstance(training, dict):
-            raise ConfigError(f"{where}: training must be an object")
+        _check_value(training, TrainingRecord, f"{where}: training")
         cfg = cls(arch, pre, tuple(labels), training)
         try:
             return cfg.validate()
@@ -139,23 +141,70 @@ def _check_keys(data, cls, where, required=()):
 
 
 def _build(cls, data, where):
-    """Build a flat dataclass from JSON, checking names and types, every field required."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _check_keys(data, cls, where, required=tuple(fields))
-    values = {}
-    defaults = cls()
-    for name, value in data.items():
-        want = type(getattr(defaults, name))
-        if want is tuple:
-            if not isinstance(value, list) or len(value) != 2:
-                raise ConfigError(f"{where}.{name}: must be a list of two numbers, got {value!r}")
-            value = tuple(value)
-        elif want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-            raise ConfigError(f"{where}.{name}: must be {want.__name__}, got {value!r}")
-        values[name] = value
-    return cls(**values)
+    """Build a dataclass from JSON, checking names and every value's type at every depth
+    (from the field types), every field required."""
+    return cls(**_fields(cls, data, where, partial=False))
+
+
+def _fields(cls, data, where, partial: bool) -> dict:
+    hints = typing.get_type_hints(cls)
+    _check_keys(data, cls, where, required=() if partial else tuple(hints))
+    return {name: _check_value(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+
+
+def _check_value(value, want, where: str):
+    """``value`` as type ``want`` (a list becomes a tuple, an int a float), or a one-line
+    :class:`ConfigError` naming the key path ``where``. A dataclass inside another is an
+    object whose keys are its fields, each optional, kept as a dict."""
+    origin, args = typing.get_origin(want), typing.get_args(want)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if value is None or a is not type(None)]
+        if len(options) == 1:  # X | None and not None: X's own error, from its depth
+            return _check_value(value, options[0], where)
+        for option in options:
+            try:
+                return _check_value(value, option, where)
+            except ConfigError:
+                continue
+    elif dataclasses.is_dataclass(want):
+        if isinstance(value, dict):
+            _fields(want, value, where, partial=True)
+            return value
+    elif origin is tuple:
+        if isinstance(value, list):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            if len(value) == len(args):
+                return tuple(_check_value(v, a, f"{where}[{i}]")
+                             for i, (v, a) in enumerate(zip(value, args)))
+    elif origin is list:
+        if isinstance(value, list):
+            return [_check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return {k: _check_value(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    elif want is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif want is type(None):
+        if value is None:
+            return None
+    elif isinstance(value, want) and isinstance(value, bool) == (want is bool):
+        return value
+    raise ConfigError(f"{where}: must be {_describe(want)}, got {value!r}")
+
+
+def _describe(want) -> str:
+    origin, args = typing.get_origin(want), typing.get_args(want)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if dataclasses.is_dataclass(want) or want is dict or origin is dict:
+        return "an object"
+    if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        return f"a list of {len(args)} {_describe(args[0])}"
+    if origin in (tuple, list):
+        return f"a list of {_describe(args[0])}"
+    return {type(None): "null", list: "a list"}.get(want, getattr(want, "__name__", str(want)))
 
 
 @dataclass(frozen=True)
@@ -180,6 +229,28 @@ class TrainSettings:
         if bases == 1:
             return 0.0
         return 1 / 16 if bases >= 16 else 1 / 8
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """The keys of config.json's informational ``training`` object and their types (what
+    ``train`` writes); every key is optional, an unknown one is refused."""
+
+    dataset: str | None = None  # "digits" or the image folder
+    settings: TrainSettings | None = None  # the TrainSettings used (any subset of its fields)
+    augment: bool = False
+    held_out: dict[str, float] | None = None  # top-1 of both stages, and the count
+    train_seconds: float = 0.0
+    steps: int = 0
+    resumed_from_epoch: int = 0
+    epochs: list[dict] = ()  # per-epoch summaries
+    train_examples: int = 0
+    init_from: list[dict] = ()  # --init-from files
+    skipped: dict[str, int] | None = None  # undecodable images, by reason
+    skipped_files: list[str] = ()
+    held_out_files: list[str] = ()  # a folder's held-out split, by relative path
+    held_out_sha256: str = ""
+    note: str = ""
 
 
 PRESETS = {

@@ -16,7 +16,6 @@ Two synthesis modes:
 
 from __future__ import annotations
 
-import contextlib
 
 import keras
 import tensorflow as tf
@@ -143,9 +142,6 @@ def _per_sample_depthwise(x, w, kernel: int, stride: int):
     return y
 
 
-_HARD_SWISH = {"decomposed": False}
-
-
 def hard_swish_decomposed(x):
     """hard_swish(x) = x * relu6(x + 3) / 6, in a form TFLite does not fuse into HARD_SWISH.
 
@@ -157,23 +153,14 @@ def hard_swish_decomposed(x):
     return (x * (1.0 / 6.0)) * keras.ops.relu6(x + 3.0)
 
 
-@contextlib.contextmanager
-def decomposed_hard_swish(enabled: bool = True):
-    """Models built inside use :func:`hard_swish_decomposed` for "HS" (same weights)."""
-    previous = _HARD_SWISH["decomposed"]
-    _HARD_SWISH["decomposed"] = enabled
-    try:
-        yield
-    finally:
-        _HARD_SWISH["decomposed"] = previous
-
-
-def activation(name: str):
-    """Keras activation for a block-table nonlinearity code."""
+def activation(name: str, hard_swish=None):
+    """Keras activation for a block-table nonlinearity code; ``hard_swish`` is the function
+    for "HS" (default ``keras.activations.hard_swish``, which TFLite fuses into HARD_SWISH;
+    :func:`hard_swish_decomposed` spells it out with the same weights)."""
     if name == "RE":
         return keras.activations.relu
     if name == "RE6":
         return keras.activations.relu6
     if name == "HS":
-        return hard_swish_decomposed if _HARD_SWISH["decomposed"] else keras.activations.hard_swish
+        return hard_swish or keras.activations.hard_swish
     raise ValueError(f"unknown nonlinearity {name!r}")

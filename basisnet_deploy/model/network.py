@@ -4,6 +4,11 @@ Every network is built from :func:`basisnet_deploy.model.arch.resolve`, so it ha
 channels the cost model counts. Layers are named ``<prefix>_L<i>_<part>`` (the paper's block
 numbering) so checkpoints, BN folding and exporters can find a block's weights by name.
 
+Every builder takes ``hard_swish``, the function its "HS" nonlinearities use (as timm's
+``act_layer``): None for ``keras.activations.hard_swish``, or
+:func:`basisnet_deploy.model.layers.hard_swish_decomposed`. The form changes the graph, not
+the weights.
+
 Shapes of the two stages (B = batch, L = non-shared blocks, K = bases):
 - lightweight: image [B, r, r, 3] -> {"logits": [B, classes], "coefficients": [B, L, K]};
   coefficients are a softmax over K for each block.
@@ -28,8 +33,11 @@ SPECIALIST_PREFIX = "sp"
 class _Builder:
     """Functional-API helpers that share a name prefix and a BN momentum."""
 
-    def __init__(self, prefix: str, bn_momentum: float):
-        self.prefix, self.momentum = prefix, bn_momentum
+    def __init__(self, prefix: str, bn_momentum: float, hard_swish=None):
+        self.prefix, self.momentum, self.hard_swish = prefix, bn_momentum, hard_swish
+
+    def act(self, code: str):
+        return activation(code, self.hard_swish)
 
     def name(self, *parts) -> str:
         return "_".join((self.prefix, *map(str, parts)))
@@ -51,7 +59,7 @@ class _Builder:
 
     def block(self, x, b: ResolvedBlock, coefficients=None, slot=0, bases=1, synthesis="sample"):
         """One inverted bottleneck. With ``coefficients`` its three kernels are basis mixes."""
-        tag, act = f"L{b.index}", activation(b.act)
+        tag, act = f"L{b.index}", self.act(b.act)
         basis = dict(bases=bases, slot=slot, synthesis=synthesis)
         shortcut = x
         if b.has_expand:
@@ -84,7 +92,7 @@ class _Builder:
               synthesis="sample"):
         """Stem, blocks and head convs; returns the flat feature vector before the classifier."""
         x = self.conv(image, net.stem_channels, "stem", kernel=3, strides=2)
-        x = keras.layers.Activation(activation(net.arch.stem_act), name=self.name("stem_act"))(
+        x = keras.layers.Activation(self.act(net.arch.stem_act), name=self.name("stem_act"))(
             self.bn(x, "stem"))
         slots = {idx: slot for slot, idx in enumerate(nonshared)}
         for b in net.blocks:
@@ -100,7 +108,7 @@ class _Builder:
             x = self.conv(x, h.channels, f"head{i}", bias=not h.bn)
             if h.bn:
                 x = self.bn(x, f"head{i}")
-            x = keras.layers.Activation(activation(h.act), name=self.name(f"head{i}_act"))(x)
+            x = keras.layers.Activation(self.act(h.act), name=self.name(f"head{i}_act"))(x)
         if not pooled:
             x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=self.name("pool"))(x)
         return keras.layers.Flatten(name=self.name("features"))(x)
@@ -110,9 +118,9 @@ class _Builder:
         return keras.layers.Dense(classes, name=self.name(*parts))(x)
 
 
-def build_lightweight(cfg: ArchConfig) -> keras.Model:
+def build_lightweight(cfg: ArchConfig, hard_swish=None) -> keras.Model:
     net = resolve(cfg.light_arch, cfg.light_width, cfg.light_resolution)
-    bld = _Builder(LIGHT_PREFIX, cfg.bn_momentum)
+    bld = _Builder(LIGHT_PREFIX, cfg.bn_momentum, hard_swish)
     image = keras.Input((cfg.light_resolution, cfg.light_resolution, 3), name="image")
     features = bld.trunk(image, net)
     logits = bld.classifier(features, cfg.num_classes, cfg.dropout, "logits")
@@ -123,9 +131,9 @@ def build_lightweight(cfg: ArchConfig) -> keras.Model:
     return keras.Model(image, {"logits": logits, "coefficients": coeff}, name="lightweight")
 
 
-def build_specialist(cfg: ArchConfig, synthesis: str = "sample") -> keras.Model:
+def build_specialist(cfg: ArchConfig, synthesis: str = "sample", hard_swish=None) -> keras.Model:
     net = resolve(cfg.specialist_arch, cfg.width, cfg.resolution)
-    bld = _Builder(SPECIALIST_PREFIX, cfg.bn_momentum)
+    bld = _Builder(SPECIALIST_PREFIX, cfg.bn_momentum, hard_swish)
     image = keras.Input((cfg.resolution, cfg.resolution, 3), name="image")
     n_blocks = len(cfg.nonshared_blocks)
     coefficients = keras.Input((n_blocks, cfg.bases), name="coefficients")
@@ -144,22 +152,22 @@ class PlainStyle:
 
 
 def build_plain(arch: str, width: float, resolution: int, classes: int,
-                style: PlainStyle = PlainStyle()) -> keras.Model:
+                style: PlainStyle = PlainStyle(), hard_swish=None) -> keras.Model:
     """A plain MobileNet of the same table: the specialist's static-weight shape, or a baseline.
 
     With the specialist's prefix its layer names match the specialist's, so a synthesized
     kernel (or basis k) can be copied into it by name.
     """
     net = resolve(arch, width, resolution)
-    bld = _Builder(style.prefix, style.bn_momentum)
+    bld = _Builder(style.prefix, style.bn_momentum, hard_swish)
     image = keras.Input((resolution, resolution, 3), name="image")
     logits = bld.classifier(bld.trunk(image, net), classes, style.dropout, "logits")
     return keras.Model(image, logits, name=f"plain_{arch}")
 
 
-def build_plain_specialist(cfg: ArchConfig) -> keras.Model:
+def build_plain_specialist(cfg: ArchConfig, hard_swish=None) -> keras.Model:
     return build_plain(cfg.specialist_arch, cfg.width, cfg.resolution, cfg.num_classes,
-                       PlainStyle(dropout=cfg.dropout, bn_momentum=cfg.bn_momentum))
+                       PlainStyle(dropout=cfg.dropout, bn_momentum=cfg.bn_momentum), hard_swish)
 
 
 class BasisNet:

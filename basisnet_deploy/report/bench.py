@@ -23,7 +23,7 @@ from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, agreement_wa
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.common.files import read_verified, sha256_hex
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.gpu import GPU_TOLERANCE, relative_error
@@ -181,7 +181,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={"lightweight": setup.light_factory.processor,
                     "specialist": setup.factory.processor},
-        manifest_sha256=sha256_hex((Path(directory) / MANIFEST_FILE).read_bytes()))
+        manifest_sha256=sha256_hex(read_verified(directory, MANIFEST_FILE, what="manifest")))
     report.warning = agreement_warning(setup.dep.manifest)
     try:
         _measure_stages(setup, opts, report, say)

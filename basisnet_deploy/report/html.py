@@ -1,25 +1,17 @@
 """The report page: one self-contained HTML file, pictures embedded as data: URIs.
 
-Every number on the page is written by :func:`num` from the report's JSON document and carries
-its JSON pointer (``data-key``) and format (``data-fmt``), so a test can check that the page
-and ``report.json`` agree. A small inline script records, once the page has loaded, how many
+Every number on the page is written by :func:`~basisnet_deploy.report.html_cells.num` from
+the report's JSON document and carries its JSON pointer (``data-key``) and format
+(``data-fmt``), so a test can check that the page and ``report.json`` agree. A small inline script records, once the page has loaded, how many
 images decoded (``<body data-images-loaded="n/m">``), for the browser test.
 """
 
 from __future__ import annotations
 
-import base64
 from html import escape
 
-FORMATS = {
-    "pct": lambda v: f"{v * 100:.1f}%",
-    "m": lambda v: f"{v / 1e6:.2f}M",
-    "ms": lambda v: f"{v:.3f}",
-    "f4": lambda v: f"{v:.4f}",
-    "e": lambda v: f"{v:.2e}",
-    "int": lambda v: f"{int(v):,}",
-    "s": lambda v: f"{v:.1f}",
-}
+from basisnet_deploy.report.html_cells import img, num, table
+from basisnet_deploy.report.html_tables import cost_section, fidelity_section
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
@@ -38,25 +30,6 @@ window.addEventListener('load', function () {
 """
 
 
-def num(key: str, value, fmt: str) -> str:
-    """A number from the JSON at pointer ``key`` ('/'-separated), formatted; '-' when absent."""
-    if value is None:
-        return f'<span data-key="{escape(key)}" data-fmt="none">-</span>'
-    return f'<span data-key="{escape(key)}" data-fmt="{fmt}">{FORMATS[fmt](value)}</span>'
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f'<th class="{"t" if i == 0 else ""}">{escape(h)}</th>' for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f'<td class="{"t" if i == 0 else ""}">{c}</td>'
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
-
-
-def _img(pictures: dict, name: str, alt: str) -> str:
-    data = base64.b64encode(pictures[name]).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" data-file="{name}">'
-
-
 def _specialization(doc: dict, pictures: dict) -> str:
     s = doc["specialization"]
     rows = []
@@ -69,8 +42,8 @@ def _specialization(doc: dict, pictures: dict) -> str:
     return (f"<h2>Basis specialization ({escape(s['block'])})</h2>"
             f"<p class=note>For each basis of block {escape(s['block'])}, the classes whose images "
             "give it the highest mean coefficient, with the images of each that weigh it most "
-            "(the paper's Figure 3).</p>" + _img(pictures, "specialization.png", "specialization")
-            + _table(["basis", "class", "mean coefficient", "images"], rows))
+            "(the paper's Figure 3).</p>" + img(pictures, "specialization.png", "specialization")
+            + table(["basis", "class", "mean coefficient", "images"], rows))
 
 
 def _similar(doc: dict, pictures: dict) -> str:
@@ -82,8 +55,8 @@ def _similar(doc: dict, pictures: dict) -> str:
     return ("<h2>Coefficients for similar classes</h2>"
             f"<p class=note>Mean coefficient per non-shared block and basis for {len(s['classes'])} "
             f"classes, {escape(why)} (the paper's Figure 4).</p>"
-            + _img(pictures, "similar_classes.png", "similar classes")
-            + _table(["class pair", "LM confusion"], rows))
+            + img(pictures, "similar_classes.png", "similar classes")
+            + table(["class pair", "LM confusion"], rows))
 
 
 def _health(doc: dict, pictures: dict) -> str:
@@ -98,8 +71,8 @@ def _health(doc: dict, pictures: dict) -> str:
     return ("<h2>Basis health</h2><p class=note>Entropy in nats; the uniform mix has "
             f"{num('/basis_health/max_entropy', h['max_entropy'], 'f4')} (log K). A basis is "
             "flagged unused in a block when it is never the largest coefficient there.</p>"
-            + flag + _img(pictures, "basis_health.png", "basis health")
-            + _table(["block", "mean entropy", "entropy of the mean", "unused bases"], rows))
+            + flag + img(pictures, "basis_health.png", "basis health")
+            + table(["block", "mean entropy", "entropy of the mean", "unused bases"], rows))
 
 
 def _early_exit(doc: dict, pictures: dict) -> str:
@@ -121,16 +94,14 @@ def _early_exit(doc: dict, pictures: dict) -> str:
     return ("<h2>Early exit</h2>"
             f"<p class=note>Top-1 against average MAdds for every threshold on these images; the "
             f"manifest's calibrated point, {label}, is circled.</p>"
-            + _img(pictures, "early_exit.png", "early exit trade-off")
-            + _table(["at the manifest's threshold", "top-1", "exit rate", "avg MAdds"], rows)
-            + _img(pictures, "exit_per_class.png", "exit rate per class")
-            + _table(["class", "exit rate"], per))
+            + img(pictures, "early_exit.png", "early exit trade-off")
+            + table(["at the manifest's threshold", "top-1", "exit rate", "avg MAdds"], rows)
+            + img(pictures, "exit_per_class.png", "exit rate per class")
+            + table(["class", "exit rate"], per))
 
 
 def render_page(doc: dict, pictures: dict) -> str:
     """The whole page for the report JSON ``doc`` and its PNGs."""
-    from basisnet_deploy.report.html_tables import cost_section, fidelity_section
-
     im = doc["images"]
     head = (f"<h1>BasisNet deployment report</h1><p>Export <code>{escape(doc['export'])}</code>; "
             f"{num('/images/count', im['count'], 'int')} images from {escape(im['source'])} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from basisnet_deploy.report.html import _img, _table, num
+from basisnet_deploy.report.html_cells import img, num, table
 
 
 def fidelity_section(doc: dict) -> str:
@@ -18,7 +18,7 @@ def fidelity_section(doc: dict) -> str:
                      num(f"{k}/logits_max_rel", r["logits_max_rel"], "e"),
                      num(f"{k}/coefficients_max_abs", r["coefficients_max_abs"], "e")])
     v = f["manifest"] or {}
-    stored = (_table(["artifact", "top-1 agreement", "accuracy", "drop vs float model",
+    stored = (table(["artifact", "top-1 agreement", "accuracy", "drop vs float model",
                       "logit max rel err", "coefficient max abs err"], rows)
               if rows else "<p class=flag>The manifest records no verification.</p>")
     fresh = []
@@ -43,7 +43,7 @@ def fidelity_section(doc: dict) -> str:
             + "<p class=note>Fresh run on this page's images: each exported artifact against the "
             "labels and against the exported lightweight model (end to end, the exported LM's "
             "coefficients drive the specialist):</p>"
-            + _table(["artifact", "accuracy", "top-1 agreement with the LM"], fresh) + extra)
+            + table(["artifact", "accuracy", "top-1 agreement with the LM"], fresh) + extra)
 
 
 def cost_section(doc: dict, pictures: dict) -> str:
@@ -55,7 +55,7 @@ def cost_section(doc: dict, pictures: dict) -> str:
     out = ("<h2>Cost</h2><p class=note>MAdds and parameters from the manifest's cost model"
            + ("; latencies measured by <code>bench</code>" if c["bench"] else
               "; no --bench file was given, so no latencies are shown") + ".</p>"
-           + _img(pictures, "cost.png", "cost") + _table(["stage", "MAdds", "parameters"], rows))
+           + img(pictures, "cost.png", "cost") + table(["stage", "MAdds", "parameters"], rows))
     b = c["bench"]
     if b:
         lat = [[escape(n), *(num(f"/cost/bench/stages/{n}/{p}", s.get(p), "ms")
@@ -67,6 +67,6 @@ def cost_section(doc: dict, pictures: dict) -> str:
                for n, r in b["runners"].items()]
         out += (f"<p class=note>bench: {escape(str(b['runtime']))}, delegate "
                 f"{escape(str(b['delegate']))}, specialist {escape(str(b['specialist_form']))}.</p>"
-                + _table(["stage", "p50 ms", "p90 ms", "p99 ms"], lat)
-                + _table(["runner", "frames/s", "p50 ms", "exit rate", "avg MAdds"], run))
+                + table(["stage", "p50 ms", "p90 ms", "p99 ms"], lat)
+                + table(["runner", "frames/s", "p50 ms", "exit rate", "avg MAdds"], run))
     return out

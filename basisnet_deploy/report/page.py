@@ -23,7 +23,7 @@ import numpy as np
 
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex, staged_directory
+from basisnet_deploy.common.files import read_verified, sha256_hex, staged_directory
 from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.report import analysis, plots
 from basisnet_deploy.report.html import render_page
@@ -141,7 +141,7 @@ def load_bench(path, export_dir) -> dict:
         raise UserError(f"--bench {path}: not JSON; pass the file of bench --json-out") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("stages"), dict):
         raise UserError(f"--bench {path}: no 'stages'; pass the file of bench --json-out")
-    want = sha256_hex((Path(export_dir) / MANIFEST_FILE).read_bytes())
+    want = sha256_hex(read_verified(export_dir, MANIFEST_FILE, what="manifest"))
     got = doc.get("manifest_sha256")
     if got != want:
         why = "has no manifest_sha256 (re-run bench)" if got is None else "is from another export"

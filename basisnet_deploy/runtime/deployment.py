@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
-from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import sha256_hex
+from basisnet_deploy.common.files import inside, read_verified
 from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
 from basisnet_deploy.artifacts.manifest import Artifact, Manifest, Role, check_files, load_manifest
 
@@ -33,7 +32,9 @@ class Deployment:
         return self.manifest.artifacts
 
     def path(self, role: Role | str) -> Path:
-        return self.directory / self.manifest.artifact(role, self.directory).file
+        """The artifact's file, refused if its name leads outside the export (checked against
+        the manifest's sha256 when this deployment was opened)."""
+        return inside(self.directory, self.manifest.artifact(role, self.directory).file)
 
     def specialist_path(self, form: str) -> Path:
         """The artifact the specialist stage runs in ``form`` (presynth: the template)."""
@@ -50,12 +51,9 @@ class Deployment:
         from basisnet_deploy.artifacts import compact_bases
 
         entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory).presynth
-        path = self.directory / entry.bases_int8
-        data = path.read_bytes() if path.is_file() else b""
-        if sha256_hex(data) != entry.bases_int8_sha256:
-            raise UserError(f"{path}: missing, or its sha256 differs from the manifest; re-run "
-                            "basisnet-deploy export")
-        return compact_bases.load(path, self.presynth().table)
+        data = read_verified(self.directory, entry.bases_int8, entry.bases_int8_sha256,
+                             what="int8 bases")
+        return compact_bases.load(self.directory / entry.bases_int8, self.presynth().table, data)
 
     @property
     def decode_side(self) -> int:

@@ -3,8 +3,9 @@
 ``sequential``: per frame, the LM, then (unless the frame exits early) the specialist, with
 any synthesis in between, all on the caller's thread.
 
-``pipelined``: each stage has its own worker thread, which creates and owns its session (GPU
-delegates must be created on the thread that uses them). With the pre-synthesized form,
+``pipelined``: each stage has its own worker thread, which creates its stage (and with it
+its sessions: GPU delegates must be created on the thread that uses them), runs it and closes
+it after its last frame; the caller never closes a stage that a worker may still be using. With the pre-synthesized form,
 synthesis is a stage of its own between the LM and the specialist: it mixes the kernels for
 frame t+1 and builds that frame's session while the specialist runs frame t, so the
 specialist never waits for synthesis (exact per-frame BasisNet). Bounded queues between the
@@ -118,6 +119,8 @@ class _Item:
 
 
 class _LightStage:
+    """A stage: called once per frame, closed once by the thread that made it."""
+
     def __init__(self, deployment, factory, threshold):
         self.session = factory(deployment.path(Role.LIGHTWEIGHT))
         self.threshold = threshold
@@ -134,18 +137,21 @@ class _LightStage:
         item.exits = self.threshold is not None and item.confidence >= self.threshold
         return item
 
+    def close(self) -> None:
+        self.session = None  # the factory owns the session; this stage only lets go of it
+
 
 class _SynthesisStage:
     """Presynth: the session each frame runs on, re-synthesized as the policy asks."""
 
     def __init__(self, deployment, factory, options: "RunnerOptions", buffers: int,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, counted: Callable[[], None] = lambda: None):
         compact = deployment.compact_bases() if options.bases == "int8" else None
         self.synthesizer = Synthesizer(deployment.presynth(), factory, buffers, stop, compact)
         self.policy = options.policy
         self.current: SynthesizedModel | None = None
         self.uses = 0
-        self.resyntheses = 0
+        self.counted = counted  # called once per synthesized model
 
     def __call__(self, item: _Item) -> _Item:
         if item.exits:
@@ -158,7 +164,7 @@ class _SynthesisStage:
             if self.current is not None:
                 self.current.release()  # this stage's own hold; frames in flight keep theirs
             self.current, self.uses = fresh, 0
-            self.resyntheses += 1
+            self.counted()
         self.uses += 1
         item.model = self.current.hold()
         return item
@@ -191,6 +197,9 @@ class _SpecialistStage:
         item.label, item.confidence = int(np.argmax(probs)), float(np.max(probs))
         return item
 
+    def close(self) -> None:
+        self.session = None
+
 
 @dataclass
 class StageOutputs:
@@ -205,16 +214,13 @@ def stage_outputs(deployment, factory, form: str, frames) -> Iterator[StageOutpu
     """LM and specialist outputs per frame, sequentially on this thread, every frame through
     both stages (for analysis: threshold sweeps, reports)."""
     options = RunnerOptions(threshold=None, form=form, mode="sequential")
-    runner = TwoStageRunner(deployment, factory, factory, options)
-    stages = [make() for make in runner._stage_factories(buffers=2)]
-    try:
-        for index, frame in enumerate(frames):
-            item = _Item(index, frame, time.perf_counter())
-            for stage in stages:
-                item = stage(item)
-            yield StageOutputs(item.lm_logits, item.coefficients, item.logits)
-    finally:
-        runner._finish()
+    return TwoStageRunner(deployment, factory, factory, options).outputs(frames)
+
+
+def _close(stage) -> None:
+    close = getattr(stage, "close", None)
+    if close is not None:
+        close()
 
 
 class _Failure:
@@ -241,9 +247,25 @@ class TwoStageRunner:
 
     def run(self, frames: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[Result]:
         """Results in input order for frames of (lightweight input, specialist input)."""
+        self.resyntheses = 0
         if self.options.mode == "sequential":
-            return self._run_sequential(frames)
+            return self._each(self._sequential(frames), self._result)
         return self._run_pipelined(frames)
+
+    def outputs(self, frames: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[StageOutputs]:
+        """Both stages' raw outputs per frame, sequentially on the caller's thread (with no
+        threshold, every frame runs the specialist too)."""
+        self.resyntheses = 0
+        return self._each(self._sequential(frames), lambda item: StageOutputs(
+            item.lm_logits, item.coefficients, item.logits))
+
+    @staticmethod
+    def _each(items, view):
+        try:
+            for item in items:
+                yield view(item)
+        finally:
+            items.close()  # the stages close now, on this thread, not when collected
 
     def _result(self, item: _Item) -> Result:
         return Result(item.index, item.label, self.deployment.labels[item.label], item.confidence,
@@ -251,36 +273,32 @@ class TwoStageRunner:
                       (time.perf_counter() - item.submitted) * 1e3, item.lm_label, item.lm_confidence)
 
     def _stage_factories(self, buffers: int, stop=None) -> list[Callable[[], Callable]]:
-        """Each stage as a factory, called on the thread that will run it."""
+        """Each stage as a factory, called on the thread that will run and close it."""
         o, dep = self.options, self.deployment
         factories = [lambda: _LightStage(dep, self.light, o.threshold)]
         if o.form == "presynth":
-            factories.append(lambda: self._track(
-                _SynthesisStage(dep, self.specialist, o, buffers, stop)))
+            factories.append(lambda: _SynthesisStage(dep, self.specialist, o, buffers, stop,
+                                                     self._count_resynthesis))
         factories.append(lambda: _SpecialistStage(dep, self.specialist, o.form))
         return factories
 
-    def _track(self, stage: _SynthesisStage) -> _SynthesisStage:
-        self._synthesis = stage
-        return stage
+    def _count_resynthesis(self) -> None:  # only the one synthesis stage calls it
+        self.resyntheses += 1
 
-    def _finish(self) -> None:
-        stage = getattr(self, "_synthesis", None)
-        if stage is not None:
-            self.resyntheses = stage.resyntheses
-            stage.close()
-            self._synthesis = None
-
-    def _run_sequential(self, frames):
-        stages = [make() for make in self._stage_factories(buffers=2)]
+    def _sequential(self, frames) -> Iterator[_Item]:
+        """Every stage made, run and closed on the thread that drives this generator."""
+        stages = []
         try:
+            for make in self._stage_factories(buffers=2):
+                stages.append(make())
             for index, frame in enumerate(frames):
                 item = _Item(index, frame, time.perf_counter())
                 for stage in stages:
                     item = stage(item)
-                yield self._result(item)
+                yield item
         finally:
-            self._finish()
+            for stage in stages:
+                _close(stage)
 
     def _run_pipelined(self, frames):
         # Buffers: one being built, the synthesis stage's current, the queued frames', the
@@ -293,7 +311,6 @@ class TwoStageRunner:
                 yield self._result(item)
         finally:
             self.dropped = pipeline.dropped
-            self._finish()
 
 
 class _Pipeline:
@@ -376,8 +393,11 @@ class _Pipeline:
             self.fail(e)
 
     def worker(self, position: int) -> None:
+        """Make the stage, run it on every frame, close it: all on this thread, so the stage
+        is closed only after its last use, even when the caller stopped waiting for it."""
+        stage = None
         try:
-            stage = self.stages[position]()  # created on this thread
+            stage = self.stages[position]()
             source, sink = self.queues[position], self.queues[position + 1]
             pull = position == 0 and self.drop == "keep-latest"
             while True:
@@ -391,6 +411,12 @@ class _Pipeline:
                     return
         except BaseException as e:
             self.fail(e)
+        finally:
+            if stage is not None:
+                try:
+                    _close(stage)
+                except BaseException as e:
+                    self.fail(e)
 
     def run(self, frames) -> Iterator[_Item]:
         threads = [threading.Thread(target=self.feeder, args=(frames,), name="basisnet-feeder", daemon=True)]

@@ -33,7 +33,7 @@ def _shard_batch(ds, ctx, steps: int, global_batch: int):
     if ctx.num_input_pipelines > 1:
         ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
     ds = ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True).take(steps)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(stream._options())
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(stream.dataset_options())
 
 
 class MemorySource:

@@ -182,7 +182,9 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, 1_000_003, epoch]).permutation(n)
 
 
-def _options() -> tf.data.Options:
+def dataset_options() -> tf.data.Options:
+    """The options of every training and evaluation tf.data pipeline: deterministic, and not
+    sharded by tf.distribute (each worker reads its own shard)."""
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     opts.deterministic = True
@@ -202,10 +204,10 @@ def train_batches(files: FileList, decoder: Decoder, epoch: int, steps: int, ctx
     order = np.concatenate([order, order])  # a second pass only fills in for skipped files
     ds = file_dataset(files, order, decoder, epoch, (ctx.num_input_pipelines, ctx.input_pipeline_id))
     ds = ds.batch(per_replica, drop_remainder=True).take(steps)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 
 
 def eval_batches(files: FileList, decoder: Decoder, batch_size: int = 128) -> tf.data.Dataset:
     """Every readable file once, in order, without augmentation."""
     ds = file_dataset(files, np.arange(len(files.paths)), decoder, 0)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
