@@ -221,15 +221,21 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
 @click.option("--dataset", default=None,
               help="'digits' or an image folder. Default: the dataset the checkpoint was "
                    "trained on, with its held-out split re-created from the stored seed.")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images, a seeded sample spread over the classes.")
 @output_options
-def evaluate(checkpoint, dataset, as_json, json_out):
+def evaluate(checkpoint, dataset, limit, as_json, json_out):
     """Top-1 of the lightweight model alone and of the specialist, from a checkpoint.
 
     On the training dataset it scores the held-out split only (same seed, same split).
+    Images are decoded as they are reached, so memory stays flat however many there are;
+    unreadable files are skipped and counted, and the JSON has top-1 per class.
     """
     from basisnet_deploy.training.trainer import evaluate_checkpoint
 
-    render.emit(evaluate_checkpoint(checkpoint, dataset), as_json, json_out, render.evaluate_text)
+    with _progress("evaluate", unit="image") as progress:
+        result = evaluate_checkpoint(checkpoint, dataset, limit, progress)
+    render.emit(result, as_json, json_out, render.evaluate_text)
 
 
 @cli.command()
