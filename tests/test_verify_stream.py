@@ -144,3 +144,41 @@ def test_threshold_and_report_stream_a_folder_and_count_what_they_skip(float_tfl
     assert code in (0, None), err
     images = json.loads(text)["images"]
     assert images["count"] == 8 and images["classes"] == 2 and images["skipped"]["count"] == 1
+
+
+def test_limit_draws_the_same_seeded_sample_in_every_command(float_tflite, tmp_path, capsys):
+    """verify, evaluate, calibrate-threshold and report --limit 7 score the same 7 files: a
+    seeded sample spread over the classes, not the first 7 listed."""
+    import shutil
+
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.heldout import class_counts, sample_indices
+
+    ds = digits()
+    root = tmp_path / "held"
+    for c in ("2", "5", "8"):
+        (root / c).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(ds.labels == int(c))[:6]):
+            ds.images[i].save(root / c / f"{n}.png")
+    labels = np.repeat([2, 5, 8], 6)
+    picked = sample_indices(labels, 7, 0)
+    want = class_counts(labels[picked], tuple("0123456789"))
+    assert sorted(want.values()) == [2, 2, 3] and list(picked) != list(range(7))
+    assert list(sample_indices(labels, 7, 0)) == list(picked)
+    copy = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], copy)
+    ckpt = json.loads((copy / "manifest.json").read_text())["checkpoint"]["path"]
+    runs = {"verify": ["verify", str(copy)],
+            "evaluate": ["evaluate", ckpt, "--dataset"],
+            "calibrate-threshold": ["calibrate-threshold", str(copy), "--max-drop", "1", "--images"],
+            "report": ["report", str(copy), "--out", str(tmp_path / "r"), "--images"]}
+    got = {}
+    for name, args in runs.items():
+        if name == "verify":
+            args = [*args, "--images"]
+        code, text, err = _cli([*args, str(root), "--limit", "7", "--json"], capsys)
+        assert code in (0, None), err
+        got[name] = json.loads(text)
+    assert got["verify"]["classes"] == want and got["calibrate-threshold"]["classes"] == want
+    assert {c: v["examples"] for c, v in got["evaluate"]["classes"].items()} == want
+    assert got["report"]["images"]["count"] == 7 and got["report"]["images"]["classes"] == 3

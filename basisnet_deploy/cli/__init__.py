@@ -504,9 +504,11 @@ def predict(directory, images, threshold, as_json, json_out, **flags):
               show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="PNG of accuracy vs average MAdds (default: DIR/early_exit_tradeoff.png).")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images, a seeded sample spread over the classes.")
 @output_options
 def calibrate_threshold(directory, dataset, images, max_drop, target_madds, specialist_form,
-                        plot_path, as_json, json_out):
+                        plot_path, limit, as_json, json_out):
     """Pick the early-exit threshold and write it into the manifest.
 
     Give --max-drop (top-1 points you allow to lose) or --target-madds (average cost per
@@ -520,7 +522,7 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     cfg = load_config(load_manifest(directory).checkpoint.get("path", ""))
-    held = evaluation_set(cfg, images or dataset)
+    held = evaluation_set(cfg, images or dataset).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
                            progress)
