@@ -36,7 +36,7 @@ from basisnet_deploy.converters.weight_tuning import Augmentation, WeightTuning,
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
 from basisnet_deploy.export.check import gpu_verdicts
-from basisnet_deploy.export.verify import verify_directory
+from basisnet_deploy.export.verify import rate_lines, verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.cost import basisnet_cost
 from basisnet_deploy.runtime.sessions import describe
@@ -272,7 +272,8 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
             _describe(tmp, manifest, say)
             held = inputs.held.sample(opts.verify_images)
             say(f"verifying against the float TF model on {len(held)} {held.source} images")
-            manifest.info["verification"] = verify_directory(tmp, manifest, inputs.net, held)
+            manifest.info["verification"] = verify_directory(tmp, manifest, inputs.net, held,
+                                                               rate_lines(say))
             if held.skipped.total:
                 say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
             manifest.info["agreement_gate"] = _gate(manifest.info["verification"], opts)

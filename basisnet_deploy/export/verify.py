@@ -186,6 +186,24 @@ class Verification:
         return out
 
 
+def rate_lines(say, every_s: float = 30.0):
+    """A ``progress(done, total, logs)`` for :func:`verify_directory` that passes ``say`` one
+    line with images/s and the time left, at most every ``every_s`` seconds (none for a
+    short run)."""
+    started = time.perf_counter()
+    last = [started]
+
+    def progress(done, total, logs):
+        now = time.perf_counter()
+        if now - last[0] < every_s or done >= total:
+            return
+        last[0] = now
+        rate = done / max(now - started, 1e-9)
+        say(f"verified {done}/{total} images, {rate:.1f} images/s, "
+            f"about {(total - done) / max(rate, 1e-9):.0f} s left")
+    return progress
+
+
 def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,
                      batch_size: int | None = None, specialists=None) -> dict:
     """Verification results for every artifact in ``directory`` (see module docstring) on
