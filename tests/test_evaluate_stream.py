@@ -128,3 +128,12 @@ def _folder_one(folder):
     from PIL import Image
 
     Image.new("RGB", (20, 20), (10, 20, 30)).save(folder / "x.png")
+
+
+def test_evaluate_text_names_what_it_skipped():
+    from basisnet_deploy.cli.render import evaluate_text
+
+    result = {"dataset": "d", "split": "all", "examples": 9, "lightweight_top1": 0.5,
+              "specialist_top1": 0.75, "skipped": 7, "skipped_files": ["a.txt", "b.png"]}
+    assert evaluate_text(result)[1] == "skipped 7 unreadable files: a.txt, b.png and 5 more"
+    assert len(evaluate_text({**result, "skipped": 0})) == 1
