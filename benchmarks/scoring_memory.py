@@ -16,7 +16,7 @@ One measurement per call, so the heavy ones run one at a time:
         --sizes 100 5000 --json benchmarks/results/threshold_memory_mv3.json
     # verify_export() timed in a child, this tree against a git revision's (--old REV)
     .venv/bin/python benchmarks/scoring_memory.py throughput --preset mv3 --sizes 100 \
-        --old 495ad4f --json benchmarks/results/verify_throughput_mv3.json
+        --old 495ad4f --repeats 3 --json benchmarks/results/verify_throughput_mv3_repeats.json
 
 Record exactly the sizes run.
 """
@@ -85,20 +85,29 @@ def run_threshold(work: Path, export_dir: Path, folder: Path, n: int) -> dict:
             "skipped": t["skipped"]["count"]}
 
 
-def run_throughput(work: Path, export_dir: Path, folder: Path, old: str) -> dict:
+def run_throughput(work: Path, export_dir: Path, folder: Path, old: str, repeats: int) -> dict:
+    """Each tree ``repeats`` times, alternating which goes first; every run and the median."""
+    import statistics
+
     tree = work / f"tree-{old}"
     if not tree.exists():
         tree.mkdir(parents=True)
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", old, "basisnet_deploy"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    out = {}
-    for name, path in (("streamed", ROOT), (f"stacked ({old})", tree)):
-        stdout, rss_mb, wall = run_child([sys.executable, "-c", TIMED_VERIFY, str(path),
-                                          str(export_dir), str(folder)])
-        out[name] = {**json.loads(stdout.strip().splitlines()[-1]), "peak_rss_mb": rss_mb,
-                     "wall_s": wall}
-        print(name, out[name], flush=True)
+    trees = [("streamed", ROOT), (f"stacked ({old})", tree)]
+    out = {name: {"runs": []} for name, _ in trees}
+    for r in range(repeats):
+        for name, path in (trees if r % 2 == 0 else trees[::-1]):
+            stdout, rss_mb, wall = run_child([sys.executable, "-c", TIMED_VERIFY, str(path),
+                                              str(export_dir), str(folder)])
+            run = {**json.loads(stdout.strip().splitlines()[-1]), "peak_rss_mb": rss_mb,
+                   "wall_s": wall, "load": round(os.getloadavg()[0], 1)}
+            out[name]["runs"].append(run)
+            print(name, run, flush=True)
+    for name in out:
+        out[name]["median_images_per_s"] = statistics.median(
+            r["images_per_s"] for r in out[name]["runs"])
     return out
 
 
@@ -108,6 +117,7 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", help="model preset (mv3: full size)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100])
     ap.add_argument("--old", default="495ad4f", help="throughput: the revision to compare with")
+    ap.add_argument("--repeats", type=int, default=1, help="throughput: runs of each tree")
     ap.add_argument("--photo-size", type=int, default=256, help="long side of each crop, px")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-verify-bench"))
     ap.add_argument("--json", dest="json_out", default=None)
@@ -132,7 +142,7 @@ def main() -> None:
         elif args.what == "calibrate-threshold":
             run = run_threshold(work, export_dir, folder, n)
         else:
-            run = run_throughput(work, export_dir, folder, args.old)
+            run = run_throughput(work, export_dir, folder, args.old, args.repeats)
         result["runs"][str(n)] = run
         print(n, run, flush=True)
     if args.what in ("report", "calibrate-threshold") and len(args.sizes) > 1:
