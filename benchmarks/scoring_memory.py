@@ -1,5 +1,6 @@
-"""Peak RSS of export's own verification, ``report`` and ``calibrate-threshold`` on held-out
-photos, and verification throughput of the streamed path against the stacked one.
+"""Peak RSS of export's verification, report, calibrate-threshold and evaluate on photos.
+
+Also verification throughput (images/s) of the streamed path against the stacked one.
 
 Same model, photos and measurement as verify_memory.py (a random-init checkpoint of the
 preset, float32 TFLite with every specialist form, real-photo crops hard-linked into one
@@ -14,6 +15,9 @@ One measurement per call, so the heavy ones run one at a time:
         --json benchmarks/results/report_memory_mv3.json
     .venv/bin/python benchmarks/scoring_memory.py calibrate-threshold --preset mv3 \
         --sizes 100 5000 --json benchmarks/results/threshold_memory_mv3.json
+    # evaluate CKPT --dataset DIR (the float checkpoint, no export)
+    .venv/bin/python benchmarks/scoring_memory.py evaluate --preset mv3 --sizes 100 2000 \
+        --json benchmarks/results/evaluate_memory_mv3.json
     # verify_export() timed in a child, this tree against a git revision's (--old REV)
     .venv/bin/python benchmarks/scoring_memory.py throughput --preset mv3 --sizes 100 \
         --old 495ad4f --repeats 3 --json benchmarks/results/verify_throughput_mv3_repeats.json
@@ -85,6 +89,14 @@ def run_threshold(work: Path, export_dir: Path, folder: Path, n: int) -> dict:
             "skipped": t["skipped"]["count"]}
 
 
+def run_evaluate(work: Path, folder: Path, preset: str) -> dict:
+    stdout, rss_mb, wall = run_child([*CLI, "evaluate", str(work / f"ckpt-{preset}"),
+                                      "--dataset", str(folder), "--json"])
+    e = json.loads(stdout)
+    return {"peak_rss_mb": rss_mb, "wall_s": wall, "images": e["examples"],
+            "skipped": e["skipped"], "images_per_s": e["images_per_s"]}
+
+
 def run_throughput(work: Path, export_dir: Path, folder: Path, old: str, repeats: int) -> dict:
     """Each tree ``repeats`` times, alternating which goes first; every run and the median."""
     import statistics
@@ -113,7 +125,8 @@ def run_throughput(work: Path, export_dir: Path, folder: Path, old: str, repeats
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["export", "report", "calibrate-threshold", "throughput"])
+    ap.add_argument("what", choices=["export", "report", "calibrate-threshold", "evaluate",
+                                     "throughput"])
     ap.add_argument("--preset", default="demo", help="model preset (mv3: full size)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100])
     ap.add_argument("--old", default="495ad4f", help="throughput: the revision to compare with")
@@ -139,13 +152,15 @@ def main() -> None:
             run = run_export(work, work / f"ckpt-{args.preset}", folder, n)
         elif args.what == "report":
             run = run_report(work, export_dir, folder, n)
+        elif args.what == "evaluate":
+            run = run_evaluate(work, folder, args.preset)
         elif args.what == "calibrate-threshold":
             run = run_threshold(work, export_dir, folder, n)
         else:
             run = run_throughput(work, export_dir, folder, args.old, args.repeats)
         result["runs"][str(n)] = run
         print(n, run, flush=True)
-    if args.what in ("report", "calibrate-threshold") and len(args.sizes) > 1:
+    if args.what in ("report", "calibrate-threshold", "evaluate") and len(args.sizes) > 1:
         lo, hi = (result["runs"][str(n)]["peak_rss_mb"] for n in (min(args.sizes), max(args.sizes)))
         result["rss_ratio_large_over_small"] = round(hi / lo, 3)
     result["load_after"] = round(os.getloadavg()[0], 1)
