@@ -18,6 +18,10 @@ One measurement per call, so the heavy ones run one at a time:
     # evaluate CKPT --dataset DIR (the float checkpoint, no export)
     .venv/bin/python benchmarks/scoring_memory.py evaluate --preset mv3 --sizes 100 2000 \
         --json benchmarks/results/evaluate_memory_mv3.json
+    # the same photos through the evaluate before streaming: memory, and equal figures (the
+    # demo preset: that evaluate wants the folder's classes to be all the labels, in order)
+    .venv/bin/python benchmarks/scoring_memory.py evaluate --preset demo --sizes 100 2000 \
+        --old 555aaaf --compare-old --json benchmarks/results/evaluate_vs_before_demo.json
     # verify_export() timed in a child, this tree against a git revision's (--old REV)
     .venv/bin/python benchmarks/scoring_memory.py throughput --preset mv3 --sizes 100 \
         --old 495ad4f --repeats 3 --json benchmarks/results/verify_throughput_mv3_repeats.json
@@ -89,25 +93,44 @@ def run_threshold(work: Path, export_dir: Path, folder: Path, n: int) -> dict:
             "skipped": t["skipped"]["count"]}
 
 
-def run_evaluate(work: Path, folder: Path, preset: str) -> dict:
-    stdout, rss_mb, wall = run_child([*CLI, "evaluate", str(work / f"ckpt-{preset}"),
-                                      "--dataset", str(folder), "--json"])
+def git_tree(work: Path, rev: str) -> Path:
+    """``basisnet_deploy`` of revision ``rev``, from ``git archive`` (made once)."""
+    tree = work / f"tree-{rev}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "basisnet_deploy"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def run_evaluate(work: Path, folder: Path, preset: str, old: str | None = None) -> dict:
+    """``evaluate CKPT --dataset DIR --json``; with ``old``, that revision's on the same folder
+    too: its peak RSS and whether its top-1 figures are equal."""
+    args = ["evaluate", str(work / f"ckpt-{preset}"), "--dataset", str(folder), "--json"]
+    stdout, rss_mb, wall = run_child([*CLI, *args])
     e = json.loads(stdout)
-    return {"peak_rss_mb": rss_mb, "wall_s": wall, "images": e["examples"],
-            "skipped": e["skipped"], "images_per_s": e["images_per_s"]}
+    out = {"peak_rss_mb": rss_mb, "wall_s": wall, "images": e["examples"],
+           "skipped": e["skipped"], "images_per_s": e["images_per_s"],
+           "lightweight_top1": e["lightweight_top1"], "specialist_top1": e["specialist_top1"]}
+    if old:
+        code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                "from basisnet_deploy.cli import main; main(sys.argv[1:])")
+        stdout, rss_mb, wall = run_child([sys.executable, "-c", code, str(git_tree(work, old)), *args])
+        o = json.loads(stdout)
+        out[f"before ({old})"] = {"peak_rss_mb": rss_mb, "wall_s": wall, "images": o["examples"],
+                                  "lightweight_top1": o["lightweight_top1"],
+                                  "specialist_top1": o["specialist_top1"]}
+        out["same_figures"] = all(o[k] == e[k] for k in ("examples", "lightweight_top1",
+                                                          "specialist_top1"))
+    return out
 
 
 def run_throughput(work: Path, export_dir: Path, folder: Path, old: str, repeats: int) -> dict:
     """Each tree ``repeats`` times, alternating which goes first; every run and the median."""
     import statistics
 
-    tree = work / f"tree-{old}"
-    if not tree.exists():
-        tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", old, "basisnet_deploy"],
-                                 check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    trees = [("streamed", ROOT), (f"stacked ({old})", tree)]
+    trees = [("streamed", ROOT), (f"stacked ({old})", git_tree(work, old))]
     out = {name: {"runs": []} for name, _ in trees}
     for r in range(repeats):
         for name, path in (trees if r % 2 == 0 else trees[::-1]):
@@ -130,6 +153,8 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", help="model preset (mv3: full size)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100])
     ap.add_argument("--old", default="495ad4f", help="throughput: the revision to compare with")
+    ap.add_argument("--compare-old", action="store_true",
+                    help="evaluate: also run --old's evaluate on each folder and compare")
     ap.add_argument("--repeats", type=int, default=1, help="throughput: runs of each tree")
     ap.add_argument("--photo-size", type=int, default=256, help="long side of each crop, px")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "basisnet-verify-bench"))
@@ -153,7 +178,7 @@ def main() -> None:
         elif args.what == "report":
             run = run_report(work, export_dir, folder, n)
         elif args.what == "evaluate":
-            run = run_evaluate(work, folder, args.preset)
+            run = run_evaluate(work, folder, args.preset, args.old if args.compare_old else None)
         elif args.what == "calibrate-threshold":
             run = run_threshold(work, export_dir, folder, n)
         else:

@@ -416,7 +416,7 @@ def _check_writable(parent: Path) -> None:
 def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution: int,
                       resolution: int, progress=None, batch_size: int | None = None) -> dict:
     """Top-1 of both stages on a labelled :class:`~basisnet_deploy.data.heldout.HeldOut`,
-    streamed: images are decoded ``batch_size`` at a time (default: at most 256, fewer for
+    streamed: images are decoded ``batch_size`` at a time (default: at most 128, fewer for
     larger inputs, :func:`~basisnet_deploy.data.heldout.batch_size_for`) and only running
     counts are kept, overall and per class. Unreadable files are counted in ``skipped``;
     ``progress(done, total, logs)`` is called after each batch."""
@@ -427,7 +427,7 @@ def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution:
     names = held.class_names
     started, total = time.perf_counter(), len(held)
     per_class = np.zeros((len(names), 3), np.int64)  # examples, LM hits, specialist hits
-    for examples in held.batches(batch_size or batch_size_for(resolution, 256)):
+    for examples in held.batches(batch_size or batch_size_for(resolution, 128)):
         light = np.stack([preprocess(e.image, light_resolution, pre) for e in examples])
         image = np.stack([preprocess(e.image, resolution, pre) for e in examples])
         y = np.asarray([e.label for e in examples], np.int64)
