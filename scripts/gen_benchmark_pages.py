@@ -124,6 +124,21 @@ def verify_runs() -> dict:
     return get("verify_memory_mv3_5000.json", "runs")
 
 
+THROUGHPUT = "verify_throughput_mv3_repeats.json"
+
+
+def scoring_rss(name: str) -> str:
+    runs = get(name, "runs")
+    return f"{runs['100']['peak_rss_mb']:,.1f} / {runs['5000']['peak_rss_mb']:,.1f} MB"
+
+
+def throughput() -> tuple[float, float]:
+    """Median images/s of the streamed and the stacked (previous) verification."""
+    runs = get(THROUGHPUT, "runs", "100")
+    stacked = next(k for k in runs if k.startswith("stacked"))
+    return runs["streamed"]["median_images_per_s"], runs[stacked]["median_images_per_s"]
+
+
 def train_runs() -> dict:
     return get("train_memory.json", "memory")
 
@@ -187,6 +202,23 @@ SECTIONS: tuple[Section, ...] = (
         Figure("verify_ratio", "5,000 over 100", "verify_memory_mv3_5000.json",
                lambda: ratio(get("verify_memory_mv3_5000.json", "rss_ratio_large_over_small"), 3)),
     )),
+    Section("Scoring at scale, full size", "report_memory_mv3.json",
+            "peak RSS of `report`, `calibrate-threshold` and export's own verification, and "
+            "verification throughput against the stacked path it replaced "
+            "(benchmarks/scoring_memory.py)", (
+        Figure("report_rss", "`report` peak RSS, 100 / 5,000 photos", "report_memory_mv3.json",
+               lambda: scoring_rss("report_memory_mv3.json")),
+        Figure("threshold_rss", "`calibrate-threshold` peak RSS, 100 / 5,000 photos",
+               "threshold_memory_mv3.json", lambda: scoring_rss("threshold_memory_mv3.json")),
+        Figure("scoring_ratio", "5,000 over 100, each", "report_memory_mv3.json",
+               lambda: ratio(max(get(f, "rss_ratio_large_over_small")
+                                 for f in ("report_memory_mv3.json", "threshold_memory_mv3.json")), 3)),
+        Figure("export_rss", "`export --verify-images 100` peak RSS (whole export, float32)",
+               "export_verify_memory_mv3.json",
+               lambda: mb(get("export_verify_memory_mv3.json", "runs", "100", "peak_rss_mb"))),
+        Figure("verify_rate", "verification images/s, streamed vs stacked (medians of 3)",
+               THROUGHPUT, lambda: "{:.2f} vs {:.2f} images/s".format(*throughput())),
+    )),
     Section("Training memory, phone-sized photos", "train_memory.json",
             "peak RSS of `train --preset demo` on 1,000 and 10,000 2000x1500 JPEGs", (
         Figure("train_sizes", "runs (photos)", "train_memory.json",
@@ -205,7 +237,8 @@ FIGURES = {f.key: f for s in SECTIONS for f in s.figures}
 README_FIGURES = ("fid_photos", "fid_tflite_min", "fid_onnx_min", "i8_lm", "i8_coef", "i8_spec", "i8_smaller",
                   "lat_lm", "lat_tpl", "lat_tpl_ratio", "lat_coef", "exact_fps", "exact_vs_plain",
                   "exact_vs_seq", "exit_rate", "exit_madds", "exit_drop", "verify_rss",
-                  "verify_ratio", "train_sizes", "train_rss", "train_ratio")
+                  "verify_ratio", "report_rss", "threshold_rss", "scoring_ratio", "export_rss",
+                  "verify_rate", "train_sizes", "train_rss", "train_ratio")
 
 
 def provenance(name: str) -> list[str]:

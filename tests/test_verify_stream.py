@@ -144,3 +144,97 @@ def test_threshold_and_report_stream_a_folder_and_count_what_they_skip(float_tfl
     assert code in (0, None), err
     images = json.loads(text)["images"]
     assert images["count"] == 8 and images["classes"] == 2 and images["skipped"]["count"] == 1
+
+
+def test_limit_draws_the_same_seeded_sample_in_every_command(float_tflite, tmp_path, capsys):
+    """verify, evaluate, calibrate-threshold and report --limit 7 score the same 7 files: a
+    seeded sample spread over the classes, not the first 7 listed."""
+    import shutil
+
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.heldout import class_counts, sample_indices
+
+    ds = digits()
+    root = tmp_path / "held"
+    for c in ("2", "5", "8"):
+        (root / c).mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(ds.labels == int(c))[:6]):
+            ds.images[i].save(root / c / f"{n}.png")
+    labels = np.repeat([2, 5, 8], 6)
+    picked = sample_indices(labels, 7, 0)
+    want = class_counts(labels[picked], tuple("0123456789"))
+    assert sorted(want.values()) == [2, 2, 3] and list(picked) != list(range(7))
+    assert list(sample_indices(labels, 7, 0)) == list(picked)
+    copy = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], copy)
+    ckpt = json.loads((copy / "manifest.json").read_text())["checkpoint"]["path"]
+    runs = {"verify": ["verify", str(copy)],
+            "evaluate": ["evaluate", ckpt, "--dataset"],
+            "calibrate-threshold": ["calibrate-threshold", str(copy), "--max-drop", "1", "--images"],
+            "report": ["report", str(copy), "--out", str(tmp_path / "r"), "--images"]}
+    got = {}
+    for name, args in runs.items():
+        if name == "verify":
+            args = [*args, "--images"]
+        code, text, err = _cli([*args, str(root), "--limit", "7", "--json"], capsys)
+        assert code in (0, None), err
+        got[name] = json.loads(text)
+    assert got["verify"]["classes"] == want and got["calibrate-threshold"]["classes"] == want
+    assert {c: v["examples"] for c, v in got["evaluate"]["classes"].items()} == want
+    assert got["report"]["images"]["count"] == 7 and got["report"]["images"]["classes"] == 3
+
+
+def test_a_large_folder_of_links_to_real_photos_and_bad_files_is_counted_never_fatal(
+        float_tflite, tmp_path, capsys):
+    """660 files: symlinks to real photographs (JPEG, PNG, greyscale), 16-bit PNGs and CMYK
+    JPEGs made from them (scored), truncated files and non-images (skipped, counted by
+    reason); every file is accounted for, per class."""
+    pytest.importorskip("skimage")
+    from tests.photo_fixture import load_photo, photo_path
+
+    shared = tmp_path / "sources"
+    shared.mkdir()
+    sources = {"3": [photo_path("china"), photo_path("camera")],
+               "7": [photo_path("coffee"), photo_path("grace_hopper")]}
+    small = load_photo("rocket").resize((96, 64))
+    small.convert("CMYK").save(shared / "cmyk.jpg", "JPEG")
+    Image.fromarray((np.asarray(small.convert("L"), np.uint16) * 257)).save(shared / "deep.png")
+    assert Image.open(shared / "deep.png").mode.startswith("I;16")
+    assert Image.open(shared / "cmyk.jpg").mode == "CMYK"
+    jpeg = photo_path("china").read_bytes()
+    (shared / "truncated.jpg").write_bytes(jpeg[:200])
+    (shared / "text.jpg").write_text("not a photo")
+    (shared / "notes.txt").write_text("notes")
+    kinds = [*(("photo",) * 6), "cmyk", "deep", "truncated", "text", "notes"]
+    want_images = {"3": 0, "7": 0}
+    root = tmp_path / "held"
+    for i in range(660):
+        c = "37"[i % 2]
+        (root / c).mkdir(parents=True, exist_ok=True)
+        kind = kinds[(i // 2) % len(kinds)]
+        src = {"photo": sources[c][(i // 2) % 2], "cmyk": shared / "cmyk.jpg",
+               "deep": shared / "deep.png", "truncated": shared / "truncated.jpg",
+               "text": shared / "text.jpg", "notes": shared / "notes.txt"}[kind]
+        (root / c / f"{i:05d}-{kind}{src.suffix}").symlink_to(src)
+        want_images[c] += kind in ("photo", "cmyk", "deep")
+    code, text, err = _cli(["verify", str(float_tflite[0]), "--images", str(root), "--json"], capsys)
+    assert code in (0, None), err
+    v = json.loads(text)
+    assert v["classes"] == want_images and v["images"] == sum(want_images.values())
+    bad = sum(1 for p in root.rglob("*") if p.is_file() and
+              p.name.split("-")[1].split(".")[0] in ("truncated", "text", "notes"))
+    assert v["skipped"]["count"] == bad and v["images"] + bad == 660
+    assert v["skipped"]["by_reason"].get("truncated", 0) > 0 and len(v["skipped"]["first"]) == 5
+    assert "Traceback" not in err
+
+
+def test_export_verification_says_its_rate_and_time_left_on_long_runs(monkeypatch):
+    from basisnet_deploy.export import verify
+
+    clock = iter([100.0, 110.0, 135.0, 140.0, 170.0])  # start, then one per call
+    monkeypatch.setattr(verify.time, "perf_counter", lambda: next(clock))
+    said = []
+    progress = verify.rate_lines(said.append, every_s=30)
+    for done in (10, 50, 60, 100):  # at 10 s, 35 s (a line), 40 s, and the end (none)
+        progress(done, 100, {})
+    assert said == ["verified 50/100 images, 1.4 images/s, about 35 s left"]

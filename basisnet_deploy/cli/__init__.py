@@ -236,15 +236,21 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
 @click.option("--dataset", default=None,
               help="'digits' or an image folder. Default: the dataset the checkpoint was "
                    "trained on, with its held-out split re-created from the stored seed.")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images, a seeded sample spread over the classes.")
 @output_options
-def evaluate(checkpoint, dataset, as_json, json_out):
+def evaluate(checkpoint, dataset, limit, as_json, json_out):
     """Top-1 of the lightweight model alone and of the specialist, from a checkpoint.
 
     On the training dataset it scores the held-out split only (same seed, same split).
+    Images are decoded as they are reached, so memory stays flat however many there are;
+    unreadable files are skipped and counted, and the JSON has top-1 per class.
     """
     from basisnet_deploy.training.trainer import evaluate_checkpoint
 
-    render.emit(evaluate_checkpoint(checkpoint, dataset), as_json, json_out, render.evaluate_text)
+    with _progress("evaluate", unit="image") as progress:
+        result = evaluate_checkpoint(checkpoint, dataset, limit, progress)
+    render.emit(result, as_json, json_out, render.evaluate_text)
 
 
 @cli.command()
@@ -517,9 +523,11 @@ def predict(directory, images, threshold, as_json, json_out, **flags):
               show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="PNG of accuracy vs average MAdds (default: DIR/early_exit_tradeoff.png).")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
+              help="At most this many images, a seeded sample spread over the classes.")
 @output_options
 def calibrate_threshold(directory, dataset, images, max_drop, target_madds, specialist_form,
-                        plot_path, as_json, json_out):
+                        plot_path, limit, as_json, json_out):
     """Pick the early-exit threshold and write it into the manifest.
 
     Give --max-drop (top-1 points you allow to lose) or --target-madds (average cost per
@@ -533,7 +541,7 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     cfg = load_config(load_manifest(directory).checkpoint.get("path", ""))
-    held = evaluation_set(cfg, images or dataset)
+    held = evaluation_set(cfg, images or dataset).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
                            progress)

@@ -73,8 +73,14 @@ def train_text(result: dict) -> list[str]:
 
 
 def evaluate_text(result: dict) -> list[str]:
-    return [f"{result['dataset']} ({result['split']}, {result['examples']} images): lightweight "
-            f"top-1 {result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}"]
+    lines = [f"{result['dataset']} ({result['split']}, {result['examples']} images): lightweight "
+             f"top-1 {result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}"]
+    if result.get("skipped"):
+        shown = result.get("skipped_files", [])
+        more = result["skipped"] - len(shown)
+        lines.append(f"skipped {result['skipped']} unreadable files: " + ", ".join(shown)
+                     + (f" and {more} more" if more > 0 else ""))
+    return lines
 
 
 def export_text(manifest) -> list[str]:

@@ -23,6 +23,17 @@ from basisnet_deploy.data.preprocessing import IMAGE_SUFFIXES, DataError, load_i
 
 UNLABELLED = -1
 
+# Images per call of a float TF model on held-out images: at most ``most``, and at most
+# BATCH_PIXELS specialist input pixels, since the float specialist synthesizes every image's
+# own kernels: at full size (224 px, 16 bases) a batch of 32 took 1.8 GB over the model, one
+# of 8 took 0.5 GB.
+BATCH_PIXELS = 8 * 224 * 224
+
+
+def batch_size_for(resolution: int, most: int = 32) -> int:
+    """Images per float-model batch for a specialist of this input size (1 to ``most``)."""
+    return max(1, min(most, BATCH_PIXELS // (resolution * resolution)))
+
 
 @dataclass(frozen=True)
 class Example:

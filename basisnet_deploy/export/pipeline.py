@@ -36,7 +36,7 @@ from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.data.datasets import describe_skipped, evaluation_set
 from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.export.check import gpu_verdicts
-from basisnet_deploy.export.verify import verify_directory
+from basisnet_deploy.export.verify import rate_lines, verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.config import BasisNetConfig
 from basisnet_deploy.model.cost import basisnet_cost
@@ -306,7 +306,7 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, inputs:
             record.layer_report = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest, say)
             say(f"verifying against the float TF model on {len(held)} {held.source} images")
-            record.verification = verify_directory(tmp, manifest, inputs.net, held)
+            record.verification = verify_directory(tmp, manifest, inputs.net, held, rate_lines(say))
             if held.skipped.total:
                 say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
             record.agreement_gate = _gate(record.verification, export_plan.options.min_agreement,

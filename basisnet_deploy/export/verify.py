@@ -19,19 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role
-from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, class_counts
+from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, batch_size_for, class_counts
 
 # Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
-# at most FLOAT_BATCH_PIXELS specialist input pixels, since the float specialist synthesizes
-# every image's own kernels: at full size (224 px, 16 bases) a batch of 32 took 1.8 GB over
-# the model, one of 8 took 0.5 GB.
+# at most BATCH_PIXELS specialist input pixels (data/heldout.py says why).
 FLOAT_BATCH = 32
-FLOAT_BATCH_PIXELS = 8 * 224 * 224
 
 
 def float_batch_size(resolution: int) -> int:
     """Images per float-model batch for a specialist of this input size (1 to FLOAT_BATCH)."""
-    return max(1, min(FLOAT_BATCH, FLOAT_BATCH_PIXELS // (resolution * resolution)))
+    return batch_size_for(resolution, FLOAT_BATCH)
 
 
 @dataclass
@@ -187,6 +184,24 @@ class Verification:
         if len(self.forms) == 2:
             out["presynth_vs_coefficient"] = self.presynth_vs_coefficient.result()
         return out
+
+
+def rate_lines(say, every_s: float = 30.0):
+    """A ``progress(done, total, logs)`` for :func:`verify_directory` that passes ``say`` one
+    line with images/s and the time left, at most every ``every_s`` seconds (none for a
+    short run)."""
+    started = time.perf_counter()
+    last = [started]
+
+    def progress(done, total, logs):
+        now = time.perf_counter()
+        if now - last[0] < every_s or done >= total:
+            return
+        last[0] = now
+        rate = done / max(now - started, 1e-9)
+        say(f"verified {done}/{total} images, {rate:.1f} images/s, "
+            f"about {(total - done) / max(rate, 1e-9):.0f} s left")
+    return progress
 
 
 def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,

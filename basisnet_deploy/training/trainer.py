@@ -43,7 +43,7 @@ from basisnet_deploy.model.network import BasisNet
 from basisnet_deploy.model.pretrained import PretrainedInit, init_from_files
 from basisnet_deploy.training.distribute import make_strategy
 from basisnet_deploy.training.resume import ResumeState, StopSignals, TrainingInterrupted, resume_dir
-from basisnet_deploy.training.sources import evaluate_batches, make_source
+from basisnet_deploy.training.sources import make_source
 
 def coefficient_schedule(step, total_steps: int, hold: float, decay: float):
     """eps for the coefficient warm-up: 1 for ``hold`` of the run, then linear to 0."""
@@ -413,49 +413,99 @@ def _check_writable(parent: Path) -> None:
                         "choose another --out") from None
 
 
-def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None) -> dict:
-    """Held-out top-1 of both stages; on the training dataset, its held-out split only
-    (for a folder, exactly the held-out files the checkpoint recorded)."""
-    from basisnet_deploy.data import load_dataset
-    from basisnet_deploy.data.folders import list_folder, recorded_held_out
+def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution: int,
+                      resolution: int, progress=None, batch_size: int | None = None) -> dict:
+    """Top-1 of both stages on a labelled :class:`~basisnet_deploy.data.heldout.HeldOut`,
+    streamed: images are decoded ``batch_size`` at a time (default: at most 128, fewer for
+    larger inputs, :func:`~basisnet_deploy.data.heldout.batch_size_for`) and only running
+    counts are kept, overall and per class. Unreadable files are counted in ``skipped``;
+    ``progress(done, total, logs)`` is called after each batch."""
+    from basisnet_deploy.data import DataError, preprocess
+    from basisnet_deploy.data.datasets import describe_skipped
+    from basisnet_deploy.data.heldout import batch_size_for
+
+    names = held.class_names
+    started, total = time.perf_counter(), len(held)
+    per_class = np.zeros((len(names), 3), np.int64)  # examples, LM hits, specialist hits
+    for examples in held.batches(batch_size or batch_size_for(resolution, 128)):
+        light = np.stack([preprocess(e.image, light_resolution, pre) for e in examples])
+        image = np.stack([preprocess(e.image, resolution, pre) for e in examples])
+        y = np.asarray([e.label for e in examples], np.int64)
+        out, logits = net(tf.constant(light), tf.constant(image))
+        np.add.at(per_class, (y, 0), 1)
+        np.add.at(per_class, (y, 1), np.argmax(out["logits"], -1) == y)
+        np.add.at(per_class, (y, 2), np.argmax(logits, -1) == y)
+        if progress:
+            progress(examples[-1].index + 1, total, {})
+    if progress:
+        progress(total, total, {})
+    n = int(per_class[:, 0].sum())
+    if not n:
+        raise DataError(f"{held.source}: none of its {total} files is a readable image "
+                        f"({describe_skipped(held.skipped.counts, held.skipped.files)})")
+    seconds = time.perf_counter() - started
+    classes = {names[c]: {"examples": int(k), "lightweight_top1": int(lm) / int(k),
+                          "specialist_top1": int(sp) / int(k)}
+               for c, (k, lm, sp) in enumerate(per_class) if k}
+    return {"lightweight_top1": int(per_class[:, 1].sum()) / n,
+            "specialist_top1": int(per_class[:, 2].sum()) / n, "examples": n,
+            "skipped": held.skipped.total, "skipped_files": held.skipped.to_json()["first"],
+            "classes": classes, "seconds": round(seconds, 2),
+            "images_per_s": round(n / max(seconds, 1e-9), 2)}
+
+
+def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None, limit: int | None = None,
+                        progress=None) -> dict:
+    """Held-out top-1 of both stages, overall and per class; on the training dataset, its
+    held-out split only (for a folder, exactly the held-out files the checkpoint recorded).
+
+    Streamed (:func:`evaluate_held_out`): the folder is listed and its class folders checked
+    against the checkpoint's labels before any image is decoded. ``limit``: at most this
+    many images, a seeded sample spread over the classes."""
     from basisnet_deploy.model import checkpoint
-    from basisnet_deploy.training import stream
 
     net, cfg = checkpoint.load(checkpoint_dir)  # a broken checkpoint is the first thing said
-    settings = cfg.training.get("settings", {})
     trained_on = cfg.training.get("dataset")
     dataset_spec = dataset_spec or trained_on
     if not dataset_spec:
         raise UserError(f"{checkpoint_dir}: config.json does not say what it was trained on; "
                         "pass --dataset digits or --dataset DIR")
-    a, pre = cfg.architecture, cfg.preprocessing
+    held, split = _evaluation_images(cfg, dataset_spec, trained_on)
+    held = held.sample(limit)
+    a = cfg.architecture
+    result = evaluate_held_out(net, held, cfg.preprocessing, a.light_resolution, a.resolution,
+                               progress)
+    return {"dataset": dataset_spec, "split": split, **result}
+
+
+def _evaluation_images(cfg, dataset_spec: str, trained_on):
+    """(the labelled images ``evaluate`` scores, listed and not decoded; 'held-out' or 'all')."""
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.preprocessing import decode_side
+    from basisnet_deploy.data.folders import list_folder, recorded_held_out
+    from basisnet_deploy.data.heldout import HeldOut, check_classes
+
+    a = cfg.architecture
+    side = decode_side(cfg.preprocessing, a.resolution, a.light_resolution)
     if dataset_spec != "digits":
-        # Listed and checked against the labels before an image is decoded.
         same = trained_on not in (None, "digits") and _same_path(dataset_spec, trained_on)
         files = recorded_held_out(cfg.training, dataset_spec) if same else None
         split = "held-out" if files is not None else "all"
         files = files if files is not None else list_folder(dataset_spec)
-        _check_labels(files.class_names, cfg.labels, dataset_spec)
-        decoder = stream.Decoder(stream.StreamSpec(a.light_resolution, a.resolution, pre),
-                                 stream.SkipLog())
-        held = evaluate_batches(net, stream.eval_batches(files, decoder))
-        return {"dataset": dataset_spec, "split": split, **held,
-                "skipped": decoder.skips.summary()["count"]}
-    ds = load_dataset(dataset_spec)
-    _check_labels(ds.class_names, cfg.labels, dataset_spec)
-    split = "all"
+        remap = check_classes(files.class_names, cfg.labels, dataset_spec)
+        return HeldOut(files.absolute(), remap[files.labels], dataset_spec, [],
+                       tuple(cfg.labels), side), split
+    ds = digits()
+    remap = check_classes(ds.class_names, cfg.labels, dataset_spec)
+    settings = cfg.training.get("settings", {})
+    idx, split = list(range(len(ds.labels))), "all"
     if dataset_spec == trained_on and "held_out" in settings:
-        ds = ds.split(settings["held_out"], settings.get("seed", 0))[1]
-        split = "held-out"
-    return {"dataset": dataset_spec, "split": split,
-            **evaluate(net, ds.tensors(a.light_resolution, pre), ds.tensors(a.resolution, pre), ds.labels)}
+        idx, split = ds.split_indices(settings["held_out"], settings.get("seed", 0))[1], "held-out"
+    return HeldOut([ds.images[i] for i in idx], remap[ds.labels[idx]], dataset_spec, list(idx),
+                   tuple(cfg.labels)), split
 
 
 def _same_path(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _check_labels(classes, labels, spec: str) -> None:
-    if tuple(classes) != tuple(labels):
-        raise UserError(f"{spec}: classes {list(classes)[:5]}... do not match the "
-                        f"checkpoint's labels {list(labels)[:5]}...")
