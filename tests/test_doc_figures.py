@@ -3,8 +3,8 @@ states one (a number with a unit of measurement, an agreement, an error) links a
 benchmarks/results/ (a JSON file, or an experiment log there) or a section of the generated
 docs/benchmarks.md, and the link resolves.
 
-A table row may take its link from the table's caption, the paragraph directly above the
-table. Bounds and settings are not measurements: a number after ``<=``/``>=`` (a threshold),
+A table row or list item may take its link from the paragraph that introduces its table or
+list (directly above it). Bounds and settings are not measurements: a number after ``<=``/``>=`` (a threshold),
 and the phrases in ``NOT_MEASURED`` (a confidence level, a split of a data set, ...), are
 skipped. docs/benchmarks.md and docs/cli-reference.md are generated and not checked here.
 """
@@ -24,21 +24,25 @@ GENERATED = {"benchmarks.md", "cli-reference.md"}
 PAGES = sorted(p for p in DOCS.glob("*.md") if p.name not in GENERATED)
 
 _NUM = r"(?<![\w.-])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e-?\d+)?"
+_UNIT = (r"(?:%|x(?![\w\d])|×(?!\d)"
+         r"|\s?(?:ms|MB|GB|KB|kB|fps|images/s|frames/s|steps/s|s|min|minutes|seconds|pt|points?)\b)")
 # a number with a unit of measurement, or an error value after its name
 FIGURE = re.compile(
-    rf"{_NUM}\s?(?:%|x(?![\w\d])|×(?!\d)"
-    rf"|\s?(?:ms|MB|GB|KB|kB|fps|images/s|frames/s|s|min|minutes|seconds|pt|points?)\b)"
-    rf"|\b(?:max_rel|max_abs|mean_abs|max abs error|error|errors)\s(?:of\s)?(?:0|\d+e-)[\d.]*"
+    rf"{_NUM}\s?{_UNIT}"
+    r"|\b(?:max_rel|max_abs|mean_abs|max abs error|error|errors)\s(?:of\s|from\s)?(?:0|\d+e-)[\d.]*"
 )
 # settings, definitions and thresholds that look like measurements
 NOT_MEASURED = re.compile(
-    r"(?:<=|>=|≤|≥|<|>|at least|at most|below|above|default|--[\w-]+)\s*"
-    rf"{_NUM}\s?(?:%|x\b|ms|MB|s\b|pt|points?)"
+    r"(?:<=|>=|≤|≥|<|>|at least|at most|up to|within|below|above|default|--[\w-]+)\s*"
+    rf"{_NUM}\s?{_UNIT}"
     r"|\b95% (?:Wilson|interval|confidence)"
     # the gate's arithmetic: how many images tell one agreement level from another
     rf"|{_NUM}% from {_NUM}%|\b[\d,]+ at {_NUM}%"
     r"|\b\d+% of (?:the |its )?\d[\d,]* (?:training|held-out)"
     r"|\b0\.005 step|\b0\.01 step"
+    # schedules and settings stated as fractions or multiples
+    r"|\b\d+(?:\.\d+)?% (?:hold|decay)\b|\b4x for augmented|\b\d+% of the area|\b2% keeps every mix"
+    r"|\b\d+% held out\b|\bthe \d+% gap\b"
 )
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.M)
@@ -52,21 +56,24 @@ def anchors(path: Path) -> set[str]:
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
-    """The page's paragraphs, list items and table rows as (text, caption); a table row's
-    caption is the paragraph directly above its table, else ''. Code blocks and headings are
-    left out."""
+    """The page's paragraphs, list items and table rows as (text, caption); the caption of a
+    table row or list item is the paragraph directly above its table or list, else ''. Code
+    blocks and headings are left out."""
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     found: list[tuple[str, str]] = []
     para: list[str] = []
-    last_para = ""
+    is_item = False      # para is a list item
+    last_para = ""       # the last paragraph that was not a list item
     in_table = False
     caption = ""
 
     def flush():
         nonlocal para, last_para
         if para:
-            last_para = " ".join(para)
-            found.append((last_para, ""))
+            joined = " ".join(para)
+            found.append((joined, caption if is_item else ""))
+            if not is_item:
+                last_para = joined
             para = []
 
     for line in text.splitlines():
@@ -82,12 +89,18 @@ def blocks(text: str) -> list[tuple[str, str]]:
         if not stripped or stripped.startswith("#"):
             flush()
             if stripped:
-                last_para = ""
+                last_para, is_item = "", False
         elif re.match(r"([-*+]|\d+\.) ", stripped):
             flush()
-            para = [stripped]
-        else:
+            if not is_item:
+                caption = last_para
+            para, is_item = [stripped], True
+        elif para:
             para.append(stripped)
+        else:
+            # a new block: a paragraph indented under a list item still belongs to the list
+            is_item = is_item and line.startswith((" ", "\t"))
+            para = [stripped]
     flush()
     return found
 
@@ -159,6 +172,9 @@ def test_the_checker_finds_an_untraced_figure(tmp_path, monkeypatch):
         "Measured ([speed](../benchmarks/results/speed.json)):\n\n"
         "| artifact | ms |\n| --- | --- |\n| LM | 1.37 ms |\n\n"
         "| artifact | ms |\n| --- | --- |\n| template | 9.79 ms |\n\n"
+        "Measured ([speed](../benchmarks/results/speed.json)):\n"
+        "- LM 1.44 ms\n- template 9.65 ms\n\n"
+        "A list without a source:\n\n- specialist 23.48 ms\n\n"
         "Settings are not figures: 224 px, opset 17, >= 99.5% and a 95% Wilson interval.\n"
     )
     assert untraced(page) == [
@@ -168,4 +184,5 @@ def test_the_checker_finds_an_untraced_figure(tmp_path, monkeypatch):
         "page.md: benchmarks.md#nowhere: no such section in benchmarks.md",
         "page.md: 97.0% with no source: - agreement 97.0%, see [gone](benchmarks.md#nowhere)",
         "page.md: 9.79 ms with no source: | template | 9.79 ms |",
+        "page.md: 23.48 ms with no source: - specialist 23.48 ms",
     ]
