@@ -1,24 +1,37 @@
 """The persistent specialist (synthesized kernels as runtime inputs) against static models.
 
     cd benchmarks && ../.venv/bin/python persistent_specialist.py [--work ../runs/bench-exact]
-        [--rounds 5] [--runs 40] [--json results/persistent_specialist.json]
+        [--rounds 5] [--runs 30] [--pipeline-frames 200] [--pipeline-rounds 3]
+        [--json results/persistent_specialist.json]
+    cd benchmarks && ../.venv/bin/python persistent_specialist.py --photos CKPT PHOTOS
+        [--json results/persistent_specialist_photos.json]
 
-Full-size BasisNet-MV3 (the checkpoint ``exact_basisnet.py`` saves: random init with
-trained-like BN statistics, timing only). Converted here, float32, LiteRT interpreter with
-XNNPACK, one thread:
+Full-size BasisNet-MV3 (the checkpoint and int8 export ``exact_basisnet.py`` makes in
+``--work``: random init with trained-like BN statistics, timing only). Converted here,
+float32, LiteRT interpreter with XNNPACK, one thread per model:
 
-- the persistent specialist in two forms of its 1x1 layers: ``batch_matmul`` (BATCH_MATMUL with
-  a runtime right-hand side, which XNNPACK takes) and ``fully_connected`` (FULLY_CONNECTED with
-  runtime weights, which the interpreter's XNNPACK leaves to the builtin kernel); the
-  depthwise layers take a runtime filter (builtin kernel) in both;
-- the static float32 specialist of the same network (the pre-synthesis template, float32);
-- the plain int8 MobileNetV3-Large of the int8 export (``baseline_plain.tflite``).
+- the persistent specialist (``model/persistent.py``) in two forms of its 1x1 layers:
+  ``batch_matmul`` (BATCH_MATMUL with a runtime right-hand side, which XNNPACK takes) and
+  ``fully_connected`` (FULLY_CONNECTED with runtime weights, which the interpreter's XNNPACK
+  leaves to the builtin kernel); the depthwise layers take a runtime filter (builtin kernel)
+  in both;
+- the static float32 specialist of the same network (the template, float32);
+- from the int8 export: the plain int8 MobileNetV3-Large (``baseline_plain.tflite``), the LM,
+  and today's exact path (the int8 template synthesized by the fused kernel, a new interpreter
+  prepared on it, its invoke).
 
-Per model: op counts, XNNPACK partitions (DELEGATE nodes), and per-invoke medians in
-interleaved rounds (the order rotates each round). For the persistent form also: the float32
-mix of the bases written straight into the interpreter's input buffers, and mix + invoke.
-Correctness: the persistent model's logits against the Keras specialist and against the static
-float32 template synthesized with the same coefficients.
+Reported: op counts and XNNPACK partitions (DELEGATE nodes) per model; correctness (the
+persistent logits against the Keras specialist and the static float32 template, same
+coefficients); per-invoke and per-write medians in interleaved rounds (the order rotates each
+round); the float32 mix in four variants (compiled on one and two threads, NumPy with the
+bases [K, n] and with the K bases of each weight adjacent); what two cores can do at best from
+those medians; and end to end, exact per-frame BasisNet pipelined on three threads (LM,
+synthesis, specialist; a pool of three persistent interpreters that synthesis writes into and
+the specialist invokes) against ``bench --resynth-every 1``'s pipelined runner on the int8
+export and the plain int8 network alone, in interleaved rounds on the same frames.
+
+``--photos CKPT PHOTOS``: top-1 agreement of the persistent specialist with the float
+checkpoint on ``PHOTOS/heldout`` (tests/photo_fixture.py), isolated and end to end.
 """
 
 from __future__ import annotations
@@ -241,6 +254,97 @@ def end_to_end(export_dir: Path, model: bytes, folded: dict, n_frames: int, roun
             "median_recreate_vs_plain": statistics.median(r["recreate_vs_plain"] for r in rows)}
 
 
+def mix_variants(folded: dict, coefficients: np.ndarray, runs: int, rounds: int) -> dict:
+    """One frame's float32 mix of every non-shared kernel (77.5 MB of bases at full size), ms:
+    the compiled ``mix_into`` on one thread and split across two threads, NumPy on the [K, n]
+    layout (``mix_into`` without the compiled loop), and NumPy with the K bases of each weight
+    adjacent ([n, K], one matrix-vector product per layer)."""
+    import threading
+
+    layers = [(layer.bases.reshape(len(layer.bases), -1), layer.slot) for layer in folded.values()]
+    adjacent = [(np.ascontiguousarray(b.T), slot) for b, slot in layers]
+    outs = [np.empty(b.shape[1], np.float32) for b, _ in layers]
+
+    def compiled(part=slice(None)):
+        for (b, slot), out in list(zip(layers, outs))[part]:
+            mix_into(b, coefficients[slot], out)
+
+    def two_threads():
+        # each thread takes every other layer, balanced by size
+        order = sorted(range(len(layers)), key=lambda i: -layers[i][0].size)
+        halves = [order[0::2], order[1::2]]
+
+        def work(idx):
+            for i in idx:
+                mix_into(layers[i][0], coefficients[layers[i][1]], outs[i])
+        t = threading.Thread(target=work, args=(halves[1],))
+        t.start()
+        work(halves[0])
+        t.join()
+
+    def numpy_kn():
+        for (b, slot), out in zip(layers, outs):
+            mix_into(b, coefficients[slot], out, compiled=False)
+
+    def numpy_nk():
+        for (b, slot), out in zip(adjacent, outs):
+            np.dot(b, coefficients[slot], out=out)
+
+    jobs = {"compiled_1_thread": compiled, "compiled_2_threads": two_threads,
+            "numpy_bases_k_n": numpy_kn, "numpy_bases_adjacent_n_k": numpy_nk}
+    for fn in jobs.values():
+        fn()
+    rows = {n: [] for n in jobs}
+    for r in range(rounds):
+        for n in list(jobs)[r % len(jobs):] + list(jobs)[:r % len(jobs)]:
+            rows[n].append(statistics.median(timed(jobs[n]) for _ in range(runs)))
+    return {"median_ms": {n: round(statistics.median(v), 3) for n, v in rows.items()},
+            "rounds_ms": {n: [round(x, 3) for x in v] for n, v in rows.items()}}
+
+
+def photo_agreement(ckpt: Path, photos: Path) -> dict:
+    """Top-1 agreement of the persistent specialist with the float Keras checkpoint on held-out
+    real photos, one frame at a time: fed the float LM's coefficients (isolated), and fed the
+    coefficients of the LM converted to TFLite float32 (end to end)."""
+    from basisnet_deploy import data
+    from basisnet_deploy.converters.base import fold_bases
+    from basisnet_deploy.converters.tflite import TFLiteExporter
+    from basisnet_deploy.export.pipeline import _graphs
+    from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.runtime.sessions import LiteRTSession
+    from basisnet_deploy.targets.kinds import Quantization
+
+    net, cfg = checkpoint.load(ckpt)
+    a, pre = cfg.architecture, cfg.preprocessing
+    held = data.image_folder(photos / "heldout")
+    light, image = held.tensors(a.light_resolution, pre), held.tensors(a.resolution, pre)
+    ref = net.lightweight(light, training=False)
+    ref_coeff = ref["coefficients"].numpy()
+    ref_sp = net.specialist([image, ref_coeff], training=False).numpy()
+    folded = fold_bases(net.specialist)
+    graphs = _graphs(net, cfg, ref_coeff.mean(axis=0))
+    lm = LiteRTSession(TFLiteExporter().convert(graphs["lightweight"], Quantization.FLOAT32))
+    lm_coeff = np.concatenate([lm.run({"image": x[None]})["coefficients"] for x in light]).astype(np.float32)
+    persistent = Persistent(convert_persistent(net, a, "batch_matmul"), folded)
+
+    def go(coeff):
+        out = []
+        for x, c in zip(image, coeff):
+            persistent.write(c)
+            out.append(persistent.invoke(x[None]).copy())
+        return np.concatenate(out)
+
+    def score(got):
+        return {"agreement_percent": round(100 * float(np.mean(np.argmax(got, -1) == np.argmax(ref_sp, -1))), 2),
+                "accuracy_percent": round(100 * float(np.mean(np.argmax(got, -1) == held.labels)), 2),
+                "float_accuracy_percent": round(100 * float(np.mean(np.argmax(ref_sp, -1) == held.labels)), 2),
+                "max_rel": float(f"{np.abs(got - ref_sp).max() / np.abs(ref_sp).max():.3g}")}
+    return {"checkpoint": str(ckpt), "photos": str(photos), "heldout_images": int(len(held.labels)),
+            "network": f"{a.specialist_arch} {a.width}x{a.resolution}, K={a.bases}",
+            "isolated": score(go(ref_coeff)), "end_to_end": score(go(lm_coeff)),
+            "lm_coefficients_max_abs_error": float(f"{np.abs(lm_coeff - ref_coeff).max():.3g}")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="../runs/bench-exact")
@@ -249,8 +353,13 @@ def main() -> None:
     ap.add_argument("--forms", default="batch_matmul,fully_connected")
     ap.add_argument("--json", default=None)
     ap.add_argument("--pipeline-frames", type=int, default=200, help="0: skip the end-to-end comparison")
-    ap.add_argument("--pipeline-rounds", type=int, default=2)
+    ap.add_argument("--pipeline-rounds", type=int, default=3)
+    ap.add_argument("--photos", nargs=2, metavar=("CKPT", "PHOTOS"),
+                    help="only the agreement on PHOTOS/heldout of CKPT (trained on PHOTOS/train)")
     args = ap.parse_args()
+    if args.photos:
+        write_result(photo_agreement(Path(args.photos[0]), Path(args.photos[1])), args.json)
+        return
     from basisnet_deploy.converters.base import fold_bases
     from basisnet_deploy.model import checkpoint
 
@@ -267,7 +376,9 @@ def main() -> None:
     static_bytes = convert_static(net, arch, coeff_sets[0])
     persistent_bytes = {form: convert_persistent(net, arch, form) for form in args.forms.split(",")}
     plain_int8 = work / "tflite-int8" / "baseline_plain.tflite"
-    result = {"network": f"specialist {arch.specialist_arch} {arch.width}x{arch.resolution}, K={K}, "
+    import os
+
+    result = {"load_average_at_start": round(os.getloadavg()[0], 2), "network": f"specialist {arch.specialist_arch} {arch.width}x{arch.resolution}, K={K}, "
                          f"non-shared L{arch.nonshared[0]}-L{arch.nonshared[1]}",
               "threads": 1, "models": {"static_float32": op_summary(static_bytes),
                                        "plain_int8": op_summary(plain_int8.read_bytes())}}
@@ -300,15 +411,39 @@ def main() -> None:
                              "same_top1_vs_static": bool(np.argmax(got) == np.argmax(ref))}
     result["correctness"] = correctness
 
+    print("mix variants", flush=True)
+    result["mix_variants"] = mix_variants(folded, coeff_sets[1], args.runs, args.rounds)
+
     # Timing, interleaved rounds.
     plain_it = static_session(plain_int8)
 
-    def invoke_static(it):
-        it.set_tensor(it.get_input_details()[0]["index"], image)
+    def invoke_static_image(it, x):
+        it.set_tensor(it.get_input_details()[0]["index"], x)
         it.invoke()
 
-    jobs = {"static_float32_invoke": lambda: invoke_static(static_it),
-            "plain_int8_invoke": lambda: invoke_static(plain_it)}
+    def invoke_static(it):
+        invoke_static_image(it, image)
+
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+    from basisnet_deploy.runtime.deployment import Deployment
+    from basisnet_deploy.runtime.sessions import LiteRTSession
+
+    dep = Deployment(work / "tflite-int8")
+    light_it = static_session(dep.path("lightweight"))
+    light_image = rng.uniform(-1, 1, (1, arch.light_resolution, arch.light_resolution, 3)).astype(np.float32)
+    presynth = dep.presynth()
+    fast = FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases)
+    template = LiteRTSession(bytes(fast.synthesize(coeff_sets[0])))
+    recreated = iter(range(10**9))
+
+    def recreate():  # today's exact path: synthesize the int8 template, prepare a new interpreter
+        return LiteRTSession(bytes(fast.synthesize(coeff_sets[next(recreated) % 4])))
+
+    jobs = {"lightweight_invoke": lambda: invoke_static_image(light_it, light_image),
+            "static_float32_invoke": lambda: invoke_static(static_it),
+            "plain_int8_invoke": lambda: invoke_static(plain_it),
+            "int8_template_invoke": lambda: template.run({"image": image}),
+            "int8_template_synthesize_and_prepare": recreate}
     for form, ps in sessions.items():
         jobs[f"persistent_{form}_invoke"] = lambda ps=ps: ps.invoke(image)
         jobs[f"persistent_{form}_write"] = lambda ps=ps: ps.write(coeff_sets[1])
@@ -333,11 +468,28 @@ def main() -> None:
             "extra_invoke_ms_over_static_float32": round(med[f"persistent_{form}_invoke"] - med["static_float32_invoke"], 3),
             "host_overhead_ms (write + extra invoke)": round(
                 med[f"persistent_{form}_write"] + med[f"persistent_{form}_invoke"] - med["static_float32_invoke"], 3)}
+    # What two cores can do at best, from the medians above (every stage's CPU time summed and
+    # spread perfectly over both cores; and the one-thread specialist stage alone).
+    plain_fps = 1000 / med["plain_int8_invoke"]
+    today = med["lightweight_invoke"] + med["int8_template_synthesize_and_prepare"] + med["int8_template_invoke"]
+    bounds = {"plain_int8_fps (one frame after another, 1 thread)": round(plain_fps, 1),
+              "recreate_cpu_ms_per_frame (LM + synthesize + prepare + int8 invoke)": round(today, 3),
+              "recreate_two_core_bound_vs_plain": round(2000 / today / plain_fps, 3),
+              "recreate_synthesis_stage_bound_vs_plain": round(
+                  1000 / med["int8_template_synthesize_and_prepare"] / plain_fps, 3)}
+    for form in sessions:
+        cpu = med["lightweight_invoke"] + med[f"persistent_{form}_write"] + med[f"persistent_{form}_invoke"]
+        bounds[f"persistent_{form}_cpu_ms_per_frame (LM + write + invoke)"] = round(cpu, 3)
+        bounds[f"persistent_{form}_two_core_bound_vs_plain"] = round(2000 / cpu / plain_fps, 3)
+        bounds[f"persistent_{form}_specialist_stage_bound_vs_plain"] = round(
+            1000 / med[f"persistent_{form}_invoke"] / plain_fps, 3)
+    result["bounds"] = bounds
     if args.pipeline_frames:
         del sessions, static_it, plain_it
         best = "batch_matmul" if "batch_matmul" in persistent_bytes else next(iter(persistent_bytes))
         result["end_to_end"] = {"form": best, **end_to_end(work / "tflite-int8", persistent_bytes[best], folded,
                                                              args.pipeline_frames, args.pipeline_rounds)}
+    result["load_average_at_end"] = round(os.getloadavg()[0], 2)
     write_result(result, args.json)
 
 
