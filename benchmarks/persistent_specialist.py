@@ -74,6 +74,60 @@ def convert_persistent(net, arch, matmul: str) -> bytes:
                                     Quantization.FLOAT32)
 
 
+def convert_hybrid(net, arch, folded: dict, calibration_frames: int = 8) -> bytes:
+    """The persistent specialist with its shared layers static int8 and its non-shared blocks
+    float32 (their runtime kernels leave XNNPACK no other choice): TF's selective quantization
+    (``QuantizationDebugger`` with every node of blocks L8-L15 denylisted), calibrated on random
+    frames and kernels mixed from random coefficients (timing only). Hard-swish stays HARD_SWISH:
+    spelled out (``decomposed_hard_swish``) the converted model aborts LiteRT's preparation."""
+    import re
+    import tempfile
+
+    import tensorflow as tf
+    from ai_edge_litert import interpreter
+
+    from basisnet_deploy.converters.base import Graph
+    from basisnet_deploy.converters.tflite import saved_model_converter
+    from basisnet_deploy.model.persistent import (build_persistent_specialist, copy_into_persistent,
+                                                  kernel_input_shapes, persistent_feeds)
+
+    model = build_persistent_specialist(arch, "batch_matmul")
+    copy_into_persistent(net.specialist, model, folded)
+    shapes = kernel_input_shapes(model)
+    specs = [{"image": tf.TensorSpec([1, arch.resolution, arch.resolution, 3], tf.float32, name="image"),
+              **{n: tf.TensorSpec(s, tf.float32, name=n) for n, s in shapes.items()}}]
+
+    def fn(inputs):
+        kernels = {k: v for k, v in inputs.items() if k != "image"}
+        return {"logits": model(persistent_feeds(inputs["image"], kernels), training=False)}
+
+    graph = Graph("specialist_persistent", model, fn, specs, ["logits"])
+    rng = np.random.default_rng(0)
+
+    def frames():
+        for _ in range(calibration_frames):
+            c = rng.dirichlet(np.full(arch.bases, 0.3), size=len(arch.nonshared_blocks)).astype(np.float32)
+            feeds = {"image": rng.uniform(-1, 1, (1, arch.resolution, arch.resolution, 3)).astype(np.float32)}
+            for name, layer in folded.items():
+                feeds[name] = np.tensordot(c[layer.slot], layer.bases, 1).reshape(shapes[name]).astype(np.float32)
+            yield feeds
+
+    blocks = "|".join(str(i) for i in arch.nonshared_blocks)
+    nonshared = re.compile(rf"sp_L({blocks})_")
+    with tempfile.TemporaryDirectory() as tmp:
+        float_model = interpreter.Interpreter(model_content=saved_model_converter(graph, tmp + "/f").convert())
+        names = sorted({float_model._get_tensor_details(t, 0)["name"] for op in float_model._get_ops_details()
+                        for t in op["outputs"] if nonshared.search(float_model._get_tensor_details(t, 0)["name"])})
+        conv = saved_model_converter(graph, tmp + "/q")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = frames
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=frames,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names))
+        return debugger.get_nondebug_quantized_model()
+
+
 def convert_static(net, arch, coefficients) -> bytes:
     import tensorflow as tf
 
@@ -354,6 +408,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--pipeline-frames", type=int, default=200, help="0: skip the end-to-end comparison")
     ap.add_argument("--pipeline-rounds", type=int, default=3)
+    ap.add_argument("--hybrid", action="store_true",
+                    help="also the persistent specialist with static int8 shared layers (convert_hybrid)")
     ap.add_argument("--photos", nargs=2, metavar=("CKPT", "PHOTOS"),
                     help="only the agreement on PHOTOS/heldout of CKPT (trained on PHOTOS/train)")
     args = ap.parse_args()
@@ -375,6 +431,8 @@ def main() -> None:
     print("converting", flush=True)
     static_bytes = convert_static(net, arch, coeff_sets[0])
     persistent_bytes = {form: convert_persistent(net, arch, form) for form in args.forms.split(",")}
+    if args.hybrid:
+        persistent_bytes["hybrid_int8_shared"] = convert_hybrid(net, arch, folded)
     plain_int8 = work / "tflite-int8" / "baseline_plain.tflite"
     import os
 
