@@ -107,6 +107,14 @@ def recipe(role: str, name: str = "int8 fidelity") -> float:
     return get("recipe_latency_full.json", "median_ms", role, name)
 
 
+PERSISTENT = "persistent_specialist.json"
+PERSISTENT_PHOTOS = "persistent_specialist_photos.json"
+
+
+def persistent_ms(key: str) -> float:
+    return get(PERSISTENT, "median_ms", key)
+
+
 def pipelined() -> dict:
     return get("exact_basisnet.json", "full_load")
 
@@ -185,6 +193,24 @@ SECTIONS: tuple[Section, ...] = (
                lambda: ratio(pipelined()["vs_baseline_fps"]["pipelined"], 3)),
         Figure("exact_vs_seq", "pipelined over sequential", "exact_basisnet.json",
                lambda: ratio(pipelined()["pipelined_vs_sequential"])),
+    )),
+    Section("Persistent specialist: kernels as model inputs, full size", PERSISTENT,
+            "exact per-frame BasisNet with one float32 specialist whose non-shared kernels are "
+            "inputs, mixed into its input buffers each frame (no interpreter per frame); LiteRT, "
+            "XNNPACK, 1 thread per model (benchmarks/persistent_specialist.py)", (
+        Figure("pers_invoke", "invoke: persistent / static float32 / plain int8 MV3-L", PERSISTENT,
+               lambda: " / ".join(ms(persistent_ms(k)) for k in (
+                   "persistent_batch_matmul_invoke", "static_float32_invoke", "plain_int8_invoke"))),
+        Figure("pers_mix", "float32 mix into the kernel inputs, per frame", PERSISTENT,
+               lambda: ms(persistent_ms("persistent_batch_matmul_write"))),
+        Figure("pers_overhead", "host overhead: mix + invoke over the static float32 invoke", PERSISTENT,
+               lambda: ms(get(PERSISTENT, "persistent_batch_matmul_vs",
+                              "host_overhead_ms (write + extra invoke)"))),
+        Figure("pers_e2e", "pipelined over a plain int8 MV3-L: persistent / re-created int8 template",
+               PERSISTENT, lambda: " / ".join(ratio(get(PERSISTENT, "end_to_end", k), 3) for k in (
+                   "median_persistent_vs_plain", "median_recreate_vs_plain"))),
+        Figure("pers_photos", "agreement with float on held-out photos, end to end (demo preset)",
+               PERSISTENT_PHOTOS, lambda: pct(get(PERSISTENT_PHOTOS, "end_to_end", "agreement_percent"))),
     )),
     Section("Early exit, demo model on digits", "demo_early_exit.json",
             "`calibrate-threshold --max-drop 0.5` on the `make demo` TFLite export", (

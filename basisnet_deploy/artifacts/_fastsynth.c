@@ -203,6 +203,10 @@ BN_INLINE void mix_block(int simd, int compact, const bn_mix *x, int64_t n, floa
         mix_i8_scalar(&rest, n - j, acc + j);
 }
 
+#ifdef BN_HAVE_AVX2
+BN_AVX2 static void mix_block_avx2(const bn_mix *x, int64_t n, float *acc) { mix_block(1, 0, x, n, acc); }
+#endif
+
 /* What one layer's synthesis works with. */
 typedef struct {
     const float *a; /* the coefficient row [K] */
@@ -350,6 +354,34 @@ BN_EXPORT int bn_synthesize(const int64_t *desc, int64_t n_layers, const float *
 #endif
             layer_generic(&cx, d);
         write_channel_data(d, cx.buf, cx.scales);
+    }
+    return 0;
+}
+
+/* out[j] = sum_k a[k] * bases[k * n + j] for j < n, float32, in synthesis.mix's order (acc =
+ * b_0 a_0, then acc = acc + b_k a_k), straight into `out` (the persistent specialist's kernel
+ * input). In blocks of 4096 elements, each mixed over all K bases while it stays in cache. */
+BN_EXPORT int bn_mix_f32(const float *bases, int64_t K, int64_t n, const float *a, float *out) {
+#ifdef BN_HAVE_AVX2
+    const int simd = use_simd && __builtin_cpu_supports("avx2");
+#else
+    const int simd = 0;
+#endif
+    for (int64_t at = 0; at < n; at += 4096) {
+        const int64_t len = n - at < 4096 ? n - at : 4096;
+        bn_mix x;
+        x.b = (const void *)(bases + at);
+        x.stride = n;
+        x.m = a;
+        x.m_stride = 1;
+        x.m_vec = 0;
+        x.K = K;
+#ifdef BN_HAVE_AVX2
+        if (simd)
+            mix_block_avx2(&x, len, out + at);
+        else
+#endif
+            mix_block(0, 0, &x, len, out + at);
     }
     return 0;
 }

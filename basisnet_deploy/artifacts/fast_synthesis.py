@@ -10,6 +10,11 @@ bit-identical to the previous call's are skipped (their bytes in ``buffer`` are 
 Two implementations give identical bytes: a compiled kernel (``_fastsynth.c``, built at
 ``pip install`` when a C compiler is there) and a pure-NumPy fallback.
 
+``mix_into`` is the float32 mix alone (``synthesis.mix``'s values, bit for bit) written into a
+caller's buffer: the kernels of the persistent specialist, whose non-shared kernels are model
+inputs (``model/persistent.py``). Compiled, it runs at about twice NumPy's speed and releases
+the GIL.
+
 Arithmetic (the definition; the Java core ports it bit for bit). All values float32, every
 product and sum rounded to float32 on its own (no fused multiply-add), in this order. For a
 layer with coefficient row a[0..K-1] and output channel c of element j:
@@ -94,11 +99,17 @@ def _load_library():
     lib.bn_synthesize.restype = ctypes.c_int
     lib.bn_synthesize.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                                   ctypes.c_void_p, ctypes.c_void_p]
+    mix_f32 = getattr(lib, "bn_mix_f32", None)
+    if mix_f32 is not None:
+        mix_f32.restype = ctypes.c_int
+        mix_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                            ctypes.c_void_p]
     return lib
 
 
 _LIBRARY = _load_library()
 _KERNEL = _LIBRARY.bn_synthesize if _LIBRARY is not None else None  # the compiled bn_synthesize
+_MIX_F32 = getattr(_LIBRARY, "bn_mix_f32", None)  # the compiled bn_mix_f32, where built
 
 
 def compiled_available() -> bool:
@@ -189,6 +200,31 @@ class FastSynthesizer:
         ptr = ctypes.c_void_p
         return (ptr(desc.ctypes.data), ptr(self._coeff.ctypes.data), ptr(self._todo.ctypes.data),
                 ptr(self._work.ctypes.data))
+
+
+def mix_into(bases: np.ndarray, coefficients: np.ndarray, out: np.ndarray, compiled: bool = True) -> None:
+    """``out = sum_k a_k * bases[k]`` for float32 bases [K, n] (C-contiguous), coefficients
+    [K] and a C-contiguous float32 ``out`` of n elements, in ``synthesis.mix``'s order (the same
+    bits). The compiled loop where built (it releases the GIL), else NumPy in blocks."""
+    a = np.ascontiguousarray(coefficients, np.float32)
+    k, n = bases.shape
+    if (bases.dtype != np.float32 or not bases.flags.c_contiguous or out.dtype != np.float32
+            or not out.flags.c_contiguous or out.size != n or a.shape != (k,)):
+        raise FastSynthesisError(f"mix_into: bases {bases.dtype} {bases.shape}, coefficients "
+                                 f"{a.shape}, out {out.dtype} of {out.size}: they do not fit")
+    if compiled and _MIX_F32 is not None:
+        _MIX_F32(bases.ctypes.data, k, n, a.ctypes.data, out.ctypes.data)
+        return
+    flat, tmp = out.reshape(-1), np.empty(min(n, _BLOCK), np.float32)
+    for start in range(0, n, _BLOCK):
+        acc, t = flat[start:start + _BLOCK], tmp[:min(_BLOCK, n - start)]
+        np.multiply(bases[0, start:start + _BLOCK], a[0], out=acc)
+        for i in range(1, k):
+            np.multiply(bases[i, start:start + _BLOCK], a[i], out=t)
+            np.add(acc, t, out=acc)
+
+
+_BLOCK = 1 << 15  # elements per NumPy block of mix_into
 
 
 def _choose_kernel(kernel: str, table: list[Patch]) -> str:
