@@ -75,18 +75,18 @@ COVERAGE: dict[str, str] = {
     "[--epochs N --batch-size N --learning-rate LR --held-out F --seed S --strategy "
     "default|mirrored|multi-worker --resize squash|center_crop --augment/--no-augment --cache DIR "
     "--resume --init-from FILE ... --json --json-out F]": "options",
-    "basisnet-deploy evaluate CKPT [--dataset digits|DIR] [--json] [--json-out F]": "options",
+    "basisnet-deploy evaluate CKPT [--dataset digits|DIR] [--limit N] [--json] [--json-out F]": "options",
     "basisnet-deploy cost [CKPT] [arch flags] [--plain mv3-large|mv3-small|mv2] [--json] [--json-out F]": "options",
     "basisnet-deploy export CKPT [--target tflite|onnx] [--out DIR] [--quantize int8|float16|float32] "
     "[--calibration digits|IMAGE_DIR] [--calibration-size N] [--specialist coefficient|presynth|all] "
-    "[--input-type float32|int8|uint8] [--int8-recipe full|fidelity|fidelity-int8-lm] [--tuning-steps N] "
+    "[--input-type float32|int8|uint8] [--int8-recipe auto|full|fidelity|fidelity-int8-lm] [--tuning-steps N] "
     "[--coefficient-int8 dynamic|fakequant] [--min-agreement P] [--allow-low-agreement] "
     "[--verify-images N] [--images DIR] [--baseline] [--seed S] [--json] [--json-out F]": "options",
     "basisnet-deploy verify DIR [--dataset digits | --images DIR] [--limit N] [--delegate xnnpack|cpu|gpu] "
     "[--allow-fallback] [--json] [--json-out F]": "options",
     "basisnet-deploy check DIR [--json] [--json-out F]": "options",
     "basisnet-deploy calibrate-threshold DIR (--max-drop POINTS | --target-madds MADDS) "
-    "[--dataset digits | --images DIR] [--plot PNG] [--json] [--json-out F]": "options",
+    "[--dataset digits | --images DIR] [--limit N] [--plot PNG] [--json] [--json-out F]": "options",
     "basisnet-deploy bench DIR --delegate cpu|xnnpack|gpu|nnapi [--runtime litert|onnxruntime] "
     "[--runner sequential|pipelined|both] [--specialist-form coefficient|presynth] [--threshold T] "
     "[--frames N] [--warmup N] [--threads N] [--images DIR | --dataset digits] [--delegate-path LIB] "

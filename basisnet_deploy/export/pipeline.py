@@ -153,7 +153,13 @@ class ExportOptions:
         first = self._plan(recipes[0])
         if first.quantization is not Quantization.INT8:
             return [first]  # the recipe does not apply
-        return [first] + [self._plan(recipe) for recipe in recipes[1:]]
+        return [first] + [self._plan(recipe) for recipe in recipes[1:] if self._allows(recipe)]
+
+    def _allows(self, recipe: Recipe) -> bool:
+        """Whether ``auto`` may try ``recipe`` given the other options: ``--coefficient-int8
+        fakequant`` asks for a static int8 coefficient-input specialist, which only ``full`` makes."""
+        return (CoefficientInt8(self.coefficient_int8) is CoefficientInt8.DYNAMIC
+                or recipe.scheme(Role.SPECIALIST_COEFFICIENT) is Quantization.INT8)
 
     def _plan(self, recipe: Recipe) -> "ExportPlan":
         target = registry.get(self.target)
