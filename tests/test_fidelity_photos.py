@@ -1,14 +1,14 @@
-"""Int8 fidelity on real photographs (issue 10), end to end through the CLI.
+"""Int8 fidelity on real photographs, end to end through the CLI.
 
 A small `demo`-preset BasisNet is trained on the real-photo fixture's training crops (90% of
-720 crops, 10 epochs: above chance on the held-out crops, float LM 26% and specialist 24%
-top-1 against 8%), exported to TFLite int8 with calibration on the training folder (the
+720 crops, 10 epochs: above chance on the held-out crops, float LM 26% and specialist 20%
+top-1 against 8%: benchmarks/results/gpu_photos_verify.json), exported to TFLite int8 with calibration on the training folder (the
 full, fidelity and fidelity-int8-lm recipes), and each export is verified on the 240 held-out crops, which share no pixel with the training or
 calibration crops. The claims: verification scores accuracy on held-out photos only; the
-fidelity recipe meets issue 10's targets (every artifact >= 99.5% top-1 agreement with the
+fidelity recipe meets the agreement targets (every artifact >= 99.5% top-1 agreement with the
 float model, isolated and end to end; accuracy drop <= 0.5 point; template logits max_rel
 <= 0.25; LM coefficients within 0.05), and agrees at least as often as full int8, which on
-this checkpoint misses them by far (its LM agrees on 62.5%); and fidelity-int8-lm, every
+this checkpoint misses them by far; and fidelity-int8-lm, every
 weight in int8, meets them too. Training is deterministic
 (tests/test_train.py), so these figures are the same on every run on one machine; the
 fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (docs/export.md "Int8
