@@ -30,7 +30,7 @@ LIGHT_PREFIX = "lm"
 SPECIALIST_PREFIX = "sp"
 
 
-class _Builder:
+class LayerBuilder:
     """Functional-API helpers that share a name prefix and a BN momentum."""
 
     def __init__(self, prefix: str, bn_momentum: float, hard_swish=None):
@@ -120,7 +120,7 @@ class _Builder:
 
 def build_lightweight(cfg: ArchConfig, hard_swish=None) -> keras.Model:
     net = resolve(cfg.light_arch, cfg.light_width, cfg.light_resolution)
-    bld = _Builder(LIGHT_PREFIX, cfg.bn_momentum, hard_swish)
+    bld = LayerBuilder(LIGHT_PREFIX, cfg.bn_momentum, hard_swish)
     image = keras.Input((cfg.light_resolution, cfg.light_resolution, 3), name="image")
     features = bld.trunk(image, net)
     logits = bld.classifier(features, cfg.num_classes, cfg.dropout, "logits")
@@ -133,7 +133,7 @@ def build_lightweight(cfg: ArchConfig, hard_swish=None) -> keras.Model:
 
 def build_specialist(cfg: ArchConfig, synthesis: str = "sample", hard_swish=None) -> keras.Model:
     net = resolve(cfg.specialist_arch, cfg.width, cfg.resolution)
-    bld = _Builder(SPECIALIST_PREFIX, cfg.bn_momentum, hard_swish)
+    bld = LayerBuilder(SPECIALIST_PREFIX, cfg.bn_momentum, hard_swish)
     image = keras.Input((cfg.resolution, cfg.resolution, 3), name="image")
     n_blocks = len(cfg.nonshared_blocks)
     coefficients = keras.Input((n_blocks, cfg.bases), name="coefficients")
@@ -159,7 +159,7 @@ def build_plain(arch: str, width: float, resolution: int, classes: int,
     kernel (or basis k) can be copied into it by name.
     """
     net = resolve(arch, width, resolution)
-    bld = _Builder(style.prefix, style.bn_momentum, hard_swish)
+    bld = LayerBuilder(style.prefix, style.bn_momentum, hard_swish)
     image = keras.Input((resolution, resolution, 3), name="image")
     logits = bld.classifier(bld.trunk(image, net), classes, style.dropout, "logits")
     return keras.Model(image, logits, name=f"plain_{arch}")

@@ -22,7 +22,7 @@ import tensorflow as tf
 from basisnet_deploy.model.arch import resolve
 from basisnet_deploy.model.config import ArchConfig
 from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D, activation
-from basisnet_deploy.model.network import SPECIALIST_PREFIX, _Builder
+from basisnet_deploy.model.network import SPECIALIST_PREFIX, LayerBuilder
 
 MATMUL_FORMS = ("fully_connected", "batch_matmul")
 KERNEL_SUFFIX = "_kernel"  # Keras input name = layer name + this
@@ -82,7 +82,7 @@ class KernelInputDepthwise(keras.layers.Layer):
         return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides}
 
 
-class _PersistentBuilder(_Builder):
+class _PersistentBuilder(LayerBuilder):
     """The specialist's trunk with the non-shared blocks' kernels as inputs."""
 
     def __init__(self, prefix: str, bn_momentum: float, matmul: str):
