@@ -14,7 +14,7 @@ def jsonable(value):
     if callable(getattr(value, "to_json", None)) and not isinstance(value, type):
         return jsonable(value.to_json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return jsonable_fields(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
@@ -28,3 +28,8 @@ def jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing figure is null
     return value
+
+
+def jsonable_fields(value) -> dict:
+    """A dataclass's fields as plain JSON values (for a ``to_json`` that adds to them)."""
+    return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}

@@ -109,9 +109,9 @@ class PretrainedInit:
         return f"--init-from {self.file} ({self.variant}, {self.format}): " + "; ".join(parts)
 
     def to_json(self) -> dict:
-        from basisnet_deploy.common.jsonable import jsonable
+        from basisnet_deploy.common.jsonable import jsonable_fields
 
-        return {**jsonable(self), "summary": self.summary()}
+        return {**jsonable_fields(self), "summary": self.summary()}
 
 
 @dataclass(frozen=True)
