@@ -181,7 +181,8 @@ def _failing_conversion(monkeypatch):
             raise ExportError("lightweight: the converter crashed") from e
 
     monkeypatch.setattr(pipeline, "_read_inputs", lambda *_: SimpleNamespace(
-        lm_coeff=np.zeros((1, 2, 3), np.float32), calib=None))
+        lm_coeff=np.zeros((1, 2, 3), np.float32), calib=None, held=None))
+    monkeypatch.setattr(pipeline, "_verification_sample", lambda *_: None)
     monkeypatch.setattr(pipeline, "_tuned_weights", lambda *_: {})
     monkeypatch.setattr(pipeline, "_role_graphs", lambda *_: defaultdict(lambda: None))
     monkeypatch.setattr(pipeline, "_convert", convert)
