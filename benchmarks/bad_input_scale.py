@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _bench_utils import run_child, write_result  # noqa: E402
-from verify_memory import CLI, make_export, make_folder, make_pool  # noqa: E402
+from verify_memory import CLI, photo_export, run_header  # noqa: E402
 
 BAD_KINDS = ("cmyk", "truncated", "text_as_jpg", "notes_txt")
 
@@ -100,17 +99,12 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     work = Path(args.work)
-    pool = make_pool(work / f"pool-{args.photo_size}", 5000, args.photo_size)
+    pool, export_dir = photo_export(work, args.photo_size, 5000, 100, args.preset)
     classes = sorted(p.name for p in pool.iterdir() if p.is_dir())
-    export_dir = make_export(work, args.preset, classes, "all",
-                             make_folder(pool, work / f"n100-{args.photo_size}", 100))
     folder = work / f"bad-{args.files}"
     started = time.perf_counter()
     made = make_bad_folder(pool, folder, args.files, args.bad_share)
-    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                         f"load {os.getloadavg()[0]:.1f}",
-              "preset": args.preset, "files": args.files, "folder_holds": made,
+    result = {**run_header(), "preset": args.preset, "files": args.files, "folder_holds": made,
               "folder_made_s": round(time.perf_counter() - started, 1)}
     stdout, rss_mb, wall = run_child([*CLI, "verify", str(export_dir), "--images", str(folder),
                                       "--limit", str(args.limit), "--json"])

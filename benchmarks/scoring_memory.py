@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _bench_utils import run_child, write_result  # noqa: E402
-from verify_memory import CLI, make_export, make_folder, make_pool  # noqa: E402
+from verify_memory import CLI, make_folder, photo_export, run_header  # noqa: E402
 
 # verify_export() timed inside the child (TensorFlow's import left out); the tree to import
 # is the first argument.
@@ -161,14 +160,9 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     work = Path(args.work)
-    pool = make_pool(work / f"pool-{args.photo_size}", max(args.sizes), args.photo_size)
-    classes = sorted(p.name for p in pool.iterdir() if p.is_dir())
-    small = make_folder(pool, work / f"n{min(args.sizes)}-{args.photo_size}", min(args.sizes))
-    export_dir = make_export(work, args.preset, classes, "all", small)
-    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                         f"load {os.getloadavg()[0]:.1f}",
-              "preset": args.preset, "specialist": "all", "quantize": "float32",
+    pool, export_dir = photo_export(work, args.photo_size, max(args.sizes), min(args.sizes),
+                                    args.preset)
+    result = {**run_header(), "preset": args.preset, "specialist": "all", "quantize": "float32",
               "photos": f"tests/photo_fixture.py crops, long side {args.photo_size} px",
               "runs": {}}
     for n in args.sizes:

@@ -67,6 +67,23 @@ def make_folder(pool: Path, folder: Path, n: int) -> Path:
     return folder
 
 
+def photo_export(work: Path, photo_size: int, pool_size: int, sample: int, preset: str,
+                 specialist: str = "all") -> tuple[Path, Path]:
+    """(photo pool, export) every scoring benchmark starts from: a pool of ``pool_size`` real
+    photo crops and a random-init export of ``preset`` whose BN statistics come from a folder of
+    ``sample`` of them."""
+    pool = make_pool(work / f"pool-{photo_size}", pool_size, photo_size)
+    classes = sorted(p.name for p in pool.iterdir() if p.is_dir())
+    folder = make_folder(pool, work / f"n{sample}-{photo_size}", sample)
+    return pool, make_export(work, preset, classes, specialist, folder)
+
+
+def run_header() -> dict:
+    """The command line and the machine with its load, which each result starts with."""
+    return {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"}
+
+
 def make_export(work: Path, preset: str, classes: list[str], specialist: str, images: Path) -> Path:
     """A random-init checkpoint of ``preset`` exported as float32 TFLite (reused if there)."""
     import dataclasses
@@ -118,14 +135,9 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     work = Path(args.work)
-    pool = make_pool(work / f"pool-{args.photo_size}", max(args.sizes), args.photo_size)
-    classes = sorted(p.name for p in pool.iterdir() if p.is_dir())
-    small = make_folder(pool, work / f"n{min(args.sizes)}-{args.photo_size}", min(args.sizes))
-    export_dir = make_export(work, args.preset, classes, args.specialist, small)
-    result = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "verify_command": "basisnet-deploy verify EXPORT --images DIR --json",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                         f"load {os.getloadavg()[0]:.1f}",
+    pool, export_dir = photo_export(work, args.photo_size, max(args.sizes), min(args.sizes),
+                                    args.preset, args.specialist)
+    result = {**run_header(), "verify_command": "basisnet-deploy verify EXPORT --images DIR --json",
               "preset": args.preset, "specialist": args.specialist,
               "photos": f"tests/photo_fixture.py crops, long side {args.photo_size} px",
               "runs": {}}

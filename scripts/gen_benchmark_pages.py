@@ -316,14 +316,9 @@ def main(argv: list[str]) -> int:
     except MissingResult as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if "--check" in argv:
-        if not PAGE.is_file() or PAGE.read_text() != text:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run python scripts/gen_benchmark_pages.py",
-                  file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    return 0
+    from _generated_page import write_or_check  # scripts/, beside this file
+
+    return write_or_check(PAGE, text, argv, "scripts/gen_benchmark_pages.py")
 
 
 if __name__ == "__main__":

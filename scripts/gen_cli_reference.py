@@ -33,14 +33,9 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if not PAGE.is_file() or PAGE.read_text() != text:
-            print(f"{PAGE} is stale: run python scripts/gen_cli_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    return 0
+    from _generated_page import write_or_check  # scripts/, beside this file
+
+    return write_or_check(PAGE, render(), argv, "scripts/gen_cli_reference.py")
 
 
 if __name__ == "__main__":

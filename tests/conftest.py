@@ -106,3 +106,14 @@ def float16_tflite(ckpt, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exp") / "f16"
     return out, export(ckpt, out, target="tflite", quantize="float16", **FAST)
+
+
+@pytest.fixture
+def refuse_decoding(monkeypatch):
+    """Fails the test if any held-out image is decoded: for checks that must come first."""
+    from basisnet_deploy.data import heldout
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the folder was checked")
+
+    monkeypatch.setattr(heldout, "load_image", no_decoding)

@@ -108,13 +108,7 @@ def test_evaluate_streams_a_folder_counts_what_it_skips_and_limits_to_a_seeded_s
     (lambda root: None, "found 0 class folders"),
 ])
 def test_evaluate_refuses_bad_folders_before_any_image_is_decoded(ckpt, tmp_path, capsys,
-                                                                  monkeypatch, make, message):
-    from basisnet_deploy.data import heldout
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("an image was decoded before the folder was checked")
-
-    monkeypatch.setattr(heldout, "load_image", no_decoding)
+                                                                  refuse_decoding, make, message):
     root = tmp_path / "held"
     root.mkdir()
     make(root)

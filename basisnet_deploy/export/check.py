@@ -46,30 +46,27 @@ def check_export(directory) -> ExportCheck:
     check_files(directory, manifest)
     if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
         load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
-    verdicts = gpu_verdicts(directory, manifest)
-    no_gpu = None if verdicts else _no_verdict_reason(manifest)
+    verdicts, no_gpu = _gpu_check(directory, manifest)
     checks = {role: ArtifactCheck(True, verdicts[role].to_json() if role in verdicts
                                   else {"status": None, "reason": no_gpu})
               for role in manifest.artifacts}
     return ExportCheck(checks, agreement_warning(manifest))
 
 
-def _no_verdict_reason(manifest: Manifest) -> str:
-    """Why an export's artifacts have no GPU verdict."""
-    if manifest.target_spec.gpu_check is GpuCheck.ONNX_WEBGPU:
-        return onnx_webgpu_devices()[1]  # onnxruntime's WebGPU EP found no device: why
-    return f"basisnet-deploy has no GPU check for {manifest.target_spec.title} artifacts"
-
-
 def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
     """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
     a static guess for every artifact once it finds none. ONNX: onnxruntime's WebGPU EP's
     verdicts where it finds a device, else {} (no static guess)."""
+    return _gpu_check(directory, manifest, say)[0]
+
+
+def _gpu_check(directory, manifest: Manifest, say=None) -> tuple[dict[Role, GpuVerdict], str | None]:
+    """(verdicts, why there are none where there are none): :func:`gpu_verdicts`."""
     check = manifest.target_spec.gpu_check
     if check is GpuCheck.ONNX_WEBGPU:
         return _onnx_verdicts(Path(directory), manifest, say)
     if check is not GpuCheck.LITERT_ACCELERATOR:
-        return {}
+        return {}, f"basisnet-deploy has no GPU check for {manifest.target_spec.title} artifacts"
     directory, verdicts, device = Path(directory), {}, True
     for role, entry in manifest.artifacts.items():
         path = directory / entry.file
@@ -84,15 +81,15 @@ def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdi
             if say:
                 say("GPU check: no GPU device here; the GPU column is a static guess")
         verdicts[role] = static_gpu_guess(path)
-    return verdicts
+    return verdicts, None
 
 
-def _onnx_verdicts(directory: Path, manifest: Manifest, say) -> dict[Role, GpuVerdict]:
-    """ONNX: each artifact on onnxruntime's WebGPU EP where it finds a device, else {}."""
-    devices, _why = onnx_webgpu_devices()
+def _onnx_verdicts(directory: Path, manifest: Manifest, say) -> tuple[dict[Role, GpuVerdict], str | None]:
+    """ONNX: each artifact on onnxruntime's WebGPU EP where it finds a device, else ({}, why)."""
+    devices, why = onnx_webgpu_devices()
     verdicts = {}
     for role, entry in manifest.artifacts.items() if devices else ():
         if say:
             say(f"GPU check: {entry.file} on onnxruntime's WebGPU EP (run probes, compare with the CPU)")
         verdicts[role] = probe_onnx_webgpu(directory / entry.file, devices, count=1)
-    return verdicts
+    return verdicts, (None if devices else why)

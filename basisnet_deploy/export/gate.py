@@ -85,17 +85,18 @@ class GateResult:
     def unresolved(self) -> list[str]:
         """Checks whose 95% interval contains the threshold: this sample cannot say on which
         side of it their true agreement lies."""
-        return [k for k in self.agreements if self.interval(k)[0] < self.min_agreement <= self.interval(k)[1]]
+        return [k for k, (low, high) in ((k, self.interval(k)) for k in self.agreements)
+                if low < self.min_agreement <= high]
 
     def warning(self) -> str | None:
         unresolved = self.unresolved()
         if not unresolved:
             return None
-        need = resolving_images(self.min_agreement)
+        need, first = resolving_images(self.min_agreement), unresolved[0]
+        low, high = self.interval(first)
         return (f"{len(unresolved)} check(s) have 95% intervals that contain --min-agreement "
-                f"{self.min_agreement:g}% on {self.images} images (e.g. {unresolved[0]} "
-                f"{self.agreements[unresolved[0]]:.2f}%, {self.interval(unresolved[0])[0]:.2f}-"
-                f"{self.interval(unresolved[0])[1]:.2f}%); about {need:,} held-out images separate "
+                f"{self.min_agreement:g}% on {self.images} images (e.g. {first} "
+                f"{self.agreements[first]:.2f}%, {low:.2f}-{high:.2f}%); about {need:,} held-out images separate "
                 f"{self.min_agreement:g}% from {min(self.min_agreement + MARGIN_POINTS, 100):g}%")
 
     def refusal(self) -> str:

@@ -207,10 +207,6 @@ class ExportPlan:
     artifacts: dict[Role, ArtifactPlan]  # in the order they are converted
 
     @property
-    def roles(self) -> list[Role]:
-        return list(self.artifacts)
-
-    @property
     def tuned_roles(self) -> list[Role]:
         """Roles whose int8 weights this export tunes (the recipe's ``tuned``)."""
         return [role for role, a in self.artifacts.items() if a.tuned]
@@ -246,22 +242,31 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     _check_out_dir(out_dir)
     started = time.perf_counter()
     inputs = _read_inputs(checkpoint_dir, opts, say)
-    held = _verification_sample(inputs.held, opts, len(plans) > 1, say)
+    # Read, sampled and preprocessed once for every recipe tried.
+    shared = _Shared(inputs, _verification_sample(inputs.held, opts, len(plans) > 1, say),
+                     baked=inputs.lm_coeff.mean(axis=0), feeds=_feeds(inputs) if inputs.calib else {})
     tried = []
-    for export_plan in plans:
-        last = export_plan is plans[-1]
+    for export_plan, following in zip(plans, [*plans[1:], None]):
         try:
-            manifest = _export_plan(checkpoint_dir, out_dir, export_plan, inputs, held, say,
-                                    allow_low=opts.allow_low_agreement and last, started=started,
-                                    tried=tried if len(plans) > 1 else None)
+            return _export_plan(checkpoint_dir, out_dir, export_plan, shared, say,
+                                allow_low=opts.allow_low_agreement and following is None,
+                                started=started, tried=tried if len(plans) > 1 else None)
         except LowAgreement as refused:
             tried.append({"recipe": export_plan.recipe.name, "refused": str(refused)})
-            if last:
+            if following is None:
                 raise LowAgreement(_refusal(tried, opts)) from None
             say(f"--int8-recipe {AUTO}: {export_plan.recipe.name} refused: {refused}; trying "
-                f"{plans[plans.index(export_plan) + 1].recipe.name}")
-            continue
-        return manifest
+                f"{following.recipe.name}")
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every recipe an export tries uses alike."""
+
+    inputs: _Inputs
+    held: HeldOut  # the verification sample
+    baked: np.ndarray  # the template's coefficients [L, K]: the mean of the LM's on the calibration images
+    feeds: dict  # calibration feeds per role (int8 exports)
 
 
 def _refusal(tried: list[dict], opts: ExportOptions) -> str:
@@ -288,15 +293,14 @@ def _verification_sample(held: HeldOut, opts: ExportOptions, auto: bool, say) ->
     return held.sample(count)
 
 
-def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, inputs: _Inputs,
-                 held: HeldOut, say, allow_low: bool, started: float, tried: list | None) -> Manifest:
+def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, shared: _Shared, say,
+                 allow_low: bool, started: float, tried: list | None) -> Manifest:
     """Convert, verify and gate one plan in a staging directory; it lands only if it passes
     (or ``allow_low``)."""
+    inputs, held, baked, feeds = shared.inputs, shared.held, shared.baked, shared.feeds
     exporter = export_plan.target.exporter(input_type=export_plan.options.input_type)
-    baked = inputs.lm_coeff.mean(axis=0)
     tuned = _tuned_weights(inputs, export_plan, say)
     graphs = _role_graphs(inputs, baked, export_plan, {r: t.weights for r, t in tuned.items()})
-    feeds = _feeds(inputs) if inputs.calib else {}
     try:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
             artifacts, job = {}, _Job(exporter, export_plan, tmp, say)

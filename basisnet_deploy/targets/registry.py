@@ -111,11 +111,6 @@ def runtime_of_file(path) -> Runtime:
     return runtimes.pop()
 
 
-def target_for_runtime(runtime: Runtime | str) -> tuple[str, ...]:
-    """Names of the targets whose artifacts ``runtime`` runs."""
-    return tuple(t.name for t in _REGISTRY.values() if t.runtime == Runtime(runtime))
-
-
 def other_targets_with(scheme: Quantization, exclude: Target) -> str:
     names_ = [t.name for t in _REGISTRY.values() if scheme in t.schemes and t is not exclude]
     return " or ".join(names_) if names_ else "(none has it)"
