@@ -369,6 +369,7 @@ def test_each_pipeline_stage_is_closed_by_its_own_thread_after_its_last_use():
     from basisnet_deploy.runtime.runner import _Pipeline
 
     log, lock = [], threading.Lock()
+    busy = threading.Event()  # set when the slow stage has started its long call
 
     class Stage:
         def __init__(self, name, delay):
@@ -380,7 +381,8 @@ def test_each_pipeline_stage_is_closed_by_its_own_thread_after_its_last_use():
             if self.closed:
                 raise AssertionError(f"{self.name} used after close")
             self.frames += 1
-            if self.frames == 2:
+            if self.frames == 2 and self.delay:
+                busy.set()
                 time.sleep(self.delay)  # still busy when the caller has given up on it
             with lock:
                 log.append((self.name, "ran", item.index, self.closed))
@@ -396,6 +398,7 @@ def test_each_pipeline_stage_is_closed_by_its_own_thread_after_its_last_use():
                          last_queue=1, drop="block", stop=threading.Event())
     results = pipeline.run((i, None) for i in range(10))
     assert next(results).index == 0
+    assert busy.wait(10)  # stop only once the slow call is under way, however slow the machine
     results.close()  # the caller stops: stop set, threads joined for at most 1 s each
     deadline = time.monotonic() + 10
     while _basisnet_threads() and time.monotonic() < deadline:
