@@ -215,6 +215,9 @@ def lm_recipes(s: Setup, target: str, names) -> tuple[dict, dict]:
         q = "dynamic" if name == "dynamic" else name
         if name.startswith("aeq_"):
             model = aeq_lm(s, name)
+        elif name == "int8_fused_hs":  # static int8 with TFLite's own HARD_SWISH op (not spelled out)
+            q = "int8"
+            model = convert(ex, s._graphs[False]["lightweight"], q, reader(s.lm_feeds()))
         elif name.endswith("_tuned"):  # the LM's int8 weights tuned first (the fidelity recipe)
             q = name.removesuffix("_tuned")
             model = convert(ex, tuned_lm_graph(s), q, reader(s.lm_feeds()) if q.startswith("int8") else None)

@@ -96,11 +96,11 @@ def test_a_fault_in_either_stage_reaches_the_caller_and_shuts_down(dep, frames, 
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="injected fault"):
         list(runner.run(_paced(frames * 5)))
-    deadline = time.perf_counter() + 1.0
+    deadline = time.perf_counter() + 10.0  # generous: CI's 2 cores are shared with other work
     while _basisnet_threads() and time.perf_counter() < deadline:
         time.sleep(0.01)
     assert not _basisnet_threads()
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 20  # shut down, not hung until a queue times out
 
 
 def test_a_failing_frame_source_reaches_the_caller(dep, frames):
