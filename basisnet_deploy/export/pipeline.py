@@ -26,7 +26,8 @@ import numpy as np
 from basisnet_deploy import __version__
 from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
-                                                ExportRecord, Manifest, PresynthFiles, legacy_export)
+                                                ExportRecord, Manifest, PresynthFiles, legacy_export,
+                                                model_bytes)
 from basisnet_deploy.calibration.images import CalibrationImages, calibration_images
 from basisnet_deploy.common.errors import InternalError, UserError
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
@@ -503,7 +504,7 @@ def _describe(tmp: Path, manifest: Manifest, say) -> None:
     GPU accelerator where a device is present (compiled, run, compared with the CPU), else a
     static guess, labelled so (export/check.py)."""
     for entry in manifest.artifacts.values():
-        entry.details.update(describe(tmp / entry.file))
+        entry.details.update(describe(tmp / entry.file, model_bytes(tmp, entry)))
     for role, verdict in gpu_verdicts(tmp, manifest, say).items():
         manifest.artifacts[role].details["gpu"] = verdict.to_json()
 
