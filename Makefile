@@ -11,9 +11,11 @@ export PYTHONHASHSEED = 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 PIP_QUIET := -qq
 
-# The demo's GPU bench: the machine's own Vulkan GPU, else (VK_ICD_FILENAMES unset) the software
-# GPU in Debian's chromium package where it is installed (docs/gpu.md); with neither, the
-# bench falls back to the CPU and says so.
+# The demo's GPU steps, the exports' GPU checks (each artifact compiled on the GPU, run and
+# compared with the CPU) and the GPU bench: the machine's own Vulkan GPU, else (VK_ICD_FILENAMES
+# unset) the software GPU in Debian's chromium package where it is installed (docs/gpu.md);
+# with neither, the export's GPU verdict is a static guess, labelled so, and the bench falls
+# back to the CPU and says so.
 SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
 GPU_ENV := $(if $(VK_ICD_FILENAMES),,$(if $(wildcard $(SWIFTSHADER_ICD)),VK_ICD_FILENAMES=$(SWIFTSHADER_ICD)))
 
@@ -55,8 +57,8 @@ demo: deps $(STAMP)
 	$(BIN)/basisnet-deploy train --dataset digits --preset demo --out $(RUN)/ckpt
 	$(BIN)/basisnet-deploy evaluate $(RUN)/ckpt
 	$(BIN)/basisnet-deploy cost $(RUN)/ckpt
-	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-tflite
-	$(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --quantize float32 --verify-images 359 --out $(RUN)/export-onnx
+	env $(GPU_ENV) $(BIN)/basisnet-deploy export $(RUN)/ckpt --target tflite --calibration digits --int8-recipe fidelity --verify-images 359 --out $(RUN)/export-tflite
+	env $(GPU_ENV) $(BIN)/basisnet-deploy export $(RUN)/ckpt --target onnx --quantize float32 --verify-images 359 --out $(RUN)/export-onnx
 	$(BIN)/basisnet-deploy calibrate-threshold $(RUN)/export-tflite --dataset digits --max-drop 0.5
 	$(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate xnnpack --runner both --frames 500 --json-out $(RUN)/bench.json
 	env $(GPU_ENV) $(BIN)/basisnet-deploy bench $(RUN)/export-tflite --delegate gpu --allow-fallback --threshold 1 --runner sequential --frames 50 --json-out $(RUN)/bench-gpu.json

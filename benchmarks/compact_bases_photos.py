@@ -66,7 +66,7 @@ def compare(export_dir: Path, heldout: Path) -> dict:
     dep = Deployment(export_dir)
     ps, factory = dep.presynth(), make_factory("litert", "xnnpack")
     exact, compact = model_bytes_fn(ps), model_bytes_fn(ps, dep.compact_bases())
-    lm = factory(dep.path(Role.LIGHTWEIGHT))
+    lm = dep.session(factory, Role.LIGHTWEIGHT)
     images, labels, skipped = read_files(list_folder(heldout))
     if not images:
         raise SystemExit(f"{heldout}: no readable images (skipped: {dict(skipped)})")

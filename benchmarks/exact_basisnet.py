@@ -132,7 +132,7 @@ def fast_path_agreement(export_dir: Path, frames: int) -> dict:
     dep = Deployment(export_dir)
     ps, factory = dep.presynth(), make_factory("litert", "xnnpack")
     exact, compact = model_bytes_fn(ps), model_bytes_fn(ps, dep.compact_bases())
-    lm = factory(dep.path(Role.LIGHTWEIGHT))
+    lm = dep.session(factory, Role.LIGHTWEIGHT)
     same_bytes, agree = 0, 0
     images = digits().images
     for i in range(frames):

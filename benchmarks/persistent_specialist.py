@@ -215,7 +215,7 @@ def persistent_pipeline(export_dir: Path, model: bytes, folded: dict, frames: li
     from basisnet_deploy.targets.kinds import Role
 
     dep = Deployment(export_dir)
-    lm = LiteRTSession(dep.path(Role.LIGHTWEIGHT))
+    lm = LiteRTSession(dep.model(Role.LIGHTWEIGHT))
     free: queue.Queue = queue.Queue()
     for _ in range(pool):
         free.put(Persistent(model, folded))
@@ -262,10 +262,10 @@ def persistent_pipeline(export_dir: Path, model: bytes, folded: dict, frames: li
             "stage_p50_ms": {k: round(statistics.median(v), 3) for k, v in times.items()}}
 
 
-def plain_fps(path: Path, frames: list) -> float:
+def plain_fps(model: bytes, frames: list) -> float:
     from basisnet_deploy.runtime.sessions import LiteRTSession
 
-    session = LiteRTSession(path)
+    session = LiteRTSession(model)
     session.run({"image": frames[0][1]})
     t = time.perf_counter()
     for f in frames:
@@ -294,7 +294,7 @@ def end_to_end(export_dir: Path, model: bytes, folded: dict, n_frames: int, roun
             if name == "persistent":
                 row[name] = persistent_pipeline(export_dir, model, folded, frames)
             elif name == "plain":
-                row[name] = {"throughput_fps": plain_fps(dep.path("baseline_plain"), frames)}
+                row[name] = {"throughput_fps": plain_fps(dep.model("baseline_plain"), frames)}
             else:
                 rep = bench(export_dir, BenchOptions(frames=n_frames, runner="pipelined", threshold=NEVER_EXIT,
                                                      policy=ResynthesisPolicy(every=1)))
@@ -487,7 +487,7 @@ def main() -> None:
     from basisnet_deploy.runtime.sessions import LiteRTSession
 
     dep = Deployment(work / "tflite-int8")
-    light_it = static_session(dep.path("lightweight"))
+    light_it = static_session(dep.model("lightweight"))
     light_image = rng.uniform(-1, 1, (1, arch.light_resolution, arch.light_resolution, 3)).astype(np.float32)
     presynth = dep.presynth()
     fast = FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases)

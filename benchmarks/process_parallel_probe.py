@@ -61,7 +61,7 @@ def two_processes(export_dir: Path, frames, bases: str, window: int = 4) -> floa
         pipes.append(here)
     for pipe in pipes:
         assert pipe.recv() == "ready"
-    lm = make_factory("litert", "xnnpack")(Deployment(export_dir).path(Role.LIGHTWEIGHT))
+    lm = Deployment(export_dir).session(make_factory("litert", "xnnpack"), Role.LIGHTWEIGHT)
     in_flight, answered = [], []
     start = time.perf_counter()
     for index, (light, full) in enumerate(frames):
@@ -106,8 +106,8 @@ def plain_fps(export_dir: Path, frames) -> float:
     from basisnet_deploy.runtime.backends import make_factory
     from basisnet_deploy.runtime.deployment import Deployment
 
-    path = Deployment(export_dir).path(Role.BASELINE_PLAIN)
-    return _baseline_fps(make_factory("litert", "xnnpack"), path, [{"image": full} for _, full in frames])
+    session = Deployment(export_dir).session(make_factory("litert", "xnnpack"), Role.BASELINE_PLAIN)
+    return _baseline_fps(session, [{"image": full} for _, full in frames])
 
 
 def main() -> None:

@@ -76,9 +76,10 @@ def sessions(directory: Path) -> dict:
     coeff = rng.dirichlet(np.ones(p.bases[p.table[0].layer].shape[0]),
                           size=1 + max(t.slot for t in p.table)).astype(np.float32)
     model = synthesize(p.template, p.table, p.bases, coeff)
-    return {"lightweight": (open_session(dep.path("lightweight")), {"image": x_light}),
+    return {"lightweight": (open_session(dep.path("lightweight"), model=dep.model("lightweight")), {"image": x_light}),
             "specialist_presynth": (open_session(p.path, model=model), {"image": x}),
-            "specialist_coefficient": (open_session(dep.path("specialist_coefficient")),
+            "specialist_coefficient": (open_session(dep.path("specialist_coefficient"),
+                                                       model=dep.model("specialist_coefficient")),
                                        {"image": x, "coefficients": coeff[None]})}
 
 

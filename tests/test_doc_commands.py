@@ -233,6 +233,22 @@ def test_make_targets_expand(command):
         check_options(line)
 
 
+def test_make_demo_runs_every_gpu_step_with_the_software_gpu_where_none_is_set(tmp_path):
+    """The exports' GPU checks and the GPU bench get GPU_ENV (the Makefile's SwiftShader ICD,
+    here a stand-in file so the check does not depend on this machine)."""
+    icd = tmp_path / "icd.json"
+    icd.write_text("{}")
+    env = {k: v for k, v in os.environ.items() if k != "VK_ICD_FILENAMES"}
+    done = subprocess.run(["make", "-n", "demo", f"SWIFTSHADER_ICD={icd}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = [line for line in done.stdout.splitlines()
+             if re.search(r"basisnet-deploy (export|bench .*--delegate gpu)", line)]
+    assert len(steps) == 3, done.stdout
+    for line in steps:
+        assert line.startswith(f"env VK_ICD_FILENAMES={icd} "), line
+
+
 @pytest.mark.parametrize("command", [c for c, k in COVERAGE.items() if k == "pip-dry"])
 def test_install_commands_resolve(command):
     words = shlex.split(command)

@@ -62,6 +62,21 @@ def test_option_ranges_are_checked_at_parse_time(tmp_path, capsys, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tuning_steps_with_the_default_auto_recipe_names_auto_and_the_recipes_that_tune(
+        ckpt, tmp_path, capsys):
+    """--int8-recipe auto (the default) tunes no weights: the refusal names what was typed
+    and the recipes of the table that tune, before any work, nothing written."""
+    from basisnet_deploy.targets.recipes import RECIPES
+
+    out = tmp_path / "ex"
+    err = _exit_2(["export", str(ckpt), "--calibration", "digits", "--tuning-steps", "5",
+                   "--out", str(out)], capsys)
+    assert "--tuning-steps: --int8-recipe auto" in err and "--int8-recipe full" not in err
+    tuning = [r.name for r in RECIPES.values() if r.tuned]
+    assert tuning and all(f"--int8-recipe {name}" in err for name in tuning), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_verbose_flag_is_accepted_by_the_group(capsys):
     with pytest.raises(SystemExit) as e:
         main(["-v", "cost", "--preset", "demo", "--json"])

@@ -319,19 +319,31 @@ def agreement_warning(manifest: Manifest) -> str | None:
     below = ", ".join(f"{k} {v}%" for k, v in gate.get("below", {}).items())
     return (f"this export was forced through the agreement gate (--allow-low-agreement): below "
             f"{gate.get('min_agreement')}%: {below}")
-def check_files(directory, manifest: Manifest) -> None:
+def check_files(directory, manifest: Manifest) -> dict[Role, bytes]:
     """Every file of the export present, inside it, with the sha256 the manifest records:
     each artifact (and its size), the bases and the patch table; then each model file's
-    structure (:mod:`~basisnet_deploy.artifacts.model_check`), so no runtime sees bad bytes."""
-    from basisnet_deploy.artifacts.model_check import check_model_bytes
+    structure (:mod:`~basisnet_deploy.artifacts.model_check`), so no runtime sees bad bytes.
 
+    Returns each artifact's checked bytes: a session for an artifact loads these, never the
+    file again (a file replaced after the check would otherwise run unchecked)."""
+    models = {}
     for role, entry in manifest.artifacts.items():
-        data = read_verified(directory, entry.file, entry.sha256, entry.bytes, role.value)
-        check_model_bytes(data, Path(directory) / entry.file)
+        models[role] = model_bytes(directory, entry)
         if entry.presynth is not None:
             read_verified(directory, entry.presynth.bases, entry.presynth.bases_sha256, what="bases")
             read_verified(directory, entry.presynth.patch_table, entry.presynth.patch_table_sha256,
                           what="patch table")
+    return models
+
+
+def model_bytes(directory, entry: Artifact) -> bytes:
+    """The bytes of one artifact, read once: size and sha256 checked against the manifest,
+    then the model's structure. Open a session on these bytes, not on the file."""
+    from basisnet_deploy.artifacts.model_check import check_model_bytes
+
+    data = read_verified(directory, entry.file, entry.sha256, entry.bytes, entry.role.value)
+    check_model_bytes(data, Path(directory) / entry.file)
+    return data
 
 
 def legacy_export(directory: Path) -> bool:

@@ -50,8 +50,12 @@ def check_model_bytes(data: bytes, path) -> None:
 
 
 def check_onnx(data: bytes, path) -> None:
+    """A valid ONNX model in one file. A tensor kept in an external data file is refused:
+    the export writes none, the manifest has no sha256 for one, and a session loads the
+    checked bytes, from which onnxruntime cannot resolve another file."""
     import onnx
     from google.protobuf.message import DecodeError
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load_model_from_string(data)
@@ -60,6 +64,11 @@ def check_onnx(data: bytes, path) -> None:
             UnicodeDecodeError) as e:
         raise ModelCheckError(f"{path}: not a valid ONNX model ({_first_line(e)}); the file is "
                               "corrupt: re-run basisnet-deploy export") from None
+    external = [t.name for t in _get_all_tensors(model) if uses_external_data(t)]
+    if external:
+        raise ModelCheckError(f"{path}: tensor {external[0]!r} is stored in an external data file, "
+                              "which an export never writes and its manifest cannot check; "
+                              "re-run basisnet-deploy export (one self-contained .onnx file)")
 
 
 def check_tflite(data: bytes, path) -> None:

@@ -77,9 +77,11 @@ class Presynth:
     bases: dict[str, np.ndarray]
 
 
-def load_presynth(directory, entry) -> Presynth:
+def load_presynth(directory, entry, template: bytes | None = None) -> Presynth:
     """The pre-synthesized specialist of ``directory`` from its manifest entry (an
     :class:`~basisnet_deploy.artifacts.manifest.Artifact` with ``presynth`` files).
+    ``template``: the template's bytes as already read and checked against the manifest
+    (:func:`~basisnet_deploy.artifacts.manifest.check_files`); None: read and checked here.
 
     The files are untrusted: a bases file that is not a readable ``.npz`` of float arrays, a
     patch table that is not a list of patches, and offsets outside the template or
@@ -91,7 +93,8 @@ def load_presynth(directory, entry) -> Presynth:
                        directory / files.bases)
     path = directory / entry.file
     table_path = directory / files.patch_table
-    template = read_verified(directory, entry.file, entry.sha256, entry.bytes, entry.role.value)
+    if template is None:
+        template = read_verified(directory, entry.file, entry.sha256, entry.bytes, entry.role.value)
     try:
         text = read_verified(directory, files.patch_table, files.patch_table_sha256,
                              what="patch table").decode()

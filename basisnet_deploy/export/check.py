@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from basisnet_deploy.artifacts.manifest import Manifest, Role, agreement_warning, check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import (Manifest, Role, agreement_warning, check_files, load_manifest,
+                                                model_bytes)
 from basisnet_deploy.artifacts.synthesis import load_presynth
 from basisnet_deploy.targets.registry import GpuCheck
 from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devices, probe_gpu, probe_onnx_webgpu,
@@ -43,10 +44,11 @@ def check_export(directory) -> ExportCheck:
     """Every artifact's size and sha256 (a mismatch is a UserError), then its GPU verdict."""
     directory = Path(directory)
     manifest = load_manifest(directory)
-    check_files(directory, manifest)
+    models = check_files(directory, manifest)
     if Role.SPECIALIST_PRESYNTH in manifest.artifacts:  # bases and patch table fit the template
-        load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
-    verdicts, no_gpu = _gpu_check(directory, manifest)
+        load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH],
+                      models[Role.SPECIALIST_PRESYNTH])
+    verdicts, no_gpu = _gpu_check(directory, manifest, models)
     checks = {role: ArtifactCheck(True, verdicts[role].to_json() if role in verdicts
                                   else {"status": None, "reason": no_gpu})
               for role in manifest.artifacts}
@@ -56,15 +58,19 @@ def check_export(directory) -> ExportCheck:
 def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
     """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
     a static guess for every artifact once it finds none. ONNX: onnxruntime's WebGPU EP's
-    verdicts where it finds a device, else {} (no static guess)."""
-    return _gpu_check(directory, manifest, say)[0]
+    verdicts where it finds a device, else {} (no static guess). Each artifact is read once
+    and checked against the manifest; the check runs those bytes."""
+    models = {role: model_bytes(directory, entry) for role, entry in manifest.artifacts.items()}
+    return _gpu_check(directory, manifest, models, say)[0]
 
 
-def _gpu_check(directory, manifest: Manifest, say=None) -> tuple[dict[Role, GpuVerdict], str | None]:
-    """(verdicts, why there are none where there are none): :func:`gpu_verdicts`."""
+def _gpu_check(directory, manifest: Manifest, models: dict[Role, bytes],
+               say=None) -> tuple[dict[Role, GpuVerdict], str | None]:
+    """(verdicts, why there are none where there are none): :func:`gpu_verdicts`, on
+    ``models``, each artifact's checked bytes (:func:`check_files`)."""
     check = manifest.target_spec.gpu_check
     if check is GpuCheck.ONNX_WEBGPU:
-        return _onnx_verdicts(Path(directory), manifest, say)
+        return _onnx_verdicts(Path(directory), manifest, models, say)
     if check is not GpuCheck.LITERT_ACCELERATOR:
         return {}, f"basisnet-deploy has no GPU check for {manifest.target_spec.title} artifacts"
     directory, verdicts, device = Path(directory), {}, True
@@ -73,23 +79,24 @@ def _gpu_check(directory, manifest: Manifest, say=None) -> tuple[dict[Role, GpuV
         if device:
             if say:
                 say(f"GPU check: {entry.file} (compile on the GPU, run probes, compare with the CPU)")
-            verdict = probe_gpu(path)
+            verdict = probe_gpu(path, model=models[role])
             if verdict.status is not GpuStatus.NO_DEVICE:
                 verdicts[role] = verdict
                 continue
             device = False
             if say:
                 say("GPU check: no GPU device here; the GPU column is a static guess")
-        verdicts[role] = static_gpu_guess(path)
+        verdicts[role] = static_gpu_guess(path, models[role])
     return verdicts, None
 
 
-def _onnx_verdicts(directory: Path, manifest: Manifest, say) -> tuple[dict[Role, GpuVerdict], str | None]:
+def _onnx_verdicts(directory: Path, manifest: Manifest, models: dict[Role, bytes],
+                   say) -> tuple[dict[Role, GpuVerdict], str | None]:
     """ONNX: each artifact on onnxruntime's WebGPU EP where it finds a device, else ({}, why)."""
     devices, why = onnx_webgpu_devices()
     verdicts = {}
     for role, entry in manifest.artifacts.items() if devices else ():
         if say:
             say(f"GPU check: {entry.file} on onnxruntime's WebGPU EP (run probes, compare with the CPU)")
-        verdicts[role] = probe_onnx_webgpu(directory / entry.file, devices, count=1)
+        verdicts[role] = probe_onnx_webgpu(directory / entry.file, devices, count=1, model=models[role])
     return verdicts, (None if devices else why)

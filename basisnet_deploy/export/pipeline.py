@@ -26,7 +26,8 @@ import numpy as np
 from basisnet_deploy import __version__
 from basisnet_deploy.artifacts import compact_bases
 from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, PATCH_TABLE_FILE, Artifact,
-                                                ExportRecord, Manifest, PresynthFiles, legacy_export)
+                                                ExportRecord, Manifest, PresynthFiles, legacy_export,
+                                                model_bytes)
 from basisnet_deploy.calibration.images import CalibrationImages, calibration_images
 from basisnet_deploy.common.errors import InternalError, UserError
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
@@ -150,6 +151,8 @@ class ExportOptions:
     def plans(self) -> list["ExportPlan"]:
         """One plan per recipe the export tries, in order: ``auto`` tries :data:`AUTO_ORDER`."""
         recipes = candidate_recipes(self.int8_recipe)
+        if self.tuning_steps is not None:
+            _check_tuning_steps(self.tuning_steps, self._quantize(), self.int8_recipe, recipes)
         first = self._plan(recipes[0])
         if first.quantization is not Quantization.INT8:
             return [first]  # the recipe does not apply
@@ -161,9 +164,12 @@ class ExportOptions:
         return (CoefficientInt8(self.coefficient_int8) is CoefficientInt8.DYNAMIC
                 or recipe.scheme(Role.SPECIALIST_COEFFICIENT) is Quantization.INT8)
 
+    def _quantize(self) -> Quantization:
+        return _quantization(self.quantize or ("int8" if self.calibration else "float32"))
+
     def _plan(self, recipe: Recipe) -> "ExportPlan":
         target = registry.get(self.target)
-        quantize = _quantization(self.quantize or ("int8" if self.calibration else "float32"))
+        quantize = self._quantize()
         if self.specialist not in SPECIALIST_FORMS:
             raise UserError(f"--specialist: unknown {self.specialist!r}; choose one of {list(SPECIALIST_FORMS)}")
         try:
@@ -171,8 +177,6 @@ class ExportOptions:
         except ValueError:
             raise UserError(f"--coefficient-int8: unknown {self.coefficient_int8!r}; choose one of "
                             f"{[c.value for c in CoefficientInt8]}") from None
-        if self.tuning_steps is not None:
-            _check_tuning_steps(self.tuning_steps, quantize, recipe)
         if self.verify_images is not None and self.verify_images < 1:
             raise UserError(f"--verify-images {self.verify_images}: at least 1")
         if not 0 <= self.min_agreement <= 100:
@@ -405,15 +409,19 @@ class _Job:
     say: Callable[[str], None]
 
 
-def _check_tuning_steps(steps: int, quantize: Quantization, recipe: Recipe) -> None:
-    """--tuning-steps only where an int8 recipe tunes weights: elsewhere it would be ignored."""
+def _check_tuning_steps(steps: int, quantize: Quantization, name: str, recipes: tuple[Recipe, ...]) -> None:
+    """--tuning-steps only where an int8 recipe tunes weights: elsewhere it would be ignored.
+    ``name`` is the --int8-recipe given; ``recipes`` the ones it tries (``auto``: several)."""
     if steps < 0:
         raise UserError(f"--tuning-steps {steps}: a number of steps, 0 or more")
-    if quantize is not Quantization.INT8 or not recipe.tuned:
+    if quantize is not Quantization.INT8 or not any(r.tuned for r in recipes):
         tuning = [r.name for r in RECIPES.values() if r.tuned]
-        raise UserError(f"--tuning-steps: --int8-recipe {recipe.name} with --quantize {quantize.value} "
-                        f"tunes no weights; it applies to --quantize int8 --int8-recipe "
-                        f"{' or '.join(tuning)}")
+        tries = (f" (it tries {', then '.join(r.name for r in recipes)})"
+                 if name == AUTO and quantize is Quantization.INT8 else "")
+        raise UserError(f"--tuning-steps: --int8-recipe {name}{tries} with --quantize {quantize.value} "
+                        f"tunes no weights; only --quantize int8 --int8-recipe {' or '.join(tuning)} "
+                        f"tunes weights: pass {'that recipe' if len(tuning) == 1 else 'one of them'}, "
+                        "or leave out --tuning-steps")
 
 
 def _tuned_weights(inputs: _Inputs, export_plan: ExportPlan, say) -> dict[Role, TunedWeights]:
@@ -503,7 +511,7 @@ def _describe(tmp: Path, manifest: Manifest, say) -> None:
     GPU accelerator where a device is present (compiled, run, compared with the CPU), else a
     static guess, labelled so (export/check.py)."""
     for entry in manifest.artifacts.values():
-        entry.details.update(describe(tmp / entry.file))
+        entry.details.update(describe(tmp / entry.file, model_bytes(tmp, entry)))
     for role, verdict in gpu_verdicts(tmp, manifest, say).items():
         manifest.artifacts[role].details["gpu"] = verdict.to_json()
 

@@ -112,17 +112,22 @@ def float_batch(net, manifest: Manifest, examples: list) -> FloatBatch:
 class Artifacts:
     """The export's artifacts opened once, each run one frame at a time as on a device.
 
-    ``specialists``: a backend factory (runtime/backends.py) for the specialists, e.g. the
-    GPU's; None: the CPU. The lightweight model always runs on the CPU, as on a device."""
+    Each artifact is read once and checked against the manifest; its session loads those
+    bytes. ``specialists``: a backend factory (runtime/backends.py) for the specialists, e.g.
+    the GPU's; None: the CPU. The lightweight model always runs on the CPU, as on a device."""
 
     def __init__(self, directory: Path, manifest: Manifest, specialists=None):
+        from basisnet_deploy.artifacts.manifest import model_bytes
         from basisnet_deploy.artifacts.synthesis import load_presynth
         from basisnet_deploy.runtime.sessions import open_session
 
         arts = manifest.artifacts
         self.factory = specialists or (lambda path, model=None: open_session(path, model=model))
-        self.lm = open_session(directory / arts[Role.LIGHTWEIGHT].file)
-        self.coefficient = (self.factory(directory / arts[Role.SPECIALIST_COEFFICIENT].file)
+
+        def opened(factory, role):
+            return factory(directory / arts[role].file, model_bytes(directory, arts[role]))
+        self.lm = opened(open_session, Role.LIGHTWEIGHT)
+        self.coefficient = (opened(self.factory, Role.SPECIALIST_COEFFICIENT)
                             if Role.SPECIALIST_COEFFICIENT in arts else None)
         self.presynth = (load_presynth(directory, arts[Role.SPECIALIST_PRESYNTH])
                          if Role.SPECIALIST_PRESYNTH in arts else None)
@@ -270,14 +275,17 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
 def _specialist_factory(directory, manifest: Manifest, delegate: str, allow_fallback: bool):
     """The specialists' backend, checked up front on every specialist the export has (the
     first that the delegate cannot run decides, with --allow-fallback, the CPU for all)."""
+    from basisnet_deploy.artifacts.manifest import model_bytes
     from basisnet_deploy.runtime.backends import make_factory
 
     runtime = manifest.runtime
     factory = None
     for role in (Role.SPECIALIST_COEFFICIENT, Role.SPECIALIST_PRESYNTH):
         if role in manifest.artifacts:
-            probe = Path(directory) / manifest.artifacts[role].file
-            factory = make_factory(runtime, delegate, 1, allow_fallback=allow_fallback, probe=str(probe))
+            entry = manifest.artifacts[role]
+            probe = Path(directory) / entry.file
+            factory = make_factory(runtime, delegate, 1, allow_fallback=allow_fallback, probe=str(probe),
+                                   probe_model=model_bytes(directory, entry))
             if factory.fallback_note:
                 break
     return factory

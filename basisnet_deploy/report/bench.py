@@ -216,7 +216,8 @@ def _setup(directory, opts: BenchOptions, say) -> _Setup:
     if opts.delegate == "gpu":
         say(f"checking {dep.specialist_path(opts.form).name} on the GPU (compile, run, compare with the CPU)")
     factory = make_factory(opts.runtime, opts.delegate, opts.threads, opts.delegate_path,
-                           opts.allow_fallback, probe=str(dep.specialist_path(opts.form)))
+                           opts.allow_fallback, probe=str(dep.specialist_path(opts.form)),
+                           probe_model=dep.specialist_model(opts.form))
     # The lightweight model stays on the CPU, as BasisNet is meant to run.
     light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu", 1)
     imgs = _images(opts.images, dep, opts.frames)
@@ -231,14 +232,14 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
     say("per-stage: lightweight")
     light_feeds = [{"image": f[0]} for f in setup.frames]
     report.stages["lightweight"] = _stage(setup.light_factory, dep.path(Role.LIGHTWEIGHT),
-                                          light_feeds, opts.warmup)
-    lm = setup.light_factory(dep.path(Role.LIGHTWEIGHT))
+                                          light_feeds, opts.warmup, model=dep.model(Role.LIGHTWEIGHT))
+    lm = dep.session(setup.light_factory, Role.LIGHTWEIGHT)
     coeffs = [np.asarray(lm.run(f)["coefficients"], np.float32)[0] for f in light_feeds]
     say(f"per-stage: specialist ({opts.form})")
     if opts.form == "coefficient":
         feeds = [{"image": f[1], "coefficients": c[None]} for f, c in zip(setup.frames, coeffs)]
         report.stages["specialist"] = _stage(factory, dep.path(Role.SPECIALIST_COEFFICIENT), feeds,
-                                             opts.warmup)
+                                             opts.warmup, model=dep.model(Role.SPECIALIST_COEFFICIENT))
     else:
         ps = dep.presynth()
         feeds = [{"image": f[1]} for f in setup.frames]
@@ -251,15 +252,14 @@ def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say)
         say("per-stage: plain baseline")
         feeds = [{"image": f[1]} for f in setup.frames]
         report.stages["baseline_plain"] = _stage(factory, dep.path(Role.BASELINE_PLAIN), feeds,
-                                                 opts.warmup)
+                                                 opts.warmup, model=dep.model(Role.BASELINE_PLAIN))
         report.specialist_vs_baseline_p50 = ratio(report.stages["specialist"].latency_ms["p50"],
                                                   report.stages["baseline_plain"].latency_ms["p50"])
-        report.baseline_fps = _baseline_fps(factory, dep.path(Role.BASELINE_PLAIN), feeds)
+        report.baseline_fps = _baseline_fps(dep.session(factory, Role.BASELINE_PLAIN), feeds)
 
 
-def _baseline_fps(factory, path, feeds) -> float:
+def _baseline_fps(session, feeds) -> float:
     """The plain network alone over every frame, one after another: the reference rate."""
-    session = factory(path)
     session.run(feeds[0])
     t = time.perf_counter()
     for f in feeds:
@@ -366,7 +366,7 @@ def _gpu_figures(setup: _Setup, opts: BenchOptions, form_chosen: bool, say) -> G
     frames = setup.frames[:max(1, opts.gpu_check_frames)]
     say(f"comparing the GPU's specialist outputs with the CPU's on {len(frames)} frames")
     cpu = BackendFactory(opts.runtime, "xnnpack", opts.threads)
-    lm = setup.light_factory(setup.dep.path(Role.LIGHTWEIGHT))
+    lm = setup.dep.session(setup.light_factory, Role.LIGHTWEIGHT)
     path = setup.dep.specialist_path(opts.form)
     gpu_session = setup.factory(path, _specialist_model(setup, opts, lm, frames[0]))
     cpu_session = cpu(path, _specialist_model(setup, opts, lm, frames[0]))
@@ -392,11 +392,11 @@ def _specialist_feeds(form: str, lm, frame) -> dict:
     return {"image": frame[1]}
 
 
-def _specialist_model(setup: _Setup, opts: BenchOptions, lm, frame) -> bytes | None:
+def _specialist_model(setup: _Setup, opts: BenchOptions, lm, frame) -> bytes:
     """Presynth: the template synthesized for the first frame's coefficients (the comparison
-    runs that one model on both processors); coefficient-input: None (the file)."""
+    runs that one model on both processors); coefficient-input: its checked bytes."""
     if opts.form == "coefficient":
-        return None
+        return setup.dep.model(Role.SPECIALIST_COEFFICIENT)
     ps = setup.dep.presynth()
     coefficients = np.asarray(lm.run({"image": frame[0]})["coefficients"], np.float32)[0]
     return synthesize(ps.template, ps.table, ps.bases, coefficients)

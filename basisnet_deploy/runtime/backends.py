@@ -85,7 +85,7 @@ class BackendFactory:
             self.gpu = None
 
 
-def available_delegates(runtime: str, probe: str | None = None) -> list[str]:
+def available_delegates(runtime: str, probe: str | None = None, probe_model: bytes | None = None) -> list[str]:
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -96,22 +96,25 @@ def available_delegates(runtime: str, probe: str | None = None) -> list[str]:
         if "NnapiExecutionProvider" in have:
             out.append("nnapi")
         return out
-    verdict = _litert_gpu_verdict(probe)
+    verdict = _litert_gpu_verdict(probe, probe_model)
     return ["cpu", "xnnpack"] + (["gpu"] if verdict and verdict.ok else [])
 
 
-def _litert_gpu_verdict(probe: str | None) -> GpuVerdict | None:
+def _litert_gpu_verdict(probe: str | None, probe_model: bytes | None = None) -> GpuVerdict | None:
     """The accelerator's verdict on ``probe`` (the artifact the GPU will run), or None."""
-    return probe_gpu(probe) if probe else None
+    return probe_gpu(probe, model=probe_model) if probe else None
 
 
 def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: str | None = None,
-                 allow_fallback: bool = False, probe: str | None = None) -> BackendFactory:
+                 allow_fallback: bool = False, probe: str | None = None,
+                 probe_model: bytes | None = None) -> BackendFactory:
     """A checked factory, or :class:`DelegateUnavailable` naming what is available.
 
     ``probe`` is the artifact the GPU will run: LiteRT's GPU accelerator compiles it and runs
     probe inputs once, up front, against the CPU (runtime/gpu.py); an artifact it refuses or
     miscomputes is an error naming the artifact and the op or shader, never numbers.
+    ``probe_model``: its bytes as checked against the manifest (an export's artifact), run in
+    place of the file ``probe`` names.
     """
     if runtime not in RUNTIMES:
         raise UserError(f"--runtime: unknown {runtime!r}; choose one of {list(RUNTIMES)}")
@@ -133,18 +136,20 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
         else:
             ep_devices, reason = onnx_webgpu_devices()
             if ep_devices:
-                verdict = probe_onnx_webgpu(probe, ep_devices, count=1) if probe else None
+                verdict = (probe_onnx_webgpu(probe, ep_devices, count=1, model=probe_model)
+                           if probe else None)
                 reason = _gpu_refusal(verdict)
                 providers = [WEBGPU_EP]
     elif runtime == "litert" and delegate == "gpu":
         if delegate_path:
             if probe:
                 try:
-                    LiteRTSession(probe, delegate_path=delegate_path, name="probe")
+                    LiteRTSession(probe_model if probe_model is not None else probe,
+                                  delegate_path=delegate_path, name="probe")
                 except RuntimeLoadError as e:
                     reason = str(e)
         else:
-            verdict = _litert_gpu_verdict(probe)
+            verdict = _litert_gpu_verdict(probe, probe_model)
             reason = _gpu_refusal(verdict)
     if reason:
         if not allow_fallback:

@@ -15,11 +15,16 @@ from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
 from basisnet_deploy.artifacts.manifest import Artifact, Manifest, Role, check_files, load_manifest
 
 
+def specialist_role(form: str) -> Role:
+    """The artifact the specialist stage runs in ``form`` (presynth: the template)."""
+    return Role.SPECIALIST_COEFFICIENT if form == "coefficient" else Role.SPECIALIST_PRESYNTH
+
+
 class Deployment:
     def __init__(self, directory):
         self.directory = Path(directory)
         self.manifest: Manifest = load_manifest(self.directory)
-        check_files(self.directory, self.manifest)
+        self._models = check_files(self.directory, self.manifest)
         self.preprocessing = self.manifest.preprocessing
         self.light_resolution = self.manifest.light_resolution
         self.resolution = self.manifest.resolution
@@ -32,18 +37,32 @@ class Deployment:
         return self.manifest.artifacts
 
     def path(self, role: Role | str) -> Path:
-        """The artifact's file, refused if its name leads outside the export (checked against
-        the manifest's sha256 when this deployment was opened)."""
+        """The artifact's file, refused if its name leads outside the export: a name for
+        messages. Sessions load :meth:`model`, the bytes that were checked, not this file."""
         return inside(self.directory, self.manifest.artifact(role, self.directory).file)
+
+    def model(self, role: Role | str) -> bytes:
+        """The artifact's bytes as read and checked against the manifest's sha256 when this
+        deployment was opened."""
+        return self._models[self.manifest.artifact(role, self.directory).role]
+
+    def session(self, factory, role: Role | str):
+        """A session of ``factory`` (a backend factory, runtime/backends.py) on the checked
+        bytes of the artifact ``role``."""
+        return factory(self.path(role), self.model(role))
 
     def specialist_path(self, form: str) -> Path:
         """The artifact the specialist stage runs in ``form`` (presynth: the template)."""
-        return self.path(Role.SPECIALIST_COEFFICIENT if form == "coefficient" else Role.SPECIALIST_PRESYNTH)
+        return self.path(specialist_role(form))
+
+    def specialist_model(self, form: str) -> bytes:
+        """The checked bytes of :meth:`specialist_path`."""
+        return self.model(specialist_role(form))
 
     def presynth(self) -> Presynth:
         if self._presynth is None:
             entry = self.manifest.artifact(Role.SPECIALIST_PRESYNTH, self.directory)
-            self._presynth = load_presynth(self.directory, entry)
+            self._presynth = load_presynth(self.directory, entry, self.model(Role.SPECIALIST_PRESYNTH))
         return self._presynth
 
     def compact_bases(self) -> dict:

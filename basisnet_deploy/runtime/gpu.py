@@ -280,11 +280,13 @@ MEASURED_KINDS = {
 }
 
 
-def artifact_kind(path: str | os.PathLike) -> str:
-    """Which row of :data:`MEASURED_KINDS` a .tflite is, read from its ops and tensors."""
+def artifact_kind(path: str | os.PathLike, model: bytes | None = None) -> str:
+    """Which row of :data:`MEASURED_KINDS` a .tflite (``path``, or ``model`` bytes standing
+    for it) is, read from its ops and tensors."""
     from basisnet_deploy.runtime.sessions import LiteRTSession
 
-    interpreter = LiteRTSession(str(path), xnnpack=False, name=str(path)).interpreter
+    source = model if model is not None else str(path)
+    interpreter = LiteRTSession(source, xnnpack=False, name=str(path)).interpreter
     ops = interpreter._get_ops_details()  # no public listing of ops in ai-edge-litert 2.3
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     names = {op["op_name"] for op in ops}
@@ -300,10 +302,10 @@ def artifact_kind(path: str | os.PathLike) -> str:
     return "float16" if "float16" in dequantized else "float32"
 
 
-def static_gpu_guess(path: str | os.PathLike) -> GpuVerdict:
-    """No GPU here to run ``path`` on: what the accelerator did with its kind of artifact
-    (:data:`MEASURED_KINDS`), labelled a guess."""
-    kind = artifact_kind(path)
+def static_gpu_guess(path: str | os.PathLike, model: bytes | None = None) -> GpuVerdict:
+    """No GPU here to run ``path`` (or ``model`` bytes standing for it) on: what the
+    accelerator did with its kind of artifact (:data:`MEASURED_KINDS`), labelled a guess."""
+    kind = artifact_kind(path, model)
     expected, what = MEASURED_KINDS[kind]
     return GpuVerdict(artifact=str(path), status=GpuStatus.STATIC_GUESS,
                       reason=f"{'runs' if expected is GpuStatus.RUNS else expected.value} ({what})",
@@ -457,17 +459,19 @@ def onnx_webgpu_devices() -> tuple[list, str | None]:
     return devices, None
 
 
-def probe_onnx_webgpu(path: str | os.PathLike, devices: list, count: int = PROBE_COUNT) -> GpuVerdict:
-    """Open ``path`` on the WebGPU EP with every node on it (no CPU fallback), run probe inputs
-    and compare with the CPU EP, in this process (onnxruntime refuses, it does not miscompile
-    silently, and its logs are its own)."""
+def probe_onnx_webgpu(path: str | os.PathLike, devices: list, count: int = PROBE_COUNT,
+                      model: bytes | None = None) -> GpuVerdict:
+    """Open ``path`` (or ``model`` bytes standing for it) on the WebGPU EP with every node on
+    it (no CPU fallback), run probe inputs and compare with the CPU EP, in this process
+    (onnxruntime refuses, it does not miscompile silently, and its logs are its own)."""
     from basisnet_deploy.runtime.sessions import OnnxSession, RuntimeLoadError
 
     name = str(path)
-    cpu = OnnxSession(path, name=name)
+    source = model if model is not None else path
+    cpu = OnnxSession(source, name=name)
     try:
         started = time.perf_counter()
-        gpu = OnnxSession(path, name=name, ep_devices=devices)
+        gpu = OnnxSession(source, name=name, ep_devices=devices)
         compile_ms = round((time.perf_counter() - started) * 1000, 1)
     except RuntimeLoadError as e:
         return GpuVerdict(artifact=name, status=GpuStatus.REFUSED, reason=str(e),

@@ -54,7 +54,8 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     threads = stage_threads(options.threads)
     form = options.form_for(dep)
     factory = make_factory(runtime, options.delegate, threads["specialist"], options.delegate_path,
-                           options.allow_fallback, probe=str(dep.specialist_path(form)))
+                           options.allow_fallback, probe=str(dep.specialist_path(form)),
+                           probe_model=dep.specialist_model(form))
     light = make_factory(runtime, "xnnpack" if options.delegate != "cpu" else "cpu",
                          threads["lightweight"])
     side = dep.decode_side  # one figure for every image

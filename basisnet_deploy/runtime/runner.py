@@ -122,7 +122,7 @@ class _LightStage:
     """A stage: called once per frame, closed once by the thread that made it."""
 
     def __init__(self, deployment, factory, threshold):
-        self.session = factory(deployment.path(Role.LIGHTWEIGHT))
+        self.session = deployment.session(factory, Role.LIGHTWEIGHT)
         self.threshold = threshold
 
     def __call__(self, item: _Item) -> _Item:
@@ -178,7 +178,8 @@ class _SynthesisStage:
 class _SpecialistStage:
     def __init__(self, deployment, factory, form: str):
         self.form = form
-        self.session = factory(deployment.path(Role.SPECIALIST_COEFFICIENT)) if form == "coefficient" else None
+        self.session = (deployment.session(factory, Role.SPECIALIST_COEFFICIENT) if form == "coefficient"
+                        else None)
 
     def __call__(self, item: _Item) -> _Item:
         if item.exits:

@@ -160,9 +160,10 @@ def open_session(path: str | os.PathLike, model: bytes | None = None, **kwargs):
     return session(source, name=str(path), **kwargs)
 
 
-def describe(path: str | os.PathLike) -> dict:
-    """Inputs and outputs of an artifact: name, dtype, shape and quantization."""
-    session = open_session(path)
+def describe(path: str | os.PathLike, model: bytes | None = None) -> dict:
+    """Inputs and outputs of an artifact (``model`` bytes, if given, stand for the file):
+    name, dtype, shape and quantization."""
+    session = open_session(path, model=model)
     if isinstance(session, LiteRTSession):
         def rows(details):
             return [{"name": k, "dtype": np.dtype(v["dtype"]).name,
