@@ -93,7 +93,13 @@ def export_text(manifest) -> list[str]:
     return lines + verification_text(manifest.record.verification)
 
 
+def verify_text(result) -> list[str]:
+    """``verify``'s view of a :class:`~basisnet_deploy.export.verify.VerificationResult`."""
+    return verification_text(result.to_json())
+
+
 def verification_text(v: dict) -> list[str]:
+    """A verification as JSON (``verify``'s result, or the manifest's record) as a table."""
     lines = [f"FALLBACK: {v['fallback']}"] if v.get("fallback") else []
     lines += [f"specialists on: {v['specialist_processor']}"] if "specialist_processor" in v else []
     lines += [f"verification against the float TF model ({v['images']} {v['source']} images):",
