@@ -54,8 +54,8 @@ def test_streamed_evaluation_gives_the_stacked_figures_on_the_held_out_digits(ck
     stacked = _stacked_top1(ckpt, [ds.images[i] for i in test_idx], ds.labels[test_idx])
     assert split == "held-out" and stacked["examples"] == 359
     assert 0 < stacked["specialist_top1"] < 1  # not a constant answer: the comparison means something
-    _same(streamed, stacked)
-    assert streamed["skipped"] == 0 and sum(c["examples"] for c in streamed["classes"].values()) == 359
+    _same(streamed.to_json(), stacked)
+    assert streamed.skipped == 0 and sum(c.examples for c in streamed.classes.values()) == 359
 
 
 def _folder(root, per_class=6):

@@ -72,13 +72,12 @@ def train_text(result: dict) -> list[str]:
             f"checkpoint written to {result['checkpoint']}"]
 
 
-def evaluate_text(result: dict) -> list[str]:
-    lines = [f"{result['dataset']} ({result['split']}, {result['examples']} images): lightweight "
-             f"top-1 {result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}"]
-    if result.get("skipped"):
-        shown = result.get("skipped_files", [])
-        more = result["skipped"] - len(shown)
-        lines.append(f"skipped {result['skipped']} unreadable files: " + ", ".join(shown)
+def evaluate_text(r) -> list[str]:
+    lines = [f"{r.dataset} ({r.split}, {r.examples} images): lightweight "
+             f"top-1 {r.lightweight_top1:.1%}, specialist top-1 {r.specialist_top1:.1%}"]
+    if r.skipped:
+        more = r.skipped - len(r.skipped_files)
+        lines.append(f"skipped {r.skipped} unreadable files: " + ", ".join(r.skipped_files)
                      + (f" and {more} more" if more > 0 else ""))
     return lines
 
