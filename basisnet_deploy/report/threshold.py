@@ -66,7 +66,7 @@ def _curve(dep, answers, labels) -> dict:
     curve = tradeoff_curve(conf, lm_pred, sp_pred, labels, cost)
     return {"curve": curve, "no_exit_accuracy": curve[-1]["accuracy"],
             "lightweight_accuracy": float((lm_pred == labels).mean()),
-            "full_madds": cost["madds"], "images": int(len(labels))}
+            "full_madds": cost.madds, "images": int(len(labels))}
 
 
 def choose(result: dict, max_drop: float | None = None, target_madds: float | None = None) -> dict:
