@@ -221,16 +221,16 @@ def predict_text(predictions) -> list[str]:
                     for p in predictions]
 
 
-def threshold_text(r: dict) -> list[str]:
-    chosen = r["chosen"]
-    cut = 1 - chosen["avg_madds"] / r["full_madds"]
-    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
-    return [f"{r['source']}, {r['images']} images: never exiting gives "
-            f"{r['no_exit_accuracy']:.2%} top-1 at {r['full_madds'] / 1e6:.2f}M MAdds",
-            f"{label}: {chosen['accuracy']:.2%} top-1 "
-            f"({(chosen['accuracy'] - r['no_exit_accuracy']) * 100:+.2f} points), exit rate "
-            f"{chosen['exit_rate']:.1%}, {chosen['avg_madds'] / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
-            f"written to {r['manifest']}; trade-off plot: {r['plot']}"] + _skipped_lines(r)
+def threshold_text(r) -> list[str]:
+    chosen = r.chosen
+    cut = 1 - chosen.avg_madds / r.full_madds
+    label = "never exit" if chosen.threshold is None else f"threshold {chosen.threshold:.4f}"
+    return [f"{r.source}, {r.images} images: never exiting gives "
+            f"{r.no_exit_accuracy:.2%} top-1 at {r.full_madds / 1e6:.2f}M MAdds",
+            f"{label}: {chosen.accuracy:.2%} top-1 "
+            f"({(chosen.accuracy - r.no_exit_accuracy) * 100:+.2f} points), exit rate "
+            f"{chosen.exit_rate:.1%}, {chosen.avg_madds / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
+            f"written to {r.manifest}; trade-off plot: {r.plot}"] + _skipped_lines(r.to_json())
 
 
 def report_text(r) -> list[str]:
