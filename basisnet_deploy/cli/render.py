@@ -236,8 +236,8 @@ def threshold_text(r) -> list[str]:
 def report_text(r) -> list[str]:
     e, health = r.early_exit, r.basis_health
     label = "never exit" if e.threshold is None else f"threshold {e.threshold:.4f}"
-    lines = [f"report of {r.export} on {r.images['count']} images ({r.images['source']}) "
-             f"in {r.seconds:.1f} s: {Path(r.out) / r.files['page']}"]
+    lines = [f"report of {r.export} on {r.images.count} images ({r.images.source}) "
+             f"in {r.seconds:.1f} s: {Path(r.out) / r.files.page}"]
     for b in r.specialization.bases:
         top = ", ".join(f"{c['name']} ({c['mean_coefficient']:.2f})" for c in b.classes)
         lines.append(f"  {r.specialization.block} basis {b.basis}: {top}")
@@ -247,7 +247,7 @@ def report_text(r) -> list[str]:
     lines.append(f"  unused bases (never the largest): {unused}")
     lines.append(f"  {label}: top-1 {e.at_threshold['accuracy']:.1%}, exit rate "
                  f"{e.at_threshold['exit_rate']:.1%}, {fmt_m(e.at_threshold['avg_madds'])} avg MAdds")
-    for role, s in r.fidelity["fresh"].items():
+    for role, s in r.fidelity.fresh.items():
         if "accuracy" in s:
             lines.append(f"  {role:<24} top-1 {s['accuracy']:.1%}")
     return lines
