@@ -393,8 +393,3 @@ class PipelineCost:
         if self.nonshared_weights_per_basis is None:
             del out["nonshared_weights_per_basis"]
         return out
-
-
-def expected_madds(cost: dict, exit_rate: float) -> float:
-    """:meth:`PipelineCost.expected_madds` of a cost model as JSON."""
-    return PipelineCost.from_json(cost).expected_madds(exit_rate)
