@@ -125,9 +125,13 @@ def _folder_one(folder):
 
 
 def test_evaluate_text_names_what_it_skipped():
-    from basisnet_deploy.cli.render import evaluate_text
+    import dataclasses
 
-    result = {"dataset": "d", "split": "all", "examples": 9, "lightweight_top1": 0.5,
-              "specialist_top1": 0.75, "skipped": 7, "skipped_files": ["a.txt", "b.png"]}
+    from basisnet_deploy.cli.render import evaluate_text
+    from basisnet_deploy.training.trainer import Evaluation
+
+    result = Evaluation(lightweight_top1=0.5, specialist_top1=0.75, examples=9, skipped=7,
+                        skipped_files=["a.txt", "b.png"], classes={}, seconds=1.0,
+                        images_per_s=9.0, dataset="d", split="all")
     assert evaluate_text(result)[1] == "skipped 7 unreadable files: a.txt, b.png and 5 more"
-    assert len(evaluate_text({**result, "skipped": 0})) == 1
+    assert len(evaluate_text(dataclasses.replace(result, skipped=0))) == 1
