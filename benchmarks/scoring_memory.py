@@ -55,6 +55,7 @@ from basisnet_deploy.export.verify import verify_export
 start = time.perf_counter()
 v = verify_export(sys.argv[2], sys.argv[3])
 seconds = time.perf_counter() - start
+v = v.to_json() if hasattr(v, "to_json") else v  # a tree whose verify_export returns plain JSON
 n = v.get("images", v.get("lightweight", {}).get("images"))
 print(json.dumps({"images": n, "seconds": round(seconds, 2),
                   "images_per_s": round(n / seconds, 3) if n else None}))

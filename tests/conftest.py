@@ -29,6 +29,14 @@ def export(checkpoint_dir, out_dir, **options) -> dict:
     return run_export(checkpoint_dir, out_dir, ExportOptions(**options)).to_json()
 
 
+def lm_agreement(verification, agreement: float):
+    """A verification result whose lightweight model agrees with float on ``agreement``."""
+    import dataclasses
+
+    return dataclasses.replace(verification, lightweight=dataclasses.replace(
+        verification.lightweight, top1_agreement=agreement))
+
+
 @pytest.fixture(scope="session")
 def ckpt(tmp_path_factory):
     """A random-init TINY checkpoint with non-trivial BN statistics (so folding is tested)."""

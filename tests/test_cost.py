@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from basisnet_deploy.cli import cli
 from basisnet_deploy.model.config import ArchConfig
-from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.artifacts.manifest import PipelineCost
+from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.model.cost import basisnet_cost, plain_cost
 
 
@@ -44,8 +45,17 @@ def test_basisnet_mv3_l11_l15(bases, madds, params):
 
 def test_early_exit_average():
     c = basisnet_cost(ArchConfig())
-    assert expected_madds(c, 0.0) == c["madds"]
-    assert expected_madds(c, 1.0) == c["stages"]["lightweight"]["madds"]
+    cost = PipelineCost.from_json(c)
+    assert cost.expected_madds(0.0) == c["madds"]
+    assert cost.expected_madds(1.0) == c["stages"]["lightweight"]["madds"]
+    assert cost.to_json() == c  # the same keys, in the same order
+    assert list(cost.to_json()) == list(c)
+
+
+def test_a_cost_model_without_its_stages_is_a_user_error():
+    with pytest.raises(UserError, match="x/manifest.json: cost is not a cost model"):
+        PipelineCost.from_json({"madds": 1, "params": 2, "stages": {"lightweight": {}}},
+                               "x/manifest.json")
 
 
 @pytest.mark.parametrize("args,madds", [

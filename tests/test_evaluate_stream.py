@@ -54,8 +54,8 @@ def test_streamed_evaluation_gives_the_stacked_figures_on_the_held_out_digits(ck
     stacked = _stacked_top1(ckpt, [ds.images[i] for i in test_idx], ds.labels[test_idx])
     assert split == "held-out" and stacked["examples"] == 359
     assert 0 < stacked["specialist_top1"] < 1  # not a constant answer: the comparison means something
-    _same(streamed, stacked)
-    assert streamed["skipped"] == 0 and sum(c["examples"] for c in streamed["classes"].values()) == 359
+    _same(streamed.to_json(), stacked)
+    assert streamed.skipped == 0 and sum(c.examples for c in streamed.classes.values()) == 359
 
 
 def _folder(root, per_class=6):
@@ -125,9 +125,13 @@ def _folder_one(folder):
 
 
 def test_evaluate_text_names_what_it_skipped():
-    from basisnet_deploy.cli.render import evaluate_text
+    import dataclasses
 
-    result = {"dataset": "d", "split": "all", "examples": 9, "lightweight_top1": 0.5,
-              "specialist_top1": 0.75, "skipped": 7, "skipped_files": ["a.txt", "b.png"]}
+    from basisnet_deploy.cli.render import evaluate_text
+    from basisnet_deploy.training.trainer import Evaluation
+
+    result = Evaluation(lightweight_top1=0.5, specialist_top1=0.75, examples=9, skipped=7,
+                        skipped_files=["a.txt", "b.png"], classes={}, seconds=1.0,
+                        images_per_s=9.0, dataset="d", split="all")
     assert evaluate_text(result)[1] == "skipped 7 unreadable files: a.txt, b.png and 5 more"
-    assert len(evaluate_text({**result, "skipped": 0})) == 1
+    assert len(evaluate_text(dataclasses.replace(result, skipped=0))) == 1

@@ -11,7 +11,7 @@ from PIL import Image
 
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.cli import main
-from tests.conftest import export
+from tests.conftest import export, lm_agreement
 from basisnet_deploy.runtime.sessions import open_session
 from basisnet_deploy.artifacts.synthesis import load_table, synthesize
 
@@ -30,7 +30,7 @@ def assert_agreement_is_measured(out, manifest: dict, role: str) -> None:
     agreement = recorded[role]["end_to_end"]["top1_agreement"]
     assert agreement * count == pytest.approx(round(agreement * count))
     fresh = verify_export(out, limit=count)
-    again, then = fresh[role]["end_to_end"], recorded[role]["end_to_end"]
+    again, then = fresh.to_json()[role]["end_to_end"], recorded[role]["end_to_end"]
     assert again["top1_agreement"] == then["top1_agreement"]
     assert again["logits"] == pytest.approx(then["logits"], rel=1e-5)
 
@@ -475,9 +475,7 @@ def test_the_agreement_gate_refuses_and_leaves_nothing(ckpt, tmp_path, capsys, m
     real = pipeline.verify_directory
 
     def lowered(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result["lightweight"]["top1_agreement"] = 0.75
-        return result
+        return lm_agreement(real(*args, **kwargs), 0.75)
 
     monkeypatch.setattr(pipeline, "verify_directory", lowered)
     out = tmp_path / "gated"

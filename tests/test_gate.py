@@ -5,7 +5,7 @@ import json
 import pytest
 
 from basisnet_deploy.export.gate import judge, resolving_images, wilson_interval
-from tests.conftest import FAST
+from tests.conftest import FAST, lm_agreement
 
 
 def test_wilson_interval_matches_known_values():
@@ -45,7 +45,7 @@ def test_auto_keeps_the_first_recipe_that_passes(ckpt, tmp_path, monkeypatch):
     def int8_lm_disagrees(directory, manifest, *args, **kwargs):
         result = real(directory, manifest, *args, **kwargs)
         if manifest.artifacts[pipeline.Role.LIGHTWEIGHT].quantization.value == "int8":
-            result["lightweight"]["top1_agreement"] = 0.5
+            return lm_agreement(result, 0.5)
         return result
 
     monkeypatch.setattr(pipeline, "verify_directory", int8_lm_disagrees)
@@ -69,9 +69,7 @@ def test_an_explicit_recipe_is_tried_alone(ckpt, tmp_path, monkeypatch):
     real = pipeline.verify_directory
 
     def disagrees(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result["lightweight"]["top1_agreement"] = 0.5
-        return result
+        return lm_agreement(real(*args, **kwargs), 0.5)
 
     monkeypatch.setattr(pipeline, "verify_directory", disagrees)
     with pytest.raises(UserError, match="Try --int8-recipe fidelity") as refused:

@@ -43,8 +43,8 @@ def test_two_workers_train_one_checkpoint_that_loads_and_evaluates(tmp_path):
     assert not (tmp_path / "ckpt1").exists()  # only the chief writes
     assert chief["held_out"] == other["held_out"]  # both hold the same model
     again = evaluate_checkpoint(tmp_path / "ckpt0")
-    assert again["split"] == "held-out"
-    assert again["specialist_top1"] == pytest.approx(chief["held_out"]["specialist_top1"])
+    assert again.split == "held-out"
+    assert again.specialist_top1 == pytest.approx(chief["held_out"]["specialist_top1"])
 
 
 def test_multi_worker_without_tf_config_is_one_line(tmp_path):

@@ -75,7 +75,7 @@ def test_the_report_folder_holds_the_page_pictures_json_and_marker(report):
     names = {p.name for p in out.iterdir()}
     assert {"index.html", "report.json", MARKER} <= names
     pictures = [n for n in names if n.endswith(".png")]
-    assert sorted(pictures) == result.files["pictures"] and len(pictures) == 6
+    assert sorted(pictures) == result.files.pictures and len(pictures) == 6
     for name in pictures:
         assert Image.open(out / name).size[0] >= 300
     page = (out / "index.html").read_text()
@@ -123,11 +123,11 @@ def test_the_json_numbers_match_an_independent_run(report, float_tflite):
     assert freq == pytest.approx(np.stack([(top == k).mean(0) for k in range(coeff.shape[2])], -1),
                                  abs=1e-4)
     lm_acc = np.mean([softmax(np.asarray(o["logits"])[0]).argmax() == y for o, y in zip(outs, labels)])
-    assert result.fidelity["fresh"]["lightweight"]["accuracy"] == pytest.approx(lm_acc, abs=1e-4)
+    assert result.fidelity.fresh["lightweight"]["accuracy"] == pytest.approx(lm_acc, abs=1e-4)
     never = result.early_exit.curve[-1]
     assert never["threshold"] is None and never["exit_rate"] == 0
     assert never["accuracy"] == pytest.approx(
-        result.fidelity["fresh"]["specialist_presynth"]["accuracy"], abs=1e-4)
+        result.fidelity.fresh["specialist_presynth"]["accuracy"], abs=1e-4)
 
 
 def _chromium():

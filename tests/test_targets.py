@@ -61,7 +61,7 @@ def test_a_registered_toy_target_exports_verifies_and_predicts(ckpt, tmp_path):
             model = onnx.load(out / entry["file"])
             assert {o.domain: o.version for o in model.opset_import}[""] == 13
         result = verify_export(out, limit=8)
-        assert result["specialist_coefficient"]["isolated"]["top1_agreement"] >= 0.99
+        assert result.specialist_coefficient.isolated.top1_agreement >= 0.99
         image = tmp_path / "digit.png"
         from PIL import Image
 

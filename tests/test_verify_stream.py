@@ -55,13 +55,13 @@ def test_streamed_verification_gives_the_stacked_figures(int8_tflite):
     held = evaluation_set(cfg).sample(40)
     streamed = verify_directory(out, load_manifest(out), net, held, batch_size=13)
     stacked = _stacked_figures(out, net, held)
-    for got, want in ((streamed["lightweight"], stacked["lm"]),
-                      (streamed["specialist_presynth"]["end_to_end"], stacked["e2e"])):
-        assert got["top1_agreement"] == want["agree"] and got["accuracy"] == want["acc"]
-        err = got["logits"]
-        assert (err["max_abs"], err["mean_abs"], err["max_rel"]) == pytest.approx(want["err"], rel=1e-4)
-    assert streamed["images"] == 40 and sum(streamed["classes"].values()) == 40
-    assert streamed["skipped"]["count"] == 0
+    for got, want in ((streamed.lightweight, stacked["lm"]),
+                      (streamed.specialist_presynth.end_to_end, stacked["e2e"])):
+        assert got.top1_agreement == want["agree"] and got.accuracy == want["acc"]
+        err = got.logits
+        assert (err.max_abs, err.mean_abs, err.max_rel) == pytest.approx(want["err"], rel=1e-4)
+    assert streamed.images == 40 and sum(streamed.classes.values()) == 40
+    assert streamed.skipped["count"] == 0
 
 
 def _cli(args, capsys):

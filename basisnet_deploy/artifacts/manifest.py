@@ -17,6 +17,7 @@ from pathlib import Path
 
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import read_verified, write_json_atomically
+from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import Quantization, Role
@@ -355,8 +356,52 @@ def legacy_export(directory: Path) -> bool:
     return isinstance(raw, dict) and str(raw.get("generator", "")).startswith("basisnet-deploy")
 
 
-def expected_madds(cost: dict, exit_rate: float) -> float:
-    """Average MAdds per frame when a fraction ``exit_rate`` of frames skip the specialist."""
-    st = cost["stages"]
-    second = st["synthesis"]["madds"] + st["specialist"]["madds"]
-    return st["lightweight"]["madds"] + (1.0 - exit_rate) * second
+STAGES = ("lightweight", "synthesis", "specialist")
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage's multiply-adds and parameters."""
+
+    madds: int
+    params: int
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class PipelineCost:
+    """The manifest's cost model: multiply-adds and parameters of the whole pipeline (both
+    stages run) and per stage (stage name -> cost, for each of :data:`STAGES`);
+    ``nonshared_weights_per_basis``: the non-shared kernel weights one basis holds."""
+
+    madds: int
+    params: int
+    stages: dict[str, StageCost]
+    nonshared_weights_per_basis: int | None = None
+
+    @classmethod
+    def from_json(cls, cost: dict, where: str = MANIFEST_FILE) -> "PipelineCost":
+        """The cost model as ``model.cost.basisnet_cost`` writes it; a UserError naming
+        ``where`` if it is not one."""
+        try:
+            stages = {name: StageCost(s["madds"], s["params"]) for name, s in cost["stages"].items()}
+            if not set(STAGES) <= set(stages):
+                raise KeyError
+            return cls(cost["madds"], cost["params"], stages, cost.get("nonshared_weights_per_basis"))
+        except (KeyError, TypeError, AttributeError):
+            raise UserError(f"{where}: cost is not a cost model (madds, params and stages "
+                            f"{', '.join(STAGES)}, each with madds and params); re-export") from None
+
+    def expected_madds(self, exit_rate: float) -> float:
+        """Average MAdds per frame when a fraction ``exit_rate`` of frames skip the specialist."""
+        st = self.stages
+        return st["lightweight"].madds + (1.0 - exit_rate) * (st["synthesis"].madds + st["specialist"].madds)
+
+    def to_json(self) -> dict:
+        """madds, params, stages, then nonshared_weights_per_basis where known."""
+        out = jsonable_fields(self)
+        if self.nonshared_weights_per_basis is None:
+            del out["nonshared_weights_per_basis"]
+        return out

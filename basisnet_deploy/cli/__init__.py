@@ -370,7 +370,7 @@ def verify(directory, dataset, images, limit, delegate, allow_fallback, as_json,
 
     with _progress("verify", unit="image") as progress:
         result = verify_export(directory, images or dataset, limit, progress, delegate, allow_fallback)
-    render.emit(result, as_json, json_out, render.verification_text)
+    render.emit(result, as_json, json_out, render.verify_text)
 
 
 @cli.command()

@@ -72,13 +72,12 @@ def train_text(result: dict) -> list[str]:
             f"checkpoint written to {result['checkpoint']}"]
 
 
-def evaluate_text(result: dict) -> list[str]:
-    lines = [f"{result['dataset']} ({result['split']}, {result['examples']} images): lightweight "
-             f"top-1 {result['lightweight_top1']:.1%}, specialist top-1 {result['specialist_top1']:.1%}"]
-    if result.get("skipped"):
-        shown = result.get("skipped_files", [])
-        more = result["skipped"] - len(shown)
-        lines.append(f"skipped {result['skipped']} unreadable files: " + ", ".join(shown)
+def evaluate_text(r) -> list[str]:
+    lines = [f"{r.dataset} ({r.split}, {r.examples} images): lightweight "
+             f"top-1 {r.lightweight_top1:.1%}, specialist top-1 {r.specialist_top1:.1%}"]
+    if r.skipped:
+        more = r.skipped - len(r.skipped_files)
+        lines.append(f"skipped {r.skipped} unreadable files: " + ", ".join(r.skipped_files)
                      + (f" and {more} more" if more > 0 else ""))
     return lines
 
@@ -93,7 +92,13 @@ def export_text(manifest) -> list[str]:
     return lines + verification_text(manifest.record.verification)
 
 
+def verify_text(result) -> list[str]:
+    """``verify``'s view of a :class:`~basisnet_deploy.export.verify.VerificationResult`."""
+    return verification_text(result.to_json())
+
+
 def verification_text(v: dict) -> list[str]:
+    """A verification as JSON (``verify``'s result, or the manifest's record) as a table."""
     lines = [f"FALLBACK: {v['fallback']}"] if v.get("fallback") else []
     lines += [f"specialists on: {v['specialist_processor']}"] if "specialist_processor" in v else []
     lines += [f"verification against the float TF model ({v['images']} {v['source']} images):",
@@ -216,23 +221,23 @@ def predict_text(predictions) -> list[str]:
                     for p in predictions]
 
 
-def threshold_text(r: dict) -> list[str]:
-    chosen = r["chosen"]
-    cut = 1 - chosen["avg_madds"] / r["full_madds"]
-    label = "never exit" if chosen["threshold"] is None else f"threshold {chosen['threshold']:.4f}"
-    return [f"{r['source']}, {r['images']} images: never exiting gives "
-            f"{r['no_exit_accuracy']:.2%} top-1 at {r['full_madds'] / 1e6:.2f}M MAdds",
-            f"{label}: {chosen['accuracy']:.2%} top-1 "
-            f"({(chosen['accuracy'] - r['no_exit_accuracy']) * 100:+.2f} points), exit rate "
-            f"{chosen['exit_rate']:.1%}, {chosen['avg_madds'] / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
-            f"written to {r['manifest']}; trade-off plot: {r['plot']}"] + _skipped_lines(r)
+def threshold_text(r) -> list[str]:
+    chosen = r.chosen
+    cut = 1 - chosen.avg_madds / r.full_madds
+    label = "never exit" if chosen.threshold is None else f"threshold {chosen.threshold:.4f}"
+    return [f"{r.source}, {r.images} images: never exiting gives "
+            f"{r.no_exit_accuracy:.2%} top-1 at {r.full_madds / 1e6:.2f}M MAdds",
+            f"{label}: {chosen.accuracy:.2%} top-1 "
+            f"({(chosen.accuracy - r.no_exit_accuracy) * 100:+.2f} points), exit rate "
+            f"{chosen.exit_rate:.1%}, {chosen.avg_madds / 1e6:.2f}M average MAdds ({cut:.1%} cut)",
+            f"written to {r.manifest}; trade-off plot: {r.plot}"] + _skipped_lines(r.to_json())
 
 
 def report_text(r) -> list[str]:
     e, health = r.early_exit, r.basis_health
     label = "never exit" if e.threshold is None else f"threshold {e.threshold:.4f}"
-    lines = [f"report of {r.export} on {r.images['count']} images ({r.images['source']}) "
-             f"in {r.seconds:.1f} s: {Path(r.out) / r.files['page']}"]
+    lines = [f"report of {r.export} on {r.images.count} images ({r.images.source}) "
+             f"in {r.seconds:.1f} s: {Path(r.out) / r.files.page}"]
     for b in r.specialization.bases:
         top = ", ".join(f"{c['name']} ({c['mean_coefficient']:.2f})" for c in b.classes)
         lines.append(f"  {r.specialization.block} basis {b.basis}: {top}")
@@ -242,7 +247,7 @@ def report_text(r) -> list[str]:
     lines.append(f"  unused bases (never the largest): {unused}")
     lines.append(f"  {label}: top-1 {e.at_threshold['accuracy']:.1%}, exit rate "
                  f"{e.at_threshold['exit_rate']:.1%}, {fmt_m(e.at_threshold['avg_madds'])} avg MAdds")
-    for role, s in r.fidelity["fresh"].items():
+    for role, s in r.fidelity.fresh.items():
         if "accuracy" in s:
             lines.append(f"  {role:<24} top-1 {s['accuracy']:.1%}")
     return lines

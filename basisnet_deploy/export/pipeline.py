@@ -320,7 +320,8 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, shared:
             record.layer_report = _write_layer_report(graphs, feeds, artifacts, job)
             _describe(tmp, manifest, say)
             say(f"verifying against the float TF model on {len(held)} {held.source} images")
-            record.verification = verify_directory(tmp, manifest, inputs.net, held, rate_lines(say))
+            record.verification = verify_directory(tmp, manifest, inputs.net, held,
+                                                   rate_lines(say)).to_json()
             if held.skipped.total:
                 say(f"verification: {describe_skipped(held.skipped.counts, held.skipped.files)}")
             record.agreement_gate = _gate(record.verification, export_plan.options.min_agreement,

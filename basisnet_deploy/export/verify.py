@@ -12,6 +12,7 @@ the float pipeline), which is what a device computes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,99 @@ from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, batch_size_for, cl
 # Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
 # at most BATCH_PIXELS specialist input pixels (data/heldout.py says why).
 FLOAT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """Absolute error over every element compared (max and mean), and the max relative to the
+    largest reference magnitude."""
+
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ArtifactScore:
+    """One artifact against the float model: top-1 agreement and logit error; ``accuracy``
+    and ``float_accuracy`` (the float model's) where labels are known; ``coefficients``: the
+    lightweight model's coefficient error (None for a specialist)."""
+
+    top1_agreement: float
+    logits: ErrorSummary
+    accuracy: float | None = None
+    float_accuracy: float | None = None
+    coefficients: ErrorSummary | None = None
+
+    def to_json(self) -> dict:
+        """top1_agreement, logits, then accuracy, float_accuracy and coefficients where known."""
+        out = {"top1_agreement": self.top1_agreement, "logits": self.logits.to_json()}
+        if self.accuracy is not None:
+            out["accuracy"] = self.accuracy
+            out["float_accuracy"] = self.float_accuracy
+        if self.coefficients is not None:
+            out["coefficients"] = self.coefficients.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class SpecialistScores:
+    """A specialist fed the float LM's coefficients (``isolated``) and the exported LM's
+    (``end_to_end``, what a device computes)."""
+
+    isolated: ArtifactScore
+    end_to_end: ArtifactScore
+
+    def to_json(self) -> dict:
+        return {"isolated": self.isolated.to_json(), "end_to_end": self.end_to_end.to_json()}
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Every artifact of an export against the float model on held-out images.
+
+    The specialists and ``presynth_vs_coefficient`` (the two specialist forms' logits, fed the
+    same coefficients) are None where the export lacks them; ``classes`` (images per class)
+    is None for unlabelled images; ``specialist_processor`` and ``fallback`` are set by
+    :func:`verify_export` (where the specialists ran; why they ran on the CPU). ``to_json()``
+    leaves out what is None; it is the manifest's ``verification`` record.
+    """
+
+    images: int
+    source: str
+    lightweight: ArtifactScore
+    skipped: dict  # {"count", "by_reason", "first"}: the unreadable files
+    seconds: float
+    images_per_s: float
+    specialist_coefficient: SpecialistScores | None = None
+    specialist_presynth: SpecialistScores | None = None
+    presynth_vs_coefficient: ErrorSummary | None = None
+    classes: dict[str, int] | None = None
+    specialist_processor: str | None = None
+    fallback: str | None = None
+
+    def specialists(self) -> dict[str, SpecialistScores]:
+        """Role name -> scores, for the specialist forms the export has."""
+        return {role: s for role in ("specialist_coefficient", "specialist_presynth")
+                if (s := getattr(self, role)) is not None}
+
+    def to_json(self) -> dict:
+        out = {"images": self.images, "source": self.source,
+               "lightweight": self.lightweight.to_json(),
+               **{role: s.to_json() for role, s in self.specialists().items()}}
+        if self.presynth_vs_coefficient is not None:
+            out["presynth_vs_coefficient"] = self.presynth_vs_coefficient.to_json()
+        out.update(skipped=self.skipped, seconds=self.seconds, images_per_s=self.images_per_s)
+        if self.classes is not None:
+            out["classes"] = self.classes
+        if self.specialist_processor is not None:
+            out["specialist_processor"] = self.specialist_processor
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
+        return out
 
 
 def float_batch_size(resolution: int) -> int:
@@ -48,9 +142,9 @@ class ErrorStats:
         self.count += diff.size
         self.max_ref = max(self.max_ref, float(np.abs(ref).max()))
 
-    def result(self) -> dict:
-        return {"max_abs": self.max_abs, "mean_abs": self.sum_abs / max(self.count, 1),
-                "max_rel": self.max_abs / max(self.max_ref, 1e-12)}
+    def result(self) -> ErrorSummary:
+        return ErrorSummary(self.max_abs, self.sum_abs / max(self.count, 1),
+                            self.max_abs / max(self.max_ref, 1e-12))
 
 
 @dataclass
@@ -74,12 +168,11 @@ class ScoreStats:
         self.float_hits += int(np.sum((ref_top == labels) & known))
         self.logits.add(ref, got)
 
-    def result(self) -> dict:
-        out = {"top1_agreement": self.agree / max(self.images, 1), "logits": self.logits.result()}
-        if self.labelled:
-            out["accuracy"] = self.hits / self.labelled
-            out["float_accuracy"] = self.float_hits / self.labelled
-        return out
+    def result(self, coefficients: ErrorSummary | None = None) -> ArtifactScore:
+        known = bool(self.labelled)
+        return ArtifactScore(self.agree / max(self.images, 1), self.logits.result(),
+                             self.hits / self.labelled if known else None,
+                             self.float_hits / self.labelled if known else None, coefficients)
 
 
 @dataclass
@@ -182,10 +275,11 @@ class Verification:
                                              isolated["specialist_presynth"])
         self.labels.extend(int(y) for y in ref.labels)
 
-    def result(self) -> dict:
-        out = {"lightweight": {**self.lightweight.result(), "coefficients": self.coefficients.result()}}
+    def scores(self) -> dict:
+        """The :class:`VerificationResult` fields of the artifacts' scores."""
+        out = {"lightweight": self.lightweight.result(self.coefficients.result())}
         for role, checks in self.forms.items():
-            out[role] = {name: stats.result() for name, stats in checks.items()}
+            out[role] = SpecialistScores(checks["isolated"].result(), checks["end_to_end"].result())
         if len(self.forms) == 2:
             out["presynth_vs_coefficient"] = self.presynth_vs_coefficient.result()
         return out
@@ -210,7 +304,7 @@ def rate_lines(say, every_s: float = 30.0):
 
 
 def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress=None,
-                     batch_size: int | None = None, specialists=None) -> dict:
+                     batch_size: int | None = None, specialists=None) -> VerificationResult:
     """Verification results for every artifact in ``directory`` (see module docstring) on
     ``held``, streamed: images are decoded ``batch_size`` at a time (default
     :func:`float_batch_size`) and every figure is a running sum, so memory does not grow
@@ -235,16 +329,16 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
         raise DataError(f"{held.source}: none of its {total} files is a readable image "
                         f"({describe_skipped(held.skipped.counts, held.skipped.files)})")
     seconds = time.perf_counter() - started
-    results = {"images": len(check.labels), "source": held.source, **check.result(),
-               "skipped": held.skipped.to_json(), "seconds": round(seconds, 2),
-               "images_per_s": round(len(check.labels) / max(seconds, 1e-9), 2)}
-    if held.labels is not None:
-        results["classes"] = class_counts(check.labels, held.class_names)
-    return results
+    return VerificationResult(
+        images=len(check.labels), source=held.source, **check.scores(),
+        skipped=held.skipped.to_json(), seconds=round(seconds, 2),
+        images_per_s=round(len(check.labels) / max(seconds, 1e-9), 2),
+        classes=None if held.labels is None else class_counts(check.labels, held.class_names))
 
 
 def verify_export(directory, images: str | None = None, limit: int | None = None,
-                  progress=None, delegate: str = "xnnpack", allow_fallback: bool = False) -> dict:
+                  progress=None, delegate: str = "xnnpack",
+                  allow_fallback: bool = False) -> VerificationResult:
     """Verify an export directory against its checkpoint on held-out images.
 
     ``images``: 'digits' or a folder; default the checkpoint's own held-out split.
@@ -266,10 +360,8 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
         result = verify_directory(directory, manifest, net, held, progress, specialists=factory)
     finally:
         factory.close()
-    result["specialist_processor"] = factory.processor
-    if factory.fallback_note:
-        result["fallback"] = factory.fallback_note
-    return result
+    return dataclasses.replace(result, specialist_processor=factory.processor,
+                               fallback=factory.fallback_note or None)
 
 
 def _specialist_factory(directory, manifest: Manifest, delegate: str, allow_fallback: bool):

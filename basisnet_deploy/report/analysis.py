@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import expected_madds
+from basisnet_deploy.artifacts.manifest import PipelineCost
 from basisnet_deploy.runtime.runner import softmax
 
 
@@ -142,7 +142,7 @@ def basis_health(run: FreshRun, blocks) -> BasisHealth:
                        np.round(freq, 4).tolist(), np.round(a.mean(axis=0), 4).tolist(), unused)
 
 
-def tradeoff_curve(conf, lm_pred, sp_pred, labels, cost: dict) -> list[dict]:
+def tradeoff_curve(conf, lm_pred, sp_pred, labels, cost: PipelineCost) -> list[dict]:
     """Accuracy, exit rate and average MAdds for every threshold (each distinct LM
     confidence) plus "never exit" (threshold None, last)."""
     conf, lm_pred, sp_pred, labels = map(np.asarray, (conf, lm_pred, sp_pred, labels))
@@ -153,7 +153,7 @@ def tradeoff_curve(conf, lm_pred, sp_pred, labels, cost: dict) -> list[dict]:
         rate = float(exits.mean())
         curve.append({"threshold": t if np.isfinite(t) else None,
                       "accuracy": float((pred == labels).mean()), "exit_rate": rate,
-                      "avg_madds": float(expected_madds(cost, rate))})
+                      "avg_madds": float(cost.expected_madds(rate))})
     return curve
 
 
@@ -166,7 +166,7 @@ class EarlyExit:
     manifest: dict  # the manifest's early_exit record, as stored
 
 
-def early_exit(run: FreshRun, names, cost: dict, early: dict) -> EarlyExit:
+def early_exit(run: FreshRun, names, cost: PipelineCost, early: dict) -> EarlyExit:
     p = softmax(run.lm_logits.astype(np.float32))  # float32, as the runner decides exits
     conf, lm_pred = p.max(axis=-1).astype(np.float64), p.argmax(axis=-1)
     sp_pred = run.specialist_logits[run.primary].argmax(axis=-1)
@@ -175,7 +175,7 @@ def early_exit(run: FreshRun, names, cost: dict, early: dict) -> EarlyExit:
     pred = np.where(exits, lm_pred, sp_pred)
     rate = float(exits.mean())
     at = {"accuracy": round(float((pred == run.labels).mean()), 4), "exit_rate": round(rate, 4),
-          "avg_madds": round(float(expected_madds(cost, rate)))}
+          "avg_madds": round(float(cost.expected_madds(rate)))}
     per_class = {names[c]: round(float(exits[run.labels == c].mean()), 4)
                  for c in range(len(names)) if np.any(run.labels == c)}
     curve = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in c.items()}

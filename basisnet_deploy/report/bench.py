@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, agreement_warning, expected_madds
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, agreement_warning
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
 from basisnet_deploy.common.errors import UserError
@@ -195,7 +195,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         setup.factory.close()
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
-    report.full_pipeline_madds = setup.dep.cost()["madds"]
+    report.full_pipeline_madds = setup.dep.cost().madds
     bottleneck = max(report.stages["lightweight"].latency_ms["p50"],
                      report.stages["specialist"].latency_ms["p50"])
     report.stage_bound_fps = round(1000.0 / bottleneck, 2)
@@ -301,7 +301,7 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str, say
         throughput_fps=round(len(results) / wall, 2),
         latency_ms=percentiles([r.latency_ms for r in results]),
         early_exit_rate=round(exit_rate, 4),
-        avg_madds=int(expected_madds(setup.dep.cost(), exit_rate)),
+        avg_madds=int(setup.dep.cost().expected_madds(exit_rate)),
         resyntheses=run.resyntheses if opts.form == "presynth" else None,
         peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps)
 

@@ -14,6 +14,7 @@ the :data:`MARKER` file of a previous report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, StageCost
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import read_verified, sha256_hex, staged_directory
+from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.report import analysis, plots
 from basisnet_deploy.report.html import render_page
@@ -84,22 +86,79 @@ class _Thumbnails:
         return self.held.image(self.positions[i])
 
 
-@dataclass
+@dataclass(frozen=True)
+class ReportImages:
+    """The images the report ran on: where from, how many were read, how many classes they
+    cover, and the unreadable files (``{"count", "by_reason", "first"}``)."""
+
+    source: str
+    count: int
+    classes: int
+    skipped: dict
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The manifest's stored verification (as stored, and as the page's table rows) and the
+    fresh run's agreement per artifact (role -> figures)."""
+
+    manifest: dict | None
+    manifest_table: list
+    fresh: dict[str, dict]
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class ReportCost:
+    """The cost model per stage (stage name -> cost) and for the pipeline, and the ``--bench``
+    file's latencies and throughputs (None without one)."""
+
+    stages: dict[str, StageCost]
+    madds: int
+    params: int
+    bench: dict | None = None
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files written into the report folder: the page, the JSON and the PNGs."""
+
+    page: str
+    json: str
+    pictures: list[str]
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
 class ReportResult:
-    """Everything the page shows (``report.json`` is this, as JSON)."""
+    """Everything the page shows (``report.json`` is this, as JSON). ``files`` and
+    ``seconds`` are None until the report is written."""
 
     export: str
     out: str
-    images: dict
+    images: ReportImages
     specialization: analysis.Specialization
     similar_classes: analysis.SimilarClasses
     basis_health: analysis.BasisHealth
     early_exit: analysis.EarlyExit
-    fidelity: dict
-    cost: dict
-    files: dict = field(default_factory=dict)
+    fidelity: Fidelity
+    cost: ReportCost
+    files: ReportFiles | None = None
     generator: str = field(default_factory=lambda: f"basisnet-deploy {_version()}")
     seconds: float | None = None
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
 
 
 def _version() -> str:
@@ -222,17 +281,17 @@ def _check_classes(options: ReportOptions, labels, present) -> None:
         raise UserError("--classes: name at least two classes to compare")
 
 
-def _cost(manifest, bench: dict | None) -> dict:
-    cost = {"stages": manifest.cost["stages"], "madds": manifest.cost["madds"],
-            "params": manifest.cost["params"], "bench": None}
+def _cost(dep, bench: dict | None) -> ReportCost:
+    model = dep.cost()
+    cost = ReportCost(model.stages, model.madds, model.params)
     if bench is not None:
-        cost["bench"] = {
+        cost = dataclasses.replace(cost, bench={
             "file_directory": bench.get("directory"), "delegate": bench.get("delegate"),
             "runtime": bench.get("runtime"), "specialist_form": bench.get("specialist_form"),
             "stages": {n: s["latency_ms"] for n, s in bench["stages"].items()},
             "runners": {n: {"throughput_fps": r["throughput_fps"], "latency_ms": r["latency_ms"],
                             "early_exit_rate": r["early_exit_rate"], "avg_madds": r["avg_madds"]}
-                        for n, r in bench.get("runners", {}).items()}}
+                        for n, r in bench.get("runners", {}).items()}})
     return cost
 
 
@@ -263,51 +322,50 @@ def build_report(export_dir, out, options: ReportOptions = ReportOptions(),
     run = fresh_run(dep, data, progress)
     result = ReportResult(
         export=str(export_dir), out=str(out),
-        images={"source": data.source, "count": len(data.labels),
-                "classes": len(set(data.labels)), "skipped": data.held.skipped.to_json()},
+        images=ReportImages(data.source, len(data.labels), len(set(data.labels)),
+                            data.held.skipped.to_json()),
         specialization=analysis.specialization(run, names, blocks, layer, options.top,
                                                options.thumbnails),
         similar_classes=analysis.similar_classes(run, names, blocks, list(options.classes)),
         basis_health=analysis.basis_health(run, blocks),
         early_exit=analysis.early_exit(run, names, dep.cost(), dep.manifest.early_exit),
-        fidelity={"manifest": dep.manifest.record.verification,
-                  "manifest_table": analysis.verification_rows(dep.manifest.record.verification),
-                  "fresh": analysis.fresh_fidelity(run)},
-        cost=_cost(dep.manifest, bench))
-    write_report(result, data, out, start)
-    return result
+        fidelity=Fidelity(dep.manifest.record.verification,
+                          analysis.verification_rows(dep.manifest.record.verification),
+                          analysis.fresh_fidelity(run)),
+        cost=_cost(dep, bench))
+    return write_report(result, data, out, start)
 
 
 def _pictures(result: ReportResult, data: Labelled) -> dict[str, bytes]:
     ee = result.early_exit
     at = {"threshold": ee.threshold, **ee.at_threshold}
     latency = None
-    if result.cost["bench"]:
-        latency = {n: s["p50"] for n, s in result.cost["bench"]["stages"].items()}
+    if result.cost.bench:
+        latency = {n: s["p50"] for n, s in result.cost.bench["stages"].items()}
     return {
         "specialization.png": plots.specialization_png(result.specialization, data.images),
         "similar_classes.png": plots.similar_png(result.similar_classes),
         "basis_health.png": plots.health_png(result.basis_health),
         "early_exit.png": plots.tradeoff_png(
-            ee.curve, at, f"early exit on {result.images['count']} images: top-1 vs average MAdds"),
+            ee.curve, at, f"early exit on {result.images.count} images: top-1 vs average MAdds"),
         "exit_per_class.png": plots.exit_per_class_png(ee.per_class_exit_rate, ee.threshold),
-        "cost.png": plots.cost_png(result.cost["stages"], latency),
+        "cost.png": plots.cost_png(result.cost.stages, latency),
     }
 
 
-def write_report(result: ReportResult, data: Labelled, out, start: float) -> None:
-    """PNGs, the page and the JSON into a staged folder that replaces ``out`` at the end."""
-    from basisnet_deploy.common.jsonable import jsonable
-
+def write_report(result: ReportResult, data: Labelled, out, start: float) -> ReportResult:
+    """PNGs, the page and the JSON into a staged folder that replaces ``out`` at the end;
+    ``result`` with its ``files`` and ``seconds``."""
     pictures = _pictures(result, data)
-    result.files = {"page": PAGE_FILE, "json": JSON_FILE, "pictures": sorted(pictures)}
+    result = dataclasses.replace(result, files=ReportFiles(PAGE_FILE, JSON_FILE, sorted(pictures)))
     check_out(out)  # again: nothing may have appeared there while the images ran
     with staged_directory(out, "report", legacy=lambda d: (d / MARKER).is_file()) as tmp:
         for name, png in pictures.items():
             (tmp / name).write_bytes(png)
-        result.seconds = round(time.perf_counter() - start, 2)
-        doc = jsonable(result)
+        result = dataclasses.replace(result, seconds=round(time.perf_counter() - start, 2))
+        doc = result.to_json()
         (tmp / JSON_FILE).write_text(json.dumps(doc, indent=2) + "\n")
         (tmp / PAGE_FILE).write_text(render_page(doc, pictures))
         (tmp / MARKER).write_text(json.dumps({"generator": result.generator, "export": result.export,
                                               "files": sorted(p.name for p in tmp.iterdir())}) + "\n")
+    return result

@@ -153,13 +153,14 @@ def exit_per_class_png(per_class: dict, threshold) -> bytes:
 
 
 def cost_png(stages: dict, latency: dict | None) -> bytes:
-    """MAdds and parameters per stage from the cost model; p50 latency per stage from bench."""
+    """MAdds and parameters per stage from the cost model (stage name ->
+    :class:`~basisnet_deploy.artifacts.manifest.StageCost`); p50 latency per stage from bench."""
     panels = 3 if latency else 2
     fig = _figure(3.4 * panels, 2.8)
     axes = fig.subplots(1, panels)
     names = list(stages)
     for ax, key, title in zip(axes, ("madds", "params"), ("MAdds (M)", "parameters (M)")):
-        ax.barh(names, [stages[n][key] / 1e6 for n in names], color=BLUE)
+        ax.barh(names, [getattr(stages[n], key) / 1e6 for n in names], color=BLUE)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
     if latency:

@@ -8,13 +8,54 @@ come from the manifest's cost model at that exit rate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, load_manifest
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.report.analysis import tradeoff_curve
 from basisnet_deploy.report.plots import tradeoff_png
 from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One threshold on the trade-off curve: top-1, the share of frames that exit at the
+    lightweight model, and the average MAdds per frame. ``threshold`` None: never exit."""
+
+    threshold: float | None
+    accuracy: float
+    exit_rate: float
+    avg_madds: float
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``calibrate-threshold``'s result: the threshold chosen and recorded in ``manifest``,
+    never exiting's top-1 and MAdds (``no_exit_accuracy``, ``full_madds``) and the
+    lightweight model's top-1 alone, on ``images`` labelled images from ``source``
+    (``classes``: images per class; ``skipped``: the unreadable files); ``plot``: the
+    trade-off PNG."""
+
+    chosen: TradeoffPoint
+    no_exit_accuracy: float
+    lightweight_accuracy: float
+    full_madds: int
+    images: int
+    skipped: dict  # {"count", "by_reason", "first"}
+    classes: dict[str, int]
+    source: str
+    plot: Path
+    manifest: Path
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
 
 
 def tradeoff(dep, factory, images, labels, form: str = "presynth") -> dict:
@@ -66,7 +107,7 @@ def _curve(dep, answers, labels) -> dict:
     curve = tradeoff_curve(conf, lm_pred, sp_pred, labels, cost)
     return {"curve": curve, "no_exit_accuracy": curve[-1]["accuracy"],
             "lightweight_accuracy": float((lm_pred == labels).mean()),
-            "full_madds": cost["madds"], "images": int(len(labels))}
+            "full_madds": cost.madds, "images": int(len(labels))}
 
 
 def choose(result: dict, max_drop: float | None = None, target_madds: float | None = None) -> dict:
@@ -103,23 +144,19 @@ def write_threshold(directory, chosen: dict, result: dict, constraint: dict) -> 
 
 def plot(result: dict, chosen: dict, path) -> None:
     """Accuracy against average MAdds over all thresholds, as a 720x460 PNG (matplotlib)."""
-    from pathlib import Path
-
     png = tradeoff_png(result["curve"], chosen,
                        "BasisNet early exit: top-1 vs average MAdds per frame")
     Path(path).write_bytes(png)
 
 
 def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,
-              form: str = "presynth", plot_path=None, progress=None) -> dict:
+              form: str = "presynth", plot_path=None, progress=None) -> Calibration:
     """Choose the early-exit threshold on labelled held-out images and record it.
 
     ``held`` is a :class:`~basisnet_deploy.data.heldout.HeldOut` with labels, decoded one
     image at a time. The plot is drawn before the manifest is touched, so a bad
     ``plot_path`` changes nothing.
     """
-    from pathlib import Path
-
     from basisnet_deploy.runtime.backends import make_factory
     from basisnet_deploy.runtime.deployment import Deployment
 
@@ -140,5 +177,8 @@ def calibrate(directory, held, max_drop: float | None = None, target_madds: floa
         raise UserError(f"--plot {plot_path}: cannot write it ({e.strerror}); nothing was changed") from None
     constraint = {"max_drop_points": max_drop} if max_drop is not None else {"target_madds": target_madds}
     write_threshold(directory, chosen, result, constraint)
-    return {"chosen": chosen, **{k: v for k, v in result.items() if k != "curve"},
-            "source": held.source, "plot": str(plot_path), "manifest": str(Path(directory) / MANIFEST_FILE)}
+    return Calibration(chosen=TradeoffPoint(**chosen), no_exit_accuracy=result["no_exit_accuracy"],
+                       lightweight_accuracy=result["lightweight_accuracy"],
+                       full_madds=result["full_madds"], images=result["images"],
+                       skipped=result["skipped"], classes=result["classes"], source=held.source,
+                       plot=plot_path, manifest=Path(directory) / MANIFEST_FILE)

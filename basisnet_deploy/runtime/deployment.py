@@ -12,7 +12,8 @@ import numpy as np
 from basisnet_deploy.data.preprocessing import decode_side, preprocess
 from basisnet_deploy.common.files import inside, read_verified
 from basisnet_deploy.artifacts.synthesis import Presynth, load_presynth
-from basisnet_deploy.artifacts.manifest import Artifact, Manifest, Role, check_files, load_manifest
+from basisnet_deploy.artifacts.manifest import (MANIFEST_FILE, Artifact, Manifest, PipelineCost, Role,
+                                                check_files, load_manifest)
 
 
 def specialist_role(form: str) -> Role:
@@ -84,5 +85,6 @@ class Deployment:
         return (preprocess(image, self.light_resolution, self.preprocessing)[None],
                 preprocess(image, self.resolution, self.preprocessing)[None])
 
-    def cost(self) -> dict:
-        return self.manifest.cost
+    def cost(self) -> PipelineCost:
+        """The manifest's cost model, per stage and for the whole pipeline."""
+        return PipelineCost.from_json(self.manifest.cost, f"{self.directory / MANIFEST_FILE}")

@@ -39,6 +39,7 @@ from pathlib import Path
 from basisnet_deploy.model.config import ArchConfig, BasisNetConfig, TrainSettings
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.model.network import BasisNet
 from basisnet_deploy.model.pretrained import PretrainedInit, init_from_files
 from basisnet_deploy.training.distribute import make_strategy
@@ -413,8 +414,53 @@ def _check_writable(parent: Path) -> None:
                         "choose another --out") from None
 
 
+@dataclass(frozen=True)
+class ClassScore:
+    """Top-1 of both stages on one class's images."""
+
+    examples: int
+    lightweight_top1: float
+    specialist_top1: float
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class HeldOutScores:
+    """Top-1 of both stages on labelled images, overall and per class (class name -> score,
+    for the classes that have images); ``skipped`` unreadable files, the first few named in
+    ``skipped_files``; ``seconds`` and ``images_per_s`` of the run."""
+
+    lightweight_top1: float
+    specialist_top1: float
+    examples: int
+    skipped: int
+    skipped_files: list[str]
+    classes: dict[str, ClassScore]
+    seconds: float
+    images_per_s: float
+
+    def to_json(self) -> dict:
+        return jsonable_fields(self)
+
+
+@dataclass(frozen=True)
+class Evaluation(HeldOutScores):
+    """``evaluate``'s result: :class:`HeldOutScores` on ``dataset`` ('digits' or a folder),
+    ``split`` 'held-out' (the checkpoint's held-out images) or 'all'."""
+
+    dataset: str
+    split: str
+
+    def to_json(self) -> dict:
+        """dataset and split first, then the scores."""
+        out = jsonable_fields(self)
+        return {"dataset": out.pop("dataset"), "split": out.pop("split"), **out}
+
+
 def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution: int,
-                      resolution: int, progress=None, batch_size: int | None = None) -> dict:
+                      resolution: int, progress=None, batch_size: int | None = None) -> HeldOutScores:
     """Top-1 of both stages on a labelled :class:`~basisnet_deploy.data.heldout.HeldOut`,
     streamed: images are decoded ``batch_size`` at a time (default: at most 128, fewer for
     larger inputs, :func:`~basisnet_deploy.data.heldout.batch_size_for`) and only running
@@ -444,18 +490,16 @@ def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution:
         raise DataError(f"{held.source}: none of its {total} files is a readable image "
                         f"({describe_skipped(held.skipped.counts, held.skipped.files)})")
     seconds = time.perf_counter() - started
-    classes = {names[c]: {"examples": int(k), "lightweight_top1": int(lm) / int(k),
-                          "specialist_top1": int(sp) / int(k)}
+    classes = {names[c]: ClassScore(int(k), int(lm) / int(k), int(sp) / int(k))
                for c, (k, lm, sp) in enumerate(per_class) if k}
-    return {"lightweight_top1": int(per_class[:, 1].sum()) / n,
-            "specialist_top1": int(per_class[:, 2].sum()) / n, "examples": n,
-            "skipped": held.skipped.total, "skipped_files": held.skipped.to_json()["first"],
-            "classes": classes, "seconds": round(seconds, 2),
-            "images_per_s": round(n / max(seconds, 1e-9), 2)}
+    return HeldOutScores(
+        lightweight_top1=int(per_class[:, 1].sum()) / n, specialist_top1=int(per_class[:, 2].sum()) / n,
+        examples=n, skipped=held.skipped.total, skipped_files=held.skipped.to_json()["first"],
+        classes=classes, seconds=round(seconds, 2), images_per_s=round(n / max(seconds, 1e-9), 2))
 
 
 def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None, limit: int | None = None,
-                        progress=None) -> dict:
+                        progress=None) -> Evaluation:
     """Held-out top-1 of both stages, overall and per class; on the training dataset, its
     held-out split only (for a folder, exactly the held-out files the checkpoint recorded).
 
@@ -475,7 +519,8 @@ def evaluate_checkpoint(checkpoint_dir, dataset_spec: str | None = None, limit: 
     a = cfg.architecture
     result = evaluate_held_out(net, held, cfg.preprocessing, a.light_resolution, a.resolution,
                                progress)
-    return {"dataset": dataset_spec, "split": split, **result}
+    return Evaluation(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)},
+                      dataset=dataset_spec, split=split)
 
 
 def _evaluation_images(cfg, dataset_spec: str, trained_on):
