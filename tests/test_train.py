@@ -56,6 +56,10 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert code.value.code in (0, None)
     report = json.loads(capsys.readouterr().out)
     assert report["held_out"]["examples"] == 359
+    # the train command's JSON document: its keys and their order
+    assert list(report) == ["checkpoint", "chief", "held_out", "train_seconds", "steps",
+                            "resumed_from_epoch", "epochs", "train_examples", "skipped"]
+    assert report["checkpoint"] == str(out) and report["chief"] is True and report["skipped"] == {}
     net, cfg = checkpoint.load(out)
     assert cfg.architecture.bases == 2 and cfg.labels == tuple("0123456789")
     with pytest.raises(SystemExit):

@@ -217,13 +217,12 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
                      init_from=tuple(init_from))
     with _progress("train") as progress:
         result = train_checkpoint(dataset, out, (arch, pre), settings, progress, run)
-    if result["skipped"]:
+    if result.skipped:
         from collections import Counter
 
         from basisnet_deploy.data.datasets import describe_skipped
 
-        click.echo(describe_skipped(Counter(result["skipped"]), result.get("skipped_files", [])),
-                   err=True)
+        click.echo(describe_skipped(Counter(result.skipped), result.skipped_files or []), err=True)
     render.emit(result, as_json, json_out, render.train_text)
     if strategy == "multi-worker":  # TF's collective/gRPC threads can block interpreter exit
         sys.stdout.flush()

@@ -62,14 +62,15 @@ def cost_text(result: dict) -> list[str]:
     return lines
 
 
-def train_text(result: dict) -> list[str]:
-    held = result["held_out"]
-    return [*(init["summary"] for init in result.get("init_from", ())),
-            f"trained {result['steps']} steps in {result['train_seconds']:.0f} s on "
-            f"{result['train_examples']} images",
+def train_text(result) -> list[str]:
+    """The text view of a :class:`~basisnet_deploy.training.trainer.TrainingSummary`."""
+    held = result.held_out
+    return [*(init["summary"] for init in result.init_from or ()),
+            f"trained {result.steps} steps in {result.train_seconds:.0f} s on "
+            f"{result.train_examples} images",
             f"held-out top-1 ({held['examples']} images): lightweight "
             f"{held['lightweight_top1']:.1%}, specialist {held['specialist_top1']:.1%}",
-            f"checkpoint written to {result['checkpoint']}"]
+            f"checkpoint written to {result.checkpoint}"]
 
 
 def evaluate_text(r) -> list[str]:

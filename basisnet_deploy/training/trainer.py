@@ -83,6 +83,36 @@ class TrainResult:
     chief: bool = True
 
 
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What :func:`train_checkpoint` reports; ``to_json()`` is the ``train`` command's JSON.
+
+    ``checkpoint`` is None on a worker that is not the chief (its copy is not kept)."""
+
+    checkpoint: str | None
+    chief: bool
+    held_out: dict  # held-out top-1 of both stages: lightweight_top1, specialist_top1, examples
+    train_seconds: float
+    steps: int
+    resumed_from_epoch: int  # 0: a fresh run
+    epochs: list  # one record per epoch run (epoch, seconds, loss, ...)
+    train_examples: int
+    skipped: dict  # unreadable training files, by reason
+    skipped_files: list | None = None  # the first of them (image folders)
+    init_from: list | None = None  # the pretrained weight files loaded, each described
+
+    def to_json(self) -> dict:
+        out = {"checkpoint": self.checkpoint, "chief": self.chief, "held_out": self.held_out,
+               "train_seconds": self.train_seconds, "steps": self.steps,
+               "resumed_from_epoch": self.resumed_from_epoch, "epochs": self.epochs,
+               "train_examples": self.train_examples, "skipped": self.skipped}
+        if self.skipped_files is not None:
+            out["skipped_files"] = self.skipped_files
+        if self.init_from is not None:
+            out["init_from"] = self.init_from
+        return out
+
+
 def evaluate(net: BasisNet, light: np.ndarray, image: np.ndarray, labels: np.ndarray,
              batch_size: int = 256) -> dict:
     """Held-out top-1 of the lightweight model alone and of the specialist it drives."""
@@ -368,7 +398,7 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preprocessing],
-                     settings: TrainSettings, progress=None, run: RunOptions = RunOptions()) -> dict:
+                     settings: TrainSettings, progress=None, run: RunOptions = RunOptions()) -> TrainingSummary:
     """Train on ``dataset_spec`` ('digits' or a folder, streamed) and write ``out``;
     ``recipe`` is the (architecture, preprocessing) pair the checkpoint will record.
 
@@ -401,7 +431,7 @@ def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preproces
         checkpoint.save(os.path.join(scratch, "ckpt"), result.net, result.config)
         shutil.rmtree(scratch, ignore_errors=True)
     result.state.finish()
-    return {"checkpoint": out if result.chief else None, "chief": result.chief, **result.metrics}
+    return TrainingSummary(checkpoint=out if result.chief else None, chief=result.chief, **result.metrics)
 
 
 def _check_writable(parent: Path) -> None:
