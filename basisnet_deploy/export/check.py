@@ -55,12 +55,15 @@ def check_export(directory) -> ExportCheck:
     return ExportCheck(checks, agreement_warning(manifest))
 
 
-def gpu_verdicts(directory, manifest: Manifest, say=None) -> dict[Role, GpuVerdict]:
+def gpu_verdicts(directory, manifest: Manifest, say=None,
+                 models: dict[Role, bytes] | None = None) -> dict[Role, GpuVerdict]:
     """Each TFLite artifact's GPU verdict: run on the accelerator while it finds a device,
     a static guess for every artifact once it finds none. ONNX: onnxruntime's WebGPU EP's
-    verdicts where it finds a device, else {} (no static guess). Each artifact is read once
-    and checked against the manifest; the check runs those bytes."""
-    models = {role: model_bytes(directory, entry) for role, entry in manifest.artifacts.items()}
+    verdicts where it finds a device, else {} (no static guess). ``models``: each artifact's
+    bytes, already checked against the manifest; without them each artifact is read once and
+    checked here. The check runs those bytes."""
+    if models is None:
+        models = {role: model_bytes(directory, entry) for role, entry in manifest.artifacts.items()}
     return _gpu_check(directory, manifest, models, say)[0]
 
 

@@ -511,9 +511,10 @@ def _describe(tmp: Path, manifest: Manifest, say) -> None:
     """Each artifact's runtime inputs/outputs and, for TFLite, its GPU verdict: from LiteRT's
     GPU accelerator where a device is present (compiled, run, compared with the CPU), else a
     static guess, labelled so (export/check.py)."""
-    for entry in manifest.artifacts.values():
-        entry.details.update(describe(tmp / entry.file, model_bytes(tmp, entry)))
-    for role, verdict in gpu_verdicts(tmp, manifest, say).items():
+    models = {role: model_bytes(tmp, entry) for role, entry in manifest.artifacts.items()}
+    for role, entry in manifest.artifacts.items():
+        entry.details.update(describe(tmp / entry.file, models[role]))
+    for role, verdict in gpu_verdicts(tmp, manifest, say, models).items():
         manifest.artifacts[role].details["gpu"] = verdict.to_json()
 
 
