@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from basisnet_deploy.converters.base import ExportError, is_folded_bias
-from basisnet_deploy.artifacts.synthesis import CHANNEL_AXIS, Patch
+from basisnet_deploy.artifacts.synthesis import BIAS_DTYPES, CHANNEL_AXIS, Patch
 
-_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType enum
+_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64, 9: np.int8}  # TensorType enum
 
 
 def _schema():
@@ -162,10 +162,14 @@ def _patch(model, model_bytes, layer, slot, want, match) -> Patch:
                      axis=q.QuantizedDimension())
     if btensor is None:
         raise ExportError(f"template: int8 conv of {layer} has no bias to re-quantize")
+    bias_dtype = np.dtype(_DTYPES.get(btensor.Type(), np.float64)).name
+    if bias_dtype not in BIAS_DTYPES:
+        raise ExportError(f"template: the bias of {layer}'s int8 conv is {bias_dtype}; "
+                          f"synthesis re-quantizes {' or '.join(BIAS_DTYPES)} biases")
     return Patch(layer, slot, kind, shape, "int8", off, scale_offset=_vector_offset(q, 8),
                  bias_offset=_buffer_offset(model, model_bytes, btensor),
                  bias_scale_offset=_vector_offset(btensor.Quantization(), 8),
-                 input_scale=float(itensor.Quantization().ScaleAsNumpy()[0]))
+                 input_scale=float(itensor.Quantization().ScaleAsNumpy()[0]), bias_dtype=bias_dtype)
 
 
 def _check_per_channel(q, layer: str, kind: str, shape: tuple) -> None:

@@ -232,13 +232,14 @@ def _choose_kernel(kernel: str, table: list[Patch]) -> str:
         raise FastSynthesisError(f"kernel: {kernel!r}, expected one of {', '.join(KERNELS)}")
     # The C kernel scales per output channel; a per-tensor template (ONNX dynamic) is patched
     # by the NumPy path, which shares the reference's quantize_kernel.
-    per_tensor = any(p.per_tensor for p in table)
+    # Nor does it write int64 biases (a template with int16 activations).
+    per_tensor = any(p.per_tensor or p.bias_dtype != "int32" for p in table)
     if kernel == "compiled" and _KERNEL is None:
         raise FastSynthesisError("kernel: the compiled kernel is not built (no C compiler at "
                                  "install?); use kernel='numpy' or 'auto'")
     if kernel == "compiled" and per_tensor:
-        raise FastSynthesisError("kernel: the compiled kernel scales per channel and this "
-                                 "template per tensor; use kernel='numpy' or 'auto'")
+        raise FastSynthesisError("kernel: the compiled kernel scales per channel with int32 "
+                                 "biases and this template does not; use kernel='numpy' or 'auto'")
     return "numpy" if kernel == "numpy" or _KERNEL is None or per_tensor else "compiled"
 
 
@@ -252,7 +253,7 @@ def _check_table(table: list[Patch], size: int, name: str = "specialist_patches.
         ends = [p.weight_offset + n, p.scale_offset + 4 * p.n_scales]
         starts = [p.weight_offset, p.scale_offset]
         if p.bias_offset >= 0:
-            ends += [p.bias_offset + 4 * c, p.bias_scale_offset + 4 * c]
+            ends += [p.bias_offset + p.bias_bytes * c, p.bias_scale_offset + 4 * c]
             starts += [p.bias_offset, p.bias_scale_offset]
         if min(starts) < 0 or max(ends) > size:
             raise FastSynthesisError(f"{name}: patch '{p.layer}' writes bytes {min(starts)}-{max(ends)}, "
@@ -310,7 +311,8 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
         w = mix(layer.bases, a)
     else:
         w = mixed_kernel({p.layer + "/q8": layer.bases, p.layer + "/scales": layer.scales}, p, a)
-    floor = None if p.bias_offset < 0 else bias_scale_floor(layer.bias, p.input_scale)
+    floor = (None if p.bias_offset < 0 or p.bias_dtype != "int32"
+             else bias_scale_floor(layer.bias, p.input_scale))
     q8, scale = quantize_kernel(w, p, floor)
     _put(view, p.weight_offset, q8)
     _put(view, p.scale_offset, scale.astype("<f4"))
@@ -318,7 +320,9 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
         return
     bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
     bias_q = np.round(layer.bias / bias_scale)  # float32, as synthesize() rounds it
-    bias_q = np.clip(bias_q.astype(np.float64), -2**31, 2**31 - 1).astype("<i4")  # saturate
+    info = np.iinfo(p.bias_dtype)
+    bias_q = np.clip(bias_q.astype(np.float64), info.min, info.max).astype(  # saturate
+        np.dtype(p.bias_dtype).newbyteorder("<"))
     _put(view, p.bias_offset, bias_q)
     _put(view, p.bias_scale_offset, bias_scale.astype("<f4"))
 

@@ -9,6 +9,8 @@ protobuf rebuild, NumPy only, so the same code runs in a runner thread or a phon
 Int8: each synthesized kernel is re-quantized symmetric per output channel (zero point 0,
 [-127, 127]), as the converter quantizes static weights; the bias is re-quantized with the new
 scales (``bias_scale = input_scale * weight_scale``), and both scale vectors are rewritten.
+The bias is int32 beside int8 activations and int64 beside int16 ones (``Patch.bias_dtype``:
+TFLite's 16x8 kernels).
 ONNX dynamic templates (``Patch.per_tensor``: onnxruntime's ConvInteger) hold one scale per
 kernel and a float bias that does not depend on the coefficients: the kernel is quantized with
 one symmetric scale, and only the kernel and that scale are rewritten.
@@ -52,6 +54,11 @@ class Patch:
     axis: int = -1  # output-channel axis in the template's layout; -1: TFLite's, by kind
     # int8 with one scale for the whole kernel (onnxruntime's dynamic ConvInteger), no bias
     per_tensor: bool = False
+    bias_dtype: str = "int32"  # "int64" in a template with int16 activations
+
+    @property
+    def bias_bytes(self) -> int:
+        return np.dtype(self.bias_dtype).itemsize
 
     @property
     def channel_axis(self) -> int:
@@ -162,6 +169,8 @@ def _patch_problem(p: Patch, bases: dict, n_slots: int, k: int) -> str | None:
         return f"{p.layer!r}: slot {p.slot} is outside the {n_slots} coefficient rows"
     if not isinstance(p.layer, str) or getattr(bases.get(p.layer), "shape", None) != (k, *p.shape):
         return f"{p.layer!r}: no bases of shape {[k, *p.shape]} in the bases file"
+    if p.bias_dtype not in BIAS_DTYPES:
+        return f"{p.layer!r}: bias dtype {p.bias_dtype!r} unknown"
     if not isinstance(p.per_tensor, bool) or (p.per_tensor and (p.dtype != "int8" or p.bias_offset >= 0)):
         return f"{p.layer!r}: per_tensor applies to int8 kernels without an int32 bias only"
     if p.dtype == "int8" and p.bias_offset >= 0:
@@ -181,13 +190,15 @@ def _ranges(p: Patch):
         c = p.channels
         yield p.scale_offset, p.scale_offset + 4 * p.n_scales, "scales"
         if p.bias_offset >= 0:
-            yield p.bias_offset, p.bias_offset + 4 * c, "bias"
+            yield p.bias_offset, p.bias_offset + p.bias_bytes * c, "bias"
             yield p.bias_scale_offset, p.bias_scale_offset + 4 * c, "bias scales"
 
 
 def dump_table(patches: list[Patch]) -> str:
-    # per_tensor only where set: per-channel tables keep the form the Android core reads
-    rows = [{k: v for k, v in asdict(p).items() if k != "per_tensor" or v} for p in patches]
+    # per_tensor and an int64 bias only where set: the other tables keep the form the Android
+    # core reads
+    rows = [{k: v for k, v in asdict(p).items()
+             if (k != "per_tensor" or v) and (k != "bias_dtype" or v != "int32")} for p in patches]
     return json.dumps(rows, indent=1)
 
 
@@ -234,6 +245,7 @@ def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
 
 
 BIAS_HEADROOM = np.float32(2**30)  # |int32 bias| stays near 2^30 at most, half the int32 range
+BIAS_DTYPES = ("int32", "int64")
 
 
 def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
@@ -292,14 +304,17 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
             writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
         has_bias = p.bias_offset >= 0  # not for ONNX depthwise convs: BN stays a Mul/Add
-        floor = bias_scale_floor(bases[p.layer + "/bias"], p.input_scale) if has_bias else None
+        # an int64 bias fits at any weight scale
+        floor = (bias_scale_floor(bases[p.layer + "/bias"], p.input_scale)
+                 if has_bias and p.bias_dtype == "int32" else None)
         q, scale = quantize_kernel(w, p, floor)
         writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
         if not has_bias:
             continue
         bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
         bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)
-        bias_q = np.clip(bias_q, -2**31, 2**31 - 1).astype("<i4")
+        info = np.iinfo(p.bias_dtype)
+        bias_q = np.clip(bias_q, info.min, info.max).astype(np.dtype(p.bias_dtype).newbyteorder("<"))
         writes += [(p.bias_offset, bias_q.tobytes()), (p.bias_scale_offset, bias_scale.astype("<f4").tobytes())]
     return _splice(template, writes)
 

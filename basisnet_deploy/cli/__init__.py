@@ -299,7 +299,8 @@ def evaluate(checkpoint, dataset, limit, as_json, json_out):
                    + "; ".join(f"'{r.name}': {r.summary}" for r in RECIPES.values())
                    + ". docs/export.md 'Int8 recipes' has the measured trade-off.")
 @click.option("--tuning-steps", type=click.IntRange(0, 1_000_000), default=None,
-              help="--int8-recipe fidelity-int8-lm only: steps that tune the lightweight "
+              help="--int8-recipe " + " or ".join(r.name for r in RECIPES.values() if r.tuned)
+                   + " only: steps that tune the lightweight "
                    "model's and the template's int8 weights on random views of three quarters "
                    "of the calibration images so that they give the float model's outputs; the "
                    "step kept is the best on the held-back quarter, nearest rounding included "

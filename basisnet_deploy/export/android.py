@@ -77,6 +77,10 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
         if any(p.per_tensor for p in table):
             raise UserError(f"{export_dir}: the patch table scales kernels per tensor (an ONNX "
                             "form); the Android core patches per-channel TFLite templates: re-export")
+        if any(p.bias_dtype != "int32" for p in table):
+            raise UserError(f"{export_dir}: the template has int16 activations (int64 biases, the "
+                            "full-16x8 recipe); the Android core patches int8 and float templates: "
+                            "re-export with --int8-recipe full or fidelity, or --specialist coefficient")
     with staged_directory(out_dir, "android-assets", legacy=_ours) as tmp:
         presynth = artifacts.get(Role.SPECIALIST_PRESYNTH)
         if presynth is not None:

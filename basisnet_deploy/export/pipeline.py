@@ -309,7 +309,8 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, shared:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
             artifacts, job = {}, _Job(exporter, export_plan, tmp, say)
             for role, artifact_plan in export_plan.artifacts.items():
-                artifacts[role] = _convert(artifact_plan, graphs[role], feeds.get(role.value), job)
+                artifacts[role] = _convert(artifact_plan, graphs[role],
+                                           _calibration(artifact_plan, feeds, job, inputs.net, baked), job)
                 if role is Role.SPECIALIST_PRESYNTH:
                     artifacts[role].presynth = _write_presynth_sidecars(
                         tmp, exporter, (tmp / artifacts[role].file).read_bytes(), inputs.net, baked,
@@ -466,15 +467,40 @@ def _role_graphs(inputs: _Inputs, baked, export_plan: ExportPlan, tuned: dict) -
     return graphs
 
 
-def _convert(artifact_plan: ArtifactPlan, graph: Graph, feeds, job: _Job) -> Artifact:
+def _calibration(artifact_plan: ArtifactPlan, feeds: dict, job: _Job, net, baked):
+    """The calibration a static scheme converts with (None for the others): the role's feeds,
+    the recipe's range margin, and for a template whose recipe takes ranges from each image's
+    own kernels, the coefficient-input feeds' images with a synthesizer of their kernels."""
+    from basisnet_deploy.calibration.reader import FeedReader
+
+    role, scheme = artifact_plan.role, artifact_plan.scheme
+    if not scheme.static or feeds.get(role.value) is None:
+        return None
+    ranges = job.plan.recipe.ranges
+    if role is not Role.SPECIALIST_PRESYNTH or not ranges.own_kernels:
+        return FeedReader(feeds[role.value], ranges.margin)
+    from basisnet_deploy.artifacts.synthesis import synthesize
+
+    own = feeds[Role.SPECIALIST_COEFFICIENT.value]  # real coefficients, then each basis alone
+    folded, exporter = fold_bases(net.specialist), job.exporter
+
+    def own_kernels(float_template: bytes):
+        patches, arrays = exporter.patch_table(float_template, folded, baked, Quantization.FLOAT32)
+        return (synthesize(float_template, patches, arrays, feed["coefficients"][0]) for feed in own)
+
+    return FeedReader([{"image": feed["image"]} for feed in own], ranges.margin, own_kernels)
+
+
+def _convert(artifact_plan: ArtifactPlan, graph: Graph, calibration, job: _Job) -> Artifact:
     """Convert one graph into the staging directory; returns its manifest entry."""
     exporter, tmp, say = job.exporter, job.tmp, job.say
     role, scheme = artifact_plan.role, artifact_plan.scheme
     if artifact_plan.bounded_kernels:
         _bound_synthesized_kernels(graph.model)
-    say(f"converting {role.value} to {job.plan.target.name} ({scheme.value})")
-    reader = _reader(feeds) if scheme is Quantization.INT8 else None
-    data = exporter.convert(graph, scheme, reader)
+    own = (f"; its activation ranges from each of {len(calibration.feeds)} calibration feeds "
+           "run with its own kernels" if getattr(calibration, "models", None) is not None else "")
+    say(f"converting {role.value} to {job.plan.target.name} ({scheme.value}){own}")
+    data = exporter.convert(graph, scheme, calibration)
     name = role.value + job.plan.target.suffix
     (tmp / name).write_bytes(data)
     return Artifact(role, name, sha256_hex(data), len(data), scheme)
@@ -570,14 +596,6 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
         "artifacts": report})
     return {"file": LAYER_REPORT_FILE, "feeds": LAYER_REPORT_FEEDS,
             "worst": {role: rows[0] for role, rows in report.items() if isinstance(rows, list) and rows}}
-
-
-def _reader(feeds):
-    if feeds is None:
-        return None
-    from basisnet_deploy.calibration.reader import FeedReader
-
-    return FeedReader(feeds)
 
 
 def _write_presynth_sidecars(tmp: Path, exporter: Exporter, template: bytes, net, baked,

@@ -272,6 +272,8 @@ def _last_error(log: str) -> str | None:
 MEASURED_KINDS = {
     "static-int8": (GpuStatus.MISCOMPUTES, "int8 activations: the accelerator generates a shader "
                     "the driver rejects, and the invalid pipeline returns garbage"),
+    "static-int16x8": (GpuStatus.REFUSED, "int16 activations: 'Tensor type(INT16) is not "
+                       "supported'"),
     "weight-only-int8": (GpuStatus.REFUSED, "int8 weights behind DEQUANTIZE: 'Failed to initialize "
                          "kernel'"),
     "dynamic-range": (GpuStatus.RUNS, "int8 weights with float activations: computed in float"),
@@ -290,6 +292,8 @@ def artifact_kind(path: str | os.PathLike, model: bytes | None = None) -> str:
     ops = interpreter._get_ops_details()  # no public listing of ops in ai-edge-litert 2.3
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     names = {op["op_name"] for op in ops}
+    if any(np.dtype(t["dtype"]) == np.int16 for t in tensors.values()):
+        return "static-int16x8"
     int8_input = any(np.dtype(d["dtype"]) == np.int8 for d in interpreter.get_input_details())
     if "QUANTIZE" in names or int8_input:
         return "static-int8"

@@ -34,13 +34,21 @@ class Quantization(str, enum.Enum):
 
     ``int8``: int8 weights and activations, activation ranges calibrated on real images;
     ``dynamic``: int8 weights, activations quantized per frame at run time;
-    ``weight_only``: int8 weights, float activations and arithmetic."""
+    ``weight_only``: int8 weights, float activations and arithmetic;
+    ``int16x8``: int8 weights and int16 activations, every op integer (TFLite's 16x8 mode;
+    ONNX QDQ with int16 activations), activation ranges calibrated on real images."""
 
     FLOAT32 = "float32"
     FLOAT16 = "float16"
     INT8 = "int8"
     DYNAMIC = "dynamic"
     WEIGHT_ONLY = "weight_only"
+    INT16X8 = "int16x8"
+
+    @property
+    def static(self) -> bool:
+        """Whether its activation ranges are fixed at export (it needs calibration images)."""
+        return self in (Quantization.INT8, Quantization.INT16X8)
 
 
 class Runtime(str, enum.Enum):

@@ -19,19 +19,54 @@ from basisnet_deploy.targets.registry import Target
 
 
 @dataclass(frozen=True)
+class ActivationRanges:
+    """How a static scheme's activation ranges come from the calibration images: each tensor's
+    calibrated [min, max], scaled by ``margin`` around zero and kept within the bounds of the
+    op that makes it (a ReLU's 0, a ReLU6's 6).
+
+    With int16 activations a margin costs little: 1.5 leaves 15.4 bits of resolution. On
+    held-out photos whose activations go past the 200 calibration images' extremes it is what
+    keeps them from clipping (benchmarks/results/full_integer_a16w8/: the tuned int16x8 LM's
+    coefficient error 0.161 with the calibrated ranges, 0.025 with 1.5x). Static int8 keeps its
+    calibrated ranges (1.0): a wider range there costs a bit of an 8-bit resolution."""
+
+    margin: float = 1.0
+    # A pre-synthesized template's ranges from each calibration image run with its own
+    # synthesized kernels (and each basis alone), not with the template's mean-coefficient
+    # kernels, which per-frame kernels exceed (int16x8 template: 89.2% held-out agreement with
+    # the template's ranges, 99.8% with these). The TF converter's int8 calibrates itself.
+    own_kernels: bool = False
+
+    def to_json(self) -> dict:
+        return {"margin": self.margin, "within_op_bounds": True,
+                "template_ranges": "each calibration image's own kernels" if self.own_kernels
+                                   else "the template's kernels"}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     summary: str  # one line, for --help and the manifest
     schemes: Mapping[Role, Quantization] = field(default_factory=dict)  # absent: Quantization.INT8
     tuned: tuple[Role, ...] = ()  # int8 weights tuned against the float model before conversion
+    # how its static activation ranges come from the calibration images
+    ranges: ActivationRanges = ActivationRanges()
+    # role -> why the recipe does not make that artifact (``--specialist`` must leave it out)
+    unmade: Mapping[Role, str] = field(default_factory=dict)
 
     def scheme(self, role: Role) -> Quantization:
         return self.schemes.get(role, Quantization.INT8)
 
+    @property
+    def full_integer(self) -> bool:
+        """Every artifact it makes integer from input to output (what an NPU takes)."""
+        return all(self.scheme(role).static for role in Role if role not in self.unmade)
+
     def to_json(self) -> dict:
         return {"name": self.name, "summary": self.summary,
-                "schemes": {role.value: self.scheme(role).value for role in Role},
-                "tuned": [role.value for role in self.tuned]}
+                "schemes": {role.value: self.scheme(role).value for role in Role if role not in self.unmade},
+                "tuned": [role.value for role in self.tuned],
+                "activation_ranges": self.ranges.to_json(), "full_integer": self.full_integer}
 
 
 # The specialists of the faithful recipes: int8 weights with activations quantized per frame
@@ -58,8 +93,21 @@ FIDELITY_INT8_LM = Recipe(
     MappingProxyType({Role.LIGHTWEIGHT: Quantization.WEIGHT_ONLY, **_FAITHFUL_SPECIALISTS}),
     tuned=(Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH))
 
+# Full-integer with int16 activations: every op integer, as NPUs with 16x8 support take it.
+# int8 activations lose the float model's answers on held-out photos (full); int16 ones with the
+# int8 weights tuned first keep them (benchmarks/results/full_integer_a16w8/). Its convs run
+# 16x8 kernels, which XNNPACK does not have: on a CPU it is slower than float.
+FULL_16X8 = Recipe(
+    "full-16x8", "full-integer: int8 weights tuned on the calibration images, int16 activations "
+                 "(for NPUs that take 16x8; slower than float on a CPU)",
+    MappingProxyType({role: Quantization.INT16X8 for role in Role}),
+    tuned=(Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH), ranges=ActivationRanges(margin=1.5, own_kernels=True),
+    unmade=MappingProxyType({Role.SPECIALIST_COEFFICIENT: (
+        "its kernels are synthesized in the graph, so they would be int16 tensors, and 16x8 "
+        "convolutions take int8 filters; use --specialist presynth")}))
+
 RECIPES: Mapping[str, Recipe] = MappingProxyType(
-    {r.name: r for r in (FULL, FIDELITY, FIDELITY_INT8_LM)})
+    {r.name: r for r in (FULL, FIDELITY, FIDELITY_INT8_LM, FULL_16X8)})
 # ``--int8-recipe auto``: these, fastest first, until one passes the agreement gate. The
 # full-integer recipe is what NPUs take and what phones' int8 kernels run fastest; fidelity
 # keeps the float model's answers on held-out photos.
@@ -127,6 +175,8 @@ def plan(target: Target, quantization: Quantization, recipe: Recipe, roles, inpu
                         f"{recipe.scheme(Role.SPECIALIST_COEFFICIENT).value}; use --int8-recipe full")
     out = {}
     for role in roles:
+        if quantization is Quantization.INT8 and role in recipe.unmade:
+            raise UserError(f"--int8-recipe {recipe.name} makes no {role.value}: {recipe.unmade[role]}")
         scheme = artifact_scheme(target, quantization, recipe, role, coefficient_int8)
         target.check_scheme(scheme, role.value)
         out[role] = ArtifactPlan(role, scheme, scheme in target.decomposed_hard_swish,

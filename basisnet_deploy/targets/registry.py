@@ -116,7 +116,8 @@ def other_targets_with(scheme: Quantization, exclude: Target) -> str:
     return " or ".join(names_) if names_ else "(none has it)"
 
 
-_ALL_INT8 = frozenset({Quantization.INT8, Quantization.DYNAMIC, Quantization.WEIGHT_ONLY})
+_ALL_INT8 = frozenset({Quantization.INT8, Quantization.DYNAMIC, Quantization.WEIGHT_ONLY,
+                       Quantization.INT16X8})
 
 TFLITE = register(Target(
     name="tflite", title="TFLite/LiteRT", suffix=".tflite", runtime=Runtime.LITERT,
@@ -126,8 +127,9 @@ TFLITE = register(Target(
     input_types=("float32", "int8", "uint8"),
     coefficient_int8={CoefficientInt8.DYNAMIC: Quantization.DYNAMIC,
                       CoefficientInt8.FAKEQUANT: Quantization.INT8},
-    # XNNPACK has no int8 HARD_SWISH: each one splits the graph (benchmarks/int8_hardswish.py).
-    decomposed_hard_swish=frozenset({Quantization.INT8}),
+    # XNNPACK has no int8 HARD_SWISH: each one splits the graph (benchmarks/int8_hardswish.py);
+    # ai-edge-quantizer has no int16 one.
+    decomposed_hard_swish=frozenset({Quantization.INT8, Quantization.INT16X8}),
     layer_report=True, gpu_check=GpuCheck.LITERT_ACCELERATOR, android=True))
 
 ONNX = register(Target(

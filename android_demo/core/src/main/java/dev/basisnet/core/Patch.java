@@ -89,6 +89,12 @@ public final class Patch {
                     throw new ManifestException("specialist_patches.json: per-tensor patches belong to an ONNX "
                             + "export; the Android core patches TFLite templates");
                 }
+                if (o.has("bias_dtype") && !o.get("bias_dtype").getAsString().equals("int32")) {
+                    // an int64 bias: a template with int16 activations (the full-16x8 recipe)
+                    throw new ManifestException("specialist_patches.json: a template with int16 activations ("
+                            + o.get("bias_dtype").getAsString() + " bias); the Android core patches int8 and "
+                            + "float templates: export with --int8-recipe full or fidelity");
+                }
                 out.add(new Patch(o.get("layer").getAsString(), o.get("slot").getAsInt(), kind, shape, dtype,
                         o.get("weight_offset").getAsInt(), o.get("scale_offset").getAsInt(),
                         o.get("bias_offset").getAsInt(), o.get("bias_scale_offset").getAsInt(),

@@ -1,0 +1,167 @@
+"""The full-integer recipe with int16 activations (``--int8-recipe full-16x8``), on the tiny
+random checkpoint: what its artifacts are made of, read from the files themselves, and what
+its recipe data does. Whether it keeps the float model's answers is measured on held-out
+photos (tests/test_fidelity_photos.py, benchmarks/results/full_integer_a16w8/)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from basisnet_deploy.common.errors import UserError
+from tests.conftest import FAST, export
+
+RECIPE = dict(calibration="digits", int8_recipe="full-16x8", specialist="presynth", tuning_steps=20)
+INT16 = np.dtype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def tflite_16x8(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "a16w8"
+    return out, export(ckpt, out, target="tflite", **RECIPE, **FAST)
+
+
+@pytest.fixture(scope="module")
+def onnx_16x8(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "a16w8-onnx"
+    return out, export(ckpt, out, target="onnx", **RECIPE, **FAST)
+
+
+def _tflite_ops(path) -> list[tuple[str, list, list]]:
+    """(op name, input dtypes, output dtypes) of every op, from the flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    tensors = {t["index"]: np.dtype(t["dtype"]) for t in it.get_tensor_details()}
+    return [(op["op_name"], [tensors.get(i) for i in op["inputs"]], [tensors[i] for i in op["outputs"]])
+            for op in it._get_ops_details()]
+
+
+def test_every_tflite_conv_and_dense_op_runs_int8_weights_on_int16_activations(tflite_16x8):
+    directory, manifest = tflite_16x8
+    for role in ("lightweight", "specialist_presynth"):
+        assert manifest["artifacts"][role]["quantization"] == "int16x8"
+        ops = _tflite_ops(directory / manifest["artifacts"][role]["file"])
+        weighted = [op for op in ops if op[0] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+        assert len(weighted) >= 5, role
+        for name, ins, outs in weighted:
+            assert ins[0] == INT16 and ins[1] == np.int8 and outs == [INT16], (role, name, ins, outs)
+            assert ins[2] in (None, np.int64), (role, name, ins)  # 16x8 kernels take int64 biases
+        # integer from end to end: float only at the model's input and outputs
+        inner = [op for op in ops if op[0] not in ("QUANTIZE", "DEQUANTIZE")]
+        assert all(np.float32 not in ins + outs for _, ins, outs in inner), role
+        assert [op[0] for op in ops].count("QUANTIZE") == 1, role  # the image, once
+
+
+def test_the_manifest_records_the_recipes_range_choices(tflite_16x8):
+    _, manifest = tflite_16x8
+    recipe = manifest["int8_recipe"]
+    assert recipe["name"] == "full-16x8" and recipe["full_integer"] is True
+    assert recipe["activation_ranges"] == {"margin": 1.5, "within_op_bounds": True,
+                                           "template_ranges": "each calibration image's own kernels"}
+    assert "specialist_coefficient" not in recipe["schemes"]
+    assert set(manifest["weight_tuning"]) == {"lightweight", "specialist_presynth"}
+
+
+def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_margin(tflite_16x8, ckpt):
+    """The LM's input QUANTIZE scale is 1.5 x max |pixel| / 32767 over the calibration images:
+    the extremes, not ai-edge-quantizer's moving average of them, widened by the recipe's
+    margin (symmetric int16)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from basisnet_deploy.calibration.images import calibration_images
+    from basisnet_deploy.data import preprocess
+    from basisnet_deploy.model import checkpoint
+
+    directory, manifest = tflite_16x8
+    _, cfg = checkpoint.load(ckpt)
+    calib = calibration_images("digits", FAST["calibration_size"], seed=0)
+    extreme = max(float(np.abs(preprocess(im, cfg.architecture.light_resolution, cfg.preprocessing)).max())
+                  for im in calib.images)
+    it = Interpreter(model_path=str(directory / manifest["artifacts"]["lightweight"]["file"]))
+    quantize = next(op for op in it._get_ops_details() if op["op_name"] == "QUANTIZE")
+    scale = it.get_tensor_details()[quantize["outputs"][0]]["quantization"][0]
+    assert scale == pytest.approx(1.5 * extreme / 32767, rel=1e-4)
+
+
+def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_16x8):
+    """Beside int16 activations the bias is int64: the reference synthesize() and the runner's
+    synthesizer (which leaves the compiled int32 kernel for its NumPy path) write the same bytes,
+    and the patched template runs."""
+    from basisnet_deploy.artifacts.manifest import load_manifest
+    from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
+    from basisnet_deploy.runtime.sessions import LiteRTSession
+    from basisnet_deploy.runtime.synthesizer import model_bytes_fn
+    from basisnet_deploy.targets.kinds import Role
+
+    directory, _ = tflite_16x8
+    manifest = load_manifest(directory)
+    presynth = load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH])
+    assert {p.bias_dtype for p in presynth.table} == {"int64"}
+    k = next(iter(presynth.bases.values())).shape[0]
+    coefficients = np.random.default_rng(0).dirichlet(np.ones(k), size=1 + max(p.slot for p in presynth.table))
+    reference = synthesize(presynth.template, presynth.table, presynth.bases, coefficients)
+    assert model_bytes_fn(presynth)(coefficients) == reference != presynth.template
+    session = LiteRTSession(reference, name="synthesized")
+    out = session.run({"image": np.zeros((1, 32, 32, 3), np.float32)})
+    assert all(np.all(np.isfinite(v)) for v in out.values())
+
+
+def test_the_gpu_accelerator_refuses_int16_activations_and_the_static_guess_says_so(tflite_16x8, gpu):
+    """Run on LiteRT's GPU accelerator (SwiftShader): 'Tensor type(INT16) is not supported'.
+    Without a device, the export's static guess for this kind of artifact says the same."""
+    from basisnet_deploy.runtime.gpu import GpuStatus, probe_gpu, static_gpu_guess
+
+    directory, manifest = tflite_16x8
+    for role in ("lightweight", "specialist_presynth"):
+        path = directory / manifest["artifacts"][role]["file"]
+        verdict = probe_gpu(path)
+        assert verdict.status is GpuStatus.REFUSED and "INT16" in json.dumps(verdict.to_json()), verdict
+        guess = static_gpu_guess(path)
+        assert guess.status is GpuStatus.STATIC_GUESS and guess.reason.startswith("refused"), guess
+
+
+def test_every_onnx_conv_reads_int16_activations_and_int8_weights(onnx_16x8):
+    import onnx
+    from onnx import numpy_helper
+
+    directory, manifest = onnx_16x8
+    for role in ("lightweight", "specialist_presynth"):
+        assert manifest["artifacts"][role]["quantization"] == "int16x8"
+        model = onnx.load(directory / manifest["artifacts"][role]["file"])
+        values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        producers = {out: node for node in model.graph.node for out in node.output}
+        convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+        assert len(convs) >= 5, role
+        for node in convs:
+            x, w = (producers[node.input[i]] for i in (0, 1))
+            assert x.op_type == w.op_type == "DequantizeLinear", (role, node.name)
+            assert values[x.input[2]].dtype == np.int16, (role, node.name)
+            assert values[w.input[0]].dtype == np.int8, (role, node.name)
+
+
+def test_the_recipe_makes_no_coefficient_input_specialist_and_says_which_to_ask_for(ckpt, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(UserError, match="makes no specialist_coefficient.*--specialist presynth"):
+        export(ckpt, out, **{**RECIPE, "specialist": "all"}, **FAST)
+    assert not out.exists()
+
+
+def test_android_assets_refuses_an_int16x8_template(tflite_16x8, tmp_path):
+    from basisnet_deploy.export.android import android_assets
+
+    directory, _ = tflite_16x8
+    with pytest.raises(UserError, match="int16 activations.*--int8-recipe full or fidelity"):
+        android_assets(directory, tmp_path / "assets")
+    assert not (tmp_path / "assets").exists()
+
+
+def test_the_recipe_is_listed_with_its_summary_in_export_help():
+    from click.testing import CliRunner
+
+    from basisnet_deploy.cli import cli
+
+    result = CliRunner().invoke(cli, ["export", "--help"])
+    text = " ".join(result.output.split())
+    assert "'full-16x8': full-integer: int8 weights tuned" in text
+    assert "--int8-recipe fidelity-int8-lm or full-16x8 only: steps that tune" in text
