@@ -105,6 +105,9 @@ class SynthesizerTest {
         String perTensor = TABLE.replace("\"input_scale\": 0.5}", "\"input_scale\": 0.5, \"per_tensor\": true}");
         e = assertThrows(ManifestException.class, () -> Patch.parseTable(perTensor));
         assertTrue(e.getMessage().contains("ONNX"), e.getMessage());
+        String int64Bias = TABLE.replace("\"input_scale\": 0.5}", "\"input_scale\": 0.5, \"bias_dtype\": \"int64\"}");
+        e = assertThrows(ManifestException.class, () -> Patch.parseTable(int64Bias));
+        assertTrue(e.getMessage().contains("int16 activations"), e.getMessage());
     }
 
     @Test
