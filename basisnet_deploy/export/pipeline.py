@@ -309,8 +309,7 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, shared:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
             artifacts, job = {}, _Job(exporter, export_plan, tmp, say)
             for role, artifact_plan in export_plan.artifacts.items():
-                artifacts[role] = _convert(artifact_plan, graphs[role],
-                                           _calibration(artifact_plan, feeds, job, inputs.net, baked), job)
+                artifacts[role] = _convert(artifact_plan, graphs[role], feeds, job, inputs, baked)
                 if role is Role.SPECIALIST_PRESYNTH:
                     artifacts[role].presynth = _write_presynth_sidecars(
                         tmp, exporter, (tmp / artifacts[role].file).read_bytes(), inputs.net, baked,
@@ -421,7 +420,7 @@ def _check_tuning_steps(steps: int, quantize: Quantization, name: str, recipes: 
         tries = (f" (it tries {', then '.join(r.name for r in recipes)})"
                  if name == AUTO and quantize is Quantization.INT8 else "")
         raise UserError(f"--tuning-steps: --int8-recipe {name}{tries} with --quantize {quantize.value} "
-                        f"tunes no weights; only --quantize int8 --int8-recipe {' or '.join(tuning)} "
+                        f"tunes no weights; only --quantize int8 with {' or '.join('--int8-recipe ' + t for t in tuning)} "
                         f"tunes weights: pass {'that recipe' if len(tuning) == 1 else 'one of them'}, "
                         "or leave out --tuning-steps")
 
@@ -491,10 +490,13 @@ def _calibration(artifact_plan: ArtifactPlan, feeds: dict, job: _Job, net, baked
     return FeedReader([{"image": feed["image"]} for feed in own], ranges.margin, own_kernels)
 
 
-def _convert(artifact_plan: ArtifactPlan, graph: Graph, calibration, job: _Job) -> Artifact:
-    """Convert one graph into the staging directory; returns its manifest entry."""
+def _convert(artifact_plan: ArtifactPlan, graph: Graph, feeds: dict, job: _Job, inputs: _Inputs,
+             baked) -> Artifact:
+    """Convert one graph into the staging directory, calibrated on ``feeds`` (by role) where
+    its scheme is static; returns its manifest entry."""
     exporter, tmp, say = job.exporter, job.tmp, job.say
     role, scheme = artifact_plan.role, artifact_plan.scheme
+    calibration = _calibration(artifact_plan, feeds, job, inputs.net, baked)
     if artifact_plan.bounded_kernels:
         _bound_synthesized_kernels(graph.model)
     own = (f"; its activation ranges from each of {len(calibration.feeds)} calibration feeds "
