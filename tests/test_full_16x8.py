@@ -56,7 +56,8 @@ def test_every_tflite_conv_and_dense_op_runs_int8_weights_on_int16_activations(t
 def test_the_manifest_records_the_recipes_range_choices(tflite_16x8):
     _, manifest = tflite_16x8
     recipe = manifest["int8_recipe"]
-    assert recipe["name"] == "full-16x8" and recipe["full_integer"] is True
+    assert recipe["name"] == "full-16x8"
+    assert set(recipe["schemes"].values()) == {"int16x8"}
     assert recipe["activation_ranges"] == {"margin": 1.5, "within_op_bounds": True,
                                            "template_ranges": "each calibration image's own kernels"}
     assert "specialist_coefficient" not in recipe["schemes"]

@@ -57,16 +57,11 @@ class Recipe:
     def scheme(self, role: Role) -> Quantization:
         return self.schemes.get(role, Quantization.INT8)
 
-    @property
-    def full_integer(self) -> bool:
-        """Every artifact it makes integer from input to output (what an NPU takes)."""
-        return all(self.scheme(role).static for role in Role if role not in self.unmade)
-
     def to_json(self) -> dict:
         return {"name": self.name, "summary": self.summary,
                 "schemes": {role.value: self.scheme(role).value for role in Role if role not in self.unmade},
                 "tuned": [role.value for role in self.tuned],
-                "activation_ranges": self.ranges.to_json(), "full_integer": self.full_integer}
+                "activation_ranges": self.ranges.to_json()}
 
 
 # The specialists of the faithful recipes: int8 weights with activations quantized per frame
