@@ -103,6 +103,10 @@ def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_1
     coefficients = np.random.default_rng(0).dirichlet(np.ones(k), size=1 + max(p.slot for p in presynth.table))
     reference = synthesize(presynth.template, presynth.table, presynth.bases, coefficients)
     assert model_bytes_fn(presynth)(coefficients) == reference != presynth.template
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+
+    # the compiled kernel writes int32 biases: "auto" leaves it for the NumPy path
+    assert FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases).kernel == "numpy"
     session = LiteRTSession(reference, name="synthesized")
     out = session.run({"image": np.zeros((1, 32, 32, 3), np.float32)})
     assert all(np.all(np.isfinite(v)) for v in out.values())

@@ -238,8 +238,9 @@ def _choose_kernel(kernel: str, table: list[Patch]) -> str:
         raise FastSynthesisError("kernel: the compiled kernel is not built (no C compiler at "
                                  "install?); use kernel='numpy' or 'auto'")
     if kernel == "compiled" and per_tensor:
-        raise FastSynthesisError("kernel: the compiled kernel scales per channel with int32 "
-                                 "biases and this template does not; use kernel='numpy' or 'auto'")
+        raise FastSynthesisError("kernel: the compiled kernel scales per channel and writes int32 "
+                                 "biases; this template scales per tensor or has int64 biases; "
+                                 "use kernel='numpy' or 'auto'")
     return "numpy" if kernel == "numpy" or _KERNEL is None or per_tensor else "compiled"
 
 
