@@ -101,19 +101,29 @@ def _weight_only(float_model: bytes, graph: Graph) -> bytes:
     each kernel behind its DEQUANTIZE (tflite_patch.py), and synthesize() rewrites the kernel
     and its scales per frame.
     """
-    try:
-        from ai_edge_quantizer import quantizer, recipe
-    except ImportError as e:
-        raise ExportError(f"{graph.name}: weight_only needs ai-edge-quantizer, which the "
-                          f"[convert] extra installs: pip install 'basisnet-deploy[convert]' ({e})") from e
+    quantizer, recipe = _ai_edge_quantizer(graph, "weight_only")
     try:
         with quiet_native():
             result = quantizer.Quantizer(float_model, recipe.weight_only_wi8_afp32()).quantize(
                 enable_progress_bar=False, enable_progress_report=False)
             return bytes(result.quantized_model)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {reason}") from e
+        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {_reason(e)}") from e
+
+
+def _ai_edge_quantizer(graph: Graph, scheme: str):
+    """ai-edge-quantizer's (quantizer, recipe) modules, or an ExportError naming the extra."""
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError as e:
+        raise ExportError(f"{graph.name}: {scheme} needs ai-edge-quantizer, which the [convert] "
+                          f"extra installs: pip install 'basisnet-deploy[convert]' ({e})") from e
+    return quantizer, recipe
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
@@ -130,11 +140,7 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
     """
     if calibration is None:
         raise ExportError(f"{graph.name}: int16x8 needs calibration data")
-    try:
-        from ai_edge_quantizer import quantizer, recipe
-    except ImportError as e:
-        raise ExportError(f"{graph.name}: int16x8 needs ai-edge-quantizer, which the [convert] "
-                          f"extra installs: pip install 'basisnet-deploy[convert]' ({e})") from e
+    quantizer, recipe = _ai_edge_quantizer(graph, "int16x8")
     try:
         with quiet_native():
             qt = quantizer.Quantizer(float_model, recipe.static_wi8_ai16())
@@ -154,8 +160,7 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
             model = bytes(qt.quantize(ranges, enable_progress_bar=False,
                                       enable_progress_report=False).quantized_model)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{graph.name}: ai-edge-quantizer int16x8 quantization failed: {reason}") from e
+        raise ExportError(f"{graph.name}: ai-edge-quantizer int16x8 quantization failed: {_reason(e)}") from e
     floating = float_ops(model)
     if floating:
         raise ExportError(f"{graph.name}: int16x8 left ops in float ({', '.join(sorted(floating))}); "
