@@ -11,7 +11,7 @@ what the weight-only TFLite and ONNX LMs give (tests/test_weight_tuning.py).
 
     .venv/bin/python benchmarks/lm_weight_tuning_photos.py CKPT PHOTOS [--steps 2000]
         [--calibration-size 200] [--variants nearest,plain,views] [--seeds 0,1,2]
-        [--learning-rate 0.01] [--json OUT]
+        [--learning-rate 0.01] [--calibration-seed 0|tuning] [--json OUT]
 
 Each tuned variant runs once per seed (``WeightTuning.seed``: which quarter is held back,
 the batches, the views): one photo more or less in 480 is 0.2 point of agreement, so a single
@@ -75,6 +75,8 @@ def main():
     p.add_argument("--seeds", default="0")
     p.add_argument("--learning-rate", type=float, default=None, help="int8 steps per update "
                    "(default: WeightTuning's)")
+    p.add_argument("--calibration-seed", default="0", help="which calibration images are picked: a "
+                   "number, or 'tuning' for each tuning seed's own pick, as export's --seed picks both")
     p.add_argument("--json")
     args = p.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS)
@@ -88,17 +90,21 @@ def main():
     net, cfg = checkpoint.load(args.ckpt)
     res, pre = cfg.architecture.light_resolution, cfg.preprocessing
     held = data.image_folder(Path(args.photos) / "heldout").tensors(res, pre)
-    calib = calibration_images(str(Path(args.photos) / "train"), args.calibration_size, seed=0)
-    calibration = np.stack([data.preprocess(im, res, pre) for im in calib.images])
+
+    def calibration_for(seed: int):
+        pick = seed if args.calibration_seed == "tuning" else int(args.calibration_seed)
+        calib = calibration_images(str(Path(args.photos) / "train"), args.calibration_size, seed=pick)
+        return np.stack([data.preprocess(im, res, pre) for im in calib.images])
+
     lm = net.lightweight
     reference = {k: v.numpy() for k, v in lm(held, training=False).items()}
-    out = {"args": vars(args), "heldout_images": len(held), "calibration_images": len(calibration),
+    out = {"args": vars(args), "heldout_images": len(held), "calibration_images": len(calibration_for(0)),
            "machine": platform.processor() or platform.machine(), "variants": {}}
     rate = WeightTuning.learning_rate if args.learning_rate is None else args.learning_rate
     for name in args.variants.split(","):
         for seed in ([0] if name == "nearest" else [int(v) for v in args.seeds.split(",")]):
             tuning = WeightTuning(steps=args.steps, learning_rate=rate, seed=seed)
-            weights, report = variant_weights(name, lm, calibration, tuning, pre.input_range)
+            weights, report = variant_weights(name, lm, calibration_for(seed), tuning, pre.input_range)
             key = name if name == "nearest" else f"{name} seed {seed}"
             out["variants"][key] = {"held_out": held_out_scores(lm, weights, held, reference), "tuning": report}
             print(key, out["variants"][key]["held_out"], flush=True)

@@ -58,14 +58,14 @@ def test_the_manifest_records_the_recipes_range_choices(tflite_16x8):
     recipe = manifest["int8_recipe"]
     assert recipe["name"] == "full-16x8"
     assert set(recipe["schemes"].values()) == {"int16x8"}
-    assert recipe["activation_ranges"] == {"margin": 1.5, "within_op_bounds": True,
+    assert recipe["activation_ranges"] == {"margin": 3.0, "within_op_bounds": True,
                                            "template_ranges": "each calibration image's own kernels"}
     assert "specialist_coefficient" not in recipe["schemes"]
     assert set(manifest["weight_tuning"]) == {"lightweight", "specialist_presynth"}
 
 
 def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_margin(tflite_16x8, ckpt):
-    """The LM's input QUANTIZE scale is 1.5 x max |pixel| / 32767 over the calibration images:
+    """The LM's input QUANTIZE scale is margin x max |pixel| / 32767 over the calibration images:
     the extremes, not ai-edge-quantizer's moving average of them, widened by the recipe's
     margin (symmetric int16)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -73,6 +73,7 @@ def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_margi
     from basisnet_deploy.calibration.images import calibration_images
     from basisnet_deploy.data import preprocess
     from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.targets.recipes import FULL_16X8
 
     directory, manifest = tflite_16x8
     _, cfg = checkpoint.load(ckpt)
@@ -82,7 +83,7 @@ def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_margi
     it = Interpreter(model_path=str(directory / manifest["artifacts"]["lightweight"]["file"]))
     quantize = next(op for op in it._get_ops_details() if op["op_name"] == "QUANTIZE")
     scale = it.get_tensor_details()[quantize["outputs"][0]]["quantization"][0]
-    assert scale == pytest.approx(1.5 * extreme / 32767, rel=1e-4)
+    assert scale == pytest.approx(FULL_16X8.ranges.margin * extreme / 32767, rel=1e-4)
 
 
 def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_16x8):
