@@ -58,32 +58,39 @@ def test_the_manifest_records_the_recipes_range_choices(tflite_16x8):
     recipe = manifest["int8_recipe"]
     assert recipe["name"] == "full-16x8"
     assert set(recipe["schemes"].values()) == {"int16x8"}
-    assert recipe["activation_ranges"] == {"margin": 3.0, "within_op_bounds": True,
+    assert recipe["activation_ranges"] == {"margin": 1.5, "role_margins": {"lightweight": 3.0},
+                                           "within_op_bounds": True,
                                            "template_ranges": "each calibration image's own kernels"}
     assert "specialist_coefficient" not in recipe["schemes"]
     assert set(manifest["weight_tuning"]) == {"lightweight", "specialist_presynth"}
 
 
-def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_margin(tflite_16x8, ckpt):
-    """The LM's input QUANTIZE scale is margin x max |pixel| / 32767 over the calibration images:
-    the extremes, not ai-edge-quantizer's moving average of them, widened by the recipe's
-    margin (symmetric int16)."""
+@pytest.mark.parametrize("role", ["lightweight", "specialist_presynth"])
+def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_roles_margin(tflite_16x8, ckpt, role):
+    """Each model's input QUANTIZE scale is its role's margin x max |pixel| / 32767 over the
+    calibration images at its resolution: the extremes, not ai-edge-quantizer's moving average
+    of them, widened by the margin the recipe gives that role (symmetric int16): 3x for the
+    lightweight model, 1.5x for the template."""
     from ai_edge_litert.interpreter import Interpreter
 
     from basisnet_deploy.calibration.images import calibration_images
     from basisnet_deploy.data import preprocess
     from basisnet_deploy.model import checkpoint
+    from basisnet_deploy.targets.kinds import Role
     from basisnet_deploy.targets.recipes import FULL_16X8
 
     directory, manifest = tflite_16x8
     _, cfg = checkpoint.load(ckpt)
+    a = cfg.architecture
+    resolution = a.light_resolution if role == "lightweight" else a.resolution
     calib = calibration_images("digits", FAST["calibration_size"], seed=0)
-    extreme = max(float(np.abs(preprocess(im, cfg.architecture.light_resolution, cfg.preprocessing)).max())
-                  for im in calib.images)
-    it = Interpreter(model_path=str(directory / manifest["artifacts"]["lightweight"]["file"]))
+    extreme = max(float(np.abs(preprocess(im, resolution, cfg.preprocessing)).max()) for im in calib.images)
+    it = Interpreter(model_path=str(directory / manifest["artifacts"][role]["file"]))
     quantize = next(op for op in it._get_ops_details() if op["op_name"] == "QUANTIZE")
     scale = it.get_tensor_details()[quantize["outputs"][0]]["quantization"][0]
-    assert scale == pytest.approx(FULL_16X8.ranges.margin * extreme / 32767, rel=1e-4)
+    margin = FULL_16X8.ranges.margin_for(Role(role))
+    assert margin == {"lightweight": 3.0, "specialist_presynth": 1.5}[role]
+    assert scale == pytest.approx(margin * extreme / 32767, rel=1e-4)
 
 
 def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_16x8):

@@ -477,7 +477,7 @@ def _calibration(artifact_plan: ArtifactPlan, feeds: dict, job: _Job, net, baked
         return None
     ranges = job.plan.recipe.ranges
     if role is not Role.SPECIALIST_PRESYNTH or not ranges.own_kernels:
-        return FeedReader(feeds[role.value], ranges.margin)
+        return FeedReader(feeds[role.value], ranges.margin_for(role))
     from basisnet_deploy.artifacts.synthesis import synthesize
 
     own = feeds[Role.SPECIALIST_COEFFICIENT.value]  # real coefficients, then each basis alone
@@ -487,7 +487,7 @@ def _calibration(artifact_plan: ArtifactPlan, feeds: dict, job: _Job, net, baked
         patches, arrays = exporter.patch_table(float_template, folded, baked, Quantization.FLOAT32)
         return (synthesize(float_template, patches, arrays, feed["coefficients"][0]) for feed in own)
 
-    return FeedReader([{"image": feed["image"]} for feed in own], ranges.margin, own_kernels)
+    return FeedReader([{"image": feed["image"]} for feed in own], ranges.margin_for(role), own_kernels)
 
 
 def _convert(artifact_plan: ArtifactPlan, graph: Graph, feeds: dict, job: _Job, inputs: _Inputs,

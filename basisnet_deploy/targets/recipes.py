@@ -21,17 +21,22 @@ from basisnet_deploy.targets.registry import Target
 @dataclass(frozen=True)
 class ActivationRanges:
     """How a static scheme's activation ranges come from the calibration images: each tensor's
-    calibrated [min, max], scaled by ``margin`` around zero and kept within the bounds of the
-    op that makes it (a ReLU's 0, a ReLU6's 6).
+    calibrated [min, max], scaled by a margin around zero and kept within the bounds of the op
+    that makes it (a ReLU's 0, a ReLU6's 6).
 
-    With int16 activations a margin costs little: 3 leaves 14.4 bits of resolution. On
-    held-out photos whose activations go past the 200 calibration images' extremes it is what
-    keeps them from clipping. Measured on the tuned int16x8 LM (benchmarks/results/
-    full_integer_a16w8/): coefficient error 0.161 with the calibrated ranges, 0.025 with 1.5x
-    on one export seed; on another, 1.5x still clipped two of 480 held-out photos in 13
-    tensors (error 0.048), while at 3x none clipped, the largest activation reached 1.87x the
-    calibration extremes, and the error was the float-activation model's (0.019). Static int8
-    keeps its calibrated ranges (1.0): a wider range there costs a bit of an 8-bit resolution."""
+    A margin keeps held-out images whose activations go past the calibration images' extremes
+    from clipping, and costs resolution: with int16 activations 1.5 leaves 15.4 bits, 3 leaves
+    14.4. Static int8 keeps its calibrated ranges (1.0): a wider range there costs a bit of an
+    8-bit resolution. Measured on the tuned int16x8 models (benchmarks/results/
+    full_integer_a16w8/, margin/README.md there):
+    - the lightweight model: coefficient error 0.161 with the calibrated ranges, 0.025 with
+      1.5x on one export seed; on another, 1.5x still let two of 480 held-out photos clip in
+      13 tensors (error 0.048), while at 3x none clipped, the widest activation reached 1.87x
+      the calibration extremes, and the error was the float-activation model's (0.019);
+    - the template, whose ranges already span every basis alone (``own_kernels``): at 3x rather
+      than 1.5x, a near-chance checkpoint's answers (top-2 logit gaps of 0.0086 or less on 5%
+      of its photos) moved on 3 to 5 more of 240 held-out photos, while two photo checkpoints
+      gained 2 and lost 1 of 480."""
 
     margin: float = 1.0
     # A pre-synthesized template's ranges from each calibration image run with its own
@@ -39,9 +44,16 @@ class ActivationRanges:
     # kernels, which per-frame kernels exceed (int16x8 template: 89.2% held-out agreement with
     # the template's ranges, 99.8% with these). The TF converter's int8 calibrates itself.
     own_kernels: bool = False
+    # the roles whose margin is not ``margin``
+    role_margins: Mapping[Role, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def margin_for(self, role: Role) -> float:
+        return self.role_margins.get(role, self.margin)
 
     def to_json(self) -> dict:
-        return {"margin": self.margin, "within_op_bounds": True,
+        return {"margin": self.margin,
+                "role_margins": {role.value: m for role, m in self.role_margins.items()},
+                "within_op_bounds": True,
                 "template_ranges": "each calibration image's own kernels" if self.own_kernels
                                    else "the template's kernels"}
 
@@ -99,7 +111,8 @@ FULL_16X8 = Recipe(
     "full-16x8", "full-integer: int8 weights tuned on the calibration images, int16 activations "
                  "(for NPUs that take 16x8; slower than float on a CPU)",
     MappingProxyType({role: Quantization.INT16X8 for role in Role}),
-    tuned=(Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH), ranges=ActivationRanges(margin=3.0, own_kernels=True),
+    tuned=(Role.LIGHTWEIGHT, Role.SPECIALIST_PRESYNTH),
+    ranges=ActivationRanges(margin=1.5, own_kernels=True, role_margins=MappingProxyType({Role.LIGHTWEIGHT: 3.0})),
     unmade=MappingProxyType({Role.SPECIALIST_COEFFICIENT: (
         "its kernels are synthesized in the graph, so they would be int16 tensors, and 16x8 "
         "convolutions take int8 filters; use --specialist presynth")}))
