@@ -178,3 +178,20 @@ def test_the_recipe_is_listed_with_its_summary_in_export_help():
     text = " ".join(result.output.split())
     assert "'full-16x8': full-integer: int8 weights tuned" in text
     assert "--int8-recipe fidelity-int8-lm or full-16x8 only: steps that tune" in text
+
+
+def test_the_layer_report_ranks_the_error_each_int16x8_op_adds(tflite_16x8):
+    """Both full-integer models get the per-layer report the static int8 ones get: every
+    int16 tensor dequantized and compared with the float model's on calibration images, the
+    op that adds the most error first, the manifest naming each model's worst tensor."""
+    directory, manifest = tflite_16x8
+    report = json.loads((directory / manifest["layer_report"]["file"]).read_text())
+    assert set(report["artifacts"]) == {"lightweight", "specialist_presynth"}
+    for role, rows in report["artifacts"].items():
+        assert isinstance(rows, list) and len(rows) > 5, (role, rows)
+        added = [r["added"] for r in rows]
+        assert added == sorted(added, reverse=True), role
+        # the weights are on their int8 grid in both models, so this is the int16 activations'
+        # error: 0.0003 (LM) and 0.003 (template) here; a misread scale gives ~1 or more
+        assert 0 < rows[0]["added"] <= max(r["rel_rms"] for r in rows) < 0.05, (role, rows[:3])
+        assert manifest["layer_report"]["worst"][role] == rows[0]

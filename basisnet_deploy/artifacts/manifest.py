@@ -28,7 +28,7 @@ MANIFEST_VERSION = 1
 BASES_FILE = "specialist_bases.npz"
 BASES_INT8_FILE = "specialist_bases_int8.npz"  # compact bases (artifacts.compact_bases)
 PATCH_TABLE_FILE = "specialist_patches.json"
-LAYER_REPORT_FILE = "layer_report.json"  # per-layer int8 error of static int8 TFLite artifacts
+LAYER_REPORT_FILE = "layer_report.json"  # per-layer error of static int8/int16x8 TFLite artifacts
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ExportRecord:
     hard_swish: dict | None = None  # role -> the form of hard-swish in its graph
     calibration: dict | None = None  # the calibration images used
     weight_tuning: dict | None = None  # role -> its int8 weight tuning report
-    layer_report: dict | None = None  # the per-layer int8 error file and each artifact's worst op
+    layer_report: dict | None = None  # the per-layer error file and each artifact's worst op
     verification: dict | None = None  # agreement with the float model on held-out images
     agreement_gate: dict | None = None  # min_agreement, forced, below, 95% intervals
     recipe_choice: dict | None = None  # --int8-recipe auto: the recipes tried, and why one was kept

@@ -563,17 +563,18 @@ LAYER_REPORT_ROWS = 20
 
 
 def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -> dict | None:
-    """Per-layer error against float, on the calibration images, of the static int8 TFLite
-    LM and template (export/layer_report.py): the tensors whose op adds the most error,
-    first, in LAYER_REPORT_FILE; the manifest records the file and each artifact's worst
-    tensor. The calibration images set the int8 ranges, so this understates clipping on
-    new images; verification measures that on held-out images."""
+    """Per-layer error against float, on the calibration images, of the TFLite LM and
+    template where their activations are static (int8 or int16x8; export/layer_report.py):
+    the tensors whose op adds the most error, first, in LAYER_REPORT_FILE; the manifest
+    records the file and each artifact's worst tensor. The calibration images set the
+    ranges, so this understates clipping on new images; verification measures that on
+    held-out images."""
     from basisnet_deploy.export.layer_report import layer_errors
 
     if not job.plan.target.layer_report:
         return None  # the target's descriptor: no per-layer report for its artifacts
     roles = [r for r in LAYER_REPORT_ROLES if r in artifacts
-             and artifacts[r].quantization is Quantization.INT8 and feeds.get(r.value)]
+             and artifacts[r].quantization.static and feeds.get(r.value)]
     if not roles:
         return None
     report = {}
@@ -581,8 +582,8 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
         job.say(f"per-layer error of {role.value} against float ({LAYER_REPORT_FEEDS} calibration images)")
         try:
             float_model = job.exporter.convert(graphs[role], Quantization.FLOAT32)
-            int8_model = (job.tmp / artifacts[role].file).read_bytes()
-            rows = layer_errors(float_model, int8_model, feeds[role.value][:LAYER_REPORT_FEEDS])
+            quantized = (job.tmp / artifacts[role].file).read_bytes()
+            rows = layer_errors(float_model, quantized, feeds[role.value][:LAYER_REPORT_FEEDS])
         except Exception as e:  # a diagnostic: its failure must not fail the export
             job.say(f"warning: no per-layer report for {role.value}: {e}")
             report[role.value] = {"error": str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}
@@ -592,8 +593,8 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
         report[role.value] = sorted(rows, key=lambda r: -r["added"])[:LAYER_REPORT_ROWS]
     write_json_atomically(job.tmp / LAYER_REPORT_FILE, {
         "feeds": LAYER_REPORT_FEEDS, "columns": {
-            "rel_rms": "RMS of (int8 - float) over RMS of float, pooled over the feeds",
-            "rel_max": "max |int8 - float| over the float tensor's max |value|",
+            "rel_rms": "RMS of (quantized - float) over RMS of float, pooled over the feeds",
+            "rel_max": "max |quantized - float| over the float tensor's max |value|",
             "added": "rel_rms minus the largest rel_rms among the producing op's inputs"},
         "artifacts": report})
     return {"file": LAYER_REPORT_FILE, "feeds": LAYER_REPORT_FEEDS,

@@ -46,7 +46,7 @@ class Target:
     # empty: the converter has one int8 scheme for it and the choice does not apply.
     coefficient_int8: Mapping[CoefficientInt8, Quantization] = field(default_factory=dict)
     decomposed_hard_swish: frozenset[Quantization] = frozenset()  # schemes whose graphs spell it out
-    layer_report: bool = False  # per-layer int8 error of static int8 artifacts (export/layer_report.py)
+    layer_report: bool = False  # per-layer error of static int8/int16x8 artifacts (export/layer_report.py)
     gpu_check: GpuCheck = GpuCheck.NONE
     android: bool = False  # the Android demo runs it
 
