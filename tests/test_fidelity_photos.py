@@ -155,12 +155,13 @@ def test_the_full_integer_recipe_passes_the_gate_on_held_out_photos(trained, cap
     held-out crops with the gate on at 98.5%: LM >= 99.5% top-1 agreement with the float model,
     coefficients within 0.05; the template >= 98.5% isolated and end to end; accuracy within 0.5
     point; TFLite and ONNX. This checkpoint is near chance (specialist 20% top-1 on 12 classes),
-    so its template answers sit on near-ties: measured here (500 tuning steps) TFLite 99.17%
-    isolated and 99.58% end to end, ONNX 98.75% isolated (3 of 240). The 99.5% bar is measured on
-    two stronger photo checkpoints, three seeds each (benchmarks/full_16x8_photos.py). What this
-    catches: template ranges from the mean-coefficient kernels (86-90% on those checkpoints),
-    ranges without the margin (LM coefficient error 0.16), ai-edge-quantizer's moving-average
-    ranges (94%)."""
+    so its template answers sit on near-ties: measured here (500 tuning steps, the template's
+    ranges widened 1.5x) TFLite 99.17% isolated, ONNX 98.75% isolated (3 of 240). The 99.5% bar
+    is measured on two stronger photo checkpoints, three seeds each
+    (benchmarks/full_16x8_photos.py). What this catches: template ranges from the
+    mean-coefficient kernels (86-90% on those checkpoints), ranges without the margin (LM
+    coefficient error 0.16), ai-edge-quantizer's moving-average ranges (94%), and the template's
+    ranges widened 3x like the LM's (TFLite: 97.92% isolated, 97.50% end to end)."""
     root, ckpt = trained
     out = root / f"export-16x8-{target}"
     with pytest.raises(SystemExit) as code:
