@@ -91,10 +91,14 @@ def main():
     res, pre = cfg.architecture.light_resolution, cfg.preprocessing
     held = data.image_folder(Path(args.photos) / "heldout").tensors(res, pre)
 
+    picked: dict[int, np.ndarray] = {}  # calibration seed -> its images, read once
+
     def calibration_for(seed: int):
         pick = seed if args.calibration_seed == "tuning" else int(args.calibration_seed)
-        calib = calibration_images(str(Path(args.photos) / "train"), args.calibration_size, seed=pick)
-        return np.stack([data.preprocess(im, res, pre) for im in calib.images])
+        if pick not in picked:
+            calib = calibration_images(str(Path(args.photos) / "train"), args.calibration_size, seed=pick)
+            picked[pick] = np.stack([data.preprocess(im, res, pre) for im in calib.images])
+        return picked[pick]
 
     lm = net.lightweight
     reference = {k: v.numpy() for k, v in lm(held, training=False).items()}

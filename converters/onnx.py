@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basisnet_deploy.common.errors import first_line
 from basisnet_deploy.common.quiet import quiet_native
 from basisnet_deploy.artifacts.synthesis import Patch
 from basisnet_deploy.converters.base import ExportError, FoldedLayer, Graph, is_folded_bias
@@ -73,7 +74,7 @@ class OnnxExporter:
                 proto, _ = tf2onnx.convert.from_function(fn, input_signature=graph.inputs,
                                                          opset=self.opset)
         except Exception as e:
-            raise ExportError(f"{graph.name}: tf2onnx failed: {str(e).strip().splitlines()[0]}") from e
+            raise ExportError(f"{graph.name}: tf2onnx failed: {first_line(e)}") from e
         onnx.checker.check_model(proto)
         scheme = Quantization(scheme)
         if scheme is Quantization.FLOAT32:

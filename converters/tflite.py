@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import tempfile
 
+from basisnet_deploy.common.errors import first_line
 from basisnet_deploy.common.quiet import quiet_native
 from basisnet_deploy.converters.base import ExportError, FoldedLayer, Graph
 from basisnet_deploy.targets import registry
@@ -57,7 +58,7 @@ class TFLiteExporter:
                     model = conv.convert()
             except Exception as e:  # ConverterError carries MLIR diagnostics
                 raise ExportError(f"{graph.name}: TFLite conversion failed: "
-                                  f"{str(e).strip().splitlines()[0]}") from e
+                                  f"{first_line(e)}") from e
         if scheme is Quantization.WEIGHT_ONLY:
             model = _weight_only(model, graph)
         elif scheme is Quantization.INT16X8:
@@ -108,7 +109,7 @@ def _weight_only(float_model: bytes, graph: Graph) -> bytes:
                 enable_progress_bar=False, enable_progress_report=False)
             return bytes(result.quantized_model)
     except Exception as e:
-        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {_reason(e)}") from e
+        raise ExportError(f"{graph.name}: ai-edge-quantizer weight-only quantization failed: {first_line(e)}") from e
 
 
 def _ai_edge_quantizer(graph: Graph, scheme: str):
@@ -119,11 +120,6 @@ def _ai_edge_quantizer(graph: Graph, scheme: str):
         raise ExportError(f"{graph.name}: {scheme} needs ai-edge-quantizer, which the [convert] "
                           f"extra installs: pip install 'basisnet-deploy[convert]' ({e})") from e
     return quantizer, recipe
-
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
@@ -160,7 +156,7 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
             model = bytes(qt.quantize(ranges, enable_progress_bar=False,
                                       enable_progress_report=False).quantized_model)
     except Exception as e:
-        raise ExportError(f"{graph.name}: ai-edge-quantizer int16x8 quantization failed: {_reason(e)}") from e
+        raise ExportError(f"{graph.name}: ai-edge-quantizer int16x8 quantization failed: {first_line(e)}") from e
     floating = float_ops(model)
     if floating:
         raise ExportError(f"{graph.name}: int16x8 left ops in float ({', '.join(sorted(floating))}); "

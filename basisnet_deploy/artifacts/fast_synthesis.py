@@ -233,15 +233,15 @@ def _choose_kernel(kernel: str, table: list[Patch]) -> str:
     # The C kernel scales per output channel; a per-tensor template (ONNX dynamic) is patched
     # by the NumPy path, which shares the reference's quantize_kernel.
     # Nor does it write int64 biases (a template with int16 activations).
-    per_tensor = any(p.per_tensor or p.bias_dtype != "int32" for p in table)
+    numpy_only = any(p.per_tensor or p.bias_dtype != "int32" for p in table)
     if kernel == "compiled" and _KERNEL is None:
         raise FastSynthesisError("kernel: the compiled kernel is not built (no C compiler at "
                                  "install?); use kernel='numpy' or 'auto'")
-    if kernel == "compiled" and per_tensor:
+    if kernel == "compiled" and numpy_only:
         raise FastSynthesisError("kernel: the compiled kernel scales per channel and writes int32 "
                                  "biases; this template scales per tensor or has int64 biases; "
                                  "use kernel='numpy' or 'auto'")
-    return "numpy" if kernel == "numpy" or _KERNEL is None or per_tensor else "compiled"
+    return "numpy" if kernel == "numpy" or _KERNEL is None or numpy_only else "compiled"
 
 
 def _check_table(table: list[Patch], size: int, name: str = "specialist_patches.json") -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
 from basisnet_deploy.targets.kinds import Runtime
 from basisnet_deploy.targets.registry import runtime_of_file
 
@@ -62,7 +62,7 @@ def check_onnx(data: bytes, path) -> None:
         onnx.checker.check_model(model)
     except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError,
             UnicodeDecodeError) as e:
-        raise ModelCheckError(f"{path}: not a valid ONNX model ({_first_line(e)}); the file is "
+        raise ModelCheckError(f"{path}: not a valid ONNX model ({first_line(e)[:200]}); the file is "
                               "corrupt: re-run basisnet-deploy export") from None
     external = [t.name for t in _get_all_tensors(model) if uses_external_data(t)]
     if external:
@@ -262,6 +262,3 @@ def _indices(values: list[int], n: int, what: str) -> None:
             raise _Bad(f"{what} index {v} is outside 0..{n - 1}")
 
 
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__

@@ -23,3 +23,10 @@ class InternalError(Exception):
 
     Raised ``from`` the original exception so that ``-v`` shows the whole chain.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none: what a
+    one-line ``Error:`` or a manifest field quotes of a library's multi-line exception."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -29,7 +29,7 @@ from basisnet_deploy.artifacts.manifest import (BASES_FILE, LAYER_REPORT_FILE, P
                                                 ExportRecord, Manifest, PresynthFiles, legacy_export,
                                                 model_bytes)
 from basisnet_deploy.calibration.images import CalibrationImages, calibration_images
-from basisnet_deploy.common.errors import InternalError, UserError
+from basisnet_deploy.common.errors import InternalError, UserError, first_line
 from basisnet_deploy.common.files import (check_output_dir, sha256_hex, staged_directory,
                                           write_json_atomically)
 from basisnet_deploy.converters.base import ExportError, Exporter, Graph, fold_bases
@@ -586,7 +586,7 @@ def _write_layer_report(graphs: dict, feeds: dict, artifacts: dict, job: _Job) -
             rows = layer_errors(float_model, quantized, feeds[role.value][:LAYER_REPORT_FEEDS])
         except Exception as e:  # a diagnostic: its failure must not fail the export
             job.say(f"warning: no per-layer report for {role.value}: {e}")
-            report[role.value] = {"error": str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}
+            report[role.value] = {"error": first_line(e)}
             continue
         # the ops that add the most error first: the error of a tensor accumulates
         # everything before it, so ranking by rel_rms would name the last layers

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from basisnet_deploy.common.files import staged_directory
 from basisnet_deploy.model.config import BasisNetConfig, ConfigError
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
 
 if TYPE_CHECKING:  # TensorFlow is imported on use, so reading config.json stays fast
     from basisnet_deploy.model.network import BasisNet
@@ -102,7 +102,7 @@ def load(directory: str | os.PathLike) -> tuple["BasisNet", BasisNetConfig]:
         shapes = reader.get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as e:
         raise CheckpointError(f"{prefix}.index: cannot read the checkpoint "
-                              f"({type(e).__name__}: {_first_line(e)})") from None
+                              f"({type(e).__name__}: {first_line(e)})") from None
     net = BasisNet(config.architecture)
     expected = {_key(w.path): w for w in net.weights}
     for key, var in expected.items():
@@ -122,13 +122,8 @@ def load(directory: str | os.PathLike) -> tuple["BasisNet", BasisNetConfig]:
             var.assign(reader.get_tensor(key))
     except (tf.errors.OpError, IndexError, ValueError) as e:  # IndexError: truncated data
         raise CheckpointError(f"{prefix}.data-*: corrupt or truncated checkpoint data "
-                              f"({type(e).__name__}: {_first_line(e)})") from None
+                              f"({type(e).__name__}: {first_line(e)})") from None
     return net, config
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 __all__ = ["CheckpointError", "ConfigError", "load", "load_config", "save"]

@@ -33,7 +33,7 @@ import h5py
 import keras
 import numpy as np
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
 from basisnet_deploy.model.arch import ARCHS
 from basisnet_deploy.model.config import PRESETS
 from basisnet_deploy.model.layers import BasisConv1x1, BasisDepthwiseConv2D
@@ -308,9 +308,8 @@ def _init_network(layout: _FileLayout, target: _Target, classes: int,
     try:
         reader.load_weights(layout.path)
     except (ValueError, KeyError, OSError, TypeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{layout.path}: keras could not load it into "
-                        f"{KERAS_APPS[target.arch]} alpha {target.width}: {first}") from None
+                        f"{KERAS_APPS[target.arch]} alpha {target.width}: {first_line(e)}") from None
     loaded, perturbed = [], []
     for keras_name, our_name in plan.pairs:
         values = reader.get_layer(keras_name).get_weights()

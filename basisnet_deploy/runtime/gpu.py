@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
 from basisnet_deploy.common.quiet import CapturedText, captured_native
 
 SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
@@ -455,7 +455,7 @@ def onnx_webgpu_devices() -> tuple[list, str | None]:
             with captured_native():  # its notice that a software adapter is allowed
                 ort.register_execution_provider_library(_ORT_PLUGIN_NAME, plugin.get_library_path())
         except Exception as e:  # onnxruntime's own error types
-            return [], f"onnxruntime could not load its WebGPU plugin ({str(e).strip().splitlines()[0]})"
+            return [], f"onnxruntime could not load its WebGPU plugin ({first_line(e)})"
         devices = [d for d in ort.get_ep_devices() if d.ep_name == plugin.get_ep_name()]
     if not devices:
         return [], (f"onnxruntime's WebGPU EP found no GPU device here ({no_device_fix()}; for a "

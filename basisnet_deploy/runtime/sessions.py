@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
 from basisnet_deploy.targets.kinds import Runtime
 from basisnet_deploy.targets.registry import runtime_of_file
 
@@ -63,7 +63,7 @@ class LiteRTSession:
             else:
                 self.interpreter = mod.Interpreter(model_path=str(model), **kwargs)
         except (ValueError, RuntimeError) as e:
-            raise RuntimeLoadError(f"{name}: LiteRT cannot load this model ({_first_line(e)}); "
+            raise RuntimeLoadError(f"{name}: LiteRT cannot load this model ({first_line(e)}); "
                                    "is the file truncated? Re-run basisnet-deploy export") from None
         self._prepare(delegate_path, xnnpack)
 
@@ -79,7 +79,7 @@ class LiteRTSession:
                      else "XNNPACK" if xnnpack else "the builtin kernels")
             other = ", or try --delegate cpu" if delegate_path or xnnpack else ""
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot prepare this model with {using} "
-                                   f"({_first_line(e)[:200]}); is the file truncated or modified? "
+                                   f"({first_line(e)[:200]}); is the file truncated or modified? "
                                    f"Re-run basisnet-deploy export{other}") from None
         details = self.runner.get_input_details()
         self.inputs = {k: (tuple(v["shape"]), np.dtype(v["dtype"]), v["quantization"])
@@ -90,7 +90,7 @@ class LiteRTSession:
             return self.runner(**{k: self.cast(k, v) for k, v in feeds.items()})
         except (ValueError, RuntimeError) as e:  # a kernel failing on these inputs
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot run this model "
-                                   f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
+                                   f"({first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
     def cast(self, key, value):
         """``value`` as this input takes it: float rounded onto an int8 input's grid."""
@@ -131,7 +131,7 @@ class OnnxSession:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             where = " on the GPU (every node on the WebGPU EP)" if ep_devices else ""
             raise RuntimeLoadError(f"{name}: onnxruntime cannot load this model{where} "
-                                   f"({_first_line(e)[:300]})") from None
+                                   f"({first_line(e)[:300]})") from None
         if ep_devices and self.session.get_providers()[0] == "CPUExecutionProvider":
             raise RuntimeLoadError(f"{name}: onnxruntime fell back to the CPU instead of the GPU")
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -143,7 +143,7 @@ class OnnxSession:
             return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         except Exception as e:  # onnxruntime's own Fail / InvalidArgument / RuntimeException
             raise RuntimeLoadError(f"{self.name}: onnxruntime cannot run this model "
-                                   f"({_first_line(e)[:200]}); re-run basisnet-deploy export") from None
+                                   f"({first_line(e)[:200]}); re-run basisnet-deploy export") from None
 
 
 def open_session(path: str | os.PathLike, model: bytes | None = None, **kwargs):
@@ -191,13 +191,10 @@ def _load_delegate(mod, path):
     try:
         return mod.load_delegate(str(path))
     except (ValueError, OSError, RuntimeError, AttributeError) as e:  # AttributeError: a missing symbol
-        error = RuntimeLoadError(f"{path}: cannot load this delegate library ({_first_line(e)})")
+        error = RuntimeLoadError(f"{path}: cannot load this delegate library ({first_line(e)})")
     finally:
         gc.collect()  # the half-made Delegate goes now, while its complaint is dropped
         sys.unraisablehook = previous
     raise error
 
 
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
