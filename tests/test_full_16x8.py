@@ -195,3 +195,19 @@ def test_the_layer_report_ranks_the_error_each_int16x8_op_adds(tflite_16x8):
         # error: 0.0003 (LM) and 0.003 (template) here; a misread scale gives ~1 or more
         assert 0 < rows[0]["added"] <= max(r["rel_rms"] for r in rows) < 0.05, (role, rows[:3])
         assert manifest["layer_report"]["worst"][role] == rows[0]
+
+
+def test_predict_says_the_int16x8_specialist_ran_on_the_builtin_kernels(tflite_16x8, tmp_path, capsys):
+    """XNNPACK has no 16x8 kernels and takes none of the template's ops: the processor printed
+    says so rather than "CPU (XNNPACK)" (a float export prints that: tests/test_runner.py)."""
+    from basisnet_deploy.cli import main
+    from basisnet_deploy.data import digits
+
+    path = str(tmp_path / "0.png")
+    digits().images[0].save(path)
+    with pytest.raises(SystemExit) as code:
+        main(["predict", str(tflite_16x8[0]), path, "--json", "--threshold", "1"])
+    assert code.value.code == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["stage"] == "specialist"
+    assert row["specialist_processor"] == "CPU (builtin kernels: XNNPACK took none of the ops)"

@@ -179,8 +179,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         fallback=setup.factory.fallback_note, threads=threads, frames=opts.frames,
         warmup=opts.warmup, specialist_form=opts.form, bases=opts.bases,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
-        processors={"lightweight": setup.light_factory.processor,
-                    "specialist": setup.factory.processor},
+        processors={},
         manifest_sha256=sha256_hex(read_verified(directory, MANIFEST_FILE, what="manifest")))
     report.warning = agreement_warning(setup.dep.manifest)
     try:
@@ -193,6 +192,8 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
             report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode, say)
     finally:
         setup.factory.close()
+    # after the runs: whether XNNPACK took a model's ops is known once it is prepared
+    report.processors = {"lightweight": setup.light_factory.processor, "specialist": setup.factory.processor}
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
     report.full_pipeline_madds = setup.dep.cost().madds

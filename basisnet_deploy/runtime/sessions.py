@@ -81,6 +81,7 @@ class LiteRTSession:
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot prepare this model with {using} "
                                    f"({first_line(e)[:200]}); is the file truncated or modified? "
                                    f"Re-run basisnet-deploy export{other}") from None
+        self.delegate_partitions = _delegate_partitions(self.interpreter)
         details = self.runner.get_input_details()
         self.inputs = {k: (tuple(v["shape"]), np.dtype(v["dtype"]), v["quantization"])
                        for k, v in details.items()}
@@ -100,6 +101,17 @@ class LiteRTSession:
             info = np.iinfo(dtype)
             value = np.clip(np.round(value / scale + zero), info.min, info.max)
         return value.astype(dtype).reshape(shape)
+
+
+def _delegate_partitions(interpreter) -> int | None:
+    """How many parts of the graph a delegate (XNNPACK included) took: each becomes one
+    DELEGATE node after ``allocate_tensors``. 0 where it took none (XNNPACK has no 16x8
+    kernels, so an int16-activation model runs on the builtin kernels); None where this
+    LiteRT cannot list its nodes."""
+    try:
+        return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+    except (AttributeError, KeyError, ValueError, RuntimeError):
+        return None
 
 
 class OnnxSession:
