@@ -211,3 +211,34 @@ def test_predict_says_the_int16x8_specialist_ran_on_the_builtin_kernels(tflite_1
     (row,) = json.loads(capsys.readouterr().out)
     assert row["stage"] == "specialist"
     assert row["specialist_processor"] == "CPU (builtin kernels: XNNPACK took none of the ops)"
+
+
+def test_an_export_stopped_while_tuning_goes_on_from_the_saved_state(ckpt, tflite_16x8, tmp_path):
+    """SIGINT during the LM's tuning: nothing lands, the tuning's state stays beside the output,
+    and the same export goes on from it to what the uninterrupted export kept (the module's
+    export, same options); once the export lands the state is gone."""
+    import os
+    import signal
+
+    from basisnet_deploy.export.pipeline import ExportOptions, export as run_export, tuning_state_dir
+    from basisnet_deploy.quantization.settings import TuningInterrupted
+
+    out = tmp_path / "a16w8"
+    options = ExportOptions(target="tflite", **RECIPE, **FAST)
+
+    def interrupt(message):
+        if "step 10/20" in message:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TuningInterrupted, match="SIGINT stopped the int8 weight tuning after step 10/20"):
+        run_export(ckpt, out, options, interrupt)
+    assert not out.exists()
+    assert (tuning_state_dir(out) / "lightweight" / "run.json").is_file()
+    tuning = run_export(ckpt, out, options).to_json()["weight_tuning"]
+    assert not tuning_state_dir(out).exists()
+    whole = tflite_16x8[1]["weight_tuning"]
+    assert tuning["lightweight"]["resumed_from_step"] == 10
+    assert tuning["specialist_presynth"]["resumed_from_step"] == 0  # not reached when stopped
+    for role in whole:
+        assert (tuning[role]["best_step"], tuning[role]["held_back_loss"]) == \
+            (whole[role]["best_step"], whole[role]["held_back_loss"]), role

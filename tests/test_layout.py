@@ -21,7 +21,7 @@ ALLOWED = {
     "data": {"common"},
     "model": {"common", "data"},
     "training": {"common", "data", "model"},
-    "quantization": {"common", "data", "model", "targets"},
+    "quantization": {"common", "data", "model", "targets", "training"},
     "artifacts": {"common", "data", "targets"},
     "calibration": {"common", "data", "artifacts", "targets"},
     "converters": {"common", "model", "artifacts", "targets"},

@@ -220,3 +220,51 @@ def test_augmented_views_are_seeded_in_range_and_mirror_left_right():
     assert moved.min() >= 0 and moved.max() <= 255
     inside = (pixels > 30) & (pixels < 225)  # not clipped by any shift of up to 25.5
     assert np.abs(moved - pixels)[inside].max() > 5
+
+
+def _stop_after(step_count: int):
+    """A ``stop`` that asks to stop once it has been asked ``step_count`` times (once per step)."""
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return "a test" if len(asked) == step_count else None
+    return stop
+
+
+def test_a_stopped_tuning_resumes_to_exactly_what_an_uninterrupted_one_gives(tuned, tmp_path):
+    """The state saved when the tuning is stopped (offsets, Adam's moments, the best step so
+    far, the batch and view generators) is enough to end where an uninterrupted run ends.
+    Stopped after step 13, between two held-back checks (every 2 steps here)."""
+    from basisnet_deploy.quantization.settings import Augmentation, TuningInterrupted
+
+    net, cfg, light, _, _ = tuned
+    views = Augmentation(cfg.preprocessing.input_range)
+    whole = tune_int8_weights(net.lightweight, light, QUICK, augmentation=views)
+    state = tmp_path / "state"
+    with pytest.raises(TuningInterrupted, match=f"after step 13/40; .*saved in {state}"):
+        tune_int8_weights(net.lightweight, light, QUICK, augmentation=views, resume=state,
+                          stop=_stop_after(13))
+    said = []
+    resumed = tune_int8_weights(net.lightweight, light, QUICK, said.append, views, resume=state)
+    assert "tuning int8 weights: resumed after step 13/40" in said
+    assert resumed.resumed_from_step == 13 and whole.resumed_from_step == 0
+    assert (resumed.best_step, resumed.loss_tuned, resumed.loss_nearest) == \
+        (whole.best_step, whole.loss_tuned, whole.loss_nearest)
+    assert whole.best_step > 13  # the step kept was chosen after the resume
+    for a, b in zip(resumed.weights, whole.weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tuning_state_saved_with_other_settings_is_replaced_and_said(tuned, tmp_path):
+    from basisnet_deploy.quantization.settings import TuningInterrupted
+
+    net, _, light, _, _ = tuned
+    state = tmp_path / "state"
+    with pytest.raises(TuningInterrupted):
+        tune_int8_weights(net.lightweight, light, QUICK, resume=state, stop=_stop_after(5))
+    said = []
+    other = WeightTuning(steps=QUICK.steps, learning_rate=QUICK.learning_rate, batch=QUICK.batch, seed=1)
+    result = tune_int8_weights(net.lightweight, light, other, said.append, resume=state)
+    assert result.resumed_from_step == 0
+    assert any("other settings (tuning); starting over" in line for line in said), said

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import os
 import sys
 
@@ -306,7 +307,9 @@ def evaluate(checkpoint, dataset, limit, as_json, json_out):
                    "step kept is the best on the held-back quarter, nearest rounding included "
                    "(demo preset on 2 CPU cores: about 80-130 s per 1,000 steps for the LM and "
                    "260-290 s for the template, more per step on short runs). "
-                   "0: plain nearest rounding. "
+                   "0: plain nearest rounding. Stopped while tuning (Ctrl-C, SIGTERM), the "
+                   "same command goes on from the tuning's saved state (.<out>.tuning/ beside "
+                   "--out, removed once the export lands or is refused). "
                    f"[default: {WeightTuning.steps}]")
 @click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
@@ -332,7 +335,7 @@ def export(checkpoint, out, as_json, json_out, **options):
     from basisnet_deploy.export.pipeline import export as run_export
 
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"export-{options['target']}")
-    steps = iter(range(1, 100))
+    steps = itertools.count(1)
     manifest = run_export(checkpoint, out, ExportOptions(**options),
                           progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
     click.echo(f"exported to {out}", err=True)

@@ -14,7 +14,9 @@ place, so a failed export leaves no half-written model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from basisnet_deploy.export.verify import rate_lines, verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.config import BasisNetConfig
 from basisnet_deploy.model.cost import basisnet_cost
-from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, WeightTuning
+from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, TuningInterrupted, WeightTuning
 from basisnet_deploy.runtime.sessions import describe
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import CoefficientInt8, Quantization, Role
@@ -237,7 +239,9 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
 
     ``progress(message)`` reports each step. Everything is written into a temporary sibling,
     verified there, and renamed into place. With ``--int8-recipe auto`` each recipe is tried in
-    turn (a refused one leaves nothing) until one passes the agreement gate.
+    turn (a refused one leaves nothing) until one passes the agreement gate. A recipe that
+    tunes int8 weights keeps each tuning's state in :func:`tuning_state_dir` until the export
+    lands or is refused: stopped (SIGINT, SIGTERM), the same command goes on from there.
     """
     say = progress or (lambda msg: None)
     plans = options.plans()
@@ -249,7 +253,20 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
     # Read, sampled and preprocessed once for every recipe tried.
     shared = _Shared(inputs, _verification_sample(inputs.held, opts, len(plans) > 1, say),
                      baked=inputs.lm_coeff.mean(axis=0), feeds=_feeds(inputs) if inputs.calib else {})
-    tried = []
+    try:
+        manifest = _first_that_passes(checkpoint_dir, out_dir, plans, shared, say, started)
+    except UserError as e:
+        if not isinstance(e, TuningInterrupted):  # refused: nothing of it is left
+            _remove_tuning_state(out_dir)
+        raise  # interrupted (or killed) runs keep the tunings' state for the next run
+    _remove_tuning_state(out_dir)
+    return manifest
+
+
+def _first_that_passes(checkpoint_dir, out_dir: Path, plans: list, shared: "_Shared", say,
+                       started: float) -> Manifest:
+    """Each plan in turn until one passes the agreement gate (``auto``), else the refusal."""
+    opts, tried = plans[0].options, []
     for export_plan, following in zip(plans, [*plans[1:], None]):
         try:
             return _export_plan(checkpoint_dir, out_dir, export_plan, shared, say,
@@ -303,7 +320,7 @@ def _export_plan(checkpoint_dir, out_dir: Path, export_plan: ExportPlan, shared:
     (or ``allow_low``)."""
     inputs, held, baked, feeds = shared.inputs, shared.held, shared.baked, shared.feeds
     exporter = export_plan.target.exporter(input_type=export_plan.options.input_type)
-    tuned = _tuned_weights(inputs, export_plan, say)
+    tuned = _tuned_weights(inputs, export_plan, say, out_dir)
     graphs = _role_graphs(inputs, baked, export_plan, {r: t.weights for r, t in tuned.items()})
     try:
         with staged_directory(out_dir, "export", legacy=legacy_export) as tmp:
@@ -425,17 +442,40 @@ def _check_tuning_steps(steps: int, quantize: Quantization, name: str, recipes: 
                         "or leave out --tuning-steps")
 
 
-def _tuned_weights(inputs: _Inputs, export_plan: ExportPlan, say) -> dict[Role, TunedWeights]:
+def _tuned_weights(inputs: _Inputs, export_plan: ExportPlan, say, out_dir: Path) -> dict[Role, TunedWeights]:
     """{role: TunedWeights} for the exported roles whose int8 weights the recipe tunes, each
-    tuned on the calibration images against the float model."""
+    tuned on the calibration images against the float model. Each tuning's state is saved in
+    :func:`tuning_state_dir`, so an export stopped while tuning goes on from there when run
+    again."""
     opts = export_plan.options
     steps = WeightTuning.steps if opts.tuning_steps is None else opts.tuning_steps
     roles = export_plan.tuned_roles if steps else []
-    return {role: _tune_role(role, inputs, WeightTuning(steps=steps, seed=opts.seed), say)
+    return {role: _tune_role(role, inputs, WeightTuning(steps=steps, seed=opts.seed), say,
+                             tuning_state_dir(out_dir) / role.value)
             for role in roles}
 
 
-def _tune_role(role: Role, inputs: _Inputs, tuning: WeightTuning, say) -> TunedWeights:
+def tuning_state_dir(out_dir) -> Path:
+    """Where an export into ``out_dir`` keeps its weight tunings' resume state until it lands:
+    ``.<out>.tuning/`` beside it (one folder per tuned role)."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f".{out_dir.name}.tuning")
+
+
+def _remove_tuning_state(out_dir: Path) -> None:
+    """The export landed or was refused: its tunings' saved state goes (only what a tuning
+    wrote: a folder holding its run.json)."""
+    state = tuning_state_dir(out_dir)
+    if not state.is_dir():
+        return
+    for role in state.iterdir():
+        if (role / "run.json").is_file():
+            shutil.rmtree(role, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        state.rmdir()  # left where something else is in it
+
+
+def _tune_role(role: Role, inputs: _Inputs, tuning: WeightTuning, say, state: Path) -> TunedWeights:
     """One role's int8-tuned weights. The template's come from the specialist's static layers,
     fed the calibration images and the float LM's coefficients for them."""
     from basisnet_deploy.quantization.weight_tuning import tune_int8_weights  # TensorFlow
@@ -446,9 +486,9 @@ def _tune_role(role: Role, inputs: _Inputs, tuning: WeightTuning, say) -> TunedW
     a, pre = inputs.cfg.architecture, inputs.cfg.preprocessing
     views = Augmentation(pre.input_range)
     if role is Role.LIGHTWEIGHT:
-        return tune_int8_weights(inputs.net.lightweight, inputs.light, tuning, say, views)
+        return tune_int8_weights(inputs.net.lightweight, inputs.light, tuning, say, views, resume=state)
     image = np.stack([preprocess(im, a.resolution, pre) for im in inputs.images])
-    return tune_int8_weights(inputs.net.specialist, [image, inputs.lm_coeff], tuning, say, views)
+    return tune_int8_weights(inputs.net.specialist, [image, inputs.lm_coeff], tuning, say, views, resume=state)
 
 
 def _role_graphs(inputs: _Inputs, baked, export_plan: ExportPlan, tuned: dict) -> dict[Role, Graph]:

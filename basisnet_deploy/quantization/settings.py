@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from basisnet_deploy.common.errors import UserError
+
 INT8_MAX = 127
 # Keras' default, written out because the tuning depends on it: most offsets' gradients are
 # below it (see WeightTuning.learning_rate), so another value is another tuning.
@@ -66,9 +68,11 @@ class TunedWeights:
     loss_nearest: float
     loss_tuned: float
     kept: str  # "tuned", or "nearest" where no step lowered the held-back loss
-    seconds: float
+    seconds: float  # this run's (a resumed tuning: since it resumed)
     learning_rate: float  # int8 steps per update (WeightTuning.learning_rate)
     augmented: bool  # tuned on random views of the images (Augmentation)
+    resumed_from_step: int = 0  # a tuning resumed from saved state went on after this step
+
 
     def report(self) -> dict:
         return {"method": "int8 weights tuned against the float model's outputs on the calibration "
@@ -79,7 +83,12 @@ class TunedWeights:
                 "held_back_loss": {"images": self.held_back,
                                    "nearest_rounding": finite_loss(self.loss_nearest),
                                    "tuned": finite_loss(self.loss_tuned)},
+                "resumed_from_step": self.resumed_from_step,
                 "seconds": round(self.seconds, 1)}
+
+
+class TuningInterrupted(UserError):
+    """SIGINT or SIGTERM stopped the tuning; its state so far is saved where it was asked to be."""
 
 
 def finite_loss(loss: float) -> float | None:

@@ -31,15 +31,22 @@ exporter's rounding then leaves them as they are.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from basisnet_deploy.quantization.settings import (ADAM_EPSILON, INT8_MAX, Augmentation, TunedWeights,
-                                                   WeightTuning, finite_loss)
+                                                   TuningInterrupted, WeightTuning, finite_loss)
+from basisnet_deploy.training.resume import ResumeState, StopSignals
 
 
 def channel_axis(variable) -> int:
@@ -76,7 +83,8 @@ def int8_step(w, axis: int):
 
 
 def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), progress=None,
-                      augmentation: Augmentation | None = None) -> TunedWeights:
+                      augmentation: Augmentation | None = None, resume: str | Path | None = None,
+                      stop: Callable[[], str | None] | None = None) -> TunedWeights:
     """Tune ``model``'s kernels (Conv2D, DepthwiseConv2D, Dense) so that their per-channel
     int8 rounding reproduces the model's float outputs on ``inputs``: the images [N, r, r, 3],
     or a list of arrays of N rows each (the specialist's images and coefficients). The model
@@ -85,7 +93,13 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     the images it is drawn from (:class:`Augmentation`).
 
     A quarter of the images is held back: the tuning never sees them, and the weights kept are
-    those of the step with the lowest loss on them, nearest rounding (step 0) included."""
+    those of the step with the lowest loss on them, nearest rounding (step 0) included.
+
+    ``resume``: a directory for the tuning's state, saved at each held-back check and when
+    SIGINT/SIGTERM (or ``stop`` returning a reason) stops it, which raises
+    :class:`TuningInterrupted`; called again with the same model, inputs and settings it goes
+    on from there and ends as an uninterrupted run would. State saved with other inputs or
+    settings is replaced."""
 
     say = progress or (lambda msg: None)
     started = time.perf_counter()
@@ -112,8 +126,14 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     fit, held = _split(count, tuning.seed)
     view = _Views(augmentation, tuning.seed) if augmentation else None
     held_x = [tf.gather(a, held) for a in x]  # its float outputs are computed once, not per check
-    best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
-                    (tuning, view), say)
+    optimizer = _optimizer(tuning)
+    saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, tuning, augmentation), say)
+             if resume is not None else None)
+    signals = StopSignals() if saved is not None and stop is None else contextlib.nullcontext()
+    with signals:
+        best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
+                        _Run(tuning, view, optimizer, saved, stop or (lambda: getattr(signals, "received", None))),
+                        say)
     weights.restore(best.values)
     kept = "tuned" if best.step else "nearest"
     if kept == "nearest":
@@ -122,7 +142,8 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
                         kernels=len(weights.kernels), steps=tuning.steps, best_step=best.step,
                         held_back=len(held) if count > 1 else 0, loss_nearest=best.loss_nearest,
                         loss_tuned=best.loss, kept=kept, seconds=time.perf_counter() - started,
-                        learning_rate=tuning.learning_rate, augmented=augmentation is not None)
+                        learning_rate=tuning.learning_rate, augmented=augmentation is not None,
+                        resumed_from_step=best.resumed_from)
 
 
 class _Offsets:
@@ -200,15 +221,27 @@ class _Best:
     loss: float
     loss_nearest: float
     values: list
+    resumed_from: int = 0  # the step a resumed run went on from (0: a fresh run)
 
 
-def _descend(loss, weights: _Offsets, fit: list, held: tuple, schedule: tuple, say) -> _Best:
+@dataclass
+class _Run:
+    """How the descent runs: its schedule, its random views (None: the images as they are),
+    its optimizer, where its state is saved (None: nowhere) and what stops it."""
+
+    tuning: WeightTuning
+    view: "_Views | None"
+    optimizer: object
+    saved: "_Saved | None"
+    stop: Callable[[], str | None]
+
+
+def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) -> _Best:
     """``tuning.steps`` Adam steps on random batches of ``fit`` (each seen through ``view``
     where there is one); the loss on ``held`` (inputs, float outputs) is checked 20 times
-    along the way."""
+    along the way, and the state saved there (``run.saved``)."""
 
-    tuning, view = schedule
-    optimizer, variables = _optimizer(tuning), weights.variables
+    tuning, view, optimizer, variables = run.tuning, run.view, run.optimizer, weights.variables
 
     @tf.function
     def step(inputs):
@@ -216,21 +249,85 @@ def _descend(loss, weights: _Offsets, fit: list, held: tuple, schedule: tuple, s
             value = loss(inputs)
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
 
-    nearest = float(loss(*held))
-    best = _Best(0, nearest, nearest, weights.snapshot())
     rng = np.random.default_rng(tuning.seed)
+    rngs = [rng] + ([view.rng] if view else [])
+    first, best = run.saved.restore(rngs) if run.saved else (0, None)
+    if best is None:
+        nearest = float(loss(*held))
+        best = _Best(0, nearest, nearest, weights.snapshot())
+    else:
+        say(f"tuning int8 weights: resumed after step {first}/{tuning.steps}")
     count, check = int(fit[0].shape[0]), max(1, tuning.steps // 20)
-    for done in range(1, tuning.steps + 1):
+    for done in range(first + 1, tuning.steps + 1):
         batch = [tf.gather(a, rng.choice(count, min(tuning.batch, count), replace=False)) for a in fit]
         step([view(batch[0]), *batch[1:]] if view else batch)
-        if done % check == 0 or done == tuning.steps:
+        checked = done % check == 0 or done == tuning.steps
+        if checked:
             value = float(loss(*held))
             if value < best.loss:  # NaN never is
-                best = _Best(done, value, nearest, weights.snapshot())
+                best = _Best(done, value, best.loss_nearest, weights.snapshot(), best.resumed_from)
         if done % max(1, tuning.steps // 4) == 0:
             say(f"tuning int8 weights: step {done}/{tuning.steps}, held-back loss {best.loss:.3g} "
-                f"(nearest rounding {nearest:.3g})")
+                f"(nearest rounding {best.loss_nearest:.3g})")
+        reason = run.stop()
+        if run.saved and (checked or reason):
+            run.saved.save(done, best, rngs)
+        if reason:
+            where = (f"the tuning so far is saved in {run.saved.directory}: run the same command to "
+                     "resume" if run.saved else "nothing was saved")
+            raise TuningInterrupted(f"{reason} stopped the int8 weight tuning after step {done}/"
+                                    f"{tuning.steps}; {where}")
+    best.resumed_from = first
     return best
+
+
+class _Saved:
+    """A tuning's resume state (training/resume.py's :class:`ResumeState`, counting steps):
+    the offsets, Adam's variables, the best step so far with its weights, and the random
+    generators of the batches and views, so that a resumed tuning draws what an uninterrupted
+    one would. Its fingerprint is the tuning's inputs, starting weights and settings."""
+
+    def __init__(self, directory, weights: _Offsets, optimizer, fingerprint: dict, say):
+        optimizer.build(weights.variables)
+        self.directory, self.say = Path(directory), say
+        self.best_values = [tf.Variable(tf.zeros_like(v)) for v in weights.variables]
+        self.best = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64)  # step, loss, nearest rounding's loss
+        self.rngs = tf.Variable("", dtype=tf.string)  # the generators' states, as JSON
+        variables = {"offsets": {str(i): v for i, v in enumerate(weights.variables)},
+                     "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)},
+                     "best_offsets": {str(i): v for i, v in enumerate(self.best_values)},
+                     "best": self.best, "rngs": self.rngs}
+        self.state = ResumeState(self.directory, variables, fingerprint, chief=True)
+
+    def restore(self, rngs: list) -> tuple[int, _Best | None]:
+        """(steps done, best so far), or (0, None) where nothing is saved for this tuning."""
+        done = self.state.restore(restart_on_change=self.say)
+        if not done:
+            return 0, None
+        for rng, state in zip(rngs, json.loads(self.rngs.numpy().decode())):
+            rng.bit_generator.state = state
+        step, loss, nearest = (float(v) for v in self.best.numpy())
+        return done, _Best(int(step), loss, nearest, [v.numpy() for v in self.best_values])
+
+    def save(self, done: int, best: _Best, rngs: list) -> None:
+        for variable, value in zip(self.best_values, best.values):
+            variable.assign(value)
+        self.best.assign([best.step, best.loss, best.loss_nearest])
+        self.rngs.assign(json.dumps([rng.bit_generator.state for rng in rngs]))
+        self.state.save(done)
+
+
+def _fingerprint(inputs: list, weights: _Offsets, tuning: WeightTuning,
+                 augmentation: Augmentation | None) -> dict:
+    """What must match for saved tuning state to be resumed: the settings, and a digest of
+    the inputs and the starting weights (another checkpoint or other images start over)."""
+    digest = hashlib.sha256()
+    for array in [*inputs, *weights.start]:
+        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
+    return json.loads(json.dumps({
+        "tuning": dataclasses.asdict(tuning),
+        "augmentation": dataclasses.asdict(augmentation) if augmentation else None,
+        "inputs_and_weights_sha256": digest.hexdigest()}))
 
 
 def _optimizer(tuning: WeightTuning):

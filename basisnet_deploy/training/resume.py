@@ -50,8 +50,11 @@ class ResumeState:
         self.manager = (tf.train.CheckpointManager(self.ckpt, str(where), max_to_keep=1)
                         if where is not None else None)
 
-    def restore(self, require: bool = False) -> int:
-        """The number of epochs already completed (0 for a fresh run)."""
+    def restore(self, require: bool = False, restart_on_change=None) -> int:
+        """The number of epochs (or steps) already completed (0 for a fresh run).
+
+        State saved with other settings is refused, naming them; with ``restart_on_change``
+        (a ``say`` function) it is removed instead, said, and the run starts fresh."""
         run = self.directory / "run.json" if self.directory else None
         found = run is not None and run.is_file() and tf.train.latest_checkpoint(str(self.directory))
         if not found:
@@ -62,9 +65,15 @@ class ResumeState:
         if saved != self.fingerprint:
             changed = sorted(k for k in set(saved) | set(self.fingerprint)
                              if saved.get(k) != self.fingerprint.get(k))
-            raise UserError(f"{self.directory}: an interrupted run with different settings "
-                            f"({', '.join(changed)}) is saved there; repeat its command, or "
-                            "delete that directory to start over")
+            if restart_on_change is None:
+                raise UserError(f"{self.directory}: an interrupted run with different settings "
+                                f"({', '.join(changed)}) is saved there; repeat its command, or "
+                                "delete that directory to start over")
+            restart_on_change(f"{self.directory}: the interrupted run saved there had other "
+                              f"settings ({', '.join(changed)}); starting over")
+            shutil.rmtree(self.directory)
+            self.manager = tf.train.CheckpointManager(self.ckpt, str(self.directory), max_to_keep=1)
+            return 0
         self.ckpt.restore(tf.train.latest_checkpoint(str(self.directory))).expect_partial()
         return int(self.epoch.numpy())
 
