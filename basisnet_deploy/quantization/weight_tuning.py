@@ -129,10 +129,10 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     optimizer = _optimizer(tuning)
     saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, tuning, augmentation), say)
              if resume is not None else None)
-    signals = StopSignals() if saved is not None and stop is None else contextlib.nullcontext()
-    with signals:
+    signals = StopSignals() if saved is not None and stop is None else None  # SIGINT/SIGTERM: save, stop
+    with signals or contextlib.nullcontext():
         best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
-                        _Run(tuning, view, optimizer, saved, stop or (lambda: getattr(signals, "received", None))),
+                        _Run(tuning, view, optimizer, saved, stop or (lambda: signals and signals.received)),
                         say)
     weights.restore(best.values)
     kept = "tuned" if best.step else "nearest"
@@ -265,7 +265,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) ->
         if checked:
             value = float(loss(*held))
             if value < best.loss:  # NaN never is
-                best = _Best(done, value, best.loss_nearest, weights.snapshot(), best.resumed_from)
+                best = _Best(done, value, best.loss_nearest, weights.snapshot())
         if done % max(1, tuning.steps // 4) == 0:
             say(f"tuning int8 weights: step {done}/{tuning.steps}, held-back loss {best.loss:.3g} "
                 f"(nearest rounding {best.loss_nearest:.3g})")
