@@ -268,3 +268,20 @@ def test_tuning_state_saved_with_other_settings_is_replaced_and_said(tuned, tmp_
     result = tune_int8_weights(net.lightweight, light, other, said.append, resume=state)
     assert result.resumed_from_step == 0
     assert any("other settings (tuning); starting over" in line for line in said), said
+
+
+def test_unreadable_tuning_state_is_replaced_keeping_files_it_did_not_write(tuned, tmp_path):
+    from basisnet_deploy.quantization.settings import TuningInterrupted
+
+    net, _, light, _, _ = tuned
+    state = tmp_path / "state"
+    with pytest.raises(TuningInterrupted):
+        tune_int8_weights(net.lightweight, light, QUICK, resume=state, stop=_stop_after(5))
+    (state / "run.json").write_text("")  # as a full disk could leave it
+    (state / "notes.txt").write_text("mine")
+    said = []
+    with pytest.raises(TuningInterrupted):
+        tune_int8_weights(net.lightweight, light, QUICK, said.append, resume=state, stop=_stop_after(3))
+    assert any("run.json cannot be read" in line and "starting over" in line for line in said), said
+    assert (state / "notes.txt").read_text() == "mine"
+    assert tune_int8_weights(net.lightweight, light, QUICK, resume=state).resumed_from_step == 3

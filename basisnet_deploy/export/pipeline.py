@@ -14,9 +14,7 @@ place, so a failed export leaves no half-written model.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from basisnet_deploy.export.verify import rate_lines, verify_directory
 from basisnet_deploy.model import checkpoint
 from basisnet_deploy.model.config import BasisNetConfig
 from basisnet_deploy.model.cost import basisnet_cost
-from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, TuningInterrupted, WeightTuning
+from basisnet_deploy.quantization.settings import Augmentation, TunedWeights, WeightTuning
 from basisnet_deploy.runtime.sessions import describe
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import CoefficientInt8, Quantization, Role
@@ -255,10 +253,10 @@ def export(checkpoint_dir, out_dir, options: ExportOptions = ExportOptions(), pr
                      baked=inputs.lm_coeff.mean(axis=0), feeds=_feeds(inputs) if inputs.calib else {})
     try:
         manifest = _first_that_passes(checkpoint_dir, out_dir, plans, shared, say, started)
-    except UserError as e:
-        if not isinstance(e, TuningInterrupted):  # refused: nothing of it is left
-            _remove_tuning_state(out_dir)
-        raise  # interrupted (or killed) runs keep the tunings' state for the next run
+    except LowAgreement:
+        _remove_tuning_state(out_dir)  # refused: nothing of it is left
+        raise
+    # stopped, or failed on the way (a full disk): the tunings' state stays for the next run
     _remove_tuning_state(out_dir)
     return manifest
 
@@ -463,16 +461,12 @@ def tuning_state_dir(out_dir) -> Path:
 
 
 def _remove_tuning_state(out_dir: Path) -> None:
-    """The export landed or was refused: its tunings' saved state goes (only what a tuning
-    wrote: a folder holding its run.json)."""
+    """The export landed or was refused: its tunings' saved state goes."""
     state = tuning_state_dir(out_dir)
-    if not state.is_dir():
-        return
-    for role in state.iterdir():
-        if (role / "run.json").is_file():
-            shutil.rmtree(role, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        state.rmdir()  # left where something else is in it
+    if state.is_dir():
+        from basisnet_deploy.quantization.weight_tuning import remove_tuning_state  # TensorFlow
+
+        remove_tuning_state(state)
 
 
 def _tune_role(role: Role, inputs: _Inputs, tuning: WeightTuning, say, state: Path) -> TunedWeights:

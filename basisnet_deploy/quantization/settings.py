@@ -68,11 +68,10 @@ class TunedWeights:
     loss_nearest: float
     loss_tuned: float
     kept: str  # "tuned", or "nearest" where no step lowered the held-back loss
-    seconds: float  # this run's (a resumed tuning: since it resumed)
+    seconds: float  # a resumed tuning's: before and after it was stopped
     learning_rate: float  # int8 steps per update (WeightTuning.learning_rate)
     augmented: bool  # tuned on random views of the images (Augmentation)
     resumed_from_step: int = 0  # a tuning resumed from saved state went on after this step
-
 
     def report(self) -> dict:
         return {"method": "int8 weights tuned against the float model's outputs on the calibration "

@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from basisnet_deploy.quantization.settings import (ADAM_EPSILON, INT8_MAX, Augmentation, TunedWeights,
                                                    TuningInterrupted, WeightTuning, finite_loss)
-from basisnet_deploy.training.resume import ResumeState, StopSignals
+from basisnet_deploy.training.resume import ResumeState, StopSignals, remove_saved_state
 
 
 def channel_axis(variable) -> int:
@@ -96,10 +96,10 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     those of the step with the lowest loss on them, nearest rounding (step 0) included.
 
     ``resume``: a directory for the tuning's state, saved at each held-back check and when
-    SIGINT/SIGTERM (or ``stop`` returning a reason) stops it, which raises
-    :class:`TuningInterrupted`; called again with the same model, inputs and settings it goes
-    on from there and ends as an uninterrupted run would. State saved with other inputs or
-    settings is replaced."""
+    the tuning is stopped, which raises :class:`TuningInterrupted`: by ``stop`` returning a
+    reason, or, without ``stop`` and on the main thread, by SIGINT/SIGTERM. Called again with
+    the same model, inputs and settings it goes on from there and ends as an uninterrupted run
+    would. State saved with other inputs, weights or settings, or unreadable, is replaced."""
 
     say = progress or (lambda msg: None)
     started = time.perf_counter()
@@ -127,13 +127,16 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     view = _Views(augmentation, tuning.seed) if augmentation else None
     held_x = [tf.gather(a, held) for a in x]  # its float outputs are computed once, not per check
     optimizer = _optimizer(tuning)
-    saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, tuning, augmentation), say)
+    saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, [v.value for v in model.non_trainable_weights], tuning, augmentation), say)
              if resume is not None else None)
     signals = StopSignals() if saved is not None and stop is None else None  # SIGINT/SIGTERM: save, stop
     with signals or contextlib.nullcontext():
         best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
-                        _Run(tuning, view, optimizer, saved, stop or (lambda: signals and signals.received)),
-                        say)
+                        _Run(tuning, view, optimizer, saved, stop or (lambda: signals and signals.received),
+                             started), say)
+    if signals and signals.received:  # after the last step's check: the state is complete
+        raise TuningInterrupted(f"{signals.received} stopped the int8 weight tuning after its last step; "
+                                f"it is saved in {saved.directory}: run the same command to go on")
     weights.restore(best.values)
     kept = "tuned" if best.step else "nearest"
     if kept == "nearest":
@@ -141,7 +144,7 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
     return TunedWeights(weights=_in_model_order(model, trainable, weights.on_grid()),
                         kernels=len(weights.kernels), steps=tuning.steps, best_step=best.step,
                         held_back=len(held) if count > 1 else 0, loss_nearest=best.loss_nearest,
-                        loss_tuned=best.loss, kept=kept, seconds=time.perf_counter() - started,
+                        loss_tuned=best.loss, kept=kept, seconds=best.seconds_before + time.perf_counter() - started,
                         learning_rate=tuning.learning_rate, augmented=augmentation is not None,
                         resumed_from_step=best.resumed_from)
 
@@ -222,6 +225,7 @@ class _Best:
     loss_nearest: float
     values: list
     resumed_from: int = 0  # the step a resumed run went on from (0: a fresh run)
+    seconds_before: float = 0.0  # the tuning's time before it was resumed
 
 
 @dataclass
@@ -234,6 +238,7 @@ class _Run:
     optimizer: object
     saved: "_Saved | None"
     stop: Callable[[], str | None]
+    started: float  # time.perf_counter() when this run began
 
 
 def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) -> _Best:
@@ -271,7 +276,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) ->
                 f"(nearest rounding {best.loss_nearest:.3g})")
         reason = run.stop()
         if run.saved and (checked or reason):
-            run.saved.save(done, best, rngs)
+            run.saved.save(done, best, rngs, best.seconds_before + time.perf_counter() - run.started)
         if reason:
             where = (f"the tuning so far is saved in {run.saved.directory}: run the same command to "
                      "resume" if run.saved else "nothing was saved")
@@ -291,7 +296,8 @@ class _Saved:
         optimizer.build(weights.variables)
         self.directory, self.say = Path(directory), say
         self.best_values = [tf.Variable(tf.zeros_like(v)) for v in weights.variables]
-        self.best = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64)  # step, loss, nearest rounding's loss
+        # step, loss and nearest rounding's loss of the best step; the tuning's seconds so far
+        self.best = tf.Variable([0.0, 0.0, 0.0, 0.0], dtype=tf.float64)
         self.rngs = tf.Variable("", dtype=tf.string)  # the generators' states, as JSON
         variables = {"offsets": {str(i): v for i, v in enumerate(weights.variables)},
                      "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)},
@@ -306,28 +312,48 @@ class _Saved:
             return 0, None
         for rng, state in zip(rngs, json.loads(self.rngs.numpy().decode())):
             rng.bit_generator.state = state
-        step, loss, nearest = (float(v) for v in self.best.numpy())
-        return done, _Best(int(step), loss, nearest, [v.numpy() for v in self.best_values])
+        step, loss, nearest, seconds = (float(v) for v in self.best.numpy())
+        return done, _Best(int(step), loss, nearest, [v.numpy() for v in self.best_values],
+                           seconds_before=seconds)
 
-    def save(self, done: int, best: _Best, rngs: list) -> None:
+    def save(self, done: int, best: _Best, rngs: list, seconds: float) -> None:
         for variable, value in zip(self.best_values, best.values):
             variable.assign(value)
-        self.best.assign([best.step, best.loss, best.loss_nearest])
+        self.best.assign([best.step, best.loss, best.loss_nearest, seconds])
         self.rngs.assign(json.dumps([rng.bit_generator.state for rng in rngs]))
         self.state.save(done)
 
 
-def _fingerprint(inputs: list, weights: _Offsets, tuning: WeightTuning,
+# Bumped when what the saved state holds, or how a step uses it, changes: older state starts over.
+STATE_VERSION = 1
+
+
+def _fingerprint(inputs: list, weights: _Offsets, statistics: list, tuning: WeightTuning,
                  augmentation: Augmentation | None) -> dict:
     """What must match for saved tuning state to be resumed: the settings, and a digest of
-    the inputs and the starting weights (another checkpoint or other images start over)."""
+    the inputs, the starting weights and the batch-norm statistics (another checkpoint or
+    other images start over). ``statistics``: the model's non-trainable weights, which leave
+    out the dropout layers' seed states (drawn anew each time a model is built)."""
     digest = hashlib.sha256()
-    for array in [*inputs, *weights.start]:
-        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
+    for array in [*inputs, *weights.start, *statistics]:
+        array = np.ascontiguousarray(np.asarray(array))
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    # through JSON, so that it compares equal to the run.json it is saved as
     return json.loads(json.dumps({
+        "state_version": STATE_VERSION,
         "tuning": dataclasses.asdict(tuning),
         "augmentation": dataclasses.asdict(augmentation) if augmentation else None,
         "inputs_and_weights_sha256": digest.hexdigest()}))
+
+
+def remove_tuning_state(directory: Path) -> None:
+    """Remove the state :func:`tune_int8_weights` saved in each folder under ``directory``
+    (only what it wrote), then ``directory`` if nothing else is left in it."""
+    for folder in [p for p in directory.iterdir() if p.is_dir()]:
+        remove_saved_state(folder)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def _optimizer(tuning: WeightTuning):

@@ -47,8 +47,8 @@ class BackendFactory:
     gpu_verdict: GpuVerdict | None = None  # the up-front check of the artifact the GPU runs
     gpu: GpuContext | None = field(default=None, repr=False)  # LiteRT GPU: one device for all sessions
     ep_devices: list | None = field(default=None, repr=False)  # onnxruntime: the WebGPU EP's devices
-    # LiteRT with XNNPACK: whether it took any of each session's ops, as the sessions are made
-    xnnpack_took: list = field(default_factory=list, repr=False)
+    # LiteRT with XNNPACK: whether it took any of a session's ops, for the sessions made so far
+    xnnpack_took: set = field(default_factory=set, repr=False)
 
     def __call__(self, path, model: bytes | None = None):
         source = model if model is not None else str(path)
@@ -63,7 +63,7 @@ class BackendFactory:
         session = LiteRTSession(source, num_threads=self.threads, xnnpack=self.delegate != "cpu",
                                 name=name, delegate_path=self.delegate_path)
         if self.delegate == "xnnpack" and session.delegate_partitions is not None:
-            self.xnnpack_took.append(session.delegate_partitions > 0)
+            self.xnnpack_took.add(session.delegate_partitions > 0)
         return session
 
     @property
@@ -77,9 +77,9 @@ class BackendFactory:
             return f"GPU: {ep}" if self.providers[0] == WEBGPU_EP else ep
         if self.delegate == "gpu" and self.gpu_verdict and self.gpu_verdict.adapter:
             return f"GPU: {self.gpu_verdict.adapter}"
-        if self.delegate == "xnnpack" and self.xnnpack_took and not all(self.xnnpack_took):
-            return ("CPU (builtin kernels: XNNPACK took none of the ops)" if not any(self.xnnpack_took)
-                    else "CPU (XNNPACK, and builtin kernels for a model it took none of)")
+        if self.delegate == "xnnpack" and False in self.xnnpack_took:
+            return ("CPU (XNNPACK, and builtin kernels for a model it took none of)" if True in self.xnnpack_took
+                    else "CPU (builtin kernels: XNNPACK took none of the ops)")
         return {"cpu": "CPU (builtin kernels)", "xnnpack": "CPU (XNNPACK)", "gpu": "GPU",
                 "nnapi": "NNAPI"}[self.delegate]
 

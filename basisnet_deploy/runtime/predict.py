@@ -64,10 +64,12 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
     run = TwoStageRunner(dep, light, factory,
                          RunnerOptions(threshold=threshold, form=form, mode="sequential"))
     try:
+        results = list(run.run(frames))
+        processor = factory.processor  # once every session is made (whether XNNPACK took it)
         return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
                            {k: round(v, 3) for k, v in r.times_ms.items()},
-                           factory.processor, factory.fallback_note)
-                for path, r in zip(image_paths, run.run(frames))]
+                           processor, factory.fallback_note)
+                for path, r in zip(image_paths, results)]
     finally:
         factory.close()
 

@@ -81,7 +81,9 @@ class LiteRTSession:
             raise RuntimeLoadError(f"{self.name}: LiteRT cannot prepare this model with {using} "
                                    f"({first_line(e)[:200]}); is the file truncated or modified? "
                                    f"Re-run basisnet-deploy export{other}") from None
-        self.delegate_partitions = _delegate_partitions(self.interpreter)
+        # whether XNNPACK took any of the model's ops (None where not asked, or not known)
+        self.delegate_partitions = (_delegate_partitions(self.interpreter)
+                                    if xnnpack and not delegate_path else None)
         details = self.runner.get_input_details()
         self.inputs = {k: (tuple(v["shape"]), np.dtype(v["dtype"]), v["quantization"])
                        for k, v in details.items()}
@@ -108,9 +110,10 @@ def _delegate_partitions(interpreter) -> int | None:
     DELEGATE node after ``allocate_tensors``. 0 where it took none (XNNPACK has no 16x8
     kernels, so an int16-activation model runs on the builtin kernels); None where this
     LiteRT cannot list its nodes."""
-    try:
-        return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
-    except (AttributeError, KeyError, ValueError, RuntimeError):
+    try:  # node names only: _get_ops_details() would also read every tensor's details
+        native = interpreter._interpreter
+        return sum(native.NodeName(i) == "DELEGATE" for i in range(native.NumNodes()))
+    except (AttributeError, ValueError, RuntimeError):
         return None
 
 

@@ -12,6 +12,7 @@ exactly as an uninterrupted one would. The state is removed once the checkpoint 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import shutil
 import signal
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import UserError, first_line
+from basisnet_deploy.common.files import write_json_atomically
 
 
 class TrainingInterrupted(UserError):
@@ -53,15 +55,19 @@ class ResumeState:
     def restore(self, require: bool = False, restart_on_change=None) -> int:
         """The number of epochs (or steps) already completed (0 for a fresh run).
 
-        State saved with other settings is refused, naming them; with ``restart_on_change``
-        (a ``say`` function) it is removed instead, said, and the run starts fresh."""
+        State saved with other settings, or that cannot be read, is refused, naming the
+        folder; with ``restart_on_change`` (a ``say`` function) it is removed instead, said,
+        and the run starts fresh."""
         run = self.directory / "run.json" if self.directory else None
         found = run is not None and run.is_file() and tf.train.latest_checkpoint(str(self.directory))
         if not found:
             if require:
                 raise UserError(f"--resume: no saved state in {self.directory}; run without --resume")
             return 0
-        saved = json.loads(run.read_text())
+        try:
+            saved = json.loads(run.read_text())
+        except (OSError, ValueError) as e:
+            return self._unusable(f"its run.json cannot be read ({e})", restart_on_change)
         if saved != self.fingerprint:
             changed = sorted(k for k in set(saved) | set(self.fingerprint)
                              if saved.get(k) != self.fingerprint.get(k))
@@ -69,13 +75,23 @@ class ResumeState:
                 raise UserError(f"{self.directory}: an interrupted run with different settings "
                                 f"({', '.join(changed)}) is saved there; repeat its command, or "
                                 "delete that directory to start over")
-            restart_on_change(f"{self.directory}: the interrupted run saved there had other "
-                              f"settings ({', '.join(changed)}); starting over")
-            shutil.rmtree(self.directory)
-            self.manager = tf.train.CheckpointManager(self.ckpt, str(self.directory), max_to_keep=1)
-            return 0
-        self.ckpt.restore(tf.train.latest_checkpoint(str(self.directory))).expect_partial()
+            return self._unusable(f"the interrupted run saved there had other settings ({', '.join(changed)})",
+                                  restart_on_change)
+        try:
+            status = self.ckpt.restore(tf.train.latest_checkpoint(str(self.directory)))
+            status.assert_existing_objects_matched().expect_partial()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            return self._unusable(f"its saved state cannot be restored ({first_line(e)[:200]})", restart_on_change)
         return int(self.epoch.numpy())
+
+    def _unusable(self, why: str, restart_on_change) -> int:
+        """Saved state that cannot be resumed: refused, or (``restart_on_change``) removed."""
+        if restart_on_change is None:
+            raise UserError(f"{self.directory}: {why}; delete that directory to start over")
+        restart_on_change(f"{self.directory}: {why}; starting over")
+        remove_saved_state(self.directory)
+        self.manager = tf.train.CheckpointManager(self.ckpt, str(self.directory), max_to_keep=1)
+        return 0
 
     def save(self, completed_epochs: int) -> None:
         self.epoch.assign(completed_epochs)
@@ -83,13 +99,23 @@ class ResumeState:
             return
         self.manager.save(checkpoint_number=completed_epochs)  # every worker: collectives
         if self.chief:
-            (self.directory / "run.json").write_text(json.dumps(self.fingerprint, sort_keys=True))
+            write_json_atomically(self.directory / "run.json", self.fingerprint)
 
     def finish(self) -> None:
         """Training done and the checkpoint written: the resume state is no longer needed."""
         for d in (self.directory if self.chief else None, self._scratch):
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_saved_state(directory: Path) -> None:
+    """Remove what a :class:`ResumeState` writes in ``directory`` (its run.json and the
+    checkpoint manager's files), then the folder if nothing else is in it."""
+    for path in [directory / "run.json", directory / "checkpoint", *directory.glob("ckpt-*")]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # kept where something else is in it
 
 
 class StopSignals:
@@ -103,6 +129,8 @@ class StopSignals:
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored by whoever started us (nohup, a shell's &): stays ignored
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: no handlers, stop only by exception
                 pass
