@@ -65,7 +65,7 @@ def main():
     from basisnet_deploy.model.config import PRESETS
     from basisnet_deploy.model.network import BasisNet
     from basisnet_deploy.quantization.settings import Augmentation, WeightTuning
-    from basisnet_deploy.quantization.weight_tuning import tune_int8_weights
+    from basisnet_deploy.quantization.weight_tuning import _in_batches, tune_int8_weights
 
     arch, pre = PRESETS[args.preset], Preprocessing(resize="squash")
     net = BasisNet(arch)
@@ -83,7 +83,8 @@ def main():
         per_step = (runs[3 * args.steps] - runs[args.steps]) / (2 * args.steps)
         batch = feed(args.check_images)
         x = batch if isinstance(batch, list) else [batch]
-        forward = lambda: model(x if len(x) > 1 else x[0], training=False)  # noqa: E731
+        # in the tuning's own batches (FORWARD_BATCH images a pass), as its checks run
+        forward = lambda: _in_batches(lambda b: dict(model(b if len(b) > 1 else b[0], training=False)), x)  # noqa: E731
         forward()
         check = min(_seconds(forward) for _ in range(3))
         out["models"][name] = {"run_seconds": {str(s): round(t, 2) for s, t in runs.items()},

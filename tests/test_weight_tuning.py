@@ -285,3 +285,18 @@ def test_unreadable_tuning_state_is_replaced_keeping_files_it_did_not_write(tune
     assert any("run.json cannot be read" in line and "starting over" in line for line in said), said
     assert (state / "notes.txt").read_text() == "mine"
     assert tune_int8_weights(net.lightweight, light, QUICK, resume=state).resumed_from_step == 3
+
+
+def test_forward_passes_in_batches_give_every_row_once_in_order(tuned):
+    """The float outputs and held-back checks run FORWARD_BATCH images at a time (memory):
+    the concatenated rows, the last partial batch included, are the model's outputs for
+    every image, in order."""
+    from basisnet_deploy.quantization.weight_tuning import FORWARD_BATCH, _in_batches
+
+    net, _, light, _, _ = tuned
+    rows = np.concatenate([light, light, light])[:FORWARD_BATCH * 2 + 5]
+    whole = net.lightweight(rows, training=False)
+    batched = _in_batches(lambda xs: dict(net.lightweight(xs[0], training=False)), [rows])
+    assert set(batched) == set(whole)
+    for key in whole:
+        np.testing.assert_allclose(batched[key].numpy(), np.asarray(whole[key]), rtol=1e-5, atol=1e-6)

@@ -114,24 +114,33 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
         return dict(out) if isinstance(out, dict) else {"logits": out}
 
     # each output weighs the same: its squared error relative to its spread
-    scale = {k: 1.0 / float(max(np.var(v.numpy()), 1e-12)) for k, v in outputs(weights.start, x).items()}
+    scale = {k: 1.0 / float(max(np.var(v.numpy()), 1e-12))
+             for k, v in _in_batches(lambda xs: outputs(weights.start, xs), x).items()}
 
-    def loss(xs, wanted=None):
-        """Against ``wanted``, or the float outputs for ``xs`` (a view's, per step)."""
-        wanted = outputs(weights.start, xs) if wanted is None else wanted
-        got = outputs(weights.rounded(), xs)
+    def error(got, wanted):
         return tf.add_n([scale[k] * tf.reduce_mean(tf.square(got[k] - wanted[k])) for k in wanted])
+
+    def loss(xs):
+        """A batch's loss against the float outputs for it (a view's, per step)."""
+        return error(outputs(weights.rounded(), xs), outputs(weights.start, xs))
 
     count = int(x[0].shape[0])
     fit, held = _split(count, tuning.seed)
     view = _Views(augmentation, tuning.seed) if augmentation else None
-    held_x = [tf.gather(a, held) for a in x]  # its float outputs are computed once, not per check
+    held_x = [tf.gather(a, held) for a in x]
+    held_wanted = _in_batches(lambda xs: outputs(weights.start, xs), held_x)  # once, not per check
+
+    def held_loss() -> float:
+        rounded = weights.rounded()
+        return float(error(_in_batches(lambda xs: outputs(rounded, xs), held_x), held_wanted))
+
     optimizer = _optimizer(tuning)
-    saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, [v.value for v in model.non_trainable_weights], tuning, augmentation), say)
+    statistics = [v.value for v in model.non_trainable_weights]
+    saved = (_Saved(resume, weights, optimizer, _fingerprint(x, weights, statistics, tuning, augmentation), say)
              if resume is not None else None)
     signals = StopSignals() if saved is not None and stop is None else None  # SIGINT/SIGTERM: save, stop
     with signals or contextlib.nullcontext():
-        best = _descend(loss, weights, [tf.gather(a, fit) for a in x], (held_x, outputs(weights.start, held_x)),
+        best = _descend(loss, weights, [tf.gather(a, fit) for a in x], held_loss,
                         _Run(tuning, view, optimizer, saved, stop or (lambda: signals and signals.received),
                              started), say)
     if signals and signals.received:  # after the last step's check: the state is complete
@@ -147,6 +156,20 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
                         loss_tuned=best.loss, kept=kept, seconds=best.seconds_before + time.perf_counter() - started,
                         learning_rate=tuning.learning_rate, augmented=augmentation is not None,
                         resumed_from_step=best.resumed_from)
+
+
+# Images per forward pass outside the tuning steps (the float outputs of every image, the
+# held-back checks): memory grows with it, not with the image count. At full size a template
+# pass needs about 55 MB an image (a tuning on 200 images at once peaked at 13 GB).
+FORWARD_BATCH = 32
+
+
+def _in_batches(forward, xs: list) -> dict:
+    """``forward(inputs)`` -> {name: tensor} on ``xs`` (arrays of N rows) in batches of
+    :data:`FORWARD_BATCH` rows, concatenated."""
+    count = int(xs[0].shape[0])
+    parts = [forward([a[i:i + FORWARD_BATCH] for a in xs]) for i in range(0, count, FORWARD_BATCH)]
+    return {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]}
 
 
 class _Offsets:
@@ -241,10 +264,10 @@ class _Run:
     started: float  # time.perf_counter() when this run began
 
 
-def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) -> _Best:
+def _descend(loss, weights: _Offsets, fit: list, held_loss: Callable[[], float], run: _Run, say) -> _Best:
     """``tuning.steps`` Adam steps on random batches of ``fit`` (each seen through ``view``
-    where there is one); the loss on ``held`` (inputs, float outputs) is checked 20 times
-    along the way, and the state saved there (``run.saved``)."""
+    where there is one); the held-back images' loss is checked 20 times along the way, and
+    the state saved there (``run.saved``)."""
 
     tuning, view, optimizer, variables = run.tuning, run.view, run.optimizer, weights.variables
 
@@ -258,7 +281,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) ->
     rngs = [rng] + ([view.rng] if view else [])
     first, best = run.saved.restore(rngs) if run.saved else (0, None)
     if best is None:
-        nearest = float(loss(*held))
+        nearest = held_loss()
         best = _Best(0, nearest, nearest, weights.snapshot())
     else:
         say(f"tuning int8 weights: resumed after step {first}/{tuning.steps}")
@@ -268,7 +291,7 @@ def _descend(loss, weights: _Offsets, fit: list, held: tuple, run: _Run, say) ->
         step([view(batch[0]), *batch[1:]] if view else batch)
         checked = done % check == 0 or done == tuning.steps
         if checked:
-            value = float(loss(*held))
+            value = held_loss()
             if value < best.loss:  # NaN never is
                 best = _Best(done, value, best.loss_nearest, weights.snapshot())
         if done % max(1, tuning.steps // 4) == 0:
