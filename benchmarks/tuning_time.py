@@ -41,6 +41,10 @@ def _inputs(net, arch, pre, count: int):
     return light, image, coeff
 
 
+def _named(out) -> dict:
+    return dict(out) if isinstance(out, dict) else {"logits": out}
+
+
 def _seconds(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -84,7 +88,7 @@ def main():
         batch = feed(args.check_images)
         x = batch if isinstance(batch, list) else [batch]
         # in the tuning's own batches (FORWARD_BATCH images a pass), as its checks run
-        forward = lambda: _in_batches(lambda b: dict(model(b if len(b) > 1 else b[0], training=False)), x)  # noqa: E731
+        forward = lambda: _in_batches(lambda b: _named(model(b if len(b) > 1 else b[0], training=False)), x)  # noqa: E731
         forward()
         check = min(_seconds(forward) for _ in range(3))
         out["models"][name] = {"run_seconds": {str(s): round(t, 2) for s, t in runs.items()},
