@@ -151,6 +151,35 @@ def train_runs() -> dict:
     return get("train_memory.json", "memory")
 
 
+TEMPLATE_TUNING = "template (specialist's static layers)"
+
+
+def tuning(name: str, model: str, key: str) -> float:
+    return get(name, "models", model, key)
+
+
+def tuning_sections() -> tuple[Section, ...]:
+    """One section per preset of benchmarks/tuning_time.py: seconds per step and per epoch."""
+    sections = []
+    for name, title in (("tuning_time_demo.json", "demo preset"), ("tuning_time_mv3.json", "full size")):
+        figures = []
+        for model, label in (("lightweight", "LM"), (TEMPLATE_TUNING, "template's static layers")):
+            short = f"tune_{name.split('_')[-1].removesuffix('.json')}_{'lm' if model == 'lightweight' else 'tpl'}"
+            figures += [
+                Figure(f"{short}_step", f"{label}: seconds per step (batch of 32)", name,
+                       lambda n=name, m=model: f"{tuning(n, m, 'seconds_per_step'):.3f} s"),
+                Figure(f"{short}_epoch", f"{label}: an epoch over 1,500 images", name,
+                       lambda n=name, m=model: f"{tuning(n, m, 'epoch_seconds_1500_images'):,.1f} s"),
+                Figure(f"{short}_2000", f"{label}: 2,000 steps on 1,500 images, projected", name,
+                       lambda n=name, m=model: f"{tuning(n, m, 'projected_tuning_seconds_2000_steps_1500_images'):,.0f} s"),
+            ]
+        sections.append(Section(f"Int8 weight tuning time, {title}", name,
+                                "time of the int8 weight tuning (`fidelity-int8-lm`, `full-16x8`), "
+                                "from two runs of different lengths (benchmarks/tuning_time.py)",
+                                tuple(figures)))
+    return tuple(sections)
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("Agreement with float on photos: the fidelity recipe", FID_TFLITE,
             "top-1 agreement of each int8 artifact with the float model on the held-out photos "
@@ -254,6 +283,7 @@ SECTIONS: tuple[Section, ...] = (
         Figure("train_ratio", "10,000 over 1,000 photos", "train_memory.json",
                lambda: ratio(train_runs()["10000"]["peak_rss_mb"] / train_runs()["1000"]["peak_rss_mb"])),
     )),
+    *tuning_sections(),
 )
 
 FIGURES = {f.key: f for s in SECTIONS for f in s.figures}
