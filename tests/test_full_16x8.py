@@ -242,3 +242,22 @@ def test_an_export_stopped_while_tuning_goes_on_from_the_saved_state(ckpt, tflit
     for role in whole:
         assert (tuning[role]["best_step"], tuning[role]["held_back_loss"]) == \
             (whole[role]["best_step"], whole[role]["held_back_loss"]), role
+
+
+def test_a_gpu_fallback_says_what_ran_the_int16x8_specialist(tflite_16x8, tmp_path, capsys):
+    """The GPU does not run int16x8 models (or there is no GPU): with --allow-fallback the
+    specialist runs on the CPU, and the note names what ran it, the builtin kernels, not
+    "CPU (XNNPACK)", which took none of its ops."""
+    from basisnet_deploy.cli import main
+    from basisnet_deploy.data import digits
+
+    path = str(tmp_path / "0.png")
+    digits().images[0].save(path)
+    with pytest.raises(SystemExit) as code:
+        main(["predict", str(tflite_16x8[0]), path, "--json", "--threshold", "1",
+              "--delegate", "gpu", "--allow-fallback"])
+    assert code.value.code == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["specialist_processor"] == "CPU (fallback)"
+    assert row["fallback"].startswith("gpu unavailable (")
+    assert row["fallback"].endswith("; ran on CPU (builtin kernels: XNNPACK took none of the ops)")

@@ -190,7 +190,8 @@ def test_unavailable_delegates_fail_fast_with_exit_2(float_tflite, capsys, monke
     with pytest.raises(DelegateUnavailable, match=r"--delegate gpu \(onnxruntime\): .*--allow-fallback"):
         make_factory("onnxruntime", "gpu")
     fallback = make_factory("onnxruntime", "gpu", allow_fallback=True)
-    assert fallback.fallback_note and fallback.processor == "CPU (fallback)"
+    assert fallback.processor == "CPU (fallback)"
+    assert fallback.fallback_note.startswith("gpu unavailable (") and fallback.fallback_note.endswith("; ran on CPU EP")
 
 
 def test_predict_prints_class_confidence_and_stage(float_tflite, tmp_path, capsys):

@@ -194,6 +194,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         setup.factory.close()
     # after the runs: whether XNNPACK took a model's ops is known once it is prepared
     report.processors = {"lightweight": setup.light_factory.processor, "specialist": setup.factory.processor}
+    report.fallback = setup.factory.fallback_note  # what ran instead, known once the sessions are made
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
     report.full_pipeline_madds = setup.dep.cost().madds

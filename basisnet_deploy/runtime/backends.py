@@ -42,7 +42,8 @@ class BackendFactory:
     delegate: str
     threads: int = 1
     delegate_path: str | None = None
-    fallback_note: str | None = None  # set when --allow-fallback replaced the delegate
+    # why the delegate asked for was replaced by the CPU (--allow-fallback), else None
+    fallback_reason: str | None = None
     providers: list = field(default_factory=list)
     gpu_verdict: GpuVerdict | None = None  # the up-front check of the artifact the GPU runs
     gpu: GpuContext | None = field(default=None, repr=False)  # LiteRT GPU: one device for all sessions
@@ -70,8 +71,17 @@ class BackendFactory:
     def processor(self) -> str:
         """Where this factory's sessions run; for XNNPACK, read after the sessions are made
         (whether it took a model's ops is known once the model is prepared)."""
-        if self.fallback_note:
-            return "CPU (fallback)"
+        return "CPU (fallback)" if self.fallback_reason else self._sessions_run_on()
+
+    @property
+    def fallback_note(self) -> str | None:
+        """Why the delegate was replaced and what ran instead (read after the sessions are
+        made, it says whether XNNPACK took the models), or None without a fallback."""
+        if not self.fallback_reason:
+            return None
+        return f"{self.fallback_reason}; ran on {self._sessions_run_on()}"
+
+    def _sessions_run_on(self) -> str:
         if self.runtime == "onnxruntime":
             ep = self.providers[0].replace("ExecutionProvider", " EP")
             return f"GPU: {ep}" if self.providers[0] == WEBGPU_EP else ep
@@ -170,7 +180,7 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                 f"{', '.join(available)}. Pass --allow-fallback to run on "
                 "the CPU instead, and the report will say so")
         return BackendFactory(runtime, "xnnpack", threads, None,
-                              fallback_note=f"{delegate} unavailable ({reason}); ran on CPU (XNNPACK)",
+                              fallback_reason=f"{delegate} unavailable ({reason})",
                               providers=["CPUExecutionProvider"])
     return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers,
                           gpu_verdict=verdict, ep_devices=ep_devices if providers == [WEBGPU_EP] else None)
