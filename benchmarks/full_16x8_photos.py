@@ -19,13 +19,14 @@ isolated and end to end), coefficient error <= 0.05, accuracy drop <= 0.5 point.
     .venv/bin/python benchmarks/full_16x8_photos.py --ckpt ckpt2=/tmp/fid/ckpt2
         --ckpt ckpt3=/tmp/fid/ckpt3 --photos /tmp/photos2 --work /tmp/f16/work
         [--seeds 0,1,2] [--targets tflite,onnx] [--only ckpt2:0:tflite,...]
-        [--tuning-steps N] [--summarize-only] [--json OUT] [--md OUT]
+        [--tuning-steps N] [--calibration-size N] [--summarize-only] [--json OUT] [--md OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -53,7 +54,20 @@ def command(ckpt_dir: str, photos: str, target: str, seed: int, out: Path, args)
            "--out", str(out), "--json"]
     if args.tuning_steps is not None:
         cmd[-1:-1] = ["--tuning-steps", str(args.tuning_steps)]
+    if args.calibration_size is not None:
+        cmd[-1:-1] = ["--calibration-size", str(args.calibration_size)]
     return cmd
+
+
+def run_measured(cmd: list[str], stdout_path: Path, log_path: Path) -> tuple[int, float, float]:
+    """Run ``cmd`` (stdout to a file, stderr to the log): exit code, wall seconds, and the
+    child's own peak RSS in MB (``wait4``'s rusage, this child only)."""
+    t = time.perf_counter()
+    with open(stdout_path, "w") as out, open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=log, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, round(time.perf_counter() - t, 1), round(usage.ru_maxrss / 1024, 1)
 
 
 def export_once(ckpt: str, ckpt_dir: str, seed: int, target: str, args) -> dict:
@@ -68,18 +82,18 @@ def export_once(ckpt: str, ckpt_dir: str, seed: int, target: str, args) -> dict:
             return record
     cmd = command(ckpt_dir, args.photos, target, seed, work / name, args)
     print(f"{name}: {shlex.join(cmd)}", flush=True)
-    t = time.perf_counter()
-    with open(work / f"{name}.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
-    seconds = round(time.perf_counter() - t, 1)
+    stdout_path = work / f"{name}.stdout"
+    rc, seconds, peak_mb = run_measured(cmd, stdout_path, work / f"{name}.log")
+    stdout = stdout_path.read_text()
     record = {"name": name, "checkpoint": ckpt, "seed": seed, "target": target,
-              "command": shlex.join(cmd), "rc": proc.returncode, "wall_seconds": seconds}
+              "command": shlex.join(cmd), "rc": rc, "wall_seconds": seconds,
+              "peak_rss_mb": peak_mb}
     try:
-        record["manifest"] = json.loads(proc.stdout)
+        record["manifest"] = json.loads(stdout)
     except json.JSONDecodeError:
-        record["stdout"] = proc.stdout[-4000:]
+        record["stdout"] = stdout[-4000:]
     record_path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{name}: rc {proc.returncode} in {seconds} s", flush=True)
+    print(f"{name}: rc {rc} in {seconds} s, peak RSS {peak_mb} MB", flush=True)
     return record
 
 
@@ -115,6 +129,8 @@ def metrics(record: dict) -> dict:
             "weight_tuning": tuning,
             "tuning_seconds_total": round(sum(t["seconds"] for t in tuning.values()), 1),
             "export_seconds": m.get("export_seconds"), "wall_seconds": record["wall_seconds"],
+            "peak_rss_mb": record.get("peak_rss_mb"),
+            "calibration_images": (m.get("calibration") or {}).get("used"),
             "agreement_gate_forced": (m.get("agreement_gate") or {}).get("forced")}
 
 
@@ -160,14 +176,16 @@ def markdown(rows: list[dict], summ: dict, commands: list[str], argv: str, photo
              "    .venv/bin/basisnet-deploy export CKPT --target T --calibration PHOTOS/train \\",
              "        --images PHOTOS/heldout --verify-images 480 --int8-recipe full-16x8 \\",
              "        --specialist presynth --seed S --allow-low-agreement --out WORK/NAME --json", "",
+             "(plus the runner's --tuning-steps and --calibration-size where it was given them: "
+             "the commands as run are listed at the end)", "",
              "Agreement: top-1 with the float model on 480 held-out crops (frames that disagree in "
              "brackets); drop: float accuracy - int8 accuracy, points; template isolated: fed the "
              "float LM's coefficients, end to end: the int8 LM's. Tuning: kept (best step) and "
              "seconds per role, LM / template.", "",
              "| ckpt | target | seed | LM agreement | LM drop | LM coef max abs | template isolated agreement "
              "| isolated drop | isolated max_rel | end-to-end agreement | e2e drop | e2e max_rel "
-             "| tuning LM / template | tuning s | export s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| tuning LM / template | tuning s | export s | calibration images | peak RSS MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def agr(s):
         return f"{s['agreement']:.2f}% ({s['disagree_frames']})"
@@ -180,7 +198,8 @@ def markdown(rows: list[dict], summ: dict, commands: list[str], argv: str, photo
         lines.append(f"| {r['checkpoint']} | {r['target']} | {r['seed']} | {agr(lm)} | {lm['drop']:.2f} "
                      f"| {lm['coef_max_abs']:.4f} | {agr(iso)} | {iso['drop']:.2f} | {iso['max_rel']:.4f} "
                      f"| {agr(e2e)} | {e2e['drop']:.2f} | {e2e['max_rel']:.4f} | {kept} | {secs} "
-                     f"| {r['export_seconds']:.0f} |")
+                     f"| {r['export_seconds']:.0f} | {r.get('calibration_images') or ''} "
+                     f"| {r.get('peak_rss_mb') or 'not recorded'} |")
     lines += ["", "Worst over the runs of each target, and the targets:", "",
               "| target | runs | worst agreement | worst accuracy drop (pt) | worst coef max abs "
               "| worst tuning s (LM + template) | agreement >= 99.5% | coef <= 0.05 | drop <= 0.5 | tuning <= 600 s |",
@@ -210,6 +229,7 @@ def main():
     ap.add_argument("--only", default=None, help="NAME:SEED:TARGET,... in this order (else every combination)")
     ap.add_argument("--verify-images", type=int, default=480)
     ap.add_argument("--tuning-steps", type=int, default=None, help="default: export's (2000)")
+    ap.add_argument("--calibration-size", type=int, default=None, help="default: export's (200)")
     ap.add_argument("--summarize-only", action="store_true", help="run nothing; summarize the records in WORK")
     ap.add_argument("--json", default=None)
     ap.add_argument("--md", default=None)
