@@ -1,17 +1,18 @@
 """Int8 fidelity on real photographs, end to end through the CLI.
 
 A small `demo`-preset BasisNet is trained on the real-photo fixture's training crops (90% of
-720 crops, 10 epochs: above chance on the held-out crops, float LM 26% and specialist 20%
-top-1 against 8%: benchmarks/results/gpu_photos_verify.json), exported to TFLite int8 with calibration on the training folder (the
+720 crops, 20 epochs: on the held-out crops float LM 33% and specialist 46% top-1 against 8%
+chance, benchmarks/results/photo_test_checkpoint/intel_20_epochs.json; at 10 epochs it was
+near chance, and which crops sat on near-ties changed with the CPU: README there), exported to TFLite int8 with calibration on the training folder (the
 full, fidelity and fidelity-int8-lm recipes), and each export is verified on the 240 held-out crops, which share no pixel with the training or
 calibration crops. The claims: verification scores accuracy on held-out photos only; the
 fidelity recipe meets the agreement targets (every artifact >= 99.5% top-1 agreement with the
 float model, isolated and end to end; accuracy drop <= 0.5 point; template logits max_rel
 <= 0.25; LM coefficients within 0.05), and agrees at least as often as full int8, which on
 this checkpoint misses them by far; and fidelity-int8-lm, every
-weight in int8, meets them too. Training is deterministic
-(tests/test_train.py), so these figures are the same on every run on one machine; the
-fidelity artifacts agree on 240/240 or 239/240 crops here, the targets' edge (docs/export.md "Int8
+weight in int8, meets them too. Training is deterministic on one machine
+(tests/test_train.py), not across CPUs; measured on a 2-core Intel Xeon, every fidelity,
+fidelity-int8-lm and full-16x8 artifact agrees on 240/240 crops (docs/export.md "Int8
 recipes" has the benchmark on 480 crops).
 """
 
@@ -30,7 +31,7 @@ def trained(tmp_path_factory):
     ckpt = root / "ckpt"
     with pytest.raises(SystemExit) as code:
         main(["train", "--dataset", str(root / "train"), "--preset", "demo", "--classes", "12",
-              "--epochs", "10", "--batch-size", "64", "--held-out", "0.1", "--out", str(ckpt)])
+              "--epochs", "20", "--batch-size", "64", "--held-out", "0.1", "--out", str(ckpt)])
     assert code.value.code == 0
     return root, ckpt
 
@@ -91,13 +92,13 @@ def test_an_export_with_no_recipe_flag_passes_the_gate_on_held_out_photos(traine
 
 def test_fidelity_int8_lm_recipe_meets_the_agreement_targets_with_every_weight_in_int8(trained, capsys):
     """The lightweight model and the template's static layers in int8 weights, tuned on random
-    views of 150 of 200 calibration crops (50 held back to choose the step). On this
-    near-chance checkpoint nearest rounding moves the LM's coefficients by 0.139, and tuning
-    the weights in absolute units (not in int8 steps) made the held-back crops worse, so nearest
-    rounding was kept: this test fails on that tuning. Measured with 500 steps (this export,
-    TFLite): LM top-1 100%, coefficient error 0.014, held-back loss 17x lower (template: 2.3x);
-    specialists 99.58-100% isolated and end to end (239 or 240 of 240), template max_rel
-    0.040. That the views reach the
+    views of 150 of 200 calibration crops (50 held back to choose the step). On the 10-epoch
+    checkpoint nearest rounding moved the LM's coefficients by 0.139, and tuning the weights in
+    absolute units (not in int8 steps) made the held-back crops worse, so nearest rounding was
+    kept: this test fails on that tuning. Measured with 500 steps (this export, TFLite,
+    benchmarks/results/photo_test_checkpoint/intel_20_epochs.json): LM top-1 100%,
+    coefficient error 0.017, held-back loss 7.2x lower (template: 5.4x); specialists 100%
+    isolated and end to end, template max_rel 0.011. That the views reach the
     tuning is read from the manifest: without them the targets are met too here (coefficient
     error 0.033 at 2,000 steps, benchmarks/lm_weight_tuning_photos.py)."""
     root, ckpt = trained
@@ -109,7 +110,7 @@ def test_fidelity_int8_lm_recipe_meets_the_agreement_targets_with_every_weight_i
         assert tuning["held_back_loss"]["images"] == 50 and tuning["augmented_views"], role
         assert tuning["kept"] == "tuned" and tuning["best_step"] > 0, (role, tuning)
         assert tuning["held_back_loss"]["tuned"] < tuning["held_back_loss"]["nearest_rounding"], role
-    # measured 17x lower for the LM (the template's: 2.3x)
+    # measured 7.2x lower for the LM (the template's: 5.4x)
     lm_loss = v["weight_tuning"]["lightweight"]["held_back_loss"]
     assert lm_loss["tuned"] < lm_loss["nearest_rounding"] / 3
     lm = v["verification"]["lightweight"]
@@ -154,14 +155,14 @@ def test_the_full_integer_recipe_passes_the_gate_on_held_out_photos(trained, cap
     activations), the lightweight model and the pre-synthesized specialist, scored on the 240
     held-out crops with the gate on at 98.5%: LM >= 99.5% top-1 agreement with the float model,
     coefficients within 0.05; the template >= 98.5% isolated and end to end; accuracy within 0.5
-    point; TFLite and ONNX. This checkpoint is near chance (specialist 20% top-1 on 12 classes),
-    so its template answers sit on near-ties: measured here (500 tuning steps, the template's
-    ranges widened 1.5x) TFLite 99.17% isolated, ONNX 98.75% isolated (3 of 240). The 99.5% bar
-    is measured on two stronger photo checkpoints, three seeds each
-    (benchmarks/full_16x8_photos.py). What this catches: template ranges from the
+    point; TFLite and ONNX. Measured here (500 tuning steps; intel_20_epochs.json): 240 of
+    240 on every artifact, both targets; the gate stays at 98.5% because the study on
+    stronger photo checkpoints (480 crops, three seeds each, benchmarks/full_16x8_photos.py)
+    saw end-to-end agreement as low as 98.96%. What this catches: template ranges from the
     mean-coefficient kernels (86-90% on those checkpoints), ranges without the margin (LM
-    coefficient error 0.16), ai-edge-quantizer's moving-average ranges (94%), and the template's
-    ranges widened 3x like the LM's (TFLite: 97.92% isolated, 97.50% end to end)."""
+    coefficient error 0.16), ai-edge-quantizer's moving-average ranges (94%). The template's
+    ranges widened 3x like the LM's cost 3-5 crops of 240 only on the near-chance 10-epoch
+    checkpoint, which this test no longer trains."""
     root, ckpt = trained
     out = root / f"export-16x8-{target}"
     with pytest.raises(SystemExit) as code:
