@@ -60,12 +60,18 @@ def command(ckpt_dir: str, photos: str, target: str, seed: int, out: Path, args)
 
 
 def run_measured(cmd: list[str], stdout_path: Path, log_path: Path) -> tuple[int, float, float]:
-    """Run ``cmd`` (stdout to a file, stderr to the log): exit code, wall seconds, and the
-    child's own peak RSS in MB (``wait4``'s rusage, this child only)."""
+    """Run ``cmd`` (stdout to a file, stderr to the log): exit code, wall seconds, and peak
+    RSS in MiB from ``wait4``'s rusage (Linux: KiB), the largest of the export's own and those
+    of the children it waited for (the GPU check's probe); not a sum."""
     t = time.perf_counter()
     with open(stdout_path, "w") as out, open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=log, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=log)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C during a long export: do not leave it running
+            proc.kill()
+            proc.wait()
+            raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, round(time.perf_counter() - t, 1), round(usage.ru_maxrss / 1024, 1)
 
