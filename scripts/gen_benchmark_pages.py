@@ -161,10 +161,11 @@ def tuning(name: str, model: str, key: str) -> float:
 def tuning_sections() -> tuple[Section, ...]:
     """One section per preset of benchmarks/tuning_time.py: seconds per step and per epoch."""
     sections = []
-    for name, title in (("tuning_time_demo.json", "demo preset"), ("tuning_time_mv3.json", "full size")):
+    for preset, title in (("demo", "demo preset"), ("mv3", "full size")):
+        name = f"tuning_time_{preset}.json"
         figures = []
-        for model, label in (("lightweight", "LM"), (TEMPLATE_TUNING, "template's static layers")):
-            short = f"tune_{name.split('_')[-1].removesuffix('.json')}_{'lm' if model == 'lightweight' else 'tpl'}"
+        for model, role, label in (("lightweight", "lm", "LM"), (TEMPLATE_TUNING, "tpl", "template's static layers")):
+            short = f"tune_{preset}_{role}"
             figures += [
                 Figure(f"{short}_step", f"{label}: seconds per step (batch of 32)", name,
                        lambda n=name, m=model: f"{tuning(n, m, 'seconds_per_step'):.3f} s"),

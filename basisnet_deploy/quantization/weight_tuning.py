@@ -322,10 +322,9 @@ class _Saved:
         # step, loss and nearest rounding's loss of the best step; the tuning's seconds so far
         self.best = tf.Variable([0.0, 0.0, 0.0, 0.0], dtype=tf.float64)
         self.rngs = tf.Variable("", dtype=tf.string)  # the generators' states, as JSON
-        variables = {"offsets": {str(i): v for i, v in enumerate(weights.variables)},
-                     "optimizer": {str(i): v for i, v in enumerate(optimizer.variables)},
-                     "best_offsets": {str(i): v for i, v in enumerate(self.best_values)},
-                     "best": self.best, "rngs": self.rngs}
+        numbered = lambda vs: {str(i): v for i, v in enumerate(vs)}  # noqa: E731 (checkpoint keys)
+        variables = {"offsets": numbered(weights.variables), "optimizer": numbered(optimizer.variables),
+                     "best_offsets": numbered(self.best_values), "best": self.best, "rngs": self.rngs}
         self.state = ResumeState(self.directory, variables, fingerprint, chief=True)
 
     def restore(self, rngs: list) -> tuple[int, _Best | None]:

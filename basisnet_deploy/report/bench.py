@@ -176,7 +176,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     setup = _setup(directory, opts, say)
     report = BenchReport(
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
-        fallback=setup.factory.fallback_note, threads=threads, frames=opts.frames,
+        fallback=None, threads=threads, frames=opts.frames,  # fallback, processors: after the runs
         warmup=opts.warmup, specialist_form=opts.form, bases=opts.bases,
         threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
         processors={},
@@ -192,9 +192,9 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
             report.runners[mode] = _measure_runner(setup, opts, report.threshold, mode, say)
     finally:
         setup.factory.close()
-    # after the runs: whether XNNPACK took a model's ops is known once it is prepared
+    # after the runs: whether XNNPACK took a model's ops (so what ran) is known once it is prepared
     report.processors = {"lightweight": setup.light_factory.processor, "specialist": setup.factory.processor}
-    report.fallback = setup.factory.fallback_note  # what ran instead, known once the sessions are made
+    report.fallback = setup.factory.fallback_note
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
     report.full_pipeline_madds = setup.dep.cost().madds

@@ -65,10 +65,11 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
                          RunnerOptions(threshold=threshold, form=form, mode="sequential"))
     try:
         results = list(run.run(frames))
-        processor = factory.processor  # once every session is made (whether XNNPACK took it)
+        # once every session is made (whether XNNPACK took it), and once for every image
+        processor, fallback = factory.processor, factory.fallback_note
         return [Prediction(str(path), r.label, r.name, round(r.confidence, 6), r.stage,
                            {k: round(v, 3) for k, v in r.times_ms.items()},
-                           processor, factory.fallback_note)
+                           processor, fallback)
                 for path, r in zip(image_paths, results)]
     finally:
         factory.close()
