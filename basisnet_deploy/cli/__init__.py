@@ -178,7 +178,8 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
 @click.option("--seed", type=int, default=_TRAIN_DEFAULTS.seed, show_default=True,
               help="Seeds data split, shuffling, init and dropout: the same seed gives the same "
                    "held-out split and data order; with the default strategy on CPU the weights "
-                   "are bit-identical across processes (docs/training.md).")
+                   "are bit-identical across processes on one machine (another CPU model may "
+                   "round differently: docs/training.md).")
 @click.option("--strategy", type=click.Choice(TRAIN_STRATEGIES), default="default",
               show_default=True, help="tf.distribute strategy the training step runs under; "
                                       "multi-worker reads TF_CONFIG (docs/training.md).")

@@ -145,8 +145,9 @@ def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings
     """Train a BasisNet on ``dataset`` (a :class:`Dataset` in memory or a streamed
     :class:`FileList`); ``progress(step, total, logs)`` is called per step.
 
-    The same arguments give bit-identical weights in any process (single-process strategies;
-    see :func:`reproducible_graphs`)."""
+    The same arguments give bit-identical weights in any process on one machine
+    (single-process strategies; see :func:`reproducible_graphs`); another CPU model may
+    round differently."""
     with reproducible_graphs():
         return _train(dataset, arch, pre, settings, progress, run)
 
