@@ -255,3 +255,29 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(capsys, monkeypatch):
     assert e.value.code == 1, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["Error: KeyError: 'stem' (run with -v for the traceback)"]
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_a_run_stopped_by_a_signal_exits_130_with_one_line(tmp_path, capsys, monkeypatch, command):
+    """A stopped training or weight tuning (its state saved) exits with the shell's 130 for a
+    signal, not 2 (a user mistake), so scripts can tell a stop from bad input."""
+    from basisnet_deploy.export import pipeline
+    from basisnet_deploy.quantization.settings import TuningInterrupted
+    from basisnet_deploy.training import trainer
+    from basisnet_deploy.training.resume import TrainingInterrupted
+
+    def stopped(error):
+        def run(*args, **kwargs):
+            raise error("SIGINT stopped it; the same command goes on from there")
+        return run
+
+    monkeypatch.setattr(trainer, "train_checkpoint", stopped(TrainingInterrupted))
+    monkeypatch.setattr(pipeline, "export", stopped(TuningInterrupted))
+    argv = {"train": ["train", "--out", str(tmp_path / "ckpt")],
+            "export": ["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]}[command]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 130, err
+    assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == \
+        ["Error: SIGINT stopped it; the same command goes on from there"]

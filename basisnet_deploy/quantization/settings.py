@@ -89,6 +89,8 @@ class TunedWeights:
 class TuningInterrupted(UserError):
     """SIGINT or SIGTERM stopped the tuning; its state so far is saved where it was asked to be."""
 
+    exit_code = 130  # the shell's code for a run stopped by a signal, as Ctrl-C elsewhere
+
 
 def finite_loss(loss: float) -> float | None:
     return float(f"{loss:.6g}") if math.isfinite(loss) else None  # JSON has no NaN

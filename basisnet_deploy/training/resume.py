@@ -28,6 +28,8 @@ from basisnet_deploy.common.files import write_json_atomically
 class TrainingInterrupted(UserError):
     """SIGINT or SIGTERM stopped training; the last completed epoch is saved."""
 
+    exit_code = 130  # the shell's code for a run stopped by a signal, as Ctrl-C elsewhere
+
 
 def resume_dir(out: str | Path) -> Path:
     out = Path(out)
