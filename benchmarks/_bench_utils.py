@@ -24,8 +24,10 @@ def logits_endpoint(model):
 
 
 def recorded() -> dict:
-    """Where and when a result was measured: UTC date, the command line, the machine and the
-    CPU's model and SIMD flags (scripts/gen_benchmark_pages.py shows them beside each figure)."""
+    """Where and when a result was measured: UTC date, the command line, the machine, the
+    CPU's model and SIMD flags (scripts/gen_benchmark_pages.py shows them beside each figure)
+    and the load average as the result is written (1, 5, 15 minutes: other work on the
+    machine during a timing shows there)."""
     import datetime
     import os
     import platform
@@ -45,7 +47,8 @@ def recorded() -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "command": " ".join(["python", *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "cpu": f"{cpu}; flags: {' '.join(simd) or 'no SSE4.2, AVX2 or AVX-512'}"}
+            "cpu": f"{cpu}; flags: {' '.join(simd) or 'no SSE4.2, AVX2 or AVX-512'}",
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def write_result(result: dict, json_out: str | None) -> None:

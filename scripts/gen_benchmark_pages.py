@@ -306,6 +306,7 @@ def provenance(name: str) -> list[str]:
     cpu = recorded.get("cpu")
     date = recorded.get("date") or data.get("date")
     command = recorded.get("command") or data.get("command")
+    load_average = recorded.get("load_average")
     if command:
         how = f"- command: `{scratch(command)}`"
     elif isinstance(data.get("args"), dict):
@@ -313,7 +314,8 @@ def provenance(name: str) -> list[str]:
             f"`{k}={scratch(str(v))}`" for k, v in data["args"].items() if v not in ("", None))
     else:
         how = "- command: not recorded in the JSON"
-    return [f"- machine: {machine or 'not recorded'}" + (f"; CPU: {cpu}" if cpu else ""),
+    return [f"- machine: {machine or 'not recorded'}" + (f"; CPU: {cpu}" if cpu else "")
+            + (f"; load average (1, 5, 15 min) as written: {', '.join(map(str, load_average))}" if load_average else ""),
             f"- date: {date or 'not recorded in the JSON'}", how]
 
 
