@@ -70,27 +70,59 @@ def _coefficients(seed, k=3, rows=2):
     return np.random.default_rng(seed).dirichlet(np.ones(k), size=rows).astype(np.float32)
 
 
-def _synthetic(k=4, seed=0):
+def _synthetic(k=4, seed=0, bias_dtype="int32"):
     """(template, table, bases): layouts the TFLite export never makes (channel axis 1 with
-    inner > 1, no bias, an all-zero channel), odd lengths, unaligned offsets."""
+    inner > 1, no bias, an all-zero channel), odd lengths, unaligned offsets; int32 biases, or
+    int64 ones as beside int16 activations."""
     rng = np.random.default_rng(seed)
     specs = [("conv", (12, 1, 1, 20), -1, True), ("depthwise", (1, 3, 3, 16), -1, True),
              ("conv", (5, 6, 3, 3), 1, False), ("conv", (7, 2, 2, 3), 0, True),
              # long enough for the AVX2 loops' 32-wide blocks, 8-wide steps and scalar tails
              ("conv", (6, 1, 1, 77), -1, True), ("depthwise", (1, 3, 3, 45), -1, False)]
     table, bases, at = [], {}, 7
+    width = np.dtype(bias_dtype).itemsize
     for i, (kind, shape, axis, has_bias) in enumerate(specs):
         n, c = int(np.prod(shape)), shape[axis if axis >= 0 else {"conv": 0, "depthwise": 3}[kind]]
         p = Patch(f"l{i}", i % 2, kind, shape, "int8", at, at + n + 1,
-                  at + n + 3 + 4 * c if has_bias else -1, at + n + 5 + 8 * c if has_bias else -1,
-                  0.02 * (i + 1), axis)
-        at += n + 9 + 12 * c
+                  at + n + 3 + 4 * c if has_bias else -1, at + n + 5 + (4 + width) * c if has_bias else -1,
+                  0.02 * (i + 1), axis, bias_dtype=bias_dtype)
+        at += n + 9 + (8 + width) * c
         table.append(p)
         bases[p.layer] = rng.normal(0, 0.1, (k, *shape)).astype(np.float32)
         bases[p.layer + "/bias"] = rng.normal(0, 1, c).astype(np.float32)
     bases["l0"][:, 3] = 0.0  # a dead channel with a bias: its scale is the bias floor
     bases["l5"][..., 7] = 0.0  # a dead channel without one: scale falls back to float32(1e-9)
     return bytes(rng.integers(0, 256, at + 11, dtype=np.uint8)), table, bases
+
+
+@needs_compiled
+def test_int64_biases_compiled_numpy_and_reference_give_identical_bytes():
+    """Beside int16 activations (full-16x8 templates) the bias is int64 and has no scale floor:
+    the compiled kernel writes it as the NumPy path and the reference do, an all-zero channel
+    keeps scale 1e-9 and its exact bias, and a bias past 2^63 saturates to the int64 maximum."""
+    template, table, bases = _synthetic(bias_dtype="int64")
+    bases["l3/bias"][2] = 1e9  # / (0.08 * 1e-9) is past 2^63 on an all-zero channel
+    bases["l3"][:, 2] = 0.0
+    coefficients = [_coefficients(s, k=4, rows=2) for s in range(3)]
+    outs = {}
+    for kernel, simd in (("numpy", True), ("compiled", True), ("compiled", False)):
+        try:
+            fast_synthesis.use_simd(simd)
+            fast = FastSynthesizer(template, table, kernel=kernel, bases=bases)
+            outs[kernel, simd] = [bytes(fast.synthesize(c)) for c in coefficients]
+        finally:
+            fast_synthesis.use_simd(True)
+    assert outs["numpy", True] == outs["compiled", True] == outs["compiled", False]
+    ref = synthesize(template, table, bases, coefficients[-1])
+    assert outs["compiled", True][-1] == ref
+    dead = table[0]  # channel 3 all zero: no floor for an int64 bias, so scale 1e-9
+    assert np.frombuffer(ref, "<f4", 1, dead.scale_offset + 4 * 3)[0] == np.float32(1e-9)
+    bias_q = np.frombuffer(ref, "<i8", 12, dead.bias_offset)
+    bias_scale = np.frombuffer(ref, "<f4", 12, dead.bias_scale_offset)
+    assert abs(bias_q[3] * float(bias_scale[3]) - bases["l0/bias"][3]) <= 1e-6 * abs(bases["l0/bias"][3])
+    assert abs(int(bias_q[3])) > 2**31  # would not fit an int32 bias
+    saturated = np.frombuffer(ref, "<i8", 7, table[3].bias_offset)[2]
+    assert saturated == np.iinfo(np.int64).max
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -94,9 +94,9 @@ def test_the_image_range_is_the_calibration_images_extremes_widened_by_the_roles
 
 
 def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_16x8):
-    """Beside int16 activations the bias is int64: the reference synthesize() and the runner's
-    synthesizer (which leaves the compiled int32 kernel for its NumPy path) write the same bytes,
-    and the patched template runs."""
+    """Beside int16 activations the bias is int64: the reference synthesize(), the runner's
+    synthesizer and the compiled kernel and NumPy path each write the same bytes, and the
+    patched template runs."""
     from basisnet_deploy.artifacts.manifest import load_manifest
     from basisnet_deploy.artifacts.synthesis import load_presynth, synthesize
     from basisnet_deploy.runtime.sessions import LiteRTSession
@@ -111,10 +111,11 @@ def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_1
     coefficients = np.random.default_rng(0).dirichlet(np.ones(k), size=1 + max(p.slot for p in presynth.table))
     reference = synthesize(presynth.template, presynth.table, presynth.bases, coefficients)
     assert model_bytes_fn(presynth)(coefficients) == reference != presynth.template
-    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer
+    from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer, compiled_available
 
-    # the compiled kernel writes int32 biases: "auto" leaves it for the NumPy path
-    assert FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases).kernel == "numpy"
+    for kernel in ("numpy", "compiled") if compiled_available() else ("numpy",):
+        fast = FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases, kernel=kernel)
+        assert bytes(fast.synthesize(coefficients)) == reference, kernel
     session = LiteRTSession(reference, name="synthesized")
     out = session.run({"image": np.zeros((1, 32, 32, 3), np.float32)})
     assert all(np.all(np.isfinite(v)) for v in out.values())

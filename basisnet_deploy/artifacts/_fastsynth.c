@@ -1,7 +1,8 @@
 /* Fused synthesis kernel: mix the K bases of each patched int8 conv, re-quantize it per output
- * channel and write kernel bytes, scales, int32 bias and bias scales straight into the model
- * buffer. Called through ctypes by basisnet_deploy/fast_synthesis.py, which also holds the
- * pure-NumPy fallback that must give the same bytes.
+ * channel and write kernel bytes, scales, bias (int32, or int64 beside int16 activations) and
+ * bias scales straight into the model buffer. Called through ctypes by
+ * basisnet_deploy/fast_synthesis.py, which also holds the pure-NumPy fallback that must give
+ * the same bytes.
  *
  * The arithmetic is the format's definition (fast_synthesis.py's docstring states it), so it
  * must stay bit-identical to NumPy and to the Java core:
@@ -31,7 +32,7 @@
 #endif
 
 enum { D_BASES, D_BSCALES, D_BIAS, D_OUTER, D_C, D_INNER, D_SLOT, D_WOFF, D_SOFF, D_BOFF, D_BSOFF,
-       D_INSCALE, D_N };
+       D_INSCALE, D_BIAS64, D_N }; /* D_BIAS64: 1 where the bias is int64 */
 
 /* One block of the mix: acc[j] for n contiguous elements is acc = b_0 * m_0, then
  * acc = acc + b_k * m_k for k = 1..K-1, each product and sum rounded to float32. */
@@ -89,14 +90,14 @@ BN_INLINE uint32_t max_abs_bits(const float *restrict w, int64_t n, uint32_t m) 
 }
 
 /* The channel's weight scale: max |w| / 127, 1e-9 where that is not > 0, then raised to the
- * bias floor |bias[c]| / (input_scale * 2^30) where the layer has a bias (so the int32 bias of
- * a (near) zero channel fits instead of saturating). */
+ * bias floor |bias[c]| / (input_scale * 2^30) where the layer has an int32 bias (so the bias of
+ * a (near) zero channel fits instead of saturating; an int64 bias fits at any scale). */
 BN_INLINE float channel_scale(uint32_t max_bits, const int64_t *d, int64_t c) {
     float m, s;
     memcpy(&m, &max_bits, 4);
     s = m / 127.0f;
     s = s > 0.0f ? s : (float)1e-9; /* (float)1e-9: NumPy's np.float32(1e-9) */
-    if (d[D_BOFF] >= 0) {
+    if (d[D_BOFF] >= 0 && !d[D_BIAS64]) {
         const float *bias = (const float *)(intptr_t)d[D_BIAS];
         float in_scale;
         uint32_t in_bits = (uint32_t)d[D_INSCALE];
@@ -299,9 +300,10 @@ static void layer_generic(const bn_ctx *cx, const int64_t *d) { layer(0, cx, d);
 BN_AVX2 static void layer_avx2(const bn_ctx *cx, const int64_t *d) { layer(1, cx, d); }
 #endif
 
-/* Scales, and the int32 bias re-quantized with them: bias_scale = input_scale * scale[c],
- * bias_q = round_half_even(bias[c] / bias_scale), about 2^30 at most by channel_scale's floor
- * (float32 rounding can add a few ulps; saturated to int32 all the same). */
+/* Scales, and the bias re-quantized with them: bias_scale = input_scale * scale[c], bias_q =
+ * round_half_even(bias[c] / bias_scale) in float32, saturated to the bias's type: an int32
+ * bias is about 2^30 at most by channel_scale's floor (float32 rounding can add a few ulps);
+ * an int64 one has no floor. */
 static void write_channel_data(const int64_t *d, uint8_t *buf, const float *scales) {
     const int64_t C = d[D_C];
     const float *bias = (const float *)(intptr_t)d[D_BIAS];
@@ -313,8 +315,14 @@ static void write_channel_data(const int64_t *d, uint8_t *buf, const float *scal
     for (int64_t c = 0; c < C; c++) {
         const float bias_scale = in_scale * scales[c];
         const float q = rintf(bias[c] / bias_scale);
-        const int32_t v = q >= 2147483648.0f ? INT32_MAX : q < -2147483648.0f ? INT32_MIN : (int32_t)q;
-        memcpy(buf + d[D_BOFF] + 4 * c, &v, 4);
+        if (d[D_BIAS64]) {
+            const int64_t v = q >= 9223372036854775808.0f ? INT64_MAX
+                              : q < -9223372036854775808.0f ? INT64_MIN : (int64_t)q;
+            memcpy(buf + d[D_BOFF] + 8 * c, &v, 8);
+        } else {
+            const int32_t v = q >= 2147483648.0f ? INT32_MAX : q < -2147483648.0f ? INT32_MIN : (int32_t)q;
+            memcpy(buf + d[D_BOFF] + 4 * c, &v, 4);
+        }
         memcpy(buf + d[D_BSOFF] + 4 * c, &bias_scale, 4);
     }
 }
@@ -389,9 +397,9 @@ BN_EXPORT int bn_mix_f32(const float *bases, int64_t K, int64_t n, const float *
 /* The descriptor width, so the Python side can check it builds rows of the right size. */
 BN_EXPORT int bn_desc_fields(void) { return D_N; }
 
-/* The arithmetic's version (2: the bias floor on weight scales), so a stale build is not
- * used: fast_synthesis.KERNEL_VERSION must match. */
-BN_EXPORT int bn_kernel_version(void) { return 2; }
+/* The arithmetic's version (2: the bias floor on weight scales; 3: int64 biases), so a stale
+ * build is not used: fast_synthesis.KERNEL_VERSION must match. */
+BN_EXPORT int bn_kernel_version(void) { return 3; }
 
 /* A real (empty) CPython module, so setuptools builds and names it like any extension; the
  * kernel itself is reached through ctypes. */

@@ -3,9 +3,10 @@
 ``FastSynthesizer`` holds one mutable copy of an int8 template (``buffer``, a bytearray made
 once) and patches it per coefficient set: for every patched conv, one pass per output channel
 mixes the K bases into a channel-sized scratch, quantizes it and writes the int8 kernel bytes,
-the float32 scales, the int32 bias and the bias scales at the patch table's offsets. No
-full-size float32 kernel, no template copy per frame. Layers whose coefficient row is
-bit-identical to the previous call's are skipped (their bytes in ``buffer`` are already right).
+the float32 scales, the bias (int32, or int64 beside int16 activations) and the bias scales
+at the patch table's offsets. No full-size float32 kernel, no template copy per frame. Layers
+whose coefficient row is bit-identical to the previous call's are skipped (their bytes in
+``buffer`` are already right).
 
 Two implementations give identical bytes: a compiled kernel (``_fastsynth.c``, built at
 ``pip install`` when a C compiler is there) and a pure-NumPy fallback.
@@ -25,13 +26,14 @@ layer with coefficient row a[0..K-1] and output channel c of element j:
 - mix: ``w = b_0 * m_0``, then ``w = w + b_k * m_k`` for k = 1..K-1 (so the float path is
   ``synthesis.mix``, and the compact path is ``compact_bases.mixed_kernel``);
 - scale: ``m = max_j |w|`` over the channel, ``s = m / 127`` (float32 division), and
-  ``s = float32(1e-9)`` where s is not > 0; then, where the patch has a bias,
-  ``s = max(s, |bias[c]| / (float32(input_scale) * 2^30))``, so the int32 bias of a (near)
-  zero channel fits instead of saturating;
+  ``s = float32(1e-9)`` where s is not > 0; then, where the patch has an int32 bias,
+  ``s = max(s, |bias[c]| / (float32(input_scale) * 2^30))``, so the bias of a (near) zero
+  channel fits instead of saturating (an int64 bias fits at any scale);
 - kernel: ``int8(clip(round_half_even(w / s), -127, 127))``, w / s a float32 division;
 - bias (when the patch has one): ``bs = float32(input_scale) * s``, ``bq =
-  round_half_even(bias[c] / bs)``, about 2^30 at most in magnitude by the scale's floor
-  (float32 rounding can add a few ulps; saturated to int32 all the same);
+  round_half_even(bias[c] / bs)`` in float32, saturated to the bias's type
+  (``synthesis.quantize_bias``); an int32 one is about 2^30 at most in magnitude by the
+  scale's floor (float32 rounding can add a few ulps);
 - written little-endian: kernel at weight_offset, s at scale_offset, bq at bias_offset, bs at
   bias_scale_offset.
 
@@ -55,12 +57,12 @@ import numpy as np
 
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.artifacts.synthesis import (Patch, bias_scale_floor, mix, overlapping,
-                                                 quantize_kernel)
+                                                 quantize_bias, quantize_kernel)
 
 # Descriptor row per layer; the order of the C enum in _fastsynth.c.
 (D_BASES, D_BSCALES, D_BIAS, D_OUTER, D_C, D_INNER, D_SLOT, D_WOFF, D_SOFF, D_BOFF, D_BSOFF,
- D_INSCALE) = range(12)
-N_FIELDS = 12
+ D_INSCALE, D_BIAS64) = range(13)
+N_FIELDS = 13
 KERNELS = ("auto", "compiled", "numpy")
 
 
@@ -82,7 +84,7 @@ class _Layer:
         return int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
 
 
-KERNEL_VERSION = 2  # _fastsynth.c's bn_kernel_version: 2 has the bias floor on weight scales
+KERNEL_VERSION = 3  # _fastsynth.c's bn_kernel_version: 2 has the bias floor on weight scales, 3 int64 biases
 
 
 def _load_library():
@@ -190,6 +192,7 @@ class FastSynthesizer:
             row[[D_WOFF, D_SOFF, D_BOFF, D_BSOFF]] = [p.weight_offset, p.scale_offset,
                                                       p.bias_offset, p.bias_scale_offset]
             row[D_INSCALE] = int(np.float32(p.input_scale).view(np.uint32))
+            row[D_BIAS64] = p.bias_dtype == "int64"
             scratch_n = max(scratch_n, inner if outer == 1 else outer * c * inner)
             channels_n = max(channels_n, c)
         self._desc, self._scratch = desc, np.zeros(scratch_n, np.float32)
@@ -232,15 +235,13 @@ def _choose_kernel(kernel: str, table: list[Patch]) -> str:
         raise FastSynthesisError(f"kernel: {kernel!r}, expected one of {', '.join(KERNELS)}")
     # The C kernel scales per output channel; a per-tensor template (ONNX dynamic) is patched
     # by the NumPy path, which shares the reference's quantize_kernel.
-    # Nor does it write int64 biases (a template with int16 activations).
-    numpy_only = any(p.per_tensor or p.bias_dtype != "int32" for p in table)
+    numpy_only = any(p.per_tensor for p in table)
     if kernel == "compiled" and _KERNEL is None:
         raise FastSynthesisError("kernel: the compiled kernel is not built (no C compiler at "
                                  "install?); use kernel='numpy' or 'auto'")
     if kernel == "compiled" and numpy_only:
-        raise FastSynthesisError("kernel: the compiled kernel scales per channel and writes int32 "
-                                 "biases; this template scales per tensor or has int64 biases; "
-                                 "use kernel='numpy' or 'auto'")
+        raise FastSynthesisError("kernel: the compiled kernel scales per channel; this template "
+                                 "scales per tensor; use kernel='numpy' or 'auto'")
     return "numpy" if kernel == "numpy" or _KERNEL is None or numpy_only else "compiled"
 
 
@@ -320,11 +321,7 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
     if p.bias_offset < 0:
         return
     bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
-    bias_q = np.round(layer.bias / bias_scale)  # float32, as synthesize() rounds it
-    info = np.iinfo(p.bias_dtype)
-    bias_q = np.clip(bias_q.astype(np.float64), info.min, info.max).astype(  # saturate
-        np.dtype(p.bias_dtype).newbyteorder("<"))
-    _put(view, p.bias_offset, bias_q)
+    _put(view, p.bias_offset, quantize_bias(layer.bias, bias_scale, p.bias_dtype))
     _put(view, p.bias_scale_offset, bias_scale.astype("<f4"))
 
 

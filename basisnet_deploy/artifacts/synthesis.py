@@ -2,8 +2,8 @@
 
 The pre-synthesized specialist is an ordinary static-weight model (the *template*) plus the
 BN-folded bases of its non-shared convs and a *patch table* recorded at export: for every
-non-shared conv, where its kernel bytes (and, for int8, its per-channel scales and int32 bias)
-sit in the template file. ``synthesize`` writes new values at those offsets: no flatbuffer or
+non-shared conv, where its kernel bytes (and, for int8, its per-channel scales and bias) sit
+in the template file. ``synthesize`` writes new values at those offsets: no flatbuffer or
 protobuf rebuild, NumPy only, so the same code runs in a runner thread or a phone port.
 
 Int8: each synthesized kernel is re-quantized symmetric per output channel (zero point 0,
@@ -289,6 +289,23 @@ def quantize_per_channel(w: np.ndarray, axis: int,
     return q, scale
 
 
+def quantize_bias(bias: np.ndarray, bias_scale: np.ndarray, dtype: str) -> np.ndarray:
+    """``round_half_even(bias / bias_scale)`` in float32, saturated to ``dtype`` (int32 or
+    int64), little-endian: a value at or past 2^31 (2^63) becomes the type's largest, as the
+    compiled kernel and the Java core write it. The float32 result goes through float64, where
+    every float32 integer below the bound converts exactly; a plain cast of one at the bound
+    would overflow."""
+    q = np.round(np.asarray(bias, np.float32) / bias_scale).astype(np.float64)
+    info = np.iinfo(dtype)
+    bound = 2.0 ** (info.bits - 1)
+    out = np.empty(q.shape, np.dtype(dtype).newbyteorder("<"))
+    high, low = q >= bound, q < -bound
+    inside = ~(high | low)
+    out[inside] = q[inside]
+    out[high], out[low] = info.max, info.min
+    return out
+
+
 def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarray],
                coefficients: np.ndarray) -> bytes:
     """Model bytes of the specialist for one coefficient set [L, K].
@@ -312,9 +329,7 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
         if not has_bias:
             continue
         bias_scale = (np.float32(p.input_scale) * scale).astype(np.float32)
-        bias_q = np.round(bases[p.layer + "/bias"] / bias_scale)
-        info = np.iinfo(p.bias_dtype)
-        bias_q = np.clip(bias_q, info.min, info.max).astype(np.dtype(p.bias_dtype).newbyteorder("<"))
+        bias_q = quantize_bias(bases[p.layer + "/bias"], bias_scale, p.bias_dtype)
         writes += [(p.bias_offset, bias_q.tobytes()), (p.bias_scale_offset, bias_scale.astype("<f4").tobytes())]
     return _splice(template, writes)
 
