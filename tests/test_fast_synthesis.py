@@ -97,11 +97,11 @@ def _synthetic(k=4, seed=0, bias_dtype="int32"):
 
 @needs_compiled
 def test_int64_biases_compiled_numpy_and_reference_give_identical_bytes():
-    """Beside int16 activations (full-16x8 templates) the bias is int64 and has no scale floor:
-    the compiled kernel writes it as the NumPy path and the reference do, an all-zero channel
-    keeps scale 1e-9 and its exact bias, and a bias past 2^63 saturates to the int64 maximum."""
+    """Beside int16 activations (full-16x8 templates) the bias is int64: the compiled kernel
+    writes it as the NumPy path and the reference do, and an all-zero channel's scale is raised
+    to the bias floor as for int32 (its bias near 2^30, not 2^31 or more)."""
     template, table, bases = _synthetic(bias_dtype="int64")
-    bases["l3/bias"][2] = 1e9  # / (0.08 * 1e-9) is past 2^63 on an all-zero channel
+    bases["l3/bias"][2] = 1e9  # a huge bias on an all-zero channel: still near 2^30
     bases["l3"][:, 2] = 0.0
     coefficients = [_coefficients(s, k=4, rows=2) for s in range(3)]
     outs = {}
@@ -115,14 +115,74 @@ def test_int64_biases_compiled_numpy_and_reference_give_identical_bytes():
     assert outs["numpy", True] == outs["compiled", True] == outs["compiled", False]
     ref = synthesize(template, table, bases, coefficients[-1])
     assert outs["compiled", True][-1] == ref
-    dead = table[0]  # channel 3 all zero: no floor for an int64 bias, so scale 1e-9
-    assert np.frombuffer(ref, "<f4", 1, dead.scale_offset + 4 * 3)[0] == np.float32(1e-9)
-    bias_q = np.frombuffer(ref, "<i8", 12, dead.bias_offset)
-    bias_scale = np.frombuffer(ref, "<f4", 12, dead.bias_scale_offset)
-    assert abs(bias_q[3] * float(bias_scale[3]) - bases["l0/bias"][3]) <= 1e-6 * abs(bases["l0/bias"][3])
-    assert abs(int(bias_q[3])) > 2**31  # would not fit an int32 bias
-    saturated = np.frombuffer(ref, "<i8", 7, table[3].bias_offset)[2]
-    assert saturated == np.iinfo(np.int64).max
+    for p, channel in ((table[0], 3), (table[3], 2)):  # the two all-zero channels with a bias
+        bias_q = np.frombuffer(ref, "<i8", p.channels, p.bias_offset)
+        bias_scale = np.frombuffer(ref, "<f4", p.channels, p.bias_scale_offset)
+        bias = bases[p.layer + "/bias"][channel]
+        assert 2**29 < abs(int(bias_q[channel])) <= 2**30 + 64, p.layer
+        assert abs(bias_q[channel] * float(bias_scale[channel]) - bias) <= 1e-6 * abs(bias)
+
+
+@pytest.mark.parametrize("dtype, value, expected", [
+    ("int32", 2.0**31, 2**31 - 1), ("int32", -2.0**31, -2**31), ("int32", 2.0**31 - 128, 2**31 - 128),
+    ("int32", np.inf, 2**31 - 1), ("int32", -np.inf, -2**31),
+    ("int64", 2.0**63, 2**63 - 1), ("int64", -2.0**63, -2**63), ("int64", 2.0**63 - 2**39, 2**63 - 2**39),
+    ("int64", np.inf, 2**63 - 1), ("int64", -np.inf, -2**63), ("int64", -2.5, -2)])
+def test_quantize_bias_rounds_half_even_and_saturates_at_the_types_bounds(dtype, value, expected):
+    """The bound itself saturates (a plain cast of float32(2^31) or 2^63 overflows to the
+    minimum); the largest float32 below it converts exactly; halves round to even."""
+    from basisnet_deploy.artifacts.synthesis import quantize_bias
+
+    out = quantize_bias(np.array([value], np.float32), np.float32(1.0), dtype)
+    assert out.dtype == np.dtype(dtype).newbyteorder("<")
+    assert int(out[0]) == expected
+
+
+def test_a_dead_channel_of_an_int16x8_template_keeps_its_bias():
+    """An int16x8 conv whose synthesized kernel is zero in one channel still outputs that
+    channel's bias. Without the bias floor on its weight scale (1e-9) the int64 bias is about
+    1.6e14 after an input scale of 1.8e-6, past what TFLite's 16x8 kernels compute, and the
+    requantize multiplier under 2^-31: the channel output 0."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from basisnet_deploy.artifacts.synthesis import mix
+    from basisnet_deploy.calibration.reader import FeedReader
+    from basisnet_deploy.converters.base import Graph
+    from basisnet_deploy.converters.tflite import TFLiteExporter
+    from basisnet_deploy.converters.tflite_patch import locate
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    image = keras.Input((8, 8, 4), batch_size=1, name="image")
+    conv = keras.layers.Conv2D(6, 1, name="expand")
+    model = keras.Model(image, keras.layers.GlobalAveragePooling2D()(conv(image)))
+    bases = {"expand": rng.normal(0, 0.3, (3, 6, 1, 1, 4)).astype(np.float32),
+             "expand/bias": rng.normal(0, 0.2, 6).astype(np.float32)}
+    baked = np.full((1, 3), 1 / 3, np.float32)
+    conv.set_weights([np.transpose(mix(bases["expand"], baked[0]), (1, 2, 3, 0)), bases["expand/bias"]])
+    graph = Graph("specialist_presynth", model, lambda image: {"logits": model(image)},
+                  [tf.TensorSpec([1, 8, 8, 4], tf.float32, name="image")], ["logits"], patchable=True)
+    # inputs of small range: an input scale near 1.8e-6 (int16)
+    feeds = [{"image": (0.01 * rng.standard_normal((1, 8, 8, 4))).astype(np.float32)} for _ in range(8)]
+    template = TFLiteExporter().convert(graph, "int16x8", FeedReader(feeds, margin=1.5))
+    table = locate(template, {"expand": ("conv", 0, mix(bases["expand"], baked[0]))})
+    assert table[0].bias_dtype == "int64"
+    bases["expand"][:, 4] = 0.0  # channel 4 dead in every basis
+    bases["expand/bias"][4] = 0.3
+    coefficients = np.array([[0.2, 0.3, 0.5]], np.float32)
+    it = Interpreter(model_content=synthesize(template, table, bases, coefficients))
+    it.allocate_tensors()
+    x = feeds[0]["image"]
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    conv.set_weights([np.transpose(mix(bases["expand"], coefficients[0]), (1, 2, 3, 0)), bases["expand/bias"]])
+    want = model(x).numpy()
+    assert want[0, 4] == pytest.approx(0.3, abs=1e-6)
+    assert got[0, 4] == pytest.approx(0.3, abs=0.01)
+    assert np.abs(got - want).max() < 0.01
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -113,6 +113,8 @@ def test_the_template_is_patched_with_int64_biases_by_both_synthesizers(tflite_1
     assert model_bytes_fn(presynth)(coefficients) == reference != presynth.template
     from basisnet_deploy.artifacts.fast_synthesis import FastSynthesizer, compiled_available
 
+    auto = FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases)
+    assert auto.kernel == ("compiled" if compiled_available() else "numpy")  # int64 biases too
     for kernel in ("numpy", "compiled") if compiled_available() else ("numpy",):
         fast = FastSynthesizer(presynth.template, presynth.table, bases=presynth.bases, kernel=kernel)
         assert bytes(fast.synthesize(coefficients)) == reference, kernel

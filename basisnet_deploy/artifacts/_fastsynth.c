@@ -90,14 +90,15 @@ BN_INLINE uint32_t max_abs_bits(const float *restrict w, int64_t n, uint32_t m) 
 }
 
 /* The channel's weight scale: max |w| / 127, 1e-9 where that is not > 0, then raised to the
- * bias floor |bias[c]| / (input_scale * 2^30) where the layer has an int32 bias (so the bias of
- * a (near) zero channel fits instead of saturating; an int64 bias fits at any scale). */
+ * bias floor |bias[c]| / (input_scale * 2^30) where the layer has a bias (so the bias of a
+ * (near) zero channel stays near 2^30: an int32 one fits, and an int64 one stays inside what
+ * TFLite's 16x8 kernels compute; synthesis.bias_scale_floor has the details). */
 BN_INLINE float channel_scale(uint32_t max_bits, const int64_t *d, int64_t c) {
     float m, s;
     memcpy(&m, &max_bits, 4);
     s = m / 127.0f;
     s = s > 0.0f ? s : (float)1e-9; /* (float)1e-9: NumPy's np.float32(1e-9) */
-    if (d[D_BOFF] >= 0 && !d[D_BIAS64]) {
+    if (d[D_BOFF] >= 0) {
         const float *bias = (const float *)(intptr_t)d[D_BIAS];
         float in_scale;
         uint32_t in_bits = (uint32_t)d[D_INSCALE];
@@ -301,9 +302,8 @@ BN_AVX2 static void layer_avx2(const bn_ctx *cx, const int64_t *d) { layer(1, cx
 #endif
 
 /* Scales, and the bias re-quantized with them: bias_scale = input_scale * scale[c], bias_q =
- * round_half_even(bias[c] / bias_scale) in float32, saturated to the bias's type: an int32
- * bias is about 2^30 at most by channel_scale's floor (float32 rounding can add a few ulps);
- * an int64 one has no floor. */
+ * round_half_even(bias[c] / bias_scale) in float32, about 2^30 at most by channel_scale's floor
+ * (float32 rounding can add a few ulps), saturated to the bias's type all the same. */
 static void write_channel_data(const int64_t *d, uint8_t *buf, const float *scales) {
     const int64_t C = d[D_C];
     const float *bias = (const float *)(intptr_t)d[D_BIAS];

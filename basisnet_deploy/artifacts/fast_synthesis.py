@@ -26,14 +26,14 @@ layer with coefficient row a[0..K-1] and output channel c of element j:
 - mix: ``w = b_0 * m_0``, then ``w = w + b_k * m_k`` for k = 1..K-1 (so the float path is
   ``synthesis.mix``, and the compact path is ``compact_bases.mixed_kernel``);
 - scale: ``m = max_j |w|`` over the channel, ``s = m / 127`` (float32 division), and
-  ``s = float32(1e-9)`` where s is not > 0; then, where the patch has an int32 bias,
+  ``s = float32(1e-9)`` where s is not > 0; then, where the patch has a bias,
   ``s = max(s, |bias[c]| / (float32(input_scale) * 2^30))``, so the bias of a (near) zero
-  channel fits instead of saturating (an int64 bias fits at any scale);
+  channel stays near 2^30 (``synthesis.bias_scale_floor`` says why, for int32 and int64);
 - kernel: ``int8(clip(round_half_even(w / s), -127, 127))``, w / s a float32 division;
 - bias (when the patch has one): ``bs = float32(input_scale) * s``, ``bq =
-  round_half_even(bias[c] / bs)`` in float32, saturated to the bias's type
-  (``synthesis.quantize_bias``); an int32 one is about 2^30 at most in magnitude by the
-  scale's floor (float32 rounding can add a few ulps);
+  round_half_even(bias[c] / bs)`` in float32, about 2^30 at most in magnitude by the
+  scale's floor (float32 rounding can add a few ulps), saturated to the bias's type all the
+  same (``synthesis.quantize_bias``);
 - written little-endian: kernel at weight_offset, s at scale_offset, bq at bias_offset, bs at
   bias_scale_offset.
 
@@ -313,8 +313,7 @@ def _numpy_layer(layer: _Layer, a: np.ndarray, view: np.ndarray) -> None:
         w = mix(layer.bases, a)
     else:
         w = mixed_kernel({p.layer + "/q8": layer.bases, p.layer + "/scales": layer.scales}, p, a)
-    floor = (None if p.bias_offset < 0 or p.bias_dtype != "int32"
-             else bias_scale_floor(layer.bias, p.input_scale))
+    floor = None if p.bias_offset < 0 else bias_scale_floor(layer.bias, p.input_scale)
     q8, scale = quantize_kernel(w, p, floor)
     _put(view, p.weight_offset, q8)
     _put(view, p.scale_offset, scale.astype("<f4"))

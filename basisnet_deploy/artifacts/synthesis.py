@@ -244,18 +244,24 @@ def mix(bases: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     return out.reshape(bases.shape[1:])
 
 
-BIAS_HEADROOM = np.float32(2**30)  # |int32 bias| stays near 2^30 at most, half the int32 range
+# |bias_q| stays near 2^30 at most: half the int32 range, and for an int64 bias (int16
+# activations) far inside the 2^47 that TFLite's 16x8 kernels assume for the accumulator.
+BIAS_HEADROOM = np.float32(2**30)
 BIAS_DTYPES = ("int32", "int64")
 
 
 def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
-    """The smallest weight scale per channel at which the int32 bias still fits:
+    """The smallest weight scale per channel at which the quantized bias stays near 2^30:
     ``|bias| / (input_scale * 2^30)`` in float32.
 
     A channel whose synthesized kernel is (near) zero, a dead channel, gets a tiny weight
-    scale; ``bias / (input_scale * scale)`` then overflows int32 and the bias saturates (the
-    channel outputs ~0 instead of its bias). Raising the weight scale to this floor is what
-    TFLite's converter does for static weights (it adjusts weight scales for the bias scale).
+    scale; ``bias / (input_scale * scale)`` then overflows an int32 bias, which saturates (the
+    channel outputs ~0 instead of its bias). An int64 bias (16x8 kernels) stores it, but the
+    kernel loses it all the same: the accumulator passes the 2^47 TFLite's int16x8 kernels
+    assume, and the requantize multiplier ``input_scale * scale / output_scale`` falls under
+    2^-31, which TFLite replaces with 0 (measured: a dead channel with bias 0.3 after an input
+    scale of 1.8e-6 output 0). Raising the weight scale to this floor is what TFLite's
+    converter does for static int8 weights (it adjusts weight scales for the bias scale).
     """
     t = np.float32(input_scale) * BIAS_HEADROOM
     return (np.abs(np.asarray(bias, np.float32)) / t).astype(np.float32)
@@ -292,9 +298,10 @@ def quantize_per_channel(w: np.ndarray, axis: int,
 def quantize_bias(bias: np.ndarray, bias_scale: np.ndarray, dtype: str) -> np.ndarray:
     """``round_half_even(bias / bias_scale)`` in float32, saturated to ``dtype`` (int32 or
     int64), little-endian: a value at or past 2^31 (2^63) becomes the type's largest, as the
-    compiled kernel and the Java core write it. The float32 result goes through float64, where
-    every float32 integer below the bound converts exactly; a plain cast of one at the bound
-    would overflow."""
+    compiled kernel writes it (and the Java core, for int32). The float32 result goes through
+    float64, where every float32 integer below the bound converts exactly; a plain cast of one
+    at the bound would overflow. With :func:`bias_scale_floor` on the weight scales the values
+    stay near 2^30; saturation is the guard, not the rule."""
     q = np.round(np.asarray(bias, np.float32) / bias_scale).astype(np.float64)
     info = np.iinfo(dtype)
     bound = 2.0 ** (info.bits - 1)
@@ -321,9 +328,7 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
             writes.append((p.weight_offset, w.astype("<f4" if p.dtype == "float32" else "<f2").tobytes()))
             continue
         has_bias = p.bias_offset >= 0  # not for ONNX depthwise convs: BN stays a Mul/Add
-        # an int64 bias fits at any weight scale
-        floor = (bias_scale_floor(bases[p.layer + "/bias"], p.input_scale)
-                 if has_bias and p.bias_dtype == "int32" else None)
+        floor = bias_scale_floor(bases[p.layer + "/bias"], p.input_scale) if has_bias else None
         q, scale = quantize_kernel(w, p, floor)
         writes += [(p.weight_offset, q.tobytes()), (p.scale_offset, scale.astype("<f4").tobytes())]
         if not has_bias:
