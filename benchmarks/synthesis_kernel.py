@@ -15,6 +15,7 @@ the error compact bases introduce against float32 bases. Writes
 benchmarks/results/synthesis_kernel.json.
 
     .venv/bin/python benchmarks/synthesis_kernel.py [--runs 100] [--warmup 10]
+        [--int8-recipe full-16x8 | --export DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from basisnet_deploy.artifacts.synthesis import load_presynth, mix, synthesize
 OUT = Path(__file__).parent / "results" / "synthesis_kernel.json"
 
 
-def _export(work: Path, calibration_size: int) -> Path:
-    """The full-size int8 TFLite export directory (reused when present)."""
-    directory = work / "tflite-int8"
+def _export(work: Path, calibration_size: int, recipe: str) -> Path:
+    """The full-size int8 TFLite export directory of ``recipe`` (reused when present). For
+    timing only: a tuning recipe's weight tuning is skipped (the random model has nothing to
+    keep, and the tuning does not change the template's layout)."""
+    directory = work / ("tflite-int8" if recipe == "full" else f"tflite-{recipe}")
     if (directory / "manifest.json").is_file():
         return directory
     from export_full_size import _normalize
@@ -58,7 +61,8 @@ def _export(work: Path, calibration_size: int) -> Path:
     ckpt = checkpoint.save(work / "ckpt", net, cfg)
     export(ckpt, directory, ExportOptions(min_agreement=0.0, target="tflite", calibration="digits",
                                           calibration_size=calibration_size, specialist="presynth",
-                                          verify_images=8, images="digits"))
+                                          verify_images=8, images="digits", int8_recipe=recipe,
+                                          tuning_steps=None if recipe == "full" else 0))
     return directory
 
 
@@ -178,7 +182,10 @@ def _interpreter(ps, compact, coefficients, warmup: int, runs: int) -> dict:
     from basisnet_deploy.runtime.sessions import LiteRTSession
 
     fast = FastSynthesizer(ps.template, ps.table, compact=compact)
-    x = np.random.default_rng(1).random((1, 224, 224, 3), np.float32) * 2 - 1
+    from ai_edge_litert.interpreter import Interpreter
+
+    shape = Interpreter(model_content=bytes(ps.template)).get_input_details()[0]["shape"]
+    x = np.random.default_rng(1).random(tuple(shape), np.float32) * 2 - 1
     fast.synthesize(coefficients[0])
     session = LiteRTSession(fast.buffer)
     ms = interleaved_ms({
@@ -204,14 +211,24 @@ def _interpreter(ps, compact, coefficients, warmup: int, runs: int) -> dict:
 
 
 def main():
+    from _bench_utils import recorded
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--error-sets", type=int, default=8, help="coefficient sets for the compact error")
     ap.add_argument("--calibration-size", type=int, default=100)
     ap.add_argument("--work", default="runs/bench-full", help="where export_full_size.py keeps its exports")
+    ap.add_argument("--int8-recipe", default="full", choices=("full", "full-16x8"),
+                    help="the template's recipe: full (int8 activations, int32 biases) or "
+                         "full-16x8 (int16 activations, int64 biases)")
+    ap.add_argument("--export", default=None,
+                    help="time this export's template instead of the full-size one (--work, --int8-recipe "
+                         "and --calibration-size then unused)")
+    ap.add_argument("--json", default=str(OUT))
     args = ap.parse_args()
-    directory = _export(Path(args.work), args.calibration_size)
+    directory = (Path(args.export) if args.export
+                 else _export(Path(args.work), args.calibration_size, args.int8_recipe))
     ps, compact, compact_source = _load(directory)
     k = compact[ps.table[0].layer + "/q8"].shape[0]
     rows = max(p.slot for p in ps.table) + 1
@@ -222,7 +239,10 @@ def main():
     load_after = os.getloadavg()
     elements = sum(int(np.prod(ps.bases[p.layer].shape)) for p in ps.table)
     results = {
-        "model": "BasisNet-MV3 specialist (MV3-L 1.0x224), K=16, L8-L15, int8 TFLite template, random init",
+        "model": (f"the template of {directory}" if args.export else
+                  "BasisNet-MV3 specialist (MV3-L 1.0x224), K=16, L8-L15, int8 TFLite template, random init"),
+        "int8_recipe": load_manifest(directory).to_json().get("int8_recipe", {}).get("name"),
+        "bias_dtypes": sorted({p.bias_dtype for p in ps.table}),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "export": str(directory),
         "compact_bases": compact_source, "patched_layers": len(ps.table), "basis_elements": elements,
         "bytes": {"float32_bases": elements * 4, "int8_bases": elements,
@@ -236,9 +256,11 @@ def main():
         "exact": exact, "interpreter_check": interp["check"],
         "compact_error": _compact_error(ps, compact, coefficients[:args.error_sets]),
         "target_ms_one_synthesis": 2.0,
+        "recorded": recorded(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -161,7 +161,45 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
     if floating:
         raise ExportError(f"{graph.name}: int16x8 left ops in float ({', '.join(sorted(floating))}); "
                           "this model cannot be made full-integer")
+    _check_int16_adds(model, graph)
     return model
+
+
+def _check_int16_adds(model: bytes, graph: Graph) -> None:
+    """Refuse an int16 ADD or SUB that LiteRT cannot prepare. Its int16 kernel rescales the
+    inputs to twice their larger scale and the sum back through 2^15, and
+    ``QuantizeMultiplierSmallerThanOneExp`` aborts the process (no error to catch) unless
+    ``2 * max(input scales) / (2^15 * output scale) < 1``: an output range more than 16,384x
+    smaller than an input's. Seen with activations that calibrated to ranges of 1e16 (a
+    random-init template, each basis alone); the message names the first such op. Scales that
+    are all powers of two take the kernel's other path, which has no such limit."""
+    import math
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    wanted = {schema.BuiltinOperator.ADD, schema.BuiltinOperator.SUB}
+    for sub in obj.subgraphs:
+        for op in sub.operators:
+            code = obj.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) not in wanted:
+                continue
+            tensors = [sub.tensors[i] for i in (*op.inputs, *op.outputs)]
+            if any(t.type != schema.TensorType.INT16 for t in tensors):
+                continue
+            scales = [float(t.quantization.scale[0]) for t in tensors]
+            if all(math.log2(s).is_integer() for s in scales):
+                continue
+            ratio = 2 * max(scales[:2]) / (2**15 * scales[2])
+            if not ratio < 1:
+                name = tensors[2].name.decode(errors="replace").split(";")[0]
+                raise ExportError(
+                    f"{graph.name}: int16x8 gave the ADD/SUB '{name}' an output range "
+                    f"{32767 * scales[2]:.3g} against an input range of {32767 * max(scales[:2]):.3g}, "
+                    "more than 16,384x wider; LiteRT's int16 kernel cannot rescale that and aborts on "
+                    "such a model. Its activations calibrated out of scale: check the checkpoint's "
+                    "outputs on the calibration images")
 
 
 def _calibrated_ranges(quantizer_for, feeds, models=None) -> dict:

@@ -264,3 +264,60 @@ def test_a_gpu_fallback_says_what_ran_the_int16x8_specialist(tflite_16x8, tmp_pa
     assert row["specialist_processor"] == "CPU (fallback)"
     assert row["fallback"].startswith("gpu unavailable (")
     assert row["fallback"].endswith("; ran on CPU (builtin kernels: XNNPACK took none of the ops)")
+
+
+def _add_model_out_of_scale():
+    """Two convs whose outputs reach ~1e6, then relu6 of their sum: the ADD's output range (6)
+    is far more than 16,384x narrower than its inputs'."""
+    import keras
+    import tensorflow as tf
+
+    from basisnet_deploy.calibration.reader import FeedReader
+    from basisnet_deploy.converters.base import Graph
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    image = keras.Input((8, 8, 4), batch_size=1, name="image")
+    convs = [keras.layers.Conv2D(8, 1, name=f"wide{i}") for i in range(2)]
+    x = keras.layers.ReLU(6.0)(keras.layers.Add()([conv(image) for conv in convs]))
+    model = keras.Model(image, keras.layers.GlobalAveragePooling2D()(x))
+    for conv in convs:
+        kernel, bias = conv.get_weights()
+        conv.set_weights([rng.normal(0, 1e6, kernel.shape).astype(np.float32), bias])
+    graph = Graph("lightweight", model, lambda image: {"logits": model(image)},
+                  [tf.TensorSpec([1, 8, 8, 4], tf.float32, name="image")], ["logits"])
+    feeds = [{"image": rng.standard_normal((1, 8, 8, 4)).astype(np.float32)} for _ in range(4)]
+    return graph, FeedReader(feeds)
+
+
+def test_an_int16_add_litert_cannot_prepare_is_refused_with_its_name():
+    """LiteRT aborts the whole process (SIGABRT, nothing to catch) when it prepares an int16
+    ADD whose output range is over 16,384x narrower than an input's; the converter refuses
+    such a model with one message naming the op, instead of writing it."""
+    from basisnet_deploy.converters.base import ExportError
+    from basisnet_deploy.converters.tflite import TFLiteExporter
+
+    graph, calibration = _add_model_out_of_scale()
+    with pytest.raises(ExportError, match=r"lightweight: int16x8 gave the ADD/SUB '.*' an output range "
+                                          r"6 against an input range of .*LiteRT's int16 kernel"):
+        TFLiteExporter().convert(graph, "int16x8", calibration)
+
+
+def test_litert_aborts_on_the_int16_add_the_converter_refuses(tmp_path, monkeypatch):
+    """The premise of the check above, in this LiteRT: the same model, written without the
+    check, kills the interpreter's process with SIGABRT when it is prepared."""
+    import signal
+    import subprocess
+    import sys
+
+    from basisnet_deploy.converters import tflite
+    from basisnet_deploy.converters.tflite import TFLiteExporter
+
+    graph, calibration = _add_model_out_of_scale()
+    monkeypatch.setattr(tflite, "_check_int16_adds", lambda model, graph: None)
+    path = tmp_path / "add.tflite"
+    path.write_bytes(TFLiteExporter().convert(graph, "int16x8", calibration))
+    script = ("from ai_edge_litert.interpreter import Interpreter\n"
+              f"Interpreter(model_path={str(path)!r}).allocate_tensors()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGABRT, proc.stderr.decode()[-500:]
