@@ -258,9 +258,12 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["train", "export"])
-def test_a_run_stopped_by_a_signal_exits_130_with_one_line(tmp_path, capsys, monkeypatch, command):
-    """A stopped training or weight tuning (its state saved) exits with the shell's 130 for a
-    signal, not 2 (a user mistake), so scripts can tell a stop from bad input."""
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_run_stopped_by_a_signal_exits_128_plus_its_number(tmp_path, capsys, monkeypatch, command,
+                                                             signal_name, code):
+    """A stopped training or weight tuning (its state saved) exits as a shell reports a process
+    that signal ended (130, 143), not 2 (a user mistake), so scripts can tell a stop from bad
+    input."""
     from basisnet_deploy.export import pipeline
     from basisnet_deploy.quantization.settings import TuningInterrupted
     from basisnet_deploy.training import trainer
@@ -268,7 +271,7 @@ def test_a_run_stopped_by_a_signal_exits_130_with_one_line(tmp_path, capsys, mon
 
     def stopped(error):
         def run(*args, **kwargs):
-            raise error("SIGINT stopped it; the same command goes on from there")
+            raise error(f"{signal_name} stopped it; the same command goes on from there", signal_name)
         return run
 
     monkeypatch.setattr(trainer, "train_checkpoint", stopped(TrainingInterrupted))
@@ -278,6 +281,6 @@ def test_a_run_stopped_by_a_signal_exits_130_with_one_line(tmp_path, capsys, mon
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
-    assert e.value.code == 130, err
+    assert e.value.code == code, err
     assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == \
-        ["Error: SIGINT stopped it; the same command goes on from there"]
+        [f"Error: {signal_name} stopped it; the same command goes on from there"]

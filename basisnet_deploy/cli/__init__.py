@@ -5,7 +5,8 @@ the result with :mod:`basisnet_deploy.cli.render`: a table for people, ``--json`
 (stdout), ``--json-out FILE`` for a file, the same in every command.
 
 Every user mistake is a :class:`~basisnet_deploy.common.errors.UserError`; :func:`main` prints it as
-one ``Error:`` line and exits 2, never with a traceback. Any other failure is one ``Error:``
+one ``Error:`` line and exits 2, never with a traceback (a run stopped by SIGINT/SIGTERM with
+its state saved: 130/143; the agreement gate's refusal: 1). Any other failure is one ``Error:``
 line and exit code 1; ``-v`` prints its traceback, cause included. TensorFlow is imported only by the
 commands that need it, so ``cost`` and ``--help`` answer at once.
 """
@@ -124,7 +125,8 @@ def cli():
       basisnet-deploy bench ex/                              # per-stage and runner figures
       basisnet-deploy predict ex/ photo.jpg                  # one answer per image
     Every command takes --json (stdout) and --json-out FILE; user mistakes are one
-    'Error:' line and exit code 2, other failures one line and exit code 1 (-v: traceback).
+    'Error:' line and exit code 2, other failures one line and exit code 1 (-v: traceback);
+    a train or tuning stopped by SIGINT/SIGTERM saves its state and exits 130/143.
     """
 
 
@@ -628,8 +630,9 @@ class _progress:
 
 
 def main(argv=None):
-    """Console entry point: user errors become one line on stderr and exit code 2, other
-    failures one line and exit code 1 (with the traceback under ``-v``)."""
+    """Console entry point: user errors become one line on stderr and exit code 2 (or their
+    own: a stop by a signal 130/143, the gate's refusal 1), other failures one line and exit
+    code 1 (with the traceback under ``-v``)."""
     # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver on a CPU machine) bury the
     # output; a user can still set TF_CPP_MIN_LOG_LEVEL to see them.
     from basisnet_deploy.common.quiet import filter_native_logs, set_verbosity, silence_native_exit

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import StoppedBySignal
 
 INT8_MAX = 127
 # Keras' default, written out because the tuning depends on it: most offsets' gradients are
@@ -86,10 +86,8 @@ class TunedWeights:
                 "seconds": round(self.seconds, 1)}
 
 
-class TuningInterrupted(UserError):
+class TuningInterrupted(StoppedBySignal):
     """SIGINT or SIGTERM stopped the tuning; its state so far is saved where it was asked to be."""
-
-    exit_code = 130  # the shell's code for a run stopped by a signal, as Ctrl-C elsewhere
 
 
 def finite_loss(loss: float) -> float | None:

@@ -145,7 +145,8 @@ def tune_int8_weights(model, inputs, tuning: WeightTuning = WeightTuning(), prog
                              started), say)
     if signals and signals.received:  # after the last step's check: the state is complete
         raise TuningInterrupted(f"{signals.received} stopped the int8 weight tuning after its last step; "
-                                f"it is saved in {saved.directory}: run the same command to go on")
+                                f"it is saved in {saved.directory}: run the same command to go on",
+                                signals.received)
     weights.restore(best.values)
     kept = "tuned" if best.step else "nearest"
     if kept == "nearest":
@@ -304,7 +305,7 @@ def _descend(loss, weights: _Offsets, fit: list, held_loss: Callable[[], float],
             where = (f"the tuning so far is saved in {run.saved.directory}: run the same command to "
                      "resume" if run.saved else "nothing was saved")
             raise TuningInterrupted(f"{reason} stopped the int8 weight tuning after step {done}/"
-                                    f"{tuning.steps}; {where}")
+                                    f"{tuning.steps}; {where}", reason)
     best.resumed_from = first
     return best
 

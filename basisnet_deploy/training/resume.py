@@ -21,14 +21,12 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from basisnet_deploy.common.errors import UserError, first_line
+from basisnet_deploy.common.errors import StoppedBySignal, UserError, first_line
 from basisnet_deploy.common.files import write_json_atomically
 
 
-class TrainingInterrupted(UserError):
+class TrainingInterrupted(StoppedBySignal):
     """SIGINT or SIGTERM stopped training; the last completed epoch is saved."""
-
-    exit_code = 130  # the shell's code for a run stopped by a signal, as Ctrl-C elsewhere
 
 
 def resume_dir(out: str | Path) -> Path:

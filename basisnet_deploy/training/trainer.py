@@ -224,7 +224,7 @@ def _train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSetting
         raise TrainingInterrupted(
             f"stopped by {stop.received} during epoch {meter.epoch + 1}; {meter.epoch} completed "
             f"epochs are saved in {run.resume_dir or '(nowhere: no resume directory)'}; run the same "
-            "command to resume")
+            "command to resume", stop.received)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _sync_workers(strategy, net)
     held = source.evaluate(net)
