@@ -26,8 +26,9 @@ def logits_endpoint(model):
 def recorded() -> dict:
     """Where and when a result was measured: UTC date, the command line, the machine, the
     CPU's model and SIMD flags (scripts/gen_benchmark_pages.py shows them beside each figure)
-    and the load average as the result is written (1, 5, 15 minutes: other work on the
-    machine during a timing shows there)."""
+    and the load average when this is called (1, 5, 15 minutes; it counts the benchmark's own
+    process too, so on 2 cores a single-threaded benchmark alone reads about 1; left out where
+    the platform has none)."""
     import datetime
     import os
     import platform
@@ -44,11 +45,14 @@ def recorded() -> dict:
     except OSError:
         pass
     simd = [f for f in ("sse4_2", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    try:
+        load = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+    except (AttributeError, OSError):  # no getloadavg (Windows) or none readable
+        load = {}
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "command": " ".join(["python", *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "cpu": f"{cpu}; flags: {' '.join(simd) or 'no SSE4.2, AVX2 or AVX-512'}",
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+            "cpu": f"{cpu}; flags: {' '.join(simd) or 'no SSE4.2, AVX2 or AVX-512'}", **load}
 
 
 def write_result(result: dict, json_out: str | None) -> None:

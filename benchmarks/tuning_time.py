@@ -80,7 +80,7 @@ def main():
     models = {"lightweight": (net.lightweight, lambda n: light[:n]),
               "template (specialist's static layers)": (net.specialist, lambda n: [image[:n], coeff[:n]])}
     out = {"preset": args.preset, "batch": WeightTuning.batch, "images_tuned_on": args.images,
-           "steps": [args.steps, 3 * args.steps], "models": {}, "recorded": recorded()}
+           "steps": [args.steps, 3 * args.steps], "models": {}}
     for name, (model, feed) in models.items():
         runs = {s: _seconds(lambda: tune_int8_weights(model, feed(args.images), WeightTuning(steps=s), None, views))
                 for s in (args.steps, 3 * args.steps)}
@@ -97,6 +97,7 @@ def main():
                                "epoch_seconds_1500_images": round(per_step * 1500 / WeightTuning.batch, 1),
                                "projected_tuning_seconds_2000_steps_1500_images": round(2000 * per_step + 20 * check, 1)}
         print(name, json.dumps(out["models"][name]), flush=True)
+    out["recorded"] = recorded()  # after the timings: its load average covers them
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

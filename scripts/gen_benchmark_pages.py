@@ -315,7 +315,7 @@ def provenance(name: str) -> list[str]:
     else:
         how = "- command: not recorded in the JSON"
     return [f"- machine: {machine or 'not recorded'}" + (f"; CPU: {cpu}" if cpu else "")
-            + (f"; load average (1, 5, 15 min) as written: {', '.join(map(str, load_average))}" if load_average else ""),
+            + (f"; load average (1, 5, 15 min) as recorded: {', '.join(map(str, load_average))}" if load_average else ""),
             f"- date: {date or 'not recorded in the JSON'}", how]
 
 
