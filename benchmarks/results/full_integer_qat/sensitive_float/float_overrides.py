@@ -79,7 +79,9 @@ def main():
     s = fp.Setup(args.ckpt, args.photos, 200, decompose=True)
     ex = get_exporter("tflite")
     graph = fp.tuned_lm_graph(s) if args.tuned else s.graph("lightweight", "int8")
-    float_model = ex.convert(s.graph("lightweight", "int8"), "float32")  # the float LM, same names
+    # the float twin of the graph that is quantized (same tensor names): with --tuned, the
+    # tuned weights in float, so the report ranks what the int8 activations add
+    float_model = ex.convert(graph, "float32")
     int8_model = ex.convert(graph, "int8", fp.reader(s.lm_feeds()))
     rows = layer_errors(float_model, int8_model, s.lm_feeds()[:args.report_images])
     ranked = [r["tensor"] for r in sorted(rows, key=lambda r: -r["added"])]
