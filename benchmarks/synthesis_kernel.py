@@ -221,7 +221,9 @@ def main():
     ap.add_argument("--work", default="runs/bench-full", help="where export_full_size.py keeps its exports")
     ap.add_argument("--int8-recipe", default="full", choices=("full", "full-16x8"),
                     help="the template's recipe: full (int8 activations, int32 biases) or "
-                         "full-16x8 (int16 activations, int64 biases)")
+                         "full-16x8 (int16 activations, int64 biases; the random-init network's "
+                         "full-size template calibrates to ranges LiteRT cannot run, and export "
+                         "refuses it: time a trained export's with --export)")
     ap.add_argument("--export", default=None,
                     help="time this export's template instead of the full-size one (--work, --int8-recipe "
                          "and --calibration-size then unused)")

@@ -166,15 +166,15 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
 
 
 def _check_int16_adds(model: bytes, graph: Graph) -> None:
-    """Refuse an int16 ADD or SUB that LiteRT cannot prepare. Its int16 kernel rescales the
-    inputs to twice their larger scale and the sum back through 2^15, and
+    """Refuse an int16 ADD or SUB that LiteRT cannot prepare. Its general int16 kernel
+    rescales the inputs to twice their larger scale and the sum back through 2^15, and
     ``QuantizeMultiplierSmallerThanOneExp`` aborts the process (no error to catch) unless
     ``2 * max(input scales) / (2^15 * output scale) < 1``: an output range more than 16,384x
-    smaller than an input's. Seen with activations that calibrated to ranges of 1e16 (a
-    random-init template, each basis alone); the message names the first such op. Scales that
-    are all powers of two take the kernel's other path, which has no such limit."""
-    import math
-
+    smaller than an input's, as activations calibrated to absurd ranges give (a random-init
+    template run with each basis alone reaches 1e16). Its power-of-two path refuses such an op
+    too. A tensor without exactly one scale, which LiteRT reads as scale 0 and aborts on as
+    well, is refused; an op whose first input has no quantization is LiteRT's plain integer
+    add and is left alone. The message names the first op refused."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -188,12 +188,16 @@ def _check_int16_adds(model: bytes, graph: Graph) -> None:
             tensors = [sub.tensors[i] for i in (*op.inputs, *op.outputs)]
             if any(t.type != schema.TensorType.INT16 for t in tensors):
                 continue
-            scales = [float(t.quantization.scale[0]) for t in tensors]
-            if all(math.log2(s).is_integer() for s in scales):
-                continue
+            scale_lists = [list(getattr(t.quantization, "scale", None) or []) for t in tensors]
+            if not scale_lists[0]:
+                continue  # LiteRT's unquantized int16 add
+            name = tensors[2].name.decode(errors="replace").split(";")[0]
+            if any(len(s) != 1 or not s[0] > 0 for s in scale_lists):
+                raise ExportError(f"{graph.name}: int16x8 gave the ADD/SUB '{name}' a tensor without one "
+                                  "positive scale; LiteRT aborts on such a model")
+            scales = [float(s[0]) for s in scale_lists]
             ratio = 2 * max(scales[:2]) / (2**15 * scales[2])
-            if not ratio < 1:
-                name = tensors[2].name.decode(errors="replace").split(";")[0]
+            if not ratio < 1 - 2**-31:  # at 1 - 2^-31 and above the multiplier rounds up to 1
                 raise ExportError(
                     f"{graph.name}: int16x8 gave the ADD/SUB '{name}' an output range "
                     f"{32767 * scales[2]:.3g} against an input range of {32767 * max(scales[:2]):.3g}, "

@@ -319,5 +319,6 @@ def test_litert_aborts_on_the_int16_add_the_converter_refuses(tmp_path, monkeypa
     path.write_bytes(TFLiteExporter().convert(graph, "int16x8", calibration))
     script = ("from ai_edge_litert.interpreter import Interpreter\n"
               f"Interpreter(model_path={str(path)!r}).allocate_tensors()\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                          cwd=tmp_path)  # a core file, where enabled, lands there
     assert proc.returncode == -signal.SIGABRT, proc.stderr.decode()[-500:]

@@ -282,5 +282,7 @@ def test_a_run_stopped_by_a_signal_exits_128_plus_its_number(tmp_path, capsys, m
         main(argv)
     err = capsys.readouterr().err
     assert e.value.code == code, err
+    stop = {"train": TrainingInterrupted, "export": TuningInterrupted}[command]
+    assert stop("stopped by a caller's stop function").exit_code == 130  # not a signal's name
     assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == \
         [f"Error: {signal_name} stopped it; the same command goes on from there"]

@@ -27,7 +27,7 @@ class StoppedBySignal(UserError):
         super().__init__(message)
         try:
             self.exit_code = 128 + signal.Signals[signal_name].value
-        except KeyError:
+        except (KeyError, TypeError):  # not a signal's name: a stop asked for another way
             self.exit_code = 128 + signal.SIGINT.value
 
 
