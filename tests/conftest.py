@@ -16,6 +16,19 @@ def tiny():
     return TINY
 
 
+@pytest.fixture
+def sigint_handled():
+    """SIGINT reaches Python as in a terminal, for a test that sends one. A process started in
+    the background (a shell's `cmd &`, some CI runners) inherits SIGINT ignored, and the code
+    under test keeps an ignored SIGINT ignored (a run started with nohup must not stop on it),
+    so the test would otherwise depend on how it was launched."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 # Export options that keep tests quick. The agreement gate is off (min_agreement 0): these
 # are random-init networks, whose agreement means nothing; tests/test_export.py tests the gate.
 FAST = dict(calibration_size=16, verify_images=12, min_agreement=0.0)

@@ -216,7 +216,8 @@ def test_predict_says_the_int16x8_specialist_ran_on_the_builtin_kernels(tflite_1
     assert row["specialist_processor"] == "CPU (builtin kernels: XNNPACK took none of the ops)"
 
 
-def test_an_export_stopped_while_tuning_goes_on_from_the_saved_state(ckpt, tflite_16x8, tmp_path):
+def test_an_export_stopped_while_tuning_goes_on_from_the_saved_state(ckpt, tflite_16x8, tmp_path,
+                                                                     sigint_handled):
     """SIGINT during the LM's tuning: nothing lands, the tuning's state stays beside the output,
     and the same export goes on from it to what the uninterrupted export kept (the module's
     export, same options); once the export lands the state is gone."""

@@ -159,7 +159,7 @@ def test_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, ca
     assert len(err.strip().splitlines()) == 1
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, sigint_handled):
     from basisnet_deploy.data import digits
     from basisnet_deploy.model.config import ArchConfig, TrainSettings
     from basisnet_deploy.training.resume import TrainingInterrupted
