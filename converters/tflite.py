@@ -157,15 +157,23 @@ def _int16x8(float_model: bytes, graph: Graph, calibration) -> bytes:
                                       enable_progress_report=False).quantized_model)
     except Exception as e:
         raise ExportError(f"{graph.name}: ai-edge-quantizer int16x8 quantization failed: {first_line(e)}") from e
-    floating = float_ops(model)
+    obj = _parsed(model)  # one parse for both checks
+    floating = _float_ops(obj)
     if floating:
         raise ExportError(f"{graph.name}: int16x8 left ops in float ({', '.join(sorted(floating))}); "
                           "this model cannot be made full-integer")
-    _check_int16_adds(model, graph)
+    _check_int16_adds(obj, graph)
     return model
 
 
-def _check_int16_adds(model: bytes, graph: Graph) -> None:
+def _parsed(model: bytes):
+    """The model as TF's flatbuffer object tree (schema_py_generated's ModelT)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+
+
+def _check_int16_adds(obj, graph: Graph) -> None:
     """Refuse an int16 ADD or SUB that LiteRT cannot prepare. Its general int16 kernel
     rescales the inputs to twice their larger scale and the sum back through 2^15, and
     ``QuantizeMultiplierSmallerThanOneExp`` aborts the process (no error to catch) unless
@@ -176,9 +184,7 @@ def _check_int16_adds(model: bytes, graph: Graph) -> None:
     well, is refused; an op whose first input has no quantization is LiteRT's plain integer
     add and is left alone. The message names the first op refused."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     wanted = {schema.BuiltinOperator.ADD, schema.BuiltinOperator.SUB}
     for sub in obj.subgraphs:
         for op in sub.operators:
@@ -227,11 +233,13 @@ def _calibrated_ranges(quantizer_for, feeds, models=None) -> dict:
 def float_ops(model: bytes) -> set[str]:
     """The op types of ``model`` that read or write a float32 tensor, other than the QUANTIZE
     of a float input and the DEQUANTIZE of a float output."""
+    return _float_ops(_parsed(model))
+
+
+def _float_ops(obj) -> set[str]:
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     found = set()
     for graph in obj.subgraphs:
         ends = set(graph.inputs) | set(graph.outputs)
