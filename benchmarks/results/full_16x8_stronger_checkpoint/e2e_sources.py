@@ -1,0 +1,119 @@
+"""Experiment: where a full-16x8 export's end-to-end misses come from, crop by crop.
+
+For each held-out crop, four top-1 answers against the float pipeline's (float LM ->
+coefficients -> float specialist):
+- ``float_spec_int_coef``: the float specialist fed the exported LM's coefficients (the
+  coefficient error alone);
+- ``isolated``: the patched int16x8 template fed the float LM's coefficients (the template's
+  own error alone);
+- ``end_to_end``: the patched template fed the exported LM's coefficients (what a device runs);
+- ``float_spec_noise``: the float specialist fed the float coefficients plus Gaussian noise
+  with the same per-element RMS as the exported LM's coefficient error (is the float
+  specialist that sensitive to any error of that size, or to this error?), ``--noise-draws``
+  draws.
+It also records each miss's float margin (top-1 minus top-2 logit).
+
+    .venv/bin/python benchmarks/results/full_16x8_stronger_checkpoint/e2e_sources.py \
+        CKPT EXPORT_DIR HELDOUT [--images 480] [--noise-draws 10] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+
+def top1(logits: np.ndarray) -> np.ndarray:
+    return np.argmax(logits, -1)
+
+
+def margin(logits: np.ndarray) -> np.ndarray:
+    part = np.sort(logits, -1)
+    return part[:, -1] - part[:, -2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("export_dir")
+    ap.add_argument("heldout")
+    ap.add_argument("--images", type=int, default=480)
+    ap.add_argument("--noise-draws", type=int, default=10)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    from basisnet_deploy.artifacts.manifest import load_manifest
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.export.verify import Artifacts, float_batch
+    from basisnet_deploy.model import checkpoint
+
+    net, cfg = checkpoint.load(args.checkpoint)
+    directory = Path(args.export_dir)
+    manifest = load_manifest(directory)
+    held = evaluation_set(cfg, args.heldout).sample(args.images)
+    arts = Artifacts(directory, manifest)
+    rng = np.random.default_rng(0)
+
+    cols = {k: [] for k in ("float", "float_margin", "float_spec_int_coef", "isolated",
+                            "end_to_end", "coef_err_max", "labels")}
+    noise_cols: list[list[np.ndarray]] = [[] for _ in range(args.noise_draws)]
+    batches = []
+    for examples in held.batches(32):
+        ref = float_batch(net, manifest, examples)
+        _, got_coeff = arts.lightweight(ref.light)
+        batches.append((ref, got_coeff))
+    # Noise RMS from the whole set's coefficient error, per element.
+    err = np.concatenate([(got - ref.coefficients).ravel() for ref, got in batches])
+    rms = float(np.sqrt(np.mean(err ** 2)))
+    for ref, got_coeff in batches:
+        cols["float"].append(top1(ref.logits))
+        cols["float_margin"].append(margin(ref.logits))
+        cols["labels"].append(ref.labels)
+        cols["coef_err_max"].append(np.abs(got_coeff - ref.coefficients).reshape(len(got_coeff), -1).max(-1))
+        cols["float_spec_int_coef"].append(top1(net.specialist([ref.image, got_coeff], training=False).numpy()))
+        cols["isolated"].append(top1(arts.specialist_presynth(ref.image, ref.coefficients)))
+        cols["end_to_end"].append(top1(arts.specialist_presynth(ref.image, got_coeff)))
+        for d in range(args.noise_draws):
+            noisy = ref.coefficients + rng.normal(0, rms, ref.coefficients.shape).astype(np.float32)
+            noise_cols[d].append(top1(net.specialist([ref.image, noisy], training=False).numpy()))
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    n = len(c["float"])
+    miss = {k: c[k] != c["float"] for k in ("float_spec_int_coef", "isolated", "end_to_end")}
+    noise_misses = [int(np.sum(np.concatenate(v) != c["float"])) for v in noise_cols]
+    any_idx = np.flatnonzero(miss["end_to_end"] | miss["isolated"] | miss["float_spec_int_coef"])
+    record = {
+        "checkpoint": args.checkpoint, "export": str(directory), "images": n,
+        "coefficient_error": {"max_abs": float(np.abs(err).max()), "rms": rms},
+        "misses": {k: int(v.sum()) for k, v in miss.items()},
+        "float_spec_noise_misses": noise_misses,
+        "end_to_end_misses_also": {
+            "float_spec_int_coef": int(np.sum(miss["end_to_end"] & miss["float_spec_int_coef"])),
+            "isolated": int(np.sum(miss["end_to_end"] & miss["isolated"])),
+        },
+        "float_margin": {"median_all": float(np.median(c["float_margin"])),
+                         "crops_below": {str(t): int(np.sum(c["float_margin"] < t))
+                                         for t in (0.01, 0.05, 0.1, 0.25)},
+                         "misses": {str(int(i)): round(float(c["float_margin"][i]), 4) for i in any_idx}},
+        "crops": [{"index": int(i), "file": Path(str(held.entries[i])).name,
+                   "label": int(c["labels"][i]), "float": int(c["float"][i]),
+                   "float_margin": round(float(c["float_margin"][i]), 4),
+                   "coef_err_max": round(float(c["coef_err_max"][i]), 4),
+                   **{k: int(c[k][i]) for k in ("float_spec_int_coef", "isolated", "end_to_end")}}
+                  for i in any_idx],
+        "command": " ".join(sys.argv),
+    }
+    text = json.dumps(record, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
