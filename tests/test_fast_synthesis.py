@@ -13,6 +13,7 @@ from basisnet_deploy.artifacts import fast_synthesis
 from basisnet_deploy.artifacts.compact_bases import CompactBasesError
 from basisnet_deploy.artifacts.fast_synthesis import FastSynthesisError, FastSynthesizer
 from basisnet_deploy.artifacts.synthesis import Patch, synthesize
+from basisnet_deploy.common.errors import UserError
 
 needs_compiled = pytest.mark.skipif(not fast_synthesis.compiled_available(),
                                     reason="compiled kernel not built (no C compiler at install)")
@@ -337,6 +338,12 @@ def test_bad_float_bases_table_and_coefficients_are_refused(tmp_path):
         with pytest.raises(FastSynthesisError) as e:
             fast.synthesize(coeff)
         _one_line(e, *words)
+    for bad in (np.nan, np.inf):  # the reference path refuses what the fast one does
+        coeff = np.ones((2, 4), np.float32)
+        coeff[1, 2] = bad
+        with pytest.raises(UserError) as e:
+            synthesize(template, table, bases, coeff)
+        _one_line(e, "coefficients: non-finite")
 
 
 def test_without_the_compiled_kernel_numpy_is_used(monkeypatch):

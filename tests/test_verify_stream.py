@@ -37,9 +37,14 @@ def _stacked_figures(directory, net, held) -> dict:
 
     def scores(r, g):
         d = np.abs(g - r)
-        return {"agree": float((np.argmax(r, -1) == np.argmax(g, -1)).mean()),
+        top2 = np.sort(r, -1)[:, -2:]
+        gaps = top2[:, 1] - top2[:, 0]
+        differ = np.argmax(r, -1) != np.argmax(g, -1)
+        return {"agree": float((~differ).mean()),
                 "acc": float((np.argmax(g, -1) == labels).mean()),
-                "err": (float(d.max()), float(d.mean()), float(d.max() / np.abs(r).max()))}
+                "err": (float(d.max()), float(d.mean()), float(d.max() / np.abs(r).max())),
+                "ties": (float(np.median(gaps)), int(differ.sum()),
+                         float(gaps[differ].max()) if differ.any() else None)}
     return {"lm": scores(ref["logits"].numpy(), got), "e2e": scores(ref_sp, e2e)}
 
 
@@ -60,6 +65,12 @@ def test_streamed_verification_gives_the_stacked_figures(int8_tflite):
         assert got.top1_agreement == want["agree"] and got.accuracy == want["acc"]
         err = got.logits
         assert (err.max_abs, err.mean_abs, err.max_rel) == pytest.approx(want["err"], rel=1e-4)
+        median, disagreeing, max_gap = want["ties"]
+        assert got.ties.median_gap == pytest.approx(median, rel=1e-5)
+        assert got.ties.disagreeing == disagreeing
+        assert (got.ties.disagreeing_max_gap is None) == (max_gap is None)
+        if max_gap is not None:
+            assert got.ties.disagreeing_max_gap == pytest.approx(max_gap, rel=1e-5)
     assert streamed.images == 40 and sum(streamed.classes.values()) == 40
     assert streamed.skipped["count"] == 0
 
@@ -232,3 +243,32 @@ def test_export_verification_says_its_rate_and_time_left_on_long_runs(monkeypatc
     for done in (10, 50, 60, 100):  # at 10 s, 35 s (a line), 40 s, and the end (none)
         progress(done, 100, {})
     assert said == ["verified 50/100 images, 1.4 images/s, about 35 s left"]
+
+
+def test_disagreements_report_how_close_to_a_tie_the_float_answers_were():
+    """A flipped near tie and a flipped clear answer, over two batches: the largest gap among
+    the flips is the clear one's, the median is over every image, and the text says both."""
+    from basisnet_deploy.cli.render import verification_text
+    from basisnet_deploy.export.verify import ScoreStats
+
+    stats = ScoreStats()
+    labels = np.zeros(3, np.int64)
+    ref = np.array([[2.0, 1.99, 0.0], [5.0, 1.0, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    got = np.array([[1.9, 2.0, 0.0], [5.0, 1.0, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    stats.add(ref, got, labels)  # flips the 0.01 near tie
+    assert stats.result().ties.disagreeing_max_gap == pytest.approx(0.01, abs=1e-6)
+    ref2 = np.array([[0.0, 0.0, 6.0]], np.float32)
+    stats.add(ref2, np.array([[7.0, 0.0, 6.0]], np.float32), labels[:1])  # flips a gap of 6
+    ties = stats.result().ties
+    assert (ties.disagreeing, ties.disagreeing_max_gap) == (2, pytest.approx(6.0))
+    assert ties.median_gap == pytest.approx(np.median([0.01, 4.0, 2.0, 6.0]))
+    agreeing = ScoreStats()
+    agreeing.add(ref, ref, labels)
+    assert agreeing.result().ties.disagreeing_max_gap is None
+
+    def record(score):
+        return {"images": 4, "source": "s", "lightweight": {
+            **score.to_json(), "coefficients": {"max_abs": 0.0, "mean_abs": 0.0, "max_rel": 0.0}}}
+    text = "\n".join(verification_text(record(stats.result())))
+    assert "lightweight: 2 image(s), gap <= 6 (median 3)" in text
+    assert "gap <=" not in "\n".join(verification_text(record(agreeing.result())))

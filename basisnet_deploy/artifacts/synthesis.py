@@ -321,6 +321,11 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
     ``bases[layer + "/bias"]`` is the folded float bias [C].
     """
     coefficients = np.asarray(coefficients, np.float32)
+    if not np.all(np.isfinite(coefficients)):
+        # A NaN would be written as each integer type's minimum (or float NaN kernels): a
+        # model that runs and answers nonsense. FastSynthesizer refuses it too.
+        raise UserError("coefficients: non-finite value; the lightweight model's output "
+                        "cannot drive synthesize()")
     writes: list[tuple[int, bytes]] = []
     for p in patches:
         w = mix(bases[p.layer], coefficients[p.slot])

@@ -115,6 +115,7 @@ def verification_text(v: dict) -> list[str]:
             row(f"{role} (end to end)", v[role]["end_to_end"])
     c = v["lightweight"]["coefficients"]
     lines.append(f"  lightweight coefficients: max abs err {c['max_abs']:.2e}, mean {c['mean_abs']:.2e}")
+    lines += _tie_lines(v)
     if "presynth_vs_coefficient" in v:
         lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
                      f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
@@ -125,6 +126,22 @@ def verification_text(v: dict) -> list[str]:
         lines.append(f"  images per class: {len(counts)} classes, "
                      f"{min(counts.values())}-{max(counts.values())} each")
     return lines + _skipped_lines(v)
+
+
+def _tie_lines(v: dict) -> list[str]:
+    """Where an artifact disagrees with float: the largest float top-two logit gap among
+    those images against the median gap, which tells near ties from changed clear answers."""
+    checks = [("lightweight", v["lightweight"])]
+    for role in ("specialist_coefficient", "specialist_presynth"):
+        if role in v:
+            checks += [(f"{role} ({k.replace('_', ' ')})", v[role][k]) for k in ("isolated", "end_to_end")]
+    parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {t['disagreeing_max_gap']:.3g} "
+             f"(median {t['median_gap']:.3g})"
+             for name, s in checks if (t := s.get("ties")) and t["disagreeing"]]
+    if not parts:
+        return []
+    return ["  float top-two logit gap of the images an artifact answers differently "
+            "(median over all images):"] + parts
 
 
 def _skipped_lines(result: dict) -> list[str]:

@@ -41,25 +41,46 @@ class ErrorSummary:
 
 
 @dataclass(frozen=True)
+class TieSummary:
+    """How close to a tie the float model's answers were: the gap between its top two logits,
+    median over every image, and the largest over the images the artifact answers differently
+    (None where it agrees on all). Disagreements whose gaps are all far below the median sit
+    on near ties, which any small error moves; a gap near the median is an error that changes
+    a clear answer."""
+
+    median_gap: float
+    disagreeing: int
+    disagreeing_max_gap: float | None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class ArtifactScore:
     """One artifact against the float model: top-1 agreement and logit error; ``accuracy``
     and ``float_accuracy`` (the float model's) where labels are known; ``coefficients``: the
-    lightweight model's coefficient error (None for a specialist)."""
+    lightweight model's coefficient error (None for a specialist); ``ties``: the float
+    model's top-two gaps (:class:`TieSummary`)."""
 
     top1_agreement: float
     logits: ErrorSummary
     accuracy: float | None = None
     float_accuracy: float | None = None
     coefficients: ErrorSummary | None = None
+    ties: TieSummary | None = None
 
     def to_json(self) -> dict:
-        """top1_agreement, logits, then accuracy, float_accuracy and coefficients where known."""
+        """top1_agreement, logits, then accuracy, float_accuracy, coefficients and ties where
+        known."""
         out = {"top1_agreement": self.top1_agreement, "logits": self.logits.to_json()}
         if self.accuracy is not None:
             out["accuracy"] = self.accuracy
             out["float_accuracy"] = self.float_accuracy
         if self.coefficients is not None:
             out["coefficients"] = self.coefficients.to_json()
+        if self.ties is not None:
+            out["ties"] = self.ties.to_json()
         return out
 
 
@@ -147,9 +168,19 @@ class ErrorStats:
                             self.max_abs / max(self.max_ref, 1e-12))
 
 
+def top2_gaps(logits: np.ndarray) -> np.ndarray:
+    """Each row's largest logit minus its second largest (0 for a single class)."""
+    if logits.shape[-1] < 2:
+        return np.zeros(logits.shape[:-1], np.float32)
+    two = np.partition(logits, -2, axis=-1)[..., -2:]
+    return (two[..., 1] - two[..., 0]).astype(np.float32)
+
+
 @dataclass
 class ScoreStats:
-    """Running top-1 agreement with the float model, accuracy (labelled images) and logit error."""
+    """Running top-1 agreement with the float model, accuracy (labelled images) and logit
+    error; running sums, but for the float top-two gaps (4 bytes an image) whose median
+    :class:`TieSummary` reports."""
 
     images: int = 0
     agree: int = 0
@@ -157,6 +188,8 @@ class ScoreStats:
     hits: int = 0
     float_hits: int = 0
     logits: ErrorStats = field(default_factory=ErrorStats)
+    gaps: list = field(default_factory=list)
+    disagreeing_max_gap: float | None = None
 
     def add(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> None:
         ref_top, got_top = np.argmax(ref, -1), np.argmax(got, -1)
@@ -167,12 +200,24 @@ class ScoreStats:
         self.hits += int(np.sum((got_top == labels) & known))
         self.float_hits += int(np.sum((ref_top == labels) & known))
         self.logits.add(ref, got)
+        gaps = top2_gaps(ref)
+        self.gaps.append(gaps)
+        differ = gaps[ref_top != got_top]
+        if differ.size:
+            self.disagreeing_max_gap = max(self.disagreeing_max_gap or 0.0, float(differ.max()))
+
+    def ties(self) -> TieSummary | None:
+        if not self.gaps:
+            return None
+        return TieSummary(float(np.median(np.concatenate(self.gaps))), self.images - self.agree,
+                          self.disagreeing_max_gap)
 
     def result(self, coefficients: ErrorSummary | None = None) -> ArtifactScore:
         known = bool(self.labelled)
         return ArtifactScore(self.agree / max(self.images, 1), self.logits.result(),
                              self.hits / self.labelled if known else None,
-                             self.float_hits / self.labelled if known else None, coefficients)
+                             self.float_hits / self.labelled if known else None, coefficients,
+                             self.ties())
 
 
 @dataclass
