@@ -286,3 +286,30 @@ def test_a_run_stopped_by_a_signal_exits_128_plus_its_number(tmp_path, capsys, m
     assert stop("stopped by a caller's stop function").exit_code == 130  # not a signal's name
     assert [ln for ln in err.splitlines() if ln.startswith("Error:")] == \
         [f"Error: {signal_name} stopped it; the same command goes on from there"]
+
+
+@pytest.mark.parametrize("signal_name, raised, code", [("SIGINT", KeyboardInterrupt, None),
+                                                        ("SIGTERM", SystemExit, 143)])
+def test_a_second_signal_stops_at_once_as_that_signal_would(sigint_handled, signal_name, raised, code):
+    """The first SIGINT/SIGTERM asks the loop to save and stop; a second one (an impatient
+    user, a supervisor's follow-up) interrupts at once, and a second SIGTERM exits 143 as a
+    process SIGTERM ended, not 130 as a Ctrl-C."""
+    import os
+    import signal
+
+    from basisnet_deploy.training.resume import StopSignals
+
+    sig = signal.Signals[signal_name]
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), sig)
+            assert stop.received == signal_name  # the first one only asks
+            with pytest.raises(raised) as e:
+                os.kill(os.getpid(), sig)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary for the handler
+        if code is not None:
+            assert e.value.code == code
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored on exit
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)

@@ -22,7 +22,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from basisnet_deploy.common.errors import StoppedBySignal, UserError, first_line
-from basisnet_deploy.common.files import write_json_atomically
+from basisnet_deploy.common.files import Terminated, write_json_atomically
 
 
 class TrainingInterrupted(StoppedBySignal):
@@ -120,7 +120,9 @@ def remove_saved_state(directory: Path) -> None:
 
 class StopSignals:
     """Turn the first SIGINT/SIGTERM into a flag the loop checks after each step; a second
-    one interrupts at once. Restores the previous handlers on exit."""
+    one interrupts at once, as that signal would (SIGINT: KeyboardInterrupt, exit 130;
+    SIGTERM: :class:`~basisnet_deploy.common.files.Terminated`, exit 143), ``finally``
+    blocks still running. Restores the previous handlers on exit."""
 
     def __init__(self):
         self.received = None
@@ -138,6 +140,8 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         if self.received is not None:
+            if signum == signal.SIGTERM:
+                raise Terminated(128 + signum)
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
 
