@@ -323,3 +323,42 @@ def test_litert_aborts_on_the_int16_add_the_converter_refuses(tmp_path, monkeypa
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
                           cwd=tmp_path)  # a core file, where enabled, lands there
     assert proc.returncode == -signal.SIGABRT, proc.stderr.decode()[-500:]
+
+
+def test_onnxruntime_runs_an_int16_add_of_any_range_as_a_float_add(onnx_16x8):
+    """The ONNX target needs no check like LiteRT's: onnxruntime keeps an int16 QDQ Add as
+    DequantizeLinear -> float Add -> QuantizeLinear (no integer rescale), so an output range
+    100,000x narrower than its inputs' saturates instead of aborting; and in the recipe's own
+    artifacts no Add is fused into an integer op."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    def qdq(src, name, scale):
+        return [helper.make_node("QuantizeLinear", [src, f"{name}_s", f"{name}_z"], [f"{name}_q"]),
+                helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [f"{name}_d"])]
+
+    inits = [t for n, sc in (("a", 1.0), ("b", 1.0), ("o", 1e-5))
+             for t in (numpy_helper.from_array(np.array(sc, np.float32), f"{n}_s"),
+                       numpy_helper.from_array(np.array(0, np.int16), f"{n}_z"))]
+    nodes = qdq("x", "a", 1.0) + qdq("y", "b", 1.0) + [helper.make_node("Add", ["a_d", "b_d"], ["s"])]
+    nodes += qdq("s", "o", 1e-5)
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "add16", io,
+                              [helper.make_tensor_value_info("o_d", TensorProto.FLOAT, [4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": np.array([0, 1, -1, 3], np.float32),
+                             "y": np.array([0, 0, 0, -3], np.float32)})[0]
+    assert got == pytest.approx([0, 32767e-5, -32768e-5, 0], abs=1e-6)  # saturated, exact
+
+    out, _ = onnx_16x8
+    for artifact in sorted(out.glob("*.onnx")):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(out.parent / f"{artifact.stem}.optimized.onnx")
+        ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        ops = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+        assert "Add" in ops or "Sum" in ops or "Conv" in ops, (artifact.name, ops)
+        assert not ops & {"QLinearAdd", "QLinearConv", "QLinearMatMul"}, (artifact.name, ops)
