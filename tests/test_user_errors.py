@@ -288,8 +288,8 @@ def test_a_run_stopped_by_a_signal_exits_128_plus_its_number(tmp_path, capsys, m
         [f"Error: {signal_name} stopped it; the same command goes on from there"]
 
 
-@pytest.mark.parametrize("signal_name, raised, code", [("SIGINT", KeyboardInterrupt, None),
-                                                        ("SIGTERM", SystemExit, 143)])
+@pytest.mark.parametrize("signal_name, raised, code", [("SIGINT", "KeyboardInterrupt", None),
+                                                        ("SIGTERM", "Terminated", 143)])
 def test_a_second_signal_stops_at_once_as_that_signal_would(sigint_handled, signal_name, raised, code):
     """The first SIGINT/SIGTERM asks the loop to save and stop; a second one (an impatient
     user, a supervisor's follow-up) interrupts at once, and a second SIGTERM exits 143 as a
@@ -305,9 +305,10 @@ def test_a_second_signal_stops_at_once_as_that_signal_would(sigint_handled, sign
         with StopSignals() as stop:
             os.kill(os.getpid(), sig)
             assert stop.received == signal_name  # the first one only asks
-            with pytest.raises(raised) as e:
+            with pytest.raises(BaseException) as e:  # a wrong type fails here, not the session
                 os.kill(os.getpid(), sig)
                 signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary for the handler
+        assert type(e.value).__name__ == raised
         if code is not None:
             assert e.value.code == code
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored on exit

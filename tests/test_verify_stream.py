@@ -44,7 +44,8 @@ def _stacked_figures(directory, net, held) -> dict:
                 "acc": float((np.argmax(g, -1) == labels).mean()),
                 "err": (float(d.max()), float(d.mean()), float(d.max() / np.abs(r).max())),
                 "ties": (float(np.median(gaps)), int(differ.sum()),
-                         float(gaps[differ].max()) if differ.any() else None)}
+                         float((r.max(-1) - r[np.arange(len(r)), np.argmax(g, -1)])[differ].max())
+                         if differ.any() else None)}
     return {"lm": scores(ref["logits"].numpy(), got), "e2e": scores(ref_sp, e2e)}
 
 
@@ -265,6 +266,18 @@ def test_disagreements_report_how_close_to_a_tie_the_float_answers_were():
     agreeing = ScoreStats()
     agreeing.add(ref, ref, labels)
     assert agreeing.result().ties.disagreeing_max_gap is None
+    third = ScoreStats()  # a flip past the runner-up to a class float ranked far below
+    third.add(np.array([[5.0, 4.99, 0.0]], np.float32), np.array([[0.0, 0.0, 9.0]], np.float32),
+              labels[:1])
+    assert third.result().ties.disagreeing_max_gap == pytest.approx(5.0)
+    broken = ScoreStats()  # NaN float logits: left out, never read as a tie
+    broken.add(np.array([[np.nan, 1.0, 0.0], [3.0, 0.5, 0.0]], np.float32),
+               np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 4.0]], np.float32), labels[:2])
+    ties = broken.result().ties
+    assert (ties.disagreeing, ties.disagreeing_max_gap, ties.median_gap) == (2, 3.0, 2.5)
+    nothing = ScoreStats()
+    nothing.add(np.full((1, 3), np.nan, np.float32), np.array([[0.0, 1.0, 0.0]], np.float32), labels[:1])
+    assert (nothing.result().ties.disagreeing_max_gap, nothing.result().ties.median_gap) == (None, None)
 
     def record(score):
         return {"images": 4, "source": "s", "lightweight": {
@@ -272,3 +285,4 @@ def test_disagreements_report_how_close_to_a_tie_the_float_answers_were():
     text = "\n".join(verification_text(record(stats.result())))
     assert "lightweight: 2 image(s), gap <= 6 (median 3)" in text
     assert "gap <=" not in "\n".join(verification_text(record(agreeing.result())))
+    assert "gap <= n/a" in "\n".join(verification_text(record(nothing.result())))

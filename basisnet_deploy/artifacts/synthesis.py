@@ -324,8 +324,8 @@ def synthesize(template: bytes, patches: list[Patch], bases: dict[str, np.ndarra
     if not np.all(np.isfinite(coefficients)):
         # A NaN would be written as each integer type's minimum (or float NaN kernels): a
         # model that runs and answers nonsense. FastSynthesizer refuses it too.
-        raise UserError("coefficients: non-finite value; the lightweight model's output "
-                        "cannot drive synthesize()")
+        raise UserError("coefficients: non-finite value; synthesize() needs finite "
+                        "coefficients (a lightweight model that output NaN or inf is broken)")
     writes: list[tuple[int, bytes]] = []
     for p in patches:
         w = mix(bases[p.layer], coefficients[p.slot])

@@ -129,19 +129,23 @@ def verification_text(v: dict) -> list[str]:
 
 
 def _tie_lines(v: dict) -> list[str]:
-    """Where an artifact disagrees with float: the largest float top-two logit gap among
-    those images against the median gap, which tells near ties from changed clear answers."""
+    """Where an artifact disagrees with float: the largest float-logit gap between the float
+    answer and the artifact's among those images, against the median float top-two gap,
+    which tells near ties from changed clear answers."""
     checks = [("lightweight", v["lightweight"])]
     for role in ("specialist_coefficient", "specialist_presynth"):
         if role in v:
-            checks += [(f"{role} ({k.replace('_', ' ')})", v[role][k]) for k in ("isolated", "end_to_end")]
-    parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {t['disagreeing_max_gap']:.3g} "
-             f"(median {t['median_gap']:.3g})"
+            checks += [(f"{role} ({name})", v[role][k])
+                       for k, name in (("isolated", "float LM coeffs"), ("end_to_end", "end to end"))]
+    def figure(x):
+        return "n/a (non-finite logits)" if x is None else f"{x:.3g}"
+    parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {figure(t['disagreeing_max_gap'])} "
+             f"(median {figure(t['median_gap'])})"
              for name, s in checks if (t := s.get("ties")) and t["disagreeing"]]
     if not parts:
         return []
-    return ["  float top-two logit gap of the images an artifact answers differently "
-            "(median over all images):"] + parts
+    return ["  float logit gap, float answer minus the artifact's, where they differ "
+            "(median top-two gap over all images):"] + parts
 
 
 def _skipped_lines(result: dict) -> list[str]:

@@ -42,13 +42,14 @@ class ErrorSummary:
 
 @dataclass(frozen=True)
 class TieSummary:
-    """How close to a tie the float model's answers were: the gap between its top two logits,
-    median over every image, and the largest over the images the artifact answers differently
-    (None where it agrees on all). Disagreements whose gaps are all far below the median sit
-    on near ties, which any small error moves; a gap near the median is an error that changes
-    a clear answer."""
+    """How close to a tie the float model's answers were. ``median_gap``: its top logit minus
+    its second, median over every image. ``disagreeing_max_gap``: over the images the artifact
+    answers differently, the largest float logit of the float answer minus the float logit of
+    the artifact's answer (None where it agrees on all). Disagreements whose gaps are all far
+    below the median sit on near ties, which any small error moves; a gap near the median is
+    an error that changes a clear answer. Non-finite logits are left out (None if all are)."""
 
-    median_gap: float
+    median_gap: float | None
     disagreeing: int
     disagreeing_max_gap: float | None
 
@@ -200,16 +201,21 @@ class ScoreStats:
         self.hits += int(np.sum((got_top == labels) & known))
         self.float_hits += int(np.sum((ref_top == labels) & known))
         self.logits.add(ref, got)
-        gaps = top2_gaps(ref)
-        self.gaps.append(gaps)
-        differ = gaps[ref_top != got_top]
-        if differ.size:
-            self.disagreeing_max_gap = max(self.disagreeing_max_gap or 0.0, float(differ.max()))
+        self.gaps.append(top2_gaps(ref))
+        rows = np.flatnonzero(ref_top != got_top)
+        # What the float model gave up: its answer's logit minus the logit of the artifact's
+        # answer (the top-two gap when the artifact took the runner-up; more otherwise).
+        given_up = ref[rows, ref_top[rows]] - ref[rows, got_top[rows]]
+        given_up = given_up[np.isfinite(given_up)]
+        if given_up.size:
+            self.disagreeing_max_gap = max(self.disagreeing_max_gap or 0.0, float(given_up.max()))
 
     def ties(self) -> TieSummary | None:
         if not self.gaps:
             return None
-        return TieSummary(float(np.median(np.concatenate(self.gaps))), self.images - self.agree,
+        gaps = np.concatenate(self.gaps)
+        gaps = gaps[np.isfinite(gaps)]
+        return TieSummary(float(np.median(gaps)) if gaps.size else None, self.images - self.agree,
                           self.disagreeing_max_gap)
 
     def result(self, coefficients: ErrorSummary | None = None) -> ArtifactScore:
@@ -352,8 +358,8 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
                      batch_size: int | None = None, specialists=None) -> VerificationResult:
     """Verification results for every artifact in ``directory`` (see module docstring) on
     ``held``, streamed: images are decoded ``batch_size`` at a time (default
-    :func:`float_batch_size`) and every figure is a running sum, so memory does not grow
-    with the number of images.
+    :func:`float_batch_size`) and every figure is a running sum (the float top-two gaps
+    aside: 4 bytes an image), so memory grows with the number of images by those gaps only.
 
     ``progress(done, total, logs)`` is called after each batch; unreadable files are
     counted in ``skipped``, and an error only when none is readable. ``specialists``: the
