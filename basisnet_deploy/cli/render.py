@@ -137,15 +137,17 @@ def _tie_lines(v: dict) -> list[str]:
         if role in v:
             checks += [(f"{role} ({name})", v[role][k])
                        for k, name in (("isolated", "float LM coeffs"), ("end_to_end", "end to end"))]
-    def figure(x):
-        return "n/a (non-finite logits)" if x is None else f"{x:.3g}"
-    parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {figure(t['disagreeing_max_gap'])} "
-             f"(median {figure(t['median_gap'])})"
+    parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {_gap(t['disagreeing_max_gap'])} "
+             f"(median {_gap(t['median_gap'])})"
              for name, s in checks if (t := s.get("ties")) and t["disagreeing"]]
     if not parts:
         return []
     return ["  float logit gap, float answer minus the artifact's, where they differ "
             "(median top-two gap over all images):"] + parts
+
+
+def _gap(value: float | None) -> str:
+    return "n/a (non-finite logits)" if value is None else f"{value:.3g}"
 
 
 def _skipped_lines(result: dict) -> list[str]:

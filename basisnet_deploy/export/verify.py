@@ -3,7 +3,8 @@
 For each artifact, on held-out images, one frame at a time as on a device:
 - ``top1_agreement`` with the float model, and ``accuracy`` where labels are known;
 - logit error: max and mean absolute, and max relative to the largest float logit;
-- for the lightweight model, the coefficient error.
+- for the lightweight model, the coefficient error;
+- ``ties``: how close to a tie the float answers were where the artifact answers differently.
 
 Specialists are checked twice: ``isolated`` (fed the float LM's coefficients, so only the
 specialist's own error shows) and ``end_to_end`` (fed the exported LM's coefficients, against
@@ -61,8 +62,8 @@ class TieSummary:
 class ArtifactScore:
     """One artifact against the float model: top-1 agreement and logit error; ``accuracy``
     and ``float_accuracy`` (the float model's) where labels are known; ``coefficients``: the
-    lightweight model's coefficient error (None for a specialist); ``ties``: the float
-    model's top-two gaps (:class:`TieSummary`)."""
+    lightweight model's coefficient error (None for a specialist); ``ties``: how close to a
+    tie the float answers were (:class:`TieSummary`)."""
 
     top1_agreement: float
     logits: ErrorSummary
