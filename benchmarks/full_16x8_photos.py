@@ -116,6 +116,8 @@ def score(s: dict, images: int) -> dict:
                    drop=round(100 * (s["float_accuracy"] - s["accuracy"]), 2))
     if s.get("coefficients") is not None:
         row["coef_max_abs"] = round(s["coefficients"]["max_abs"], 4)
+    if s.get("ties") is not None:  # exports whose verification records it
+        row["ties"] = s["ties"]
     return row
 
 
