@@ -105,17 +105,13 @@ def verification_text(v: dict) -> list[str]:
     lines += [f"verification against the float TF model ({v['images']} {v['source']} images):",
              f"  {'artifact':<42}{'top-1 agree':>12}{'accuracy':>10}{'max rel err':>13}"]
 
-    def row(name, s):
+    checks = _checks(v)
+    for name, s in checks:
         acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
         lines.append(f"  {name:<42}{s['top1_agreement']:>12.1%}{acc:>10}{s['logits']['max_rel']:>13.2e}")
-    row("lightweight", v["lightweight"])
-    for role in ("specialist_coefficient", "specialist_presynth"):
-        if role in v:
-            row(f"{role} (float LM coeffs)", v[role]["isolated"])
-            row(f"{role} (end to end)", v[role]["end_to_end"])
     c = v["lightweight"]["coefficients"]
     lines.append(f"  lightweight coefficients: max abs err {c['max_abs']:.2e}, mean {c['mean_abs']:.2e}")
-    lines += _tie_lines(v)
+    lines += _tie_lines(checks)
     if "presynth_vs_coefficient" in v:
         lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
                      f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
@@ -128,15 +124,21 @@ def verification_text(v: dict) -> list[str]:
     return lines + _skipped_lines(v)
 
 
-def _tie_lines(v: dict) -> list[str]:
-    """Where an artifact disagrees with float: the largest float-logit gap between the float
-    answer and the artifact's among those images, against the median float top-two gap,
-    which tells near ties from changed clear answers."""
+def _checks(v: dict) -> list[tuple[str, dict]]:
+    """The verification's checks in table order, each with its row name: the LM, then each
+    specialist fed the float LM's coefficients and end to end."""
     checks = [("lightweight", v["lightweight"])]
     for role in ("specialist_coefficient", "specialist_presynth"):
         if role in v:
-            checks += [(f"{role} ({name})", v[role][k])
-                       for k, name in (("isolated", "float LM coeffs"), ("end_to_end", "end to end"))]
+            checks += [(f"{role} (float LM coeffs)", v[role]["isolated"]),
+                       (f"{role} (end to end)", v[role]["end_to_end"])]
+    return checks
+
+
+def _tie_lines(checks: list[tuple[str, dict]]) -> list[str]:
+    """Where an artifact disagrees with float: the largest float-logit gap between the float
+    answer and the artifact's among those images, against the median float top-two gap,
+    which tells near ties from changed clear answers."""
     parts = [f"    {name}: {t['disagreeing']} image(s), gap <= {_gap(t['disagreeing_max_gap'])} "
              f"(median {_gap(t['median_gap'])})"
              for name, s in checks if (t := s.get("ties")) and t["disagreeing"]]
