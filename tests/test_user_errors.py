@@ -314,3 +314,19 @@ def test_a_second_signal_stops_at_once_as_that_signal_would(sigint_handled, sign
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored on exit
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def test_a_command_ended_by_sigterm_says_so_and_exits_143(tmp_path, capsys, monkeypatch):
+    """SIGTERM during an export's write (or a second one during training) ends the command with
+    one line on stderr, as Ctrl-C's "Interrupted.", and exit 143; never silently."""
+    from basisnet_deploy.common.files import Terminated
+    from basisnet_deploy.export import pipeline
+
+    def terminated(*args, **kwargs):
+        raise Terminated(143)
+
+    monkeypatch.setattr(pipeline, "export", terminated)
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")])
+    assert e.value.code == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["Terminated."]

@@ -286,3 +286,47 @@ def test_disagreements_report_how_close_to_a_tie_the_float_answers_were():
     assert "lightweight: 2 image(s), gap <= 6 (median 3)" in text
     assert "gap <=" not in "\n".join(verification_text(record(agreeing.result())))
     assert "gap <= n/a" in "\n".join(verification_text(record(nothing.result())))
+
+
+def test_non_finite_outputs_are_counted_never_scored_as_agreeing_or_exact(tmp_path):
+    """An artifact that answers NaN: its error figures are None with the count of bad values
+    (a NaN batch after a good one reported a max error of 0 before), its NaN rows never agree
+    (argmax picks a NaN's index, "agreeing" where float answers class 0), the text says so,
+    and the record is strict JSON (null, never a bare NaN)."""
+    from basisnet_deploy.cli.render import emit, verification_text
+    from basisnet_deploy.common.files import write_json_atomically
+    from basisnet_deploy.export.verify import ErrorStats, ScoreStats
+
+    ref = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]], np.float32)
+    errors = ErrorStats()
+    errors.add(ref, ref + 0.5)
+    errors.add(ref, np.full_like(ref, np.nan))
+    summary = errors.result()
+    assert (summary.max_abs, summary.mean_abs, summary.max_rel, summary.non_finite) == (None, None, None, 6)
+    healthy = ErrorStats()
+    healthy.add(ref, ref + 0.5)
+    assert healthy.result().max_abs == pytest.approx(0.5) and healthy.result().non_finite == 0
+
+    stats = ScoreStats()
+    labels = np.array([0, 1])
+    stats.add(ref, np.array([[np.nan, 0.0, 0.0], [0.0, 2.0, np.inf]], np.float32), labels)
+    score = stats.result()
+    assert (score.top1_agreement, score.accuracy, score.logits.non_finite) == (0.0, 0.0, 2)
+    assert score.ties.disagreeing == 2
+
+    record = {"images": 2, "source": "s",
+              "lightweight": {**score.to_json(), "coefficients": summary.to_json()}}
+    text = "\n".join(verification_text(record))
+    assert "non-finite" in text and "nan" not in text.lower().replace("nan or", "")
+    assert "WARNING: lightweight logits: 2 NaN or infinite value(s)" in text
+    assert "WARNING: lightweight coefficients: 6 NaN or infinite value(s)" in text
+    old = {**record, "lightweight": {**record["lightweight"],  # a record holding bare NaN
+                                     "logits": {"max_abs": np.nan, "mean_abs": np.nan, "max_rel": np.nan}}}
+    assert "non-finite" in "\n".join(verification_text(old))
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    write_json_atomically(tmp_path / "m.json", {"v": {"max_rel": float("nan"), "n": np.float32("inf")}})
+    assert strict((tmp_path / "m.json").read_text()) == {"v": {"max_rel": None, "n": None}}
+    emit(score, as_json=False, json_out=str(tmp_path / "out.json"), text=lambda r: [])
+    assert strict((tmp_path / "out.json").read_text())["logits"]["max_abs"] is None

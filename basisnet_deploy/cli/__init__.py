@@ -23,6 +23,7 @@ import click
 
 from basisnet_deploy.cli import render
 from basisnet_deploy.common.errors import ConfigError, UserError
+from basisnet_deploy.common.files import Terminated
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.model.config import BACKBONES, PRESETS, ArchConfig, TrainSettings
 from basisnet_deploy.quantization.settings import WeightTuning
@@ -675,6 +676,9 @@ def _run(argv):
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated:  # SIGTERM mid-write or a second one mid-run: cleaned up, exit 143
+        click.echo("Terminated.", err=True)
+        raise
     except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
         _internal_failure(e)
 

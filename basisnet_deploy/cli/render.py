@@ -8,7 +8,6 @@ scalars: :func:`~basisnet_deploy.common.jsonable.jsonable` turns them into plain
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from typing import Callable
 import click
 
 from basisnet_deploy.common.files import write_json_atomically
-from basisnet_deploy.common.jsonable import jsonable
+from basisnet_deploy.common.jsonable import dumps, jsonable
 
 
 def emit(result, as_json: bool, json_out: str | None, text: Callable[[object], list[str]]) -> None:
@@ -25,7 +24,7 @@ def emit(result, as_json: bool, json_out: str | None, text: Callable[[object], l
     if json_out:
         write_json_atomically(Path(json_out), doc)
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(dumps(doc))
         return
     for line in text(result):
         click.echo(line)
@@ -108,13 +107,14 @@ def verification_text(v: dict) -> list[str]:
     checks = _checks(v)
     for name, s in checks:
         acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
-        lines.append(f"  {name:<42}{s['top1_agreement']:>12.1%}{acc:>10}{s['logits']['max_rel']:>13.2e}")
+        lines.append(f"  {name:<42}{s['top1_agreement']:>12.1%}{acc:>10}{_err(s['logits']['max_rel']):>13}")
     c = v["lightweight"]["coefficients"]
-    lines.append(f"  lightweight coefficients: max abs err {c['max_abs']:.2e}, mean {c['mean_abs']:.2e}")
+    lines.append(f"  lightweight coefficients: max abs err {_err(c['max_abs'])}, mean {_err(c['mean_abs'])}")
     lines += _tie_lines(checks)
     if "presynth_vs_coefficient" in v:
         lines.append(f"  presynth vs coefficient-input, same coefficients: max rel diff "
-                     f"{v['presynth_vs_coefficient']['max_rel']:.2e}")
+                     f"{_err(v['presynth_vs_coefficient']['max_rel'])}")
+    lines += _non_finite_lines(v, checks)
     counts = v.get("classes") or {}
     if 0 < len(counts) <= 12:
         lines.append("  images per class: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
@@ -146,6 +146,23 @@ def _tie_lines(checks: list[tuple[str, dict]]) -> list[str]:
         return []
     return ["  float logit gap, float answer minus the artifact's, where they differ "
             "(median top-two gap over all images):"] + parts
+
+
+def _err(value: float | None) -> str:
+    """An error figure; None (or NaN, in a record written before they were null) means the
+    outputs held NaN or infinite values, which no number describes."""
+    return "non-finite" if value is None or not math.isfinite(value) else f"{value:.2e}"
+
+
+def _non_finite_lines(v: dict, checks: list[tuple[str, dict]]) -> list[str]:
+    """'WARNING: ... gave N NaN or infinite values' for each output that did."""
+    outputs = [(f"{name} logits", s["logits"]) for name, s in checks]
+    outputs += [("lightweight coefficients", v["lightweight"]["coefficients"])]
+    if "presynth_vs_coefficient" in v:
+        outputs += [("presynth vs coefficient-input logits", v["presynth_vs_coefficient"])]
+    return [f"  WARNING: {what}: {e['non_finite']} NaN or infinite value(s); the artifact is "
+            f"broken (re-export, or report it with the export folder)"
+            for what, e in outputs if e.get("non_finite")]
 
 
 def _gap(value: float | None) -> str:

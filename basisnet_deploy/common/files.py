@@ -23,6 +23,7 @@ from pathlib import Path
 
 from basisnet_deploy import __version__
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.jsonable import dumps
 
 TOOL = "basisnet-deploy"
 MARKER_FILE = ".basisnet-deploy"
@@ -187,10 +188,11 @@ def read_verified(directory, name: str, sha256: str | None = None, size: int | N
 
 
 def write_json_atomically(path: Path, data) -> None:
-    """``data`` as JSON at ``path``, atomically: a temp file in the same folder, then rename."""
+    """``data`` as strict JSON at ``path`` (non-finite figures as null), atomically: a temp file
+    in the same folder, then rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(dumps(data) + "\n")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def jsonable(value):
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # NumPy scalar
-        return value.item()
+        return jsonable(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing figure is null
     return value
@@ -33,3 +34,9 @@ def jsonable(value):
 def jsonable_fields(value) -> dict:
     """A dataclass's fields as plain JSON values (for a ``to_json`` that adds to them)."""
     return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+
+
+def dumps(value, indent: int | None = 2) -> str:
+    """``value`` as strict JSON text (RFC 8259): through :func:`jsonable`, so a NaN or infinite
+    figure is null, never the bare ``NaN`` that ``jq`` and JavaScript refuse."""
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False)

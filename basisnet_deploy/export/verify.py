@@ -31,11 +31,13 @@ FLOAT_BATCH = 32
 @dataclass(frozen=True)
 class ErrorSummary:
     """Absolute error over every element compared (max and mean), and the max relative to the
-    largest reference magnitude."""
+    largest reference magnitude. ``non_finite``: elements where either side was NaN or
+    infinite; where there are any, the three errors are None (no number describes them)."""
 
-    max_abs: float
-    mean_abs: float
-    max_rel: float
+    max_abs: float | None
+    mean_abs: float | None
+    max_rel: float | None
+    non_finite: int = 0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -157,17 +159,37 @@ class ErrorStats:
     sum_abs: float = 0.0
     count: int = 0
     max_ref: float = 0.0
+    non_finite: int = 0
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
         diff = np.abs(got - ref)
+        # Counted apart: max() with a NaN keeps whichever came first, so a NaN artifact would
+        # otherwise report a max error of 0.
+        bad = diff.size - int(np.count_nonzero(np.isfinite(diff)))
+        self.non_finite += bad
+        if bad:
+            return
         self.max_abs = max(self.max_abs, float(diff.max()))
         self.sum_abs += float(diff.sum(dtype=np.float64))
         self.count += diff.size
         self.max_ref = max(self.max_ref, float(np.abs(ref).max()))
 
     def result(self) -> ErrorSummary:
+        if self.non_finite:
+            return ErrorSummary(None, None, None, self.non_finite)
         return ErrorSummary(self.max_abs, self.sum_abs / max(self.count, 1),
                             self.max_abs / max(self.max_ref, 1e-12))
+
+
+# The answer of a row with a NaN or infinite logit: no class (argmax would pick the first NaN's
+# index, which "agrees" wherever the float model answers that class).
+NO_ANSWER = -1
+
+
+def answers(logits: np.ndarray) -> np.ndarray:
+    """Each row's top-1 class, or NO_ANSWER where the row holds a non-finite value."""
+    top = np.argmax(logits, -1)
+    return np.where(np.isfinite(logits).all(-1), top, NO_ANSWER)
 
 
 def top2_gaps(logits: np.ndarray) -> np.ndarray:
@@ -194,20 +216,19 @@ class ScoreStats:
     disagreeing_max_gap: float | None = None
 
     def add(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> None:
-        ref_top, got_top = np.argmax(ref, -1), np.argmax(got, -1)
+        ref_top, got_top = answers(ref), answers(got)
         known = labels != UNLABELLED
         self.images += len(labels)
-        self.agree += int(np.sum(ref_top == got_top))
+        self.agree += int(np.sum((ref_top == got_top) & (got_top != NO_ANSWER)))
         self.labelled += int(known.sum())
         self.hits += int(np.sum((got_top == labels) & known))
         self.float_hits += int(np.sum((ref_top == labels) & known))
         self.logits.add(ref, got)
         self.gaps.append(top2_gaps(ref))
-        rows = np.flatnonzero(ref_top != got_top)
+        rows = np.flatnonzero((ref_top != got_top) & (ref_top != NO_ANSWER) & (got_top != NO_ANSWER))
         # What the float model gave up: its answer's logit minus the logit of the artifact's
         # answer (the top-two gap when the artifact took the runner-up; more otherwise).
         given_up = ref[rows, ref_top[rows]] - ref[rows, got_top[rows]]
-        given_up = given_up[np.isfinite(given_up)]
         if given_up.size:
             self.disagreeing_max_gap = max(self.disagreeing_max_gap or 0.0, float(given_up.max()))
 

@@ -25,7 +25,7 @@ import numpy as np
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, StageCost
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import read_verified, sha256_hex, staged_directory
-from basisnet_deploy.common.jsonable import jsonable_fields
+from basisnet_deploy.common.jsonable import dumps, jsonable, jsonable_fields
 from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.report import analysis, plots
 from basisnet_deploy.report.html import render_page
@@ -363,8 +363,8 @@ def write_report(result: ReportResult, data: Labelled, out, start: float) -> Rep
         for name, png in pictures.items():
             (tmp / name).write_bytes(png)
         result = dataclasses.replace(result, seconds=round(time.perf_counter() - start, 2))
-        doc = result.to_json()
-        (tmp / JSON_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+        doc = jsonable(result.to_json())  # non-finite figures as null, in the JSON and the page
+        (tmp / JSON_FILE).write_text(dumps(doc) + "\n")
         (tmp / PAGE_FILE).write_text(render_page(doc, pictures))
         (tmp / MARKER).write_text(json.dumps({"generator": result.generator, "export": result.export,
                                               "files": sorted(p.name for p in tmp.iterdir())}) + "\n")
