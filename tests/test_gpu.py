@@ -230,3 +230,19 @@ def test_nan_outputs_never_count_as_agreement():
     assert relative_error(ref, ref) == 0.0
     assert relative_error(ref, np.array([1.0, np.nan, 3.0], np.float32)) == float("inf")
     assert not relative_error(ref, np.full(3, np.inf, np.float32)) <= GPU_TOLERANCE
+    # nor as the same answer: argmax reads an all-NaN output as class 0, the CPU's answer here
+    from basisnet_deploy.runtime.gpu import GpuStatus, GpuVerdict, _compare
+
+    cpu = [{"logits": np.array([[3.0, 1.0, 0.0]], np.float32)}] * 2
+    gpu = [{"logits": np.full((1, 3), np.nan, np.float32)}, cpu[0]]
+    verdict = _compare(GpuVerdict("specialist", GpuStatus.RUNS), cpu, gpu)
+    assert (verdict.top1_agreement, verdict.status) == (0.5, GpuStatus.MISCOMPUTES), verdict
+
+
+def test_answers_of_non_finite_rows_match_nothing():
+    from basisnet_deploy.common.answers import NO_ANSWER, agreeing, answers, same_answer
+
+    logits = np.array([[0.0, 2.0], [np.nan, 0.0], [np.inf, 0.0], [np.nan, np.nan]], np.float32)
+    assert answers(logits).tolist() == [1, NO_ANSWER, NO_ANSWER, NO_ANSWER]
+    assert agreeing(logits, logits).tolist() == [True, False, False, False]  # NaN never equals NaN
+    assert same_answer([0.0, 2.0], np.array([[1.0, 5.0]])) and not same_answer([2.0, 0.0], [np.nan, 1.0])

@@ -486,3 +486,35 @@ def numpy_library() -> str:
     import numpy.core._multiarray_umath as core
 
     return core.__file__
+
+
+@pytest.mark.parametrize("stage, output", [("light", "logits"), ("light", "coefficients"),
+                                           ("specialist", "logits")])
+def test_nan_outputs_stop_the_run_naming_the_artifact_and_frame(dep, frames, stage, output):
+    """An artifact that outputs NaN is an error naming it and the frame, never an answer:
+    argmax read a NaN row as class 0 and predict printed that class."""
+    from basisnet_deploy.common.errors import UserError
+
+    class NaNAtFrame3:
+        def __init__(self):
+            self.inner, self.runs = make_factory("litert", "xnnpack"), 0
+
+        def __call__(self, path, model=None):
+            session, outer = self.inner(path, model), self
+
+            class Wrapped:
+                def run(self, feeds):
+                    out = dict(session.run(feeds))
+                    outer.runs += 1
+                    if outer.runs == 4:
+                        out[output] = np.full_like(out[output], np.nan)
+                    return out
+            return Wrapped()
+
+    nan = NaNAtFrame3()
+    light = nan if stage == "light" else make_factory("litert", "xnnpack")
+    spec = nan if stage == "specialist" else make_factory("litert", "xnnpack")
+    role = "lightweight" if stage == "light" else "specialist_coefficient"
+    runner = TwoStageRunner(dep, light, spec, RunnerOptions(threshold=None, form="coefficient", mode="sequential"))
+    with pytest.raises(UserError, match=rf"{dep.path(role).name}: NaN or infinite outputs on frame 3"):
+        list(runner.run(frames[:8]))

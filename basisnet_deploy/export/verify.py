@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Manifest, Role
+from basisnet_deploy.common.answers import NO_ANSWER, answers
 from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, batch_size_for, class_counts
 
 # Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
@@ -179,17 +180,6 @@ class ErrorStats:
             return ErrorSummary(None, None, None, self.non_finite)
         return ErrorSummary(self.max_abs, self.sum_abs / max(self.count, 1),
                             self.max_abs / max(self.max_ref, 1e-12))
-
-
-# The answer of a row with a NaN or infinite logit: no class (argmax would pick the first NaN's
-# index, which "agrees" wherever the float model answers that class).
-NO_ANSWER = -1
-
-
-def answers(logits: np.ndarray) -> np.ndarray:
-    """Each row's top-1 class, or NO_ANSWER where the row holds a non-finite value."""
-    top = np.argmax(logits, -1)
-    return np.where(np.isfinite(logits).all(-1), top, NO_ANSWER)
 
 
 def top2_gaps(logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import PipelineCost
+from basisnet_deploy.common.answers import agreeing, answers
 from basisnet_deploy.runtime.runner import softmax
 
 
@@ -185,17 +186,16 @@ def early_exit(run: FreshRun, names, cost: PipelineCost, early: dict) -> EarlyEx
 
 def fresh_fidelity(run: FreshRun) -> dict:
     """Agreement of the exported artifacts among themselves and with the labels."""
-    lm_pred = run.lm_logits.argmax(axis=-1)
+    lm_pred = answers(run.lm_logits)
     out = {"lightweight": {"accuracy": round(float((lm_pred == run.labels).mean()), 4)}}
     for role, logits in run.specialist_logits.items():
-        pred = logits.argmax(axis=-1)
-        out[role] = {"accuracy": round(float((pred == run.labels).mean()), 4),
-                     "agreement_with_lightweight": round(float((pred == lm_pred).mean()), 4)}
+        out[role] = {"accuracy": round(float((answers(logits) == run.labels).mean()), 4),
+                     "agreement_with_lightweight": round(float(agreeing(logits, run.lm_logits).mean()), 4)}
     if len(run.specialist_logits) == 2:
         a, b = (run.specialist_logits[r] for r in ("specialist_coefficient", "specialist_presynth"))
         scale = max(float(np.abs(a).max()), 1e-12)
         out["presynth_vs_coefficient"] = {
-            "top1_agreement": round(float((a.argmax(-1) == b.argmax(-1)).mean()), 4),
+            "top1_agreement": round(float(agreeing(a, b).mean()), 4),
             "logits_max_abs": float(np.abs(a - b).max()),
             "logits_max_rel": float(np.abs(a - b).max() / scale)}
     return out

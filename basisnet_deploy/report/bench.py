@@ -22,6 +22,7 @@ import numpy as np
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, agreement_warning
 from basisnet_deploy.artifacts.synthesis import synthesize
 from basisnet_deploy.runtime.synthesizer import model_bytes_fn
+from basisnet_deploy.common.answers import same_answer
 from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import read_verified, sha256_hex
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
@@ -377,7 +378,7 @@ def _gpu_figures(setup: _Setup, opts: BenchOptions, form_chosen: bool, say) -> G
         feeds = _specialist_feeds(opts.form, lm, frame)
         ref = np.asarray(cpu_session.run(feeds)["logits"], np.float32)
         got = np.asarray(gpu_session.run(feeds)["logits"], np.float32)
-        agree += int(np.argmax(ref) == np.argmax(got))
+        agree += same_answer(ref, got)
         worst = max(worst, relative_error(ref, got))
     _release(setup.factory, gpu_session)
     figures.frames_compared = len(frames)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basisnet_deploy.common.answers import same_answer
 from basisnet_deploy.common.errors import UserError, first_line
 from basisnet_deploy.common.quiet import CapturedText, captured_native
 
@@ -218,7 +219,7 @@ def _compare(verdict: GpuVerdict, cpu: list[dict], gpu: list[dict]) -> GpuVerdic
         for key, r in ref.items():
             worst = max(worst, relative_error(r, got[key]))
             if key == "logits":
-                agree += int(np.argmax(r) == np.argmax(got[key]))
+                agree += same_answer(r, got[key])
                 scored += 1
     verdict.max_rel = worst
     verdict.top1_agreement = agree / scored if scored else None

@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from basisnet_deploy.artifacts.manifest import Role
+from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.runtime.synthesizer import BASES_KINDS, SynthesizedModel, Synthesizer
 
 MODES = ("sequential", "pipelined")
@@ -118,20 +119,30 @@ class _Item:
     model: SynthesizedModel | None = None  # presynth: the session this frame runs on
 
 
+def _finite(values: np.ndarray, artifact, index: int) -> np.ndarray:
+    """``values``, refused where an artifact output NaN or infinity: argmax would read that as
+    class 0 and print it as an answer."""
+    if not np.isfinite(values).all():
+        raise UserError(f"{artifact}: NaN or infinite outputs on frame {index}; the artifact is "
+                        "broken: `basisnet-deploy verify` on this export measures it, then re-export")
+    return values
+
+
 class _LightStage:
     """A stage: called once per frame, closed once by the thread that made it."""
 
     def __init__(self, deployment, factory, threshold):
         self.session = deployment.session(factory, Role.LIGHTWEIGHT)
+        self.path = deployment.path(Role.LIGHTWEIGHT)
         self.threshold = threshold
 
     def __call__(self, item: _Item) -> _Item:
         t = time.perf_counter()
         out = self.session.run({"image": item.frame[0]})
         item.times["lightweight"] = (time.perf_counter() - t) * 1e3
-        item.lm_logits = np.asarray(out["logits"], np.float32)[0]
+        item.lm_logits = _finite(np.asarray(out["logits"], np.float32)[0], self.path, item.index)
         probs = softmax(item.lm_logits)
-        item.coefficients = np.asarray(out["coefficients"], np.float32)[0]
+        item.coefficients = _finite(np.asarray(out["coefficients"], np.float32)[0], self.path, item.index)
         item.label = item.lm_label = int(np.argmax(probs))
         item.confidence = item.lm_confidence = float(probs[item.label])
         item.exits = self.threshold is not None and item.confidence >= self.threshold
@@ -178,8 +189,9 @@ class _SynthesisStage:
 class _SpecialistStage:
     def __init__(self, deployment, factory, form: str):
         self.form = form
-        self.session = (deployment.session(factory, Role.SPECIALIST_COEFFICIENT) if form == "coefficient"
-                        else None)
+        role = Role.SPECIALIST_COEFFICIENT if form == "coefficient" else Role.SPECIALIST_PRESYNTH
+        self.session = deployment.session(factory, role) if form == "coefficient" else None
+        self.path = deployment.path(role)
 
     def __call__(self, item: _Item) -> _Item:
         if item.exits:
@@ -189,7 +201,8 @@ class _SpecialistStage:
         else:
             session, feeds = self.session, {"image": item.frame[1], "coefficients": item.coefficients[None]}
         t = time.perf_counter()
-        logits = item.logits = np.asarray(session.run(feeds)["logits"], np.float32)[0]
+        logits = item.logits = _finite(np.asarray(session.run(feeds)["logits"], np.float32)[0],
+                                       self.path, item.index)
         item.times["specialist"] = (time.perf_counter() - t) * 1e3
         if item.model is not None:
             item.model.release()
