@@ -14,8 +14,10 @@ commands that need it, so ``cost`` and ``--help`` answer at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import itertools
+import math
 import os
 import sys
 
@@ -23,7 +25,7 @@ import click
 
 from basisnet_deploy.cli import render
 from basisnet_deploy.common.errors import ConfigError, UserError
-from basisnet_deploy.common.files import Terminated
+from basisnet_deploy.common.files import Terminated, check_output_file
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.model.config import BACKBONES, PRESETS, ArchConfig, TrainSettings
 from basisnet_deploy.quantization.settings import WeightTuning
@@ -70,9 +72,9 @@ def arch_options(fn):
         click.option("--bases", "-k", type=int, default=None, help="Bases per non-shared block (1-128)."),
         click.option("--nonshared", callback=_nonshared, default=None, metavar="A-B",
                      help="Non-shared block range of the specialist, e.g. 8-15 (the paper's L8-L15)."),
-        click.option("--width", type=float, default=None, help="Specialist width multiplier."),
+        click.option("--width", type=Finite(), default=None, help="Specialist width multiplier."),
         click.option("--resolution", type=int, default=None, help="Specialist input size in pixels."),
-        click.option("--light-width", type=float, default=None, help="Lightweight-model width multiplier."),
+        click.option("--light-width", type=Finite(), default=None, help="Lightweight-model width multiplier."),
         click.option("--light-resolution", type=int, default=None,
                      help="Lightweight-model input size in pixels."),
         click.option("--classes", type=int, default=None, help="Number of classes."),
@@ -89,15 +91,58 @@ def _arch_from_flags(flags: dict, default_preset: str = "mv3") -> ArchConfig:
         base = PRESETS[flags["backbone"]]
     names = {"classes": "num_classes"}
     overrides = {names.get(k, k): v for k, v in flags.items() if k != "preset" and v is not None}
-    return dataclasses.replace(base, **overrides).validate(where="option")
+    flag = {v: k for k, v in names.items()}
+    return dataclasses.replace(base, **overrides).validate(
+        name=lambda key: f"--{flag.get(key, key).replace('_', '-')}")
+
+
+class Finite(click.FloatRange):
+    """click.FloatRange that also refuses NaN and infinity (NaN passes every range check)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class Threshold(Finite):
+    """An early-exit confidence in [0, 1], or 'none': never exit (a confidence of 1.0 does
+    occur in float32, so 1 is not "never")."""
+
+    def __init__(self):
+        super().__init__(0, 1)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "none":
+            from basisnet_deploy.runtime.runner import NEVER_EXIT
+
+            return NEVER_EXIT
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, *args, **kwargs):
+        return "[0<=x<=1|none]"
+
+    def _describe_range(self) -> str:
+        return "0<=x<=1 or none"
 
 
 def output_options(fn):
-    """``--json`` and ``--json-out``, the same in every command."""
-    fn = click.option("--json-out", "json_out", type=click.Path(dir_okay=False), default=None,
-                      help="Also write the result as JSON to this file.")(fn)
+    """``--json`` and ``--json-out``, the same in every command; the JSON file is checked
+    before the command runs (:func:`~basisnet_deploy.common.files.check_output_file`): no file
+    of the command's DIRECTORY, CHECKPOINT or --out may be replaced by it."""
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        if kwargs.get("json_out"):
+            inputs = [kwargs[k] for k in ("directory", "checkpoint", "out") if kwargs.get(k)]
+            check_output_file(kwargs["json_out"], "--json-out", "JSON", inputs)
+        return fn(*args, **kwargs)
+
+    checked = click.option("--json-out", "json_out", type=click.Path(dir_okay=False), default=None,
+                           help="Also write the result as JSON to this file (a new file, or "
+                                "a JSON file outside the command's inputs).")(checked)
     return click.option("--json", "as_json", is_flag=True,
-                        help="Print the result as one JSON document on stdout instead of a table.")(fn)
+                        help="Print the result as one JSON document on stdout instead of a table.")(checked)
 
 
 def _verbose(ctx, param, value):
@@ -171,9 +216,9 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
 @arch_options
 @click.option("--epochs", type=click.IntRange(1, 100000), default=_TRAIN_DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=_TRAIN_DEFAULTS.batch_size, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(0, 10, min_open=True), default=_TRAIN_DEFAULTS.learning_rate,
+@click.option("--learning-rate", type=Finite(0, 10, min_open=True), default=_TRAIN_DEFAULTS.learning_rate,
               show_default=True, help="Peak RMSProp learning rate after the linear warm-up.")
-@click.option("--held-out", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=_TRAIN_DEFAULTS.held_out, show_default=True,
+@click.option("--held-out", type=Finite(0, 1, min_open=True, max_open=True), default=_TRAIN_DEFAULTS.held_out, show_default=True,
               help="Fraction of each class held out for evaluation.")
 @click.option("--resize", type=click.Choice(["squash", "center_crop"]), default=None,
               help="Resize rule stored in the checkpoint (default: squash for digits, "
@@ -316,7 +361,7 @@ def evaluate(checkpoint, dataset, limit, as_json, json_out):
                    "same command goes on from the tuning's saved state (.<out>.tuning/ beside "
                    "--out, removed once the export lands or is refused). "
                    f"[default: {WeightTuning.steps}]")
-@click.option("--min-agreement", type=click.FloatRange(0, 100), default=99.0, show_default=True,
+@click.option("--min-agreement", type=Finite(0, 100), default=99.0, show_default=True,
               help="Percent top-1 agreement with the float model on held-out images that every "
                    "artifact must reach, isolated and end to end; below it the export fails "
                    "(exit 1) and nothing is written.")
@@ -353,7 +398,8 @@ def export(checkpoint, out, as_json, json_out, **options):
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--dataset", "dataset", default=None, type=click.Choice(["digits"]),
-              help="Verify on all of digits (default: the checkpoint's held-out split).")
+              help="Verify on held-out digits (the checkpoint's split when it was trained on "
+                   "digits; default: the checkpoint's held-out split).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Held-out images: DIR/<class>/<images> scores accuracy too.")
 @click.option("--limit", type=click.IntRange(1, 10**6), default=None,
@@ -365,8 +411,11 @@ def export(checkpoint, out, as_json, json_out, **options):
                    "what the GPU computes against the float model.")
 @click.option("--allow-fallback", is_flag=True,
               help="With --delegate gpu: run on the CPU when the GPU cannot; the result says so.")
+@click.option("--checkpoint", "checkpoint_dir", default=None, type=click.Path(file_okay=False),
+              help="The checkpoint the export was made from (default: the path its manifest "
+                   "records); its config.json must be the one the export recorded.")
 @output_options
-def verify(directory, dataset, images, limit, delegate, allow_fallback, as_json, json_out):
+def verify(directory, dataset, images, limit, delegate, allow_fallback, checkpoint_dir, as_json, json_out):
     """Check every artifact of an export against the float TF model from its checkpoint.
 
     Reports top-1 agreement, accuracy, logit error and coefficient error per artifact, and
@@ -377,7 +426,8 @@ def verify(directory, dataset, images, limit, delegate, allow_fallback, as_json,
     from basisnet_deploy.export.verify import verify_export
 
     with _progress("verify", unit="image") as progress:
-        result = verify_export(directory, images or dataset, limit, progress, delegate, allow_fallback)
+        result = verify_export(directory, images or dataset, limit, progress, delegate, allow_fallback,
+                               checkpoint_dir)
     render.emit(result, as_json, json_out, render.verify_text)
 
 
@@ -458,18 +508,19 @@ def _runtime(flags: dict):
 @_runtime_options
 @click.option("--runner", type=click.Choice(["sequential", "pipelined", "both"]), default="both",
               show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Early-exit confidence (default: the manifest's; none means never exit).")
+@click.option("--threshold", type=Threshold(), default=None,
+              help="Early-exit confidence in [0, 1], or 'none': never exit, the specialist "
+                   "answers every frame (default: the manifest's threshold).")
 @click.option("--frames", type=click.IntRange(1, 10**7), default=200, show_default=True)
 @click.option("--warmup", type=click.IntRange(0, 10**6), default=20, show_default=True)
 @click.option("--images", default=None, help="A folder of images (default: digits).")
 @click.option("--dataset", type=click.Choice(["digits"]), default=None)
-@click.option("--resynth-tolerance", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--resynth-tolerance", type=Finite(0), default=0.0, show_default=True,
               help="Presynth: re-synthesize when coefficients drift by more than this (max abs).")
 @click.option("--resynth-every", type=click.IntRange(0, 10**9), default=0, show_default=True,
               help="Presynth: re-synthesize at least every N frames (0: no limit; 1: every "
                    "frame, the paper's exact per-image BasisNet).")
-@click.option("--input-fps", type=click.FloatRange(0.1, 10000), default=None,
+@click.option("--input-fps", type=Finite(0.1, 10000), default=None,
               help="Offer frames at this rate, as a camera would (default: as fast as the "
                    "runner accepts them, full load).")
 @click.option("--bases", type=click.Choice(["float32", "int8"]), default="float32", show_default=True,
@@ -507,8 +558,9 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_runtime_options
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Early-exit confidence (default: the manifest's; none means never exit).")
+@click.option("--threshold", type=Threshold(), default=None,
+              help="Early-exit confidence in [0, 1], or 'none': never exit, the specialist "
+                   "answers every frame (default: the manifest's threshold).")
 @output_options
 def predict(directory, images, threshold, as_json, json_out, **flags):
     """Class, confidence and the stage that answered, for each IMAGE."""
@@ -524,18 +576,21 @@ def predict(directory, images, threshold, as_json, json_out, **flags):
               help="Held-out digits (the checkpoint's split when it was trained on digits).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Labelled images DIR/<class>/<images>, classes as the manifest's labels.")
-@click.option("--max-drop", type=click.FloatRange(0, 100), default=None,
+@click.option("--max-drop", type=Finite(0, 100), default=None,
               help="Allowed top-1 drop in points against never exiting, e.g. 0.5.")
-@click.option("--target-madds", type=click.FloatRange(0, min_open=True), default=None, help="Average MAdds budget per frame.")
+@click.option("--target-madds", type=Finite(0, min_open=True), default=None, help="Average MAdds budget per frame.")
 @click.option("--specialist-form", type=click.Choice(["coefficient", "presynth"]), default="presynth",
               show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="PNG of accuracy vs average MAdds (default: DIR/early_exit_tradeoff.png).")
 @click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="At most this many images, a seeded sample spread over the classes.")
+@click.option("--checkpoint", "checkpoint_dir", default=None, type=click.Path(file_okay=False),
+              help="The checkpoint the export was made from (default: the path its manifest "
+                   "records); its config.json must be the one the export recorded.")
 @output_options
 def calibrate_threshold(directory, dataset, images, max_drop, target_madds, specialist_form,
-                        plot_path, limit, as_json, json_out):
+                        plot_path, limit, checkpoint_dir, as_json, json_out):
     """Pick the early-exit threshold and write it into the manifest.
 
     Give --max-drop (top-1 points you allow to lose) or --target-madds (average cost per
@@ -543,12 +598,14 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     """
     from basisnet_deploy.artifacts.manifest import load_manifest
     from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.export.verify import export_checkpoint
     from basisnet_deploy.model.checkpoint import load_config
     from basisnet_deploy.report.threshold import calibrate
 
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
-    cfg = load_config(load_manifest(directory).checkpoint.get("path", ""))
+    check_output_file(plot_path or os.path.join(directory, "early_exit_tradeoff.png"), "--plot", "PNG")
+    cfg = load_config(export_checkpoint(directory, load_manifest(directory), checkpoint_dir))
     held = evaluation_set(cfg, images or dataset).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
@@ -595,8 +652,12 @@ class _progress:
 
     def __init__(self, desc, unit="step"):
         self.desc, self.unit, self.bar = desc, unit, None
+        self.started = None
 
     def __enter__(self):
+        import time
+
+        self.started = time.time()  # tqdm's clock
         return self
 
     def __call__(self, step, total, logs):
@@ -606,6 +667,9 @@ class _progress:
             tty = sys.stderr.isatty()
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
                             mininterval=0.5 if tty else 15, dynamic_ncols=True)
+            # The first call comes after the first batch is done: timed from the bar's creation,
+            # that batch would show as done in microseconds (thousands of images/s).
+            self.bar.start_t = self.bar.last_print_t = self.started or self.bar.start_t
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         self.bar.update(step - self.bar.n)
 

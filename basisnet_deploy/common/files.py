@@ -83,6 +83,40 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
     return target
 
 
+# What an output file option may replace: a file that begins as the kind it writes.
+_FILE_STARTS = {"JSON": lambda head: head.lstrip()[:1] in (b"{", b"["),
+                "PNG": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")}
+
+
+def check_output_file(target, option: str, kind: str, inputs=()) -> Path:
+    """Refuse, before any work and without writing anything, an output file (``--json-out``,
+    ``--plot``) that would replace what the tool did not write: an existing file that is not
+    ``kind`` ("JSON" or "PNG"), or, for JSON, an existing file inside one of the command's
+    ``inputs`` (an export's manifest.json, a checkpoint's config.json); also a folder that
+    does not exist or cannot be written."""
+    target = Path(target)
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        raise OutputError(f"{option} {target}: its folder {parent} does not exist; create it or "
+                          "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {target}: {parent} is not writable; choose a writable path")
+    if not target.exists():
+        return target
+    if not target.is_file():
+        raise OutputError(f"{option} {target}: exists and is not a file; choose a new path")
+    for directory in inputs:
+        if kind == "JSON" and target.resolve().is_relative_to(Path(directory).resolve()):
+            raise OutputError(f"{option} {target}: a file of {directory}, which this command reads; "
+                              "choose a path outside it")
+    with open(target, "rb") as f:
+        head = f.read(64)
+    if not _FILE_STARTS[kind](head):
+        raise OutputError(f"{option} {target}: exists and is not a {kind} file, so not an output "
+                          f"of this tool; choose a new path (it replaces only {kind} files)")
+    return target
+
+
 def _existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         if path.is_symlink():  # a dangling link: report it as the blocker

@@ -559,7 +559,7 @@ def _manifest(checkpoint_dir, inputs: _Inputs, export_plan: ExportPlan, artifact
         "batch_policy": "a batch shares one synthesized specialist, made from the mean "
                         "of its frames' coefficients",
     }
-    checkpoint_ref = {"path": str(checkpoint_dir),
+    checkpoint_ref = {"path": str(Path(checkpoint_dir).resolve()),  # verify runs from any folder
                       "config_sha256": sha256_hex((Path(checkpoint_dir) / "config.json").read_bytes())}
     return Manifest(target=export_plan.target.name, quantization=export_plan.quantization,
                     recipe=export_plan.recipe, labels=tuple(cfg.labels),

@@ -399,12 +399,36 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
         classes=None if held.labels is None else class_counts(check.labels, held.class_names))
 
 
+def export_checkpoint(directory, manifest: Manifest, given=None) -> Path:
+    """The checkpoint an export was made from: ``given`` (``--checkpoint``) or the path its
+    manifest records. Refused when it is not there, or when its config.json is not the one the
+    export recorded (another architecture, labels or preprocessing)."""
+    from basisnet_deploy.common.errors import UserError
+    from basisnet_deploy.common.files import sha256_hex
+    from basisnet_deploy.model.checkpoint import CONFIG_FILE
+
+    where = Path(directory) / "manifest.json"
+    path = Path(given or manifest.checkpoint.get("path") or "")
+    if not given and not (path / CONFIG_FILE).is_file():
+        raise UserError(f"{path}: the checkpoint {where} records is not there (an export moved, "
+                        "or a relative path from another folder); pass it with --checkpoint CKPT")
+    want = manifest.checkpoint.get("config_sha256")
+    config = path / CONFIG_FILE
+    if want and config.is_file() and sha256_hex(config.read_bytes()) != want:
+        raise UserError(f"{config}: not the checkpoint this export was made from (its sha256 "
+                        f"differs from the one {where} records); pass that checkpoint with "
+                        "--checkpoint CKPT, or re-export")
+    return path
+
+
 def verify_export(directory, images: str | None = None, limit: int | None = None,
                   progress=None, delegate: str = "xnnpack",
-                  allow_fallback: bool = False) -> VerificationResult:
+                  allow_fallback: bool = False, checkpoint_dir=None) -> VerificationResult:
     """Verify an export directory against its checkpoint on held-out images.
 
-    ``images``: 'digits' or a folder; default the checkpoint's own held-out split.
+    ``checkpoint_dir``: the export's checkpoint (default: the path its manifest records;
+    :func:`export_checkpoint` checks it). ``images``: 'digits' or a folder; default the
+    checkpoint's own held-out split.
     ``limit``: at most this many, a seeded sample spread over the classes (the same images
     export's own verification of that many uses). ``delegate``: where the specialists run
     (``gpu``: on the GPU, checked up front as bench does; the result says which processor).
@@ -415,7 +439,7 @@ def verify_export(directory, images: str | None = None, limit: int | None = None
 
     manifest = load_manifest(directory)
     check_files(directory, manifest)
-    path = manifest.checkpoint.get("path", "")
+    path = export_checkpoint(directory, manifest, checkpoint_dir)
     held = evaluation_set(checkpoint.load_config(path), images).sample(limit)  # before any work
     factory = _specialist_factory(directory, manifest, delegate, allow_fallback)
     net, _ = checkpoint.load(path)

@@ -51,9 +51,11 @@ class ArchConfig:
     def nonshared_blocks(self) -> tuple[int, ...]:
         return tuple(range(self.nonshared[0], self.nonshared[1] + 1))
 
-    def validate(self, where: str = "architecture") -> "ArchConfig":
+    def validate(self, where: str = "architecture", name=None) -> "ArchConfig":
+        """``self``, refused with a ConfigError naming the field as ``where.key``, or as
+        ``name(key)`` where given (the CLI's flag)."""
         def bad(key, msg):
-            raise ConfigError(f"{where}.{key}: {msg}")
+            raise ConfigError(f"{name(key) if name else f'{where}.{key}'}: {msg}")
 
         if self.backbone not in BACKBONES:
             bad("backbone", f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")

@@ -8,7 +8,7 @@ from basisnet_deploy.artifacts.manifest import Role
 from basisnet_deploy.data import load_image
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
-from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
+from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner, exit_threshold
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Prediction:
 
 def predict(directory, image_paths: list[str], options: RuntimeOptions = RuntimeOptions(),
             threshold: float | None = None) -> list[Prediction]:
-    """One :class:`Prediction` per image, in order; ``threshold`` None: the manifest's."""
+    """One :class:`Prediction` per image, in order; ``threshold`` None: the manifest's,
+    NEVER_EXIT: the specialist answers every image."""
     dep = Deployment(directory)
     runtime = options.runtime_for(dep)
     threads = stage_threads(options.threads)
@@ -60,7 +61,7 @@ def predict(directory, image_paths: list[str], options: RuntimeOptions = Runtime
                          threads["lightweight"])
     side = dep.decode_side  # one figure for every image
     frames = [dep.frame(load_image(p, side)) for p in image_paths]
-    threshold = dep.threshold if threshold is None else threshold
+    threshold = exit_threshold(threshold, dep.threshold)
     run = TwoStageRunner(dep, light, factory,
                          RunnerOptions(threshold=threshold, form=form, mode="sequential"))
     try:

@@ -31,6 +31,7 @@ re-synthesizes for every distinct coefficient set, which is exact.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -73,6 +74,18 @@ class ResynthesisPolicy:
         if self.every and uses >= self.every:
             return True
         return float(np.max(np.abs(coefficients - current))) > self.tolerance
+
+
+# A --threshold no confidence reaches: the specialist answers every frame ("--threshold none").
+NEVER_EXIT = math.inf
+
+
+def exit_threshold(given: float | None, recorded: float | None) -> float | None:
+    """The early-exit threshold a run uses, as RunnerOptions takes it (None: never exit):
+    ``given`` (NEVER_EXIT: never exit), else the manifest's ``recorded``."""
+    if given is None:
+        return recorded
+    return None if given == NEVER_EXIT else given
 
 
 @dataclass(frozen=True)
