@@ -380,3 +380,21 @@ def test_progress_bar_rates_count_from_the_start_of_the_work(capsys):
         progress(20, 40, {})
         rate = progress.bar.format_dict["rate"] or progress.bar.n / (time.time() - progress.bar.start_t)
     assert rate <= 20 / 0.2 + 1e-6, rate
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["cost", "--plain", "mv3-small", "-k", "4"], "--bases does not apply"),
+    (["verify", "EXP", "--images", "EXP", "--dataset", "digits"], "not both"),
+    (["bench", "EXP", "--images", "EXP", "--dataset", "digits"], "not both"),
+    (["bench", "EXP", "--specialist-form", "coefficient", "--bases", "int8"], "--bases: for the presynth form only"),
+    (["bench", "EXP", "--specialist-form", "coefficient", "--resynth-every", "5"], "--resynth-every: for the presynth"),
+    (["report", "EXP", "--images", "digits", "--out", "OUT", "--classes", "1,1"], "names a class twice"),
+])
+def test_options_that_would_be_ignored_are_refused(float_tflite, tmp_path, capsys, argv, says):
+    """An option the command would silently ignore is one Error: line, before any work."""
+    argv = [{"EXP": str(float_tflite[0]), "OUT": str(tmp_path / "out")}.get(a, a) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "out").exists()

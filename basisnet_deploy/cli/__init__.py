@@ -193,6 +193,12 @@ def cost(checkpoint, plain, as_json, json_out, **flags):
     from basisnet_deploy.model import cost as costs
 
     if plain:
+        ignored = [f"--{k.replace('_', '-')}" for k, v in flags.items()
+                   if v is not None and k not in ("width", "resolution", "classes")]
+        if checkpoint or ignored:
+            raise UserError(f"cost --plain costs a plain MobileNet from --width, --resolution and "
+                            f"--classes; {'a CHECKPOINT' if checkpoint else ', '.join(ignored)} "
+                            "does not apply to it: drop it, or leave out --plain")
         result = costs.plain_cost(plain, flags["width"] or 1.0, flags["resolution"] or 224,
                                   flags["classes"] or 1000)
     else:
@@ -426,7 +432,7 @@ def verify(directory, dataset, images, limit, delegate, allow_fallback, checkpoi
     from basisnet_deploy.export.verify import verify_export
 
     with _progress("verify", unit="image") as progress:
-        result = verify_export(directory, images or dataset, limit, progress, delegate, allow_fallback,
+        result = verify_export(directory, _image_source(images, dataset), limit, progress, delegate, allow_fallback,
                                checkpoint_dir)
     render.emit(result, as_json, json_out, render.verify_text)
 
@@ -495,6 +501,13 @@ def _runtime_options(fn):
     return fn
 
 
+def _image_source(images: str | None, dataset: str | None) -> str | None:
+    """--images DIR or --dataset NAME, refused when both are given (one would be ignored)."""
+    if images and dataset:
+        raise UserError(f"give --images {images} or --dataset {dataset}, not both")
+    return images or dataset
+
+
 def _runtime(flags: dict):
     from basisnet_deploy.runtime.predict import RuntimeOptions
 
@@ -544,10 +557,19 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
     from basisnet_deploy.runtime.runner import ResynthesisPolicy
 
     rt = _runtime(flags)
+    dep = Deployment(directory)
+    presynth_only = [name for name, value, default in (("--bases", bases, "float32"),
+                                                       ("--resynth-every", resynth_every, 0),
+                                                       ("--resynth-tolerance", resynth_tolerance, 0.0))
+                     if value != default]
+    if presynth_only and rt.form_for(dep) != "presynth":
+        raise UserError(f"{', '.join(presynth_only)}: for the presynth form only (re-synthesized "
+                        f"on the host), and this run uses the {rt.form_for(dep)} form; add "
+                        "--specialist-form presynth or drop the option")
     options = BenchOptions(
-        delegate=rt.delegate, runtime=rt.runtime_for(Deployment(directory)), runner=runner,
+        delegate=rt.delegate, runtime=rt.runtime_for(dep), runner=runner,
         form=rt.form, threshold=threshold, frames=frames, warmup=warmup, threads=rt.threads,
-        images=images or dataset, delegate_path=rt.delegate_path, allow_fallback=rt.allow_fallback,
+        images=_image_source(images, dataset), delegate_path=rt.delegate_path, allow_fallback=rt.allow_fallback,
         policy=ResynthesisPolicy(resynth_tolerance, resynth_every), input_fps=input_fps, drop=drop,
         bases=bases)
     report = run_bench(directory, options, progress=lambda m: click.echo(f"  {m}", err=True))
@@ -606,7 +628,7 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     check_output_file(plot_path or os.path.join(directory, "early_exit_tradeoff.png"), "--plot", "PNG")
     cfg = load_config(export_checkpoint(directory, load_manifest(directory), checkpoint_dir))
-    held = evaluation_set(cfg, images or dataset).sample(limit)
+    held = evaluation_set(cfg, _image_source(images, dataset)).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
                            progress)
@@ -641,6 +663,8 @@ def report(directory, images, bench_json, out, layer, classes, limit, as_json, j
     from basisnet_deploy.report.page import ReportOptions, build_report
 
     names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else ()
+    if len(set(names)) != len(names):
+        raise UserError(f"--classes {classes}: names a class twice; give distinct classes")
     options = ReportOptions(images=images, bench=bench_json, layer=layer, classes=names, limit=limit)
     with _progress("report", unit="image") as progress:
         result = build_report(directory, out, options, progress)

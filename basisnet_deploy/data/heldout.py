@@ -156,8 +156,8 @@ def check_classes(class_names, labels, root) -> np.ndarray:
     if unknown:
         shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
         raise DataError(f"{root}: class folders {unknown[:3]} are not among the model's labels "
-                        f"({shown}); rename them to match, or pass a folder of images without "
-                        "class folders")
+                        f"({shown}); rename them to match (verify and bench also take a "
+                        "folder of images without class folders, scoring agreement only)")
     return np.asarray([labels.index(c) for c in class_names], np.int64)
 
 
