@@ -389,12 +389,15 @@ def test_progress_bar_rates_count_from_the_start_of_the_work(capsys):
     (["bench", "EXP", "--specialist-form", "coefficient", "--bases", "int8"], "--bases: for the presynth form only"),
     (["bench", "EXP", "--specialist-form", "coefficient", "--resynth-every", "5"], "--resynth-every: for the presynth"),
     (["report", "EXP", "--images", "digits", "--out", "OUT", "--classes", "1,1"], "names a class twice"),
+    (["android-assets", "EXP", "--out", "EXP/sub"], "inside the export"),
+    (["bench", "EXP", "--images", "EXP/manifest.json"], "a file, not a folder"),
 ])
 def test_options_that_would_be_ignored_are_refused(float_tflite, tmp_path, capsys, argv, says):
-    """An option the command would silently ignore is one Error: line, before any work."""
-    argv = [{"EXP": str(float_tflite[0]), "OUT": str(tmp_path / "out")}.get(a, a) for a in argv]
+    """An option the command would silently ignore (or a path it would misuse) is one Error:
+    line, before any work."""
+    argv = [a.replace("EXP", str(float_tflite[0])).replace("OUT", str(tmp_path / "out")) for a in argv]
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and says in err[0], err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (float_tflite[0] / "sub").exists()

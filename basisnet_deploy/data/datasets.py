@@ -153,7 +153,8 @@ def sample_folder(root: str | os.PathLike, count: int, seed: int = 0,
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder; pass a folder of images")
+        what = "a file, not a folder" if root.exists() else "no such folder"
+        raise DataError(f"{root}: {what}; pass a folder of images")
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DataError(f"{root}: the folder is empty; add real images "

@@ -173,7 +173,8 @@ def list_held_out(root, labels, side: int = 0) -> HeldOut:
 
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder; pass a folder of images")
+        what = "a file, not a folder" if root.exists() else "no such folder"
+        raise DataError(f"{root}: {what}; pass a folder of images")
     children = [p for p in root.iterdir() if not p.name.startswith(".")]
     if not children:
         raise DataError(f"{root}: the folder is empty; add images "

@@ -59,6 +59,9 @@ class AndroidAssets:
 def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
     """Copy a TFLite export into ``out_dir`` (replaced atomically)."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    if out_dir.resolve().is_relative_to(export_dir.resolve()):
+        raise UserError(f"--out {out_dir}: inside the export {export_dir}, which it copies; "
+                        "choose a folder outside it")
     check_output_dir(out_dir, "android-assets", legacy=_ours)
     manifest = load_manifest(export_dir)
     if not manifest.target_spec.android:
