@@ -86,6 +86,44 @@ def test_manifest_without_a_patch_table_checksum_is_refused(export_copy):
         load_manifest(export_copy)
 
 
+def _set(m: dict, dotted: str, value):
+    *parents, key = dotted.split(".")
+    for name in parents:
+        m = m[name]
+    m[key] = value
+
+
+# Hand edits that reached the runtime (a raw IndexError, TypeError or ValueError, or a threshold
+# that every frame or no frame passes, or a negative MAdds figure in bench), and the field named.
+BAD_VALUES = [
+    ("labels", ["0", "1", "2", "3", "4"], "labels has 5 names but architecture.num_classes is 10"),
+    ("early_exit.threshold", "high", "early_exit.threshold"),
+    ("early_exit.threshold", 5, "early_exit.threshold"),
+    ("early_exit.threshold", -1, "early_exit.threshold"),
+    ("early_exit.threshold", float("nan"), "early_exit.threshold"),
+    ("early_exit.threshold", True, "early_exit.threshold"),
+    ("preprocessing.lightweight_resolution", -16, "preprocessing.lightweight_resolution"),
+    ("preprocessing.specialist_resolution", 0, "preprocessing.specialist_resolution"),
+    ("preprocessing.specialist_resolution", 48, "preprocessing.specialist_resolution is 48 but architecture.resolution"),
+    ("cost.stages.lightweight.madds", -1, "cost.stages.lightweight.madds"),
+    ("cost.madds", float("inf"), "cost.madds"),
+]
+
+
+@pytest.mark.parametrize("command", ["check", "predict"])
+@pytest.mark.parametrize("key,value,field", BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_out_of_range_manifest_values_are_refused_on_load(export_copy, tmp_path, capsys,
+                                                          command, key, value, field):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "x.png")
+    _edit_manifest(export_copy, lambda m: _set(m, key, value))
+    argv = [command, str(export_copy)] + ([str(tmp_path / "x.png")] if command == "predict" else [])
+    err = _cli_error(argv, capsys)
+    fix = "calibrate-threshold" if key == "early_exit.threshold" else "basisnet-deploy export"
+    assert f"{export_copy / 'manifest.json'}: {field}" in err and fix in err
+
+
 def _presynth_error(directory) -> str:
     m = load_manifest(directory)
     check_files(directory, m)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,13 +178,7 @@ def parse_manifest(raw, where) -> Manifest:
                         "basisnet-deploy reads; re-export with this version")
     get = _Reader(raw, str(where))
     pre = get.object("preprocessing")
-    try:
-        preprocessing = Preprocessing(
-            resize=_typed(pre, "resize", str, where), crop_fraction=float(_typed(pre, "crop_fraction", (int, float), where)),
-            input_range=tuple(_typed(pre, "input_range", list, where)),
-            interpolation=_typed(pre, "interpolation", str, where)).validate(f"{where}: preprocessing")
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{where}: preprocessing: {e}") from None
+    preprocessing, architecture = _preprocessing(pre, where), get.object("architecture", optional=True)
     artifacts = {}
     for name, entry in get.object("artifacts").items():
         role = _role(name, where)
@@ -195,13 +190,13 @@ def parse_manifest(raw, where) -> Manifest:
     return Manifest(
         target=get.choice("target", registry.names()), recipe=_recipe(raw.get("int8_recipe"), where),
         quantization=_quantization(raw.get("quantization"), where, "quantization"),
-        labels=tuple(get.strings("labels")), preprocessing=preprocessing,
-        light_resolution=_typed(pre, "lightweight_resolution", int, where),
-        resolution=_typed(pre, "specialist_resolution", int, where), artifacts=artifacts,
-        cost=get.object("cost"), checkpoint=get.object("checkpoint", optional=True),
-        architecture=get.object("architecture", optional=True),
-        coefficients=get.object("coefficients", optional=True),
-        early_exit=get.object("early_exit", optional=True) or {"threshold": None},
+        labels=_labels(get, architecture, where), preprocessing=preprocessing,
+        light_resolution=_resolution(pre, "lightweight_resolution", architecture, "light_resolution", where),
+        resolution=_resolution(pre, "specialist_resolution", architecture, "resolution", where),
+        artifacts=artifacts,
+        cost=_cost(get, where), checkpoint=get.object("checkpoint", optional=True),
+        architecture=architecture, coefficients=get.object("coefficients", optional=True),
+        early_exit=_early_exit(get, where),
         record=_record({k: v for k, v in raw.items() if k not in known}, where))
 
 
@@ -235,6 +230,61 @@ def _typed(obj: dict, key: str, kind, where):
     if not isinstance(value, kind) or isinstance(value, bool):
         raise UserError(f"{where}: {key} is {value!r}; re-run basisnet-deploy export")
     return value
+
+
+def _finite(value) -> bool:
+    """A JSON number (not a boolean) that is neither NaN nor infinite."""
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _preprocessing(pre: dict, where) -> Preprocessing:
+    """The preprocessing record, typed and validated."""
+    try:
+        return Preprocessing(
+            resize=_typed(pre, "resize", str, where), crop_fraction=float(_typed(pre, "crop_fraction", (int, float), where)),
+            input_range=tuple(_typed(pre, "input_range", list, where)),
+            interpolation=_typed(pre, "interpolation", str, where)).validate(f"{where}: preprocessing")
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: preprocessing: {e}") from None
+
+
+def _resolution(pre: dict, key: str, architecture: dict, arch_key: str, where) -> int:
+    """An input resolution: a positive integer, the architecture record's where it has one."""
+    value = pre.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{where}: preprocessing.{key} is {value!r}, not a positive integer; "
+                        "re-run basisnet-deploy export")
+    if architecture.get(arch_key, value) != value:
+        raise UserError(f"{where}: preprocessing.{key} is {value} but architecture.{arch_key} is "
+                        f"{architecture[arch_key]!r}; re-run basisnet-deploy export")
+    return value
+
+
+def _labels(get: _Reader, architecture: dict, where) -> tuple[str, ...]:
+    """The class names: one per class, where the architecture record counts them."""
+    labels = tuple(get.strings("labels"))
+    classes = architecture.get("num_classes")
+    if classes is not None and (isinstance(classes, bool) or classes != len(labels)):
+        raise UserError(f"{where}: labels has {len(labels)} names but architecture.num_classes is "
+                        f"{classes!r}; re-run basisnet-deploy export")
+    return labels
+
+
+def _cost(get: _Reader, where) -> dict:
+    """The cost record, refused here (PipelineCost.from_json) if it is not a cost model."""
+    cost = get.object("cost")
+    PipelineCost.from_json(cost, str(where))
+    return cost
+
+
+def _early_exit(get: _Reader, where) -> dict:
+    """The early-exit record; its threshold is null (never exit) or a confidence in [0, 1]."""
+    early = get.object("early_exit", optional=True) or {"threshold": None}
+    threshold = early.get("threshold")
+    if threshold is not None and not (_finite(threshold) and 0 <= threshold <= 1):
+        raise UserError(f"{where}: early_exit.threshold is {threshold!r}, not null or a number in "
+                        "[0, 1]; set it to null and re-run basisnet-deploy calibrate-threshold")
+    return early
 
 
 def _role(name: str, where) -> Role:
@@ -386,10 +436,16 @@ class PipelineCost:
         """The cost model as ``model.cost.basisnet_cost`` writes it; a UserError naming
         ``where`` if it is not one."""
         try:
-            stages = {name: StageCost(s["madds"], s["params"]) for name, s in cost["stages"].items()}
+            stages = {name: StageCost(_figure(s, "madds", where, f"cost.stages.{name}"),
+                                      _figure(s, "params", where, f"cost.stages.{name}"))
+                      for name, s in cost["stages"].items()}
             if not set(STAGES) <= set(stages):
                 raise KeyError
-            return cls(cost["madds"], cost["params"], stages, cost.get("nonshared_weights_per_basis"))
+            nonshared = cost.get("nonshared_weights_per_basis")
+            if nonshared is not None:
+                nonshared = _figure(cost, "nonshared_weights_per_basis", where, "cost")
+            return cls(_figure(cost, "madds", where, "cost"), _figure(cost, "params", where, "cost"),
+                       stages, nonshared)
         except (KeyError, TypeError, AttributeError):
             raise UserError(f"{where}: cost is not a cost model (madds, params and stages "
                             f"{', '.join(STAGES)}, each with madds and params); re-export") from None
@@ -405,3 +461,12 @@ class PipelineCost:
         if self.nonshared_weights_per_basis is None:
             del out["nonshared_weights_per_basis"]
         return out
+
+
+def _figure(cost: dict, key: str, where, name: str):
+    """``cost[key]``, a cost figure: a finite number >= 0 (KeyError where it is missing)."""
+    value = cost[key]
+    if not _finite(value) or value < 0:
+        raise UserError(f"{where}: {name}.{key} is {value!r}, not a finite number >= 0; "
+                        "re-run basisnet-deploy export")
+    return value

@@ -8,6 +8,8 @@ come from the manifest's cost model at that exit rate.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class Calibration:
     source: str
     plot: Path
     manifest: Path
+    replaced: dict | None = None  # the calibrated threshold it replaced: threshold, calibrated_on
 
     def to_json(self) -> dict:
         return jsonable_fields(self)
@@ -146,7 +149,13 @@ def plot(result: dict, chosen: dict, path) -> None:
     """Accuracy against average MAdds over all thresholds, as a 720x460 PNG (matplotlib)."""
     png = tradeoff_png(result["curve"], chosen,
                        "BasisNet early exit: top-1 vs average MAdds per frame")
-    Path(path).write_bytes(png)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:  # whole or not at all, like every file the tool writes
+        tmp.write_bytes(png)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,
@@ -176,9 +185,12 @@ def calibrate(directory, held, max_drop: float | None = None, target_madds: floa
     except OSError as e:
         raise UserError(f"--plot {plot_path}: cannot write it ({e.strerror}); nothing was changed") from None
     constraint = {"max_drop_points": max_drop} if max_drop is not None else {"target_madds": target_madds}
+    previous = dep.manifest.early_exit
+    replaced = ({"threshold": previous.get("threshold"), "calibrated_on": previous["calibrated_on"]}
+                if "calibrated_on" in previous else None)
     write_threshold(directory, chosen, result, constraint)
     return Calibration(chosen=TradeoffPoint(**chosen), no_exit_accuracy=result["no_exit_accuracy"],
                        lightweight_accuracy=result["lightweight_accuracy"],
                        full_madds=result["full_madds"], images=result["images"],
                        skipped=result["skipped"], classes=result["classes"], source=held.source,
-                       plot=plot_path, manifest=Path(directory) / MANIFEST_FILE)
+                       plot=plot_path, manifest=Path(directory) / MANIFEST_FILE, replaced=replaced)
