@@ -272,3 +272,33 @@ def test_report_runs_without_tensorflow(float_tflite, tmp_path):
                           "--out", tmp_path / "r", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["images"]["count"] == 12
+
+
+def _cost_doc(report) -> dict:
+    """The fixture's report as JSON (its folder may since hold a report made without --bench)."""
+    return jsonable(report[1].to_json())
+
+
+def test_the_cost_section_shows_synthesis_with_its_session_recreation(report):
+    """bench's '+ re-create' (and '+ first run') reach the page: synthesis p50 alone left out
+    the session re-creation that every re-synthesis pays."""
+    from basisnet_deploy.report.html_tables import cost_section
+
+    doc = _cost_doc(report)
+    synthesis = (doc["cost"]["bench"].get("synthesis") or {}).get("with_session_recreation_ms")
+    assert synthesis and synthesis["p50"] > doc["cost"]["bench"]["stages"]["synthesis"]["p50"]
+    html = cost_section(doc, {"cost.png": b"png"})
+    for key in ("with_session_recreation_ms", "to_first_output_ms"):
+        assert f'data-key="/cost/bench/synthesis/{key}/p50"' in html
+    assert '<td class="t">synthesis + re-create</td>' in html
+
+
+def test_the_cost_section_names_a_bench_fallback(report):
+    """A bench whose delegate fell back (ONNX without the XNNPACK EP) is not shown as that
+    delegate's figures."""
+    from basisnet_deploy.report.html_tables import cost_section
+
+    doc = _cost_doc(report)
+    doc["cost"]["bench"]["fallback"] = "xnnpack unavailable (no XnnpackExecutionProvider); ran on CPU EP"
+    html = cost_section(doc, {"cost.png": b"png"})
+    assert "delegate xnnpack <span class=flag>(not run: FALLBACK: xnnpack unavailable" in html

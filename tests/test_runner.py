@@ -518,3 +518,115 @@ def test_nan_outputs_stop_the_run_naming_the_artifact_and_frame(dep, frames, sta
     runner = TwoStageRunner(dep, light, spec, RunnerOptions(threshold=None, form="coefficient", mode="sequential"))
     with pytest.raises(UserError, match=rf"{dep.path(role).name}: NaN or infinite outputs on frame 3"):
         list(runner.run(frames[:8]))
+
+
+ONNX_XNNPACK_EP = "XnnpackExecutionProvider"
+
+
+def test_xnnpack_on_onnxruntime_says_which_execution_provider_ran(monkeypatch):
+    """--delegate xnnpack (the default) on an ONNX export: the XNNPACK EP where onnxruntime
+    has it; else the CPU EP, and the processor says so, never labelled XNNPACK."""
+    import onnxruntime as ort
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [p for p in real if p != ONNX_XNNPACK_EP])
+    cpu = make_factory("onnxruntime", "xnnpack")
+    assert cpu.providers == ["CPUExecutionProvider"] and cpu.fallback_note is None
+    assert cpu.processor == f"CPU EP (this onnxruntime build has no {ONNX_XNNPACK_EP})"
+    assert make_factory("onnxruntime", "cpu").processor == "CPU EP"  # asked for the CPU EP
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [ONNX_XNNPACK_EP, *real])
+    xnn = make_factory("onnxruntime", "xnnpack", threads=2)
+    assert xnn.providers == [(ONNX_XNNPACK_EP, {"intra_op_num_threads": "2"}), "CPUExecutionProvider"]
+    assert xnn.fallback_note is None and xnn.processor.startswith("CPU: XNNPACK EP")
+
+
+def test_onnx_bench_with_the_default_delegate_says_the_cpu_ep_ran(float_onnx):
+    """bench on an ONNX export printed 'delegate xnnpack' alone for figures the CPU EP
+    measured."""
+    import onnxruntime as ort
+
+    from basisnet_deploy.cli.render import bench_text
+    from basisnet_deploy.common.jsonable import jsonable
+    from basisnet_deploy.report.bench import BenchOptions, bench
+
+    r = bench(float_onnx[0], BenchOptions(runtime="onnxruntime", frames=4, warmup=1, runner="sequential"))
+    doc, text = jsonable(r), "\n".join(bench_text(r))
+    assert doc["delegate"] == "xnnpack"  # as asked
+    if ONNX_XNNPACK_EP in ort.get_available_providers():
+        assert doc["fallback"] is None and doc["processors"]["specialist"].startswith("CPU: XNNPACK EP")
+    else:
+        ran = f"CPU EP (this onnxruntime build has no {ONNX_XNNPACK_EP})"
+        assert doc["fallback"] is None and doc["processors"] == {"lightweight": ran, "specialist": ran}
+        assert f"processors: lightweight {ran}, specialist {ran}" in text
+
+
+def test_the_stage_bound_includes_synthesis_with_its_session_recreation(float_tflite):
+    """Presynth: synthesis is a pipeline stage of its own (re-creating the session on its
+    thread); the stage bound left it out and printed a rate no runner can reach."""
+    from basisnet_deploy.cli.render import bench_text
+    from basisnet_deploy.report.bench import BenchOptions, bench
+
+    r = bench(float_tflite[0], BenchOptions(frames=6, warmup=1, runner="sequential", threshold=2.0,
+                                            form="presynth"))
+    run, recreate = r.runners["sequential"], r.stages["synthesis"].with_session_recreation_ms["p50"]
+    assert r.stage_bound_fps <= 1000 / recreate * 1.001  # no faster than its synthesis stage
+    assert run.resyntheses == 6 and run.specialist_frames == 6  # every frame re-synthesized
+    assert r.stage_bound_ms == {"lightweight": r.stages["lightweight"].latency_ms["p50"],
+                                "synthesis": pytest.approx(recreate),
+                                "specialist": r.stages["specialist"].latency_ms["p50"]}
+    assert r.stage_bound_fps == pytest.approx(1000 / max(r.stage_bound_ms.values()), rel=1e-3)
+    assert r.stage_bound_by == max(r.stage_bound_ms, key=r.stage_bound_ms.get)
+    text = "\n".join(bench_text(r))
+    assert "stage-bound throughput 1/max(t_light, t_synthesis, t_specialist)" in text
+    assert f"x 6/6 frames re-synthesized" in text
+    c = bench(float_tflite[0], BenchOptions(frames=4, warmup=1, runner="sequential", form="coefficient"))
+    assert set(c.stage_bound_ms) == {"lightweight", "specialist"}  # no synthesis stage to count
+    assert "1/max(t_light, t_specialist)" in "\n".join(bench_text(c))
+
+
+def test_bench_images_counts_the_unreadable_files_it_skipped(float_tflite, tmp_path):
+    """As verify and evaluate do: the audit's folder of 9 files, 1 unreadable, gave '10 frames
+    from 8 images' and no word of the skipped file."""
+    from basisnet_deploy.cli.render import bench_text
+    from basisnet_deploy.common.jsonable import jsonable
+    from basisnet_deploy.report.bench import BenchOptions, bench
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, im in enumerate(digits().images[:8]):
+        im.save(folder / f"{i}.png")
+    (folder / "notes.jpg").write_bytes(b"not an image")
+    r = bench(float_tflite[0], BenchOptions(frames=10, warmup=1, runner="sequential", images=str(folder)))
+    doc = jsonable(r)
+    assert doc.get("skipped", {}).get("count") == 1 and sum(doc["skipped"]["by_reason"].values()) == 1
+    assert doc["images"] == 8 and doc["frames"] == 10
+    assert doc["skipped"]["first"] == [str(folder / "notes.jpg")]
+    text = bench_text(r)
+    assert "  10 frames from 8 images" in text
+    assert any(line.startswith("  skipped 1 unreadable files (") and line.endswith("notes.jpg") for line in text)
+    clean = bench(float_tflite[0], BenchOptions(frames=2, warmup=1, runner="sequential"))
+    assert jsonable(clean)["skipped"] == {"count": 0, "by_reason": {}, "first": []}
+    assert not any("skipped" in line for line in bench_text(clean))
+
+
+def test_bench_threshold_none_never_exits_and_says_so(float_tflite):
+    from basisnet_deploy.cli.render import bench_text
+    from basisnet_deploy.report.bench import BenchOptions, bench
+    from basisnet_deploy.runtime.runner import NEVER_EXIT
+
+    r = bench(float_tflite[0], BenchOptions(frames=4, warmup=1, runner="sequential", threshold=NEVER_EXIT))
+    assert r.threshold is None and r.runners["sequential"].early_exit_rate == 0.0
+    assert "/ never exit" in bench_text(r)[0] and "None" not in bench_text(r)[0]
+
+
+def test_a_recalibration_says_which_threshold_it_replaced(float_tflite, tmp_path, capsys):
+    """calibrate-threshold replaces the recorded threshold (calibrated on other images, maybe
+    many more): the result names the one it replaced and how many images it came from."""
+    exp = tmp_path / "exp"
+    shutil.copytree(float_tflite[0], exp)
+    for limit in ("40", "20"):
+        with pytest.raises(SystemExit) as e:
+            main(["calibrate-threshold", str(exp), "--dataset", "digits", "--max-drop", "5", "--limit", limit])
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.count("replaces the ") == 1 and "calibrated on 40 images" in out

@@ -14,6 +14,7 @@ from typing import Callable
 
 import click
 
+from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.common.files import write_json_atomically
 from basisnet_deploy.common.jsonable import dumps, jsonable
 
@@ -22,7 +23,10 @@ def emit(result, as_json: bool, json_out: str | None, text: Callable[[object], l
     """Render ``result`` once: JSON on stdout or the text view, plus ``--json-out``."""
     doc = jsonable(result)
     if json_out:
-        write_json_atomically(Path(json_out), doc)
+        try:
+            write_json_atomically(Path(json_out), doc)
+        except OSError as e:
+            raise UserError(f"--json-out {json_out}: cannot write it ({e.strerror or e})") from None
     if as_json:
         click.echo(dumps(doc))
         return
@@ -206,12 +210,16 @@ def android_text(report) -> list[str]:
 
 def bench_text(r) -> list[str]:
     th = r.threads
-    lines = [f"{r.runtime} / delegate {r.delegate} / threads: LM {th['lightweight']}, synthesis "
+    asked = f"{r.delegate} (not run: see FALLBACK)" if r.fallback else r.delegate
+    lines = [f"{r.runtime} / delegate {asked} / threads: LM {th['lightweight']}, synthesis "
              f"{th['synthesis']}, specialist {th['specialist']} ({th['cores']} cores) / specialist "
-             f"{r.specialist_form} / threshold {r.threshold}"]
+             f"{r.specialist_form} / {_exit_label(r.threshold)}"]
     lines += [f"  {label}: {text}" for label, text in (("WARNING", r.warning), ("FALLBACK", r.fallback)) if text]
     lines.append(f"  processors: lightweight {r.processors['lightweight']}, "
                  f"specialist {r.processors['specialist']}")
+    if r.images is not None:
+        lines.append(f"  {r.frames} frames from {r.images} images")
+    lines += _skipped_lines({"skipped": r.skipped})
     lines += gpu_bench_lines(r.gpu)
     lines.append(f"  {'stage':<16}{'init ms':>10}{'first ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
     for name, st in r.stages.items():
@@ -227,7 +235,16 @@ def bench_text(r) -> list[str]:
         lines.append(f"  {name:<12}{x.throughput_fps:>9.1f}{fmt_ms(x.latency_ms['p50'], 9)}"
                      f"{fmt_ms(x.latency_ms['p99'], 9)}{x.early_exit_rate:>8.1%}"
                      f"{x.avg_madds / 1e6:>11.2f}M{resynth:>9}{x.dropped:>9}{x.peak_rss_mb:>8.0f}MB")
-    lines.append(f"  stage-bound throughput 1/max(t_light, t_specialist): {r.stage_bound_fps:.1f} fps")
+    synth = r.stage_bound_ms.get("synthesis")
+    terms = "t_light, t_synthesis, t_specialist" if synth is not None else "t_light, t_specialist"
+    lines.append(f"  stage-bound throughput 1/max({terms}): {r.stage_bound_fps:.1f} fps, bound by "
+                 f"{r.stage_bound_by} (per frame that reaches each stage, each on its own core)")
+    if synth is not None:
+        first = next(iter(r.runners.values()))
+        lines.append(f"    ms per frame: lightweight {r.stage_bound_ms['lightweight']:.3f}, synthesis "
+                     f"+ re-create {r.stages['synthesis'].with_session_recreation_ms['p50']:.3f} x "
+                     f"{first.resyntheses}/{first.specialist_frames} frames re-synthesized = {synth:.3f}, "
+                     f"specialist {r.stage_bound_ms['specialist']:.3f}")
     if r.pipelined_vs_sequential is not None:
         lines.append(f"  pipelined / sequential throughput: {r.pipelined_vs_sequential:.2f}x")
     if r.specialist_vs_baseline_p50 is not None:
@@ -264,11 +281,17 @@ def predict_text(predictions) -> list[str]:
                     for p in predictions]
 
 
+def _exit_label(threshold: float | None) -> str:
+    return "never exit" if threshold is None else f"threshold {threshold:.4g}"
+
+
 def threshold_text(r) -> list[str]:
     chosen = r.chosen
     cut = 1 - chosen.avg_madds / r.full_madds
     label = "never exit" if chosen.threshold is None else f"threshold {chosen.threshold:.4f}"
-    return [f"{r.source}, {r.images} images: never exiting gives "
+    replaced = ([f"replaces the {_exit_label(r.replaced['threshold'])} calibrated on "
+                 f"{r.replaced['calibrated_on']} images"] if r.replaced else [])
+    return replaced + [f"{r.source}, {r.images} images: never exiting gives "
             f"{r.no_exit_accuracy:.2%} top-1 at {r.full_madds / 1e6:.2f}M MAdds",
             f"{label}: {chosen.accuracy:.2%} top-1 "
             f"({(chosen.accuracy - r.no_exit_accuracy) * 100:+.2f} points), exit rate "

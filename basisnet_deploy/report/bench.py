@@ -6,6 +6,12 @@ preparation: XNNPACK packs the weights there), first inference, then
 latency percentiles over the frames after ``warmup``. End to end, for each runner:
 throughput, per-frame latency percentiles (queueing included), early-exit rate, average MAdds
 per frame (the manifest's cost model at the measured exit rate) and the process's peak RSS.
+
+The stage-bound throughput is 1 / the slowest stage's time per frame that reaches it: the
+lightweight model's p50, the specialist's p50 and, for the pre-synthesized form (whose
+synthesis is a pipeline stage of its own), synthesis with the session re-creation (p50) times
+the share of those frames that re-synthesized in the first runner measured. Each stage on its
+own core: with no early exits, an upper bound for the pipelined runner, not a prediction.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
 from basisnet_deploy.runtime.gpu import GPU_TOLERANCE, relative_error
 from basisnet_deploy.runtime.predict import default_form
-from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner
+from basisnet_deploy.runtime.runner import ResynthesisPolicy, RunnerOptions, TwoStageRunner, exit_threshold
 
 
 def percentiles(samples_ms) -> dict:
@@ -84,7 +90,7 @@ class BenchOptions:
     runner: str = "both"  # sequential, pipelined or both
     form: str | None = None  # specialist form: presynth or coefficient; None: the delegate's
     gpu_check_frames: int = 50  # --delegate gpu: frames also run on the CPU to compare
-    threshold: float | None = None  # None: the manifest's
+    threshold: float | None = None  # None: the manifest's; runner.NEVER_EXIT: never exit
     frames: int = 200
     warmup: int = 20
     threads: int | None = None  # the specialist's; None: chosen from the core count
@@ -116,6 +122,7 @@ class RunnerFigures:
     peak_rss_mb: float
     dropped: int = 0  # keep-latest: frames never answered
     input_fps: float | None = None  # the offered rate; None: full load
+    specialist_frames: int = 0  # frames the specialist answered (no early exit)
 
 
 @dataclass
@@ -150,7 +157,11 @@ class BenchReport:
     early_exit_rate: float | None = None
     avg_madds: int | None = None
     full_pipeline_madds: int | None = None
-    stage_bound_fps: float | None = None  # 1 / max(t_light, t_specialist)
+    stage_bound_fps: float | None = None  # 1000 / max(stage_bound_ms.values())
+    # per stage, ms per frame that reaches it: lightweight and specialist p50; presynth's
+    # synthesis: p50 with the session re-creation x the share of frames re-synthesized
+    stage_bound_ms: dict = field(default_factory=dict)
+    stage_bound_by: str | None = None  # the slowest stage of stage_bound_ms
     pipelined_vs_sequential: float | None = None
     specialist_vs_baseline_p50: float | None = None
     baseline_fps: float | None = None  # the plain network alone, frame after frame, same run
@@ -158,6 +169,9 @@ class BenchReport:
     warning: str | None = None  # e.g. an export forced through the agreement gate
     manifest_sha256: str | None = None  # of the export's manifest.json, so report can match them
     gpu: GpuFigures | None = None  # --delegate gpu (LiteRT): the device and its agreement with the CPU
+    images: int | None = None  # distinct images the frames cycle through
+    # --images DIR: its unreadable files, as verify and evaluate report them
+    skipped: dict = field(default_factory=lambda: {"count": 0, "by_reason": {}, "first": []})
 
 
 @dataclass
@@ -166,6 +180,8 @@ class _Setup:
     factory: object  # the specialist's session factory
     light_factory: object
     frames: list  # (LM input, specialist input) per frame
+    images: int = 0  # distinct images behind the frames
+    skipped: dict = field(default_factory=dict)  # {"count", "by_reason", "first"}
 
 
 def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> BenchReport:
@@ -179,8 +195,8 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
         fallback=None, threads=threads, frames=opts.frames,  # fallback, processors: after the runs
         warmup=opts.warmup, specialist_form=opts.form, bases=opts.bases,
-        threshold=setup.dep.threshold if opts.threshold is None else opts.threshold,
-        processors={},
+        threshold=exit_threshold(opts.threshold, setup.dep.threshold),
+        processors={}, images=setup.images, skipped=setup.skipped,
         manifest_sha256=sha256_hex(read_verified(directory, MANIFEST_FILE, what="manifest")))
     report.warning = agreement_warning(setup.dep.manifest)
     try:
@@ -199,9 +215,7 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
     first = report.runners[modes[0]]
     report.early_exit_rate, report.avg_madds = first.early_exit_rate, first.avg_madds
     report.full_pipeline_madds = setup.dep.cost().madds
-    bottleneck = max(report.stages["lightweight"].latency_ms["p50"],
-                     report.stages["specialist"].latency_ms["p50"])
-    report.stage_bound_fps = round(1000.0 / bottleneck, 2)
+    _stage_bound(report, first)
     if len(modes) == 2:
         report.pipelined_vs_sequential = ratio(report.runners["pipelined"].throughput_fps,
                                                report.runners["sequential"].throughput_fps)
@@ -209,6 +223,20 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
         report.vs_baseline_fps = {m: ratio(r.throughput_fps, report.baseline_fps)
                                   for m, r in report.runners.items()}
     return report
+
+
+def _stage_bound(report: BenchReport, run: RunnerFigures) -> None:
+    """The stage-bound throughput and each stage's part in it (module docstring): the
+    synthesis stage, where the runner has one, counts with its session re-creation."""
+    per_frame = {name: report.stages[name].latency_ms["p50"] for name in ("lightweight", "specialist")}
+    synthesis = report.stages.get("synthesis")
+    if synthesis is not None and synthesis.with_session_recreation_ms:
+        share = run.resyntheses / run.specialist_frames if run.specialist_frames else 0.0
+        per_frame["synthesis"] = round(synthesis.with_session_recreation_ms["p50"] * min(share, 1.0), 4)
+    report.stage_bound_ms = {k: per_frame[k] for k in ("lightweight", "synthesis", "specialist")
+                             if k in per_frame}
+    report.stage_bound_by = max(report.stage_bound_ms, key=report.stage_bound_ms.get)
+    report.stage_bound_fps = round(1000.0 / report.stage_bound_ms[report.stage_bound_by], 2)
 
 
 def _setup(directory, opts: BenchOptions, say) -> _Setup:
@@ -223,10 +251,11 @@ def _setup(directory, opts: BenchOptions, say) -> _Setup:
                            probe_model=dep.specialist_model(opts.form))
     # The lightweight model stays on the CPU, as BasisNet is meant to run.
     light_factory = make_factory(opts.runtime, "xnnpack" if opts.delegate != "cpu" else "cpu", 1)
-    imgs = _images(opts.images, dep, opts.frames)
+    imgs, skipped = _images(opts.images, dep, opts.frames)
     frames = [dep.frame(imgs[i % len(imgs)]) for i in range(opts.frames)]
-    say(f"{len(frames)} frames from {len(imgs)} images")
-    return _Setup(dep, factory, light_factory, frames)
+    say(f"{len(frames)} frames from {len(imgs)} images"
+        + (f" ({skipped['count']} unreadable files skipped)" if skipped["count"] else ""))
+    return _Setup(dep, factory, light_factory, frames, len(imgs), skipped)
 
 
 def _measure_stages(setup: _Setup, opts: BenchOptions, report: BenchReport, say) -> None:
@@ -300,13 +329,15 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str, say
     results = list(_reporting(run.run(_paced(setup.frames, opts.input_fps)), len(setup.frames), mode, say))
     wall = time.perf_counter() - t
     exit_rate = float(np.mean([r.stage == "lightweight" for r in results]))
+    specialist_frames = sum(r.stage == "specialist" for r in results)
     return RunnerFigures(
         throughput_fps=round(len(results) / wall, 2),
         latency_ms=percentiles([r.latency_ms for r in results]),
         early_exit_rate=round(exit_rate, 4),
         avg_madds=int(setup.dep.cost().expected_madds(exit_rate)),
         resyntheses=run.resyntheses if opts.form == "presynth" else None,
-        peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps)
+        peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps,
+        specialist_frames=specialist_frames)
 
 
 PROGRESS_EVERY_S = 5.0
@@ -338,15 +369,19 @@ def _paced(frames, fps: float | None):
         yield frame
 
 
-def _images(images, dep, count: int):
+def _images(images, dep, count: int, keep: int = 5) -> tuple[list, dict]:
     """Up to ``count`` images (as many as the frames need): a seeded sample of a folder, of
-    which only those are decoded, or the digits."""
+    which only those are decoded, or the digits; and the folder's unreadable files met on the
+    way, as verify reports them ({"count", "by_reason", "first"}: the first ``keep`` named)."""
     from basisnet_deploy.data import digits
     from basisnet_deploy.data.datasets import sample_folder
 
     if images in (None, "digits"):
-        return digits().images[:count]
-    return sample_folder(str(images), count, min_side=dep.decode_side).images
+        return digits().images[:count], {"count": 0, "by_reason": {}, "first": []}
+    sample = sample_folder(str(images), count, min_side=dep.decode_side)
+    return sample.images, {"count": sum(sample.skipped.values()),
+                           "by_reason": dict(sorted(sample.skipped.items())),
+                           "first": list(sample.skipped_files[:keep])}
 
 
 GPU_FORM_REASON = {

@@ -60,13 +60,25 @@ def cost_section(doc: dict, pictures: dict) -> str:
     if b:
         lat = [[escape(n), *(num(f"/cost/bench/stages/{n}/{p}", s.get(p), "ms")
                              for p in ("p50", "p90", "p99"))] for n, s in b["stages"].items()]
+        for key, label in (("with_session_recreation_ms", "synthesis + re-create"),
+                           ("to_first_output_ms", "synthesis + first run")):
+            extra = (b.get("synthesis") or {}).get(key)
+            if extra:
+                lat.append([label, *(num(f"/cost/bench/synthesis/{key}/{p}", extra.get(p), "ms")
+                                     for p in ("p50", "p90", "p99"))])
         run = [[escape(n), num(f"/cost/bench/runners/{n}/throughput_fps", r["throughput_fps"], "s"),
                 num(f"/cost/bench/runners/{n}/latency_ms/p50", r["latency_ms"]["p50"], "ms"),
                 num(f"/cost/bench/runners/{n}/early_exit_rate", r["early_exit_rate"], "pct"),
                 num(f"/cost/bench/runners/{n}/avg_madds", r["avg_madds"], "m")]
                for n, r in b["runners"].items()]
+        fallback = ("" if not b.get("fallback") else
+                    f" <span class=flag>(not run: FALLBACK: {escape(str(b['fallback']))})</span>")
         out += (f"<p class=note>bench: {escape(str(b['runtime']))}, delegate "
-                f"{escape(str(b['delegate']))}, specialist {escape(str(b['specialist_form']))}.</p>"
+                f"{escape(str(b['delegate']))}{fallback}, specialist {escape(str(b['specialist_form']))}."
+                + ("" if not b.get("synthesis") else
+                   " Synthesis is the mix alone; each re-synthesis also re-creates the specialist's "
+                   "session (+ re-create), and its first run follows (+ first run).")
+                + "</p>"
                 + table(["stage", "p50 ms", "p90 ms", "p99 ms"], lat)
                 + table(["runner", "frames/s", "p50 ms", "exit rate", "avg MAdds"], run))
     return out

@@ -281,6 +281,9 @@ def _check_classes(options: ReportOptions, labels, present) -> None:
         raise UserError("--classes: name at least two classes to compare")
 
 
+SYNTHESIS_EXTRAS = ("with_session_recreation_ms", "to_first_output_ms")
+
+
 def _cost(dep, bench: dict | None) -> ReportCost:
     model = dep.cost()
     cost = ReportCost(model.stages, model.madds, model.params)
@@ -288,7 +291,12 @@ def _cost(dep, bench: dict | None) -> ReportCost:
         cost = dataclasses.replace(cost, bench={
             "file_directory": bench.get("directory"), "delegate": bench.get("delegate"),
             "runtime": bench.get("runtime"), "specialist_form": bench.get("specialist_form"),
+            "fallback": bench.get("fallback"), "processors": bench.get("processors"),
             "stages": {n: s["latency_ms"] for n, s in bench["stages"].items()},
+            # presynth: synthesis with the session re-creation, and to the new session's first
+            # output (bench's '+ re-create' and '+ first run'): what each re-synthesis costs
+            "synthesis": {k: bench["stages"]["synthesis"].get(k) for k in SYNTHESIS_EXTRAS}
+            if "synthesis" in bench["stages"] else None,
             "runners": {n: {"throughput_fps": r["throughput_fps"], "latency_ms": r["latency_ms"],
                             "early_exit_rate": r["early_exit_rate"], "avg_madds": r["avg_madds"]}
                         for n, r in bench.get("runners", {}).items()}})
@@ -342,6 +350,9 @@ def _pictures(result: ReportResult, data: Labelled) -> dict[str, bytes]:
     latency = None
     if result.cost.bench:
         latency = {n: s["p50"] for n, s in result.cost.bench["stages"].items()}
+        recreate = (result.cost.bench.get("synthesis") or {}).get("with_session_recreation_ms")
+        if recreate:
+            latency["synthesis + re-create"] = recreate["p50"]
     return {
         "specialization.png": plots.specialization_png(result.specialization, data.images),
         "similar_classes.png": plots.similar_png(result.similar_classes),

@@ -8,7 +8,7 @@ thread that uses them).
 | delegate | litert | onnxruntime |
 | --- | --- | --- |
 | cpu | Interpreter, builtin kernels, no default delegate | CPUExecutionProvider |
-| xnnpack | Interpreter with XNNPACK (LiteRT's default CPU delegate) | CPUExecutionProvider |
+| xnnpack | Interpreter with XNNPACK (LiteRT's default CPU delegate) | XnnpackExecutionProvider (then the CPU EP for the nodes it does not take) where this onnxruntime build has it; else the CPU EP, and the processor says so (pip's builds have no XNNPACK EP) |
 | gpu | CompiledModel on LiteRT's GPU accelerator (runtime/gpu.py: every op on the GPU, checked against the CPU up front), or the GPU delegate library given by delegate_path | CUDAExecutionProvider (or ROCm / DirectML, whichever is available), else the WebGPU EP plugin (onnxruntime-ep-webgpu: every node on it, checked against the CPU up front) |
 | nnapi | Android only: refused elsewhere | NnapiExecutionProvider (Android builds only) |
 """
@@ -28,6 +28,7 @@ from basisnet_deploy.runtime.sessions import LiteRTSession, OnnxSession, Runtime
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 RUNTIMES = ("litert", "onnxruntime")
 ONNX_GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider")
+ONNX_XNNPACK_EP = "XnnpackExecutionProvider"  # in onnxruntime builds made with --use_xnnpack only
 
 
 class DelegateUnavailable(UserError):
@@ -44,12 +45,13 @@ class BackendFactory:
     delegate_path: str | None = None
     # why the delegate asked for was replaced by the CPU (--allow-fallback), else None
     fallback_reason: str | None = None
-    providers: list = field(default_factory=list)
+    providers: list = field(default_factory=list)  # onnxruntime: names, or (name, options) pairs
     gpu_verdict: GpuVerdict | None = None  # the up-front check of the artifact the GPU runs
     gpu: GpuContext | None = field(default=None, repr=False)  # LiteRT GPU: one device for all sessions
     ep_devices: list | None = field(default=None, repr=False)  # onnxruntime: the WebGPU EP's devices
     # LiteRT with XNNPACK: whether it took any of a session's ops, for the sessions made so far
     xnnpack_took: set = field(default_factory=set, repr=False)
+    asked: str | None = None  # "xnnpack" where onnxruntime lacks its EP and the CPU EP runs
 
     def __call__(self, path, model: bytes | None = None):
         source = model if model is not None else str(path)
@@ -71,7 +73,7 @@ class BackendFactory:
     def processor(self) -> str:
         """Where this factory's sessions run; for XNNPACK, read after the sessions are made
         (whether it took a model's ops is known once the model is prepared)."""
-        return "CPU (fallback)" if self.fallback_reason else self._sessions_run_on()
+        return self._sessions_run_on() if not self.fallback_reason else "CPU (fallback)"
 
     @property
     def fallback_note(self) -> str | None:
@@ -83,8 +85,13 @@ class BackendFactory:
 
     def _sessions_run_on(self) -> str:
         if self.runtime == "onnxruntime":
-            ep = self.providers[0].replace("ExecutionProvider", " EP")
-            return f"GPU: {ep}" if self.providers[0] == WEBGPU_EP else ep
+            first = self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]
+            if first == ONNX_XNNPACK_EP:
+                return "CPU: XNNPACK EP (and the CPU EP for the nodes it does not take)"
+            ep = first.replace("ExecutionProvider", " EP")
+            if self.asked == "xnnpack":  # make_factory: this onnxruntime has no XNNPACK EP
+                return f"{ep} (this onnxruntime build has no {ONNX_XNNPACK_EP})"
+            return f"GPU: {ep}" if first == WEBGPU_EP else ep
         if self.delegate == "gpu" and self.gpu_verdict and self.gpu_verdict.adapter:
             return f"GPU: {self.gpu_verdict.adapter}"
         if self.delegate == "xnnpack" and False in self.xnnpack_took:
@@ -110,7 +117,7 @@ def available_delegates(runtime: str, probe: str | None = None, probe_model: byt
         import onnxruntime as ort
 
         have = set(ort.get_available_providers())
-        out = ["cpu", "xnnpack"]
+        out = ["cpu"] + (["xnnpack"] if ONNX_XNNPACK_EP in have else [])
         if have & set(ONNX_GPU_PROVIDERS) or onnx_webgpu_devices()[0]:
             out.append("gpu")
         if "NnapiExecutionProvider" in have:
@@ -147,6 +154,17 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
     if delegate == "nnapi" and not _on_android():
         reason = ("NNAPI exists only on Android (and is deprecated from Android 15); this is "
                   f"{sys.platform}")
+    elif runtime == "onnxruntime" and delegate == "xnnpack":
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        if ONNX_XNNPACK_EP not in have:
+            # xnnpack is every command's default, and pip's onnxruntime builds lack its EP: the
+            # CPU EP runs, never labelled XNNPACK (the processor says which EP ran, and why).
+            return BackendFactory(runtime, "cpu", threads, None, providers=["CPUExecutionProvider"],
+                                  asked="xnnpack")
+        # XNNPACK's own thread pool; the nodes it does not take run on the CPU EP
+        providers = [(ONNX_XNNPACK_EP, {"intra_op_num_threads": str(threads)}), "CPUExecutionProvider"]
     elif runtime == "onnxruntime" and delegate == "gpu":
         import onnxruntime as ort
 
@@ -181,7 +199,7 @@ def make_factory(runtime: str, delegate: str, threads: int = 1, delegate_path: s
                 "the CPU instead, and the report will say so")
         return BackendFactory(runtime, "xnnpack", threads, None,
                               fallback_reason=f"{delegate} unavailable ({reason})",
-                              providers=["CPUExecutionProvider"])
+                              providers=["CPUExecutionProvider"], asked=delegate)
     return BackendFactory(runtime, delegate, threads, delegate_path, providers=providers,
                           gpu_verdict=verdict, ep_devices=ep_devices if providers == [WEBGPU_EP] else None)
 
