@@ -401,3 +401,19 @@ def test_options_that_would_be_ignored_are_refused(float_tflite, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and says in err[0], err
     assert not (tmp_path / "out").exists() and not (float_tflite[0] / "sub").exists()
+
+
+def test_commands_on_an_android_assets_copy_point_to_its_export(float_tflite, tmp_path, capsys):
+    """An Android assets folder holds the bases as raw .bin for the Java core; check said its
+    .npz bases were missing and told the user to re-export."""
+    assets = tmp_path / "assets"
+    with pytest.raises(SystemExit) as e:
+        main(["android-assets", str(float_tflite[0]), "--out", str(assets)])
+    assert e.value.code == 0
+    capsys.readouterr()
+    for argv in (["check", str(assets)], ["bench", str(assets), "--frames", "2"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and err == [f"Error: {assets}: Android assets copied from "
+                                             f"{float_tflite[0]} for the app; run this command on that export"]

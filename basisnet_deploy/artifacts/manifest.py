@@ -377,6 +377,10 @@ def check_files(directory, manifest: Manifest) -> dict[Role, bytes]:
 
     Returns each artifact's checked bytes: a session for an artifact loads these, never the
     file again (a file replaced after the check would otherwise run unchecked)."""
+    assets = manifest.record.android_assets
+    if assets is not None:  # bases as raw .bin for the Java core: not an export the host runs
+        raise UserError(f"{directory}: Android assets copied from {assets.get('source', 'an export')} "
+                        "for the app; run this command on that export")
     models = {}
     for role, entry in manifest.artifacts.items():
         models[role] = model_bytes(directory, entry)
