@@ -149,7 +149,7 @@ def test_json_out_and_plot_never_replace_what_the_tool_did_not_write(float_tflit
     exp, before = _copy_export(float_tflite[0], tmp_path / "exp")
     (tmp_path / "notes.txt").write_text("mine")
     refused = [
-        (["check", str(exp), "--json-out", str(exp / "lightweight.tflite")], "which this command reads"),
+        (["check", str(exp), "--json-out", str(exp / "lightweight.tflite")], "is not a JSON file"),
         (["check", str(exp), "--json-out", str(exp / "manifest.json")], "which this command reads"),
         (["check", str(exp), "--json-out", str(tmp_path / "notes.txt")], "is not a JSON file"),
         (["check", str(exp), "--json-out", str(tmp_path / "missing" / "r.json")], "does not exist"),
@@ -166,6 +166,10 @@ def test_json_out_and_plot_never_replace_what_the_tool_did_not_write(float_tflit
         assert {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()} == before, argv
         assert (tmp_path / "notes.txt").read_text() == "mine"
         assert not (tmp_path / "missing").exists()
+    ckpt = json.loads((exp / "manifest.json").read_text())["checkpoint"]["path"]
+    with pytest.raises(SystemExit) as e:  # the checkpoint the manifest records is read too
+        main(["verify", str(exp), "--json-out", os.path.join(ckpt, "config.json")])
+    assert e.value.code == 2 and "which this command reads" in capsys.readouterr().err
     (tmp_path / "result.json").write_text('{"old": true}')
     with pytest.raises(SystemExit) as e:
         main(["check", str(exp), "--json-out", str(tmp_path / "result.json")])
@@ -203,6 +207,15 @@ def test_verify_finds_the_checkpoint_from_any_folder_and_takes_checkpoint(
         main(["verify", str(moved), "--dataset", "digits", "--limit", "4", "--json", "--checkpoint", str(ckpt)])
     assert e.value.code == 0 and json.loads(capsys.readouterr().out)["images"] == 4
 
+    work = tmp_path / "work"  # an export that records its checkpoint relative to where it ran
+    shutil.copytree(ckpt, work / "runs" / "ckpt")
+    relative, _ = _copy_export(exp, work / "runs" / "exp")
+    edited["checkpoint"]["path"] = "runs/ckpt"
+    (relative / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(SystemExit) as e:  # run from tmp_path: found above the export
+        main(["verify", str(relative), "--dataset", "digits", "--limit", "4", "--json"])
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["images"] == 4
+
     other = tmp_path / "other"
     shutil.copytree(ckpt, other)
     config = json.loads((other / "config.json").read_text())
@@ -212,3 +225,30 @@ def test_verify_finds_the_checkpoint_from_any_folder_and_takes_checkpoint(
         main(["verify", str(moved), "--limit", "4", "--checkpoint", str(other)])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and "not the checkpoint this export was made from" in err[-1]
+
+
+def test_output_files_may_sit_beside_inputs_but_never_replace_them(tmp_path):
+    """check_output_file: a result JSON inside an export it reads is fine, again and again;
+    the export's manifest, a checkpoint's config.json, an input file, and the tool's own
+    JSON in a --out it writes are not; a --out that does not exist yet may hold the result;
+    an empty file (mktemp, touch) may be replaced."""
+    from basisnet_deploy.common.files import OutputError, check_output_file
+
+    exp, ckpt, out = tmp_path / "exp", tmp_path / "ckpt", tmp_path / "new-out"
+    exp.mkdir(), ckpt.mkdir()
+    (exp / "manifest.json").write_text("{}")
+    (ckpt / "config.json").write_text("{}")
+    (tmp_path / "bench.json").write_text("{}")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for ok in (exp / "bench.json", tmp_path / "empty.json", out / "result.json"):
+        check_output_file(ok, "--json-out", "JSON", reads=[exp, ckpt], writes=[out])
+        ok.parent.mkdir(exist_ok=True) if ok.parent == out else None
+        ok.write_text('{"written": 1}')  # a re-run may replace it
+        check_output_file(ok, "--json-out", "JSON", reads=[exp, ckpt], writes=[out])
+    check_output_file(tmp_path / "empty.png", "--plot", "PNG")
+    for bad, why in ((exp / "manifest.json", "a file of"), (ckpt / "config.json", "a file of"),
+                     (tmp_path / "bench.json", "the file of"), (out / "manifest.json", "which this command writes"),
+                     (tmp_path / "no" / "r.json", "does not exist")):
+        with pytest.raises(OutputError, match=why):
+            check_output_file(bad, "--json-out", "JSON", reads=[exp, ckpt, tmp_path / "bench.json"], writes=[out])

@@ -293,12 +293,18 @@ def test_the_cost_section_shows_synthesis_with_its_session_recreation(report):
     assert '<td class="t">synthesis + re-create</td>' in html
 
 
-def test_the_cost_section_names_a_bench_fallback(report):
-    """A bench whose delegate fell back (ONNX without the XNNPACK EP) is not shown as that
-    delegate's figures."""
+def test_the_cost_section_names_a_bench_fallback_and_where_the_specialist_ran(report):
+    """A bench whose delegate fell back (--allow-fallback), or whose xnnpack ran as
+    onnxruntime's CPU EP, is not shown as that delegate's figures alone."""
     from basisnet_deploy.report.html_tables import cost_section
 
     doc = _cost_doc(report)
-    doc["cost"]["bench"]["fallback"] = "xnnpack unavailable (no XnnpackExecutionProvider); ran on CPU EP"
+    doc["cost"]["bench"]["delegate"] = "gpu"
+    doc["cost"]["bench"]["fallback"] = "GPU unavailable (no Vulkan device); ran on CPU (XNNPACK)"
     html = cost_section(doc, {"cost.png": b"png"})
-    assert "delegate xnnpack <span class=flag>(not run: FALLBACK: xnnpack unavailable" in html
+    assert "delegate gpu <span class=flag>(not run: FALLBACK: GPU unavailable" in html
+    doc["cost"]["bench"].update(delegate="xnnpack", fallback=None, processors={
+        "lightweight": "CPU EP", "specialist": "CPU EP (this onnxruntime build has no XnnpackExecutionProvider)"})
+    html = cost_section(doc, {"cost.png": b"png"})
+    assert ("delegate xnnpack (the specialist ran on CPU EP (this onnxruntime build has no "
+            "XnnpackExecutionProvider))") in html

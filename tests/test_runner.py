@@ -571,9 +571,10 @@ def test_the_stage_bound_includes_synthesis_with_its_session_recreation(float_tf
     run, recreate = r.runners["sequential"], r.stages["synthesis"].with_session_recreation_ms["p50"]
     assert r.stage_bound_fps <= 1000 / recreate * 1.001  # no faster than its synthesis stage
     assert run.resyntheses == 6 and run.specialist_frames == 6  # every frame re-synthesized
+    first_run = r.stages["synthesis"].to_first_output_ms["p50"] - recreate  # each frame a new session's first
     assert r.stage_bound_ms == {"lightweight": r.stages["lightweight"].latency_ms["p50"],
                                 "synthesis": pytest.approx(recreate),
-                                "specialist": r.stages["specialist"].latency_ms["p50"]}
+                                "specialist": pytest.approx(max(first_run, 0.0), abs=1e-3)}
     assert r.stage_bound_fps == pytest.approx(1000 / max(r.stage_bound_ms.values()), rel=1e-3)
     assert r.stage_bound_by == max(r.stage_bound_ms, key=r.stage_bound_ms.get)
     text = "\n".join(bench_text(r))

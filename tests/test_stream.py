@@ -276,3 +276,20 @@ def test_a_stopped_non_chief_worker_leaves_no_scratch_directory(tmp_path):
     scratch = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 1 and "basisnet-worker-" in scratch
     assert not os.path.exists(scratch)
+
+
+def test_an_explicit_digits_is_the_held_out_split_of_a_checkpoint_trained_on_digits():
+    """--dataset digits for a checkpoint trained on digits with another seed: its own held-out
+    split, never its training images (a fixed seed-0 fifth shares images with that training
+    set)."""
+    from basisnet_deploy.data import digits
+    from basisnet_deploy.data.datasets import evaluation_set
+    from basisnet_deploy.model.config import BasisNetConfig
+    from basisnet_deploy.data import Preprocessing
+    from tests.conftest import TINY
+
+    cfg = BasisNetConfig(TINY, Preprocessing(resize="squash"), tuple("0123456789"),
+                         {"dataset": "digits", "settings": {"held_out": 0.25, "seed": 7}})
+    train_idx, test_idx = digits().split_indices(0.25, 7)
+    assert list(evaluation_set(cfg, "digits").indices) == list(evaluation_set(cfg).indices) == list(test_idx)
+    assert not set(evaluation_set(cfg, "digits").indices) & set(train_idx)

@@ -59,7 +59,10 @@ def test_streamed_verification_gives_the_stacked_figures(int8_tflite):
     out, _ = int8_tflite
     net, cfg = checkpoint.load(load_manifest(out).checkpoint["path"])
     held = evaluation_set(cfg).sample(40)
-    streamed = verify_directory(out, load_manifest(out), net, held, batch_size=13)
+    calls = []
+    streamed = verify_directory(out, load_manifest(out), net, held, batch_size=13,
+                                progress=lambda done, total, logs: calls.append(done))
+    assert calls == [0, 13, 26, 39, 40, 40]  # (0, total) as the work starts, then each batch
     stacked = _stacked_figures(out, net, held)
     for got, want in ((streamed.lightweight, stacked["lm"]),
                       (streamed.specialist_presynth.end_to_end, stacked["e2e"])):

@@ -96,6 +96,23 @@ def _arch_from_flags(flags: dict, default_preset: str = "mv3") -> ArchConfig:
         name=lambda key: f"--{flag.get(key, key).replace('_', '-')}")
 
 
+def _reads(kwargs: dict) -> list[str]:
+    """What a command reads, by its parameters: an export DIRECTORY (and the checkpoint its
+    manifest records), a CHECKPOINT, --checkpoint, --init-from, --bench."""
+    import json
+    from pathlib import Path
+
+    reads = [kwargs[k] for k in ("directory", "checkpoint", "checkpoint_dir", "bench_json") if kwargs.get(k)]
+    reads += list(kwargs.get("init_from") or ())
+    try:  # a broken manifest is the command's own error to report, not this check's
+        recorded = json.loads((Path(kwargs["directory"]) / "manifest.json").read_text())["checkpoint"]["path"]
+        if isinstance(recorded, str) and recorded:
+            reads.append(recorded)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return reads
+
+
 class Finite(click.FloatRange):
     """click.FloatRange that also refuses NaN and infinity (NaN passes every range check)."""
 
@@ -104,6 +121,14 @@ class Finite(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.min is None and self.max is None:
+            self.name = "float"  # the metavar: FLOAT, not FLOAT RANGE
+
+    def _describe_range(self) -> str:
+        return "finite" if self.min is None and self.max is None else super()._describe_range()
 
 
 class Threshold(Finite):
@@ -129,13 +154,13 @@ class Threshold(Finite):
 
 def output_options(fn):
     """``--json`` and ``--json-out``, the same in every command; the JSON file is checked
-    before the command runs (:func:`~basisnet_deploy.common.files.check_output_file`): no file
-    of the command's DIRECTORY, CHECKPOINT or --out may be replaced by it."""
+    before the command runs (:func:`~basisnet_deploy.common.files.check_output_file`): it may
+    not replace a file the command reads, nor the tool's own JSON files in its --out."""
     @functools.wraps(fn)
     def checked(*args, **kwargs):
         if kwargs.get("json_out"):
-            inputs = [kwargs[k] for k in ("directory", "checkpoint", "out") if kwargs.get(k)]
-            check_output_file(kwargs["json_out"], "--json-out", "JSON", inputs)
+            check_output_file(kwargs["json_out"], "--json-out", "JSON", reads=_reads(kwargs),
+                              writes=[kwargs["out"]] if kwargs.get("out") else [])
         return fn(*args, **kwargs)
 
     checked = click.option("--json-out", "json_out", type=click.Path(dir_okay=False), default=None,
@@ -626,8 +651,8 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
 
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
-    check_output_file(plot_path or os.path.join(directory, "early_exit_tradeoff.png"), "--plot", "PNG")
     cfg = load_config(export_checkpoint(directory, load_manifest(directory), checkpoint_dir))
+    check_output_file(plot_path or os.path.join(directory, "early_exit_tradeoff.png"), "--plot", "PNG")
     held = evaluation_set(cfg, _image_source(images, dataset)).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,
@@ -691,9 +716,9 @@ class _progress:
             tty = sys.stderr.isatty()
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
                             mininterval=0.5 if tty else 15, dynamic_ncols=True)
-            # The first call comes after the first batch is done: timed from the bar's creation,
-            # that batch would show as done in microseconds (thousands of images/s).
-            self.bar.start_t = self.bar.last_print_t = self.started or self.bar.start_t
+            if step > 0 and self.started:  # no call at the start of the work: timed from the
+                # bar's creation, a first batch already done would show thousands of images/s
+                self.bar.start_t = self.bar.last_print_t = self.started
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         self.bar.update(step - self.bar.n)
 

@@ -153,8 +153,8 @@ def _tie_lines(checks: list[tuple[str, dict]]) -> list[str]:
 
 
 def _err(value: float | None) -> str:
-    """An error figure; None (or NaN, in a record written before they were null) means the
-    outputs held NaN or infinite values, which no number describes."""
+    """An error figure; None (or NaN, in a record that holds a bare NaN) means the outputs
+    held NaN or infinite values, which no number describes."""
     return "non-finite" if value is None or not math.isfinite(value) else f"{value:.2e}"
 
 
@@ -164,8 +164,8 @@ def _non_finite_lines(v: dict, checks: list[tuple[str, dict]]) -> list[str]:
     outputs += [("lightweight coefficients", v["lightweight"]["coefficients"])]
     if "presynth_vs_coefficient" in v:
         outputs += [("presynth vs coefficient-input logits", v["presynth_vs_coefficient"])]
-    return [f"  WARNING: {what}: {e['non_finite']} NaN or infinite value(s); the artifact is "
-            f"broken (re-export, or report it with the export folder)"
+    return [f"  WARNING: {what}: {e['non_finite']} NaN or infinite value(s), from the artifact "
+            f"or the float model; no error figure describes them"
             for what, e in outputs if e.get("non_finite")]
 
 

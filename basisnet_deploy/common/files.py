@@ -83,38 +83,56 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
     return target
 
 
-# What an output file option may replace: a file that begins as the kind it writes.
-_FILE_STARTS = {"JSON": lambda head: head.lstrip()[:1] in (b"{", b"["),
-                "PNG": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")}
+# What an output file option may replace: a file that begins as the kind it writes (an empty
+# one too: mktemp, touch).
+_FILE_STARTS = {"JSON": lambda head: head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"", b"{", b"["),
+                "PNG": lambda head: head == b"" or head.startswith(b"\x89PNG\r\n\x1a\n")}
+# The tool's own JSON files in the folders it reads and writes, never replaced by --json-out.
+TOOL_JSON = ("manifest.json", "config.json", MARKER_FILE, "specialist_patches.json",
+             "layer_report.json", "run.json", "report.json")
 
 
-def check_output_file(target, option: str, kind: str, inputs=()) -> Path:
+def check_output_file(target, option: str, kind: str, reads=(), writes=()) -> Path:
     """Refuse, before any work and without writing anything, an output file (``--json-out``,
-    ``--plot``) that would replace what the tool did not write: an existing file that is not
-    ``kind`` ("JSON" or "PNG"), or, for JSON, an existing file inside one of the command's
-    ``inputs`` (an export's manifest.json, a checkpoint's config.json); also a folder that
-    does not exist or cannot be written."""
+    ``--plot``) that would replace what it must not: a file the command reads (``reads``: its
+    input files, and folders whose TOOL_JSON files it reads), one of the TOOL_JSON files of a
+    folder it writes (``writes``: its --out, which may not exist yet), or an existing file
+    that is not ``kind`` ("JSON" or "PNG"); also a missing or read-only folder."""
     target = Path(target)
+    resolved = target.resolve()
+    for path, role in [(Path(r), "reads") for r in reads] + [(Path(w), "writes") for w in writes]:
+        own_file = resolved.parent == path.resolve() and resolved.name in TOOL_JSON
+        if resolved == path.resolve() or (own_file and (role == "writes" or path.is_dir())):
+            raise OutputError(f"{option} {target}: {'a' if own_file else 'the'} file of {path}, "
+                              f"which this command {role}; choose another path")
     parent = target.absolute().parent
-    if not parent.is_dir():
+    if not parent.is_dir() and not any(parent.resolve() == Path(w).resolve() for w in writes):
         raise OutputError(f"{option} {target}: its folder {parent} does not exist; create it or "
                           "choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {target}: {parent} is not writable; choose a writable path")
     if not target.exists():
         return target
     if not target.is_file():
         raise OutputError(f"{option} {target}: exists and is not a file; choose a new path")
-    for directory in inputs:
-        if kind == "JSON" and target.resolve().is_relative_to(Path(directory).resolve()):
-            raise OutputError(f"{option} {target}: a file of {directory}, which this command reads; "
-                              "choose a path outside it")
     with open(target, "rb") as f:
         head = f.read(64)
     if not _FILE_STARTS[kind](head):
         raise OutputError(f"{option} {target}: exists and is not a {kind} file, so not an output "
                           f"of this tool; choose a new path (it replaces only {kind} files)")
     return target
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, whole or not at all: a temp file in the same folder, then rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -224,10 +242,4 @@ def read_verified(directory, name: str, sha256: str | None = None, size: int | N
 def write_json_atomically(path: Path, data) -> None:
     """``data`` as strict JSON at ``path`` (non-finite figures as null), atomically: a temp file
     in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(dumps(data) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomically(path, (dumps(data) + "\n").encode())

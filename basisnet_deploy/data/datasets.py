@@ -103,9 +103,10 @@ def evaluation_set(cfg, images_dir: str | None = None) -> HeldOut:
         raise UserError("this checkpoint was not trained on digits: pass --images DIR with "
                         "held-out images (DIR/<class>/<images> to also score accuracy)")
     if images_dir in (None, "digits"):
-        # By default the checkpoint's own held-out split; for an explicit "digits", a held-out
-        # fifth (seed 0). Digits calibration uses the rest.
-        settings = cfg.training.get("settings", {}) if images_dir is None else {}
+        # The checkpoint's own held-out split when it was trained on digits (never a training
+        # image); for another checkpoint's explicit "digits", a held-out fifth (seed 0).
+        # Digits calibration uses the rest.
+        settings = cfg.training.get("settings", {}) if trained_on == "digits" else {}
         ds = digits()
         _, test_idx = ds.split_indices(settings.get("held_out", 0.2), settings.get("seed", 0))
         return HeldOut([ds.images[i] for i in test_idx], ds.labels[test_idx], "held-out digits",

@@ -96,6 +96,8 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
             (tmp / name).write_bytes(read_verified(export_dir, name, sha256, size, what))
         manifest.record.android_assets = {"source": str(export_dir),
                                           "generator": f"basisnet-deploy {__version__}"}
+        # the app needs no checkpoint, and its absolute path (a home folder) is not for an APK
+        manifest.checkpoint = {k: v for k, v in manifest.checkpoint.items() if k != "path"}
         manifest.save(tmp)
     return AndroidAssets(out_dir, export_dir, {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())})
 

@@ -382,6 +382,8 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
 
     started, total = time.perf_counter(), len(held)
     check = Verification(Artifacts(Path(directory), manifest, specialists))
+    if progress:
+        progress(0, total, {})  # the work starts: rates count from here
     for examples in held.batches(batch_size or float_batch_size(manifest.resolution)):
         check.add(float_batch(net, manifest, examples))
         if progress:
@@ -400,25 +402,54 @@ def verify_directory(directory, manifest: Manifest, net, held: HeldOut, progress
 
 
 def export_checkpoint(directory, manifest: Manifest, given=None) -> Path:
-    """The checkpoint an export was made from: ``given`` (``--checkpoint``) or the path its
-    manifest records. Refused when it is not there, or when its config.json is not the one the
-    export recorded (another architecture, labels or preprocessing)."""
+    """The checkpoint an export was made from: ``given`` (``--checkpoint``), else the path its
+    manifest records; a relative path (as older exports record it, from the folder export ran
+    in) is also looked for under each folder above the export. Refused when it is not there,
+    or when its config.json is not the one the export recorded (sha256)."""
+    from basisnet_deploy.artifacts.manifest import MANIFEST_FILE
     from basisnet_deploy.common.errors import UserError
-    from basisnet_deploy.common.files import sha256_hex
     from basisnet_deploy.model.checkpoint import CONFIG_FILE
 
-    where = Path(directory) / "manifest.json"
-    path = Path(given or manifest.checkpoint.get("path") or "")
-    if not given and not (path / CONFIG_FILE).is_file():
-        raise UserError(f"{path}: the checkpoint {where} records is not there (an export moved, "
-                        "or a relative path from another folder); pass it with --checkpoint CKPT")
+    where = Path(directory) / MANIFEST_FILE
     want = manifest.checkpoint.get("config_sha256")
+    if given:
+        path = Path(given)
+    else:
+        recorded = manifest.checkpoint.get("path")
+        if not recorded:
+            raise UserError(f"{where} records no checkpoint; pass the one the export was made "
+                            "from with --checkpoint CKPT")
+        path = _recorded_checkpoint(Path(recorded), Path(directory), want)
     config = path / CONFIG_FILE
-    if want and config.is_file() and sha256_hex(config.read_bytes()) != want:
+    if want and config.is_file() and _sha256(config) != want:
         raise UserError(f"{config}: not the checkpoint this export was made from (its sha256 "
-                        f"differs from the one {where} records); pass that checkpoint with "
-                        "--checkpoint CKPT, or re-export")
+                        f"differs from the one {where} records: another model or training run); "
+                        "pass that checkpoint with --checkpoint CKPT, or re-export")
     return path
+
+
+def _recorded_checkpoint(recorded: Path, directory: Path, want: str | None) -> Path:
+    """The recorded checkpoint path, or (relative) the first folder above the export under
+    which it holds a config.json of the recorded sha256."""
+    from basisnet_deploy.common.errors import UserError
+    from basisnet_deploy.model.checkpoint import CONFIG_FILE
+
+    if (recorded / CONFIG_FILE).is_file():
+        return recorded
+    if not recorded.is_absolute():
+        for base in directory.resolve().parents:
+            candidate = base / recorded
+            if (candidate / CONFIG_FILE).is_file() and _sha256(candidate / CONFIG_FILE) == want:
+                return candidate
+    raise UserError(f"{recorded}: the checkpoint {directory / 'manifest.json'} records is not "
+                    "there (moved, or a relative path from another folder); pass it with "
+                    "--checkpoint CKPT")
+
+
+def _sha256(path: Path) -> str:
+    from basisnet_deploy.common.files import sha256_hex
+
+    return sha256_hex(path.read_bytes())
 
 
 def verify_export(directory, images: str | None = None, limit: int | None = None,

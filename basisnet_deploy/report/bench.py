@@ -10,7 +10,8 @@ per frame (the manifest's cost model at the measured exit rate) and the process'
 The stage-bound throughput is 1 / the slowest stage's time per frame that reaches it: the
 lightweight model's p50, the specialist's p50 and, for the pre-synthesized form (whose
 synthesis is a pipeline stage of its own), synthesis with the session re-creation (p50) times
-the share of those frames that re-synthesized in the first runner measured. Each stage on its
+the share of those frames that re-synthesized in the first runner measured; on those frames
+the specialist's time is its new session's first run (to first output minus re-create). Each stage on its
 own core: with no early exits, an upper bound for the pipelined runner, not a prediction.
 """
 
@@ -231,8 +232,12 @@ def _stage_bound(report: BenchReport, run: RunnerFigures) -> None:
     per_frame = {name: report.stages[name].latency_ms["p50"] for name in ("lightweight", "specialist")}
     synthesis = report.stages.get("synthesis")
     if synthesis is not None and synthesis.with_session_recreation_ms:
-        share = run.resyntheses / run.specialist_frames if run.specialist_frames else 0.0
-        per_frame["synthesis"] = round(synthesis.with_session_recreation_ms["p50"] * min(share, 1.0), 4)
+        share = min(run.resyntheses / run.specialist_frames if run.specialist_frames else 0.0, 1.0)
+        recreate = synthesis.with_session_recreation_ms["p50"]
+        per_frame["synthesis"] = round(recreate * share, 4)
+        if synthesis.to_first_output_ms:  # a re-synthesized frame is its new session's first run
+            first_run = max(synthesis.to_first_output_ms["p50"] - recreate, 0.0)
+            per_frame["specialist"] = round(per_frame["specialist"] * (1 - share) + first_run * share, 4)
     report.stage_bound_ms = {k: per_frame[k] for k in ("lightweight", "synthesis", "specialist")
                              if k in per_frame}
     report.stage_bound_by = max(report.stage_bound_ms, key=report.stage_bound_ms.get)

@@ -73,8 +73,10 @@ def cost_section(doc: dict, pictures: dict) -> str:
                for n, r in b["runners"].items()]
         fallback = ("" if not b.get("fallback") else
                     f" <span class=flag>(not run: FALLBACK: {escape(str(b['fallback']))})</span>")
+        ran = (b.get("processors") or {}).get("specialist")
+        ran = "" if not ran else f" (the specialist ran on {escape(str(ran))})"
         out += (f"<p class=note>bench: {escape(str(b['runtime']))}, delegate "
-                f"{escape(str(b['delegate']))}{fallback}, specialist {escape(str(b['specialist_form']))}."
+                f"{escape(str(b['delegate']))}{fallback}{ran}, specialist {escape(str(b['specialist_form']))}."
                 + ("" if not b.get("synthesis") else
                    " Synthesis is the mix alone; each re-synthesis also re-creates the specialist's "
                    "session (+ re-create), and its first run follows (+ first run).")

@@ -247,6 +247,8 @@ def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
     streams = [stage_outputs(dep, factory, role.value.split("_")[1], feed)
                for role, feed in zip(roles, feeds)]
     logits, coeffs, spec = [], [], {role.value: [] for role in roles}
+    if progress:
+        progress(0, len(data.held), {})  # the work starts: rates count from here
     for n, outs in enumerate(zip(*streams)):
         logits.append(outs[0].lm_logits)
         coeffs.append(outs[0].coefficients)

@@ -8,8 +8,6 @@ come from the manifest's cost model at that exit rate.
 
 from __future__ import annotations
 
-import os
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, load_manifest
 from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import write_bytes_atomically
 from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.report.analysis import tradeoff_curve
 from basisnet_deploy.report.plots import tradeoff_png
@@ -82,6 +81,8 @@ def tradeoff_streamed(dep, factory, held, form: str = "presynth", progress=None)
             yield dep.frame(example.image)
             if progress:
                 progress(example.index + 1, len(held), {})
+    if progress:
+        progress(0, len(held), {})  # the work starts: rates count from here
     answers = _answers(dep, factory, frames(), form)
     if progress:
         progress(len(held), len(held), {})  # unreadable files at the end are done too
@@ -149,13 +150,7 @@ def plot(result: dict, chosen: dict, path) -> None:
     """Accuracy against average MAdds over all thresholds, as a 720x460 PNG (matplotlib)."""
     png = tradeoff_png(result["curve"], chosen,
                        "BasisNet early exit: top-1 vs average MAdds per frame")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:  # whole or not at all, like every file the tool writes
-        tmp.write_bytes(png)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomically(Path(path), png)
 
 
 def calibrate(directory, held, max_drop: float | None = None, target_madds: float | None = None,

@@ -504,6 +504,8 @@ def evaluate_held_out(net: BasisNet, held, pre: Preprocessing, light_resolution:
     names = held.class_names
     started, total = time.perf_counter(), len(held)
     per_class = np.zeros((len(names), 3), np.int64)  # examples, LM hits, specialist hits
+    if progress:
+        progress(0, total, {})  # the work starts: rates count from here
     for examples in held.batches(batch_size or batch_size_for(resolution, 128)):
         light = np.stack([preprocess(e.image, light_resolution, pre) for e in examples])
         image = np.stack([preprocess(e.image, resolution, pre) for e in examples])
