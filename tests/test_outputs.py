@@ -149,8 +149,9 @@ def test_json_out_and_plot_never_replace_what_the_tool_did_not_write(float_tflit
     exp, before = _copy_export(float_tflite[0], tmp_path / "exp")
     (tmp_path / "notes.txt").write_text("mine")
     refused = [
-        (["check", str(exp), "--json-out", str(exp / "lightweight.tflite")], "is not a JSON file"),
-        (["check", str(exp), "--json-out", str(exp / "manifest.json")], "which this command reads"),
+        (["check", str(exp), "--json-out", str(exp / "lightweight.tflite")], "a folder this tool reads or writes"),
+        (["check", str(exp), "--json-out", str(exp / "manifest.json")], "a folder this tool reads or writes"),
+        (["check", str(exp), "--json-out", str(exp / "check.json")], "a folder this tool reads or writes"),
         (["check", str(exp), "--json-out", str(tmp_path / "notes.txt")], "is not a JSON file"),
         (["check", str(exp), "--json-out", str(tmp_path / "missing" / "r.json")], "does not exist"),
         (["calibrate-threshold", str(exp), "--dataset", "digits", "--max-drop", "1",
@@ -169,7 +170,7 @@ def test_json_out_and_plot_never_replace_what_the_tool_did_not_write(float_tflit
     ckpt = json.loads((exp / "manifest.json").read_text())["checkpoint"]["path"]
     with pytest.raises(SystemExit) as e:  # the checkpoint the manifest records is read too
         main(["verify", str(exp), "--json-out", os.path.join(ckpt, "config.json")])
-    assert e.value.code == 2 and "which this command reads" in capsys.readouterr().err
+    assert e.value.code == 2 and "a folder this tool reads or writes" in capsys.readouterr().err
     (tmp_path / "result.json").write_text('{"old": true}')
     with pytest.raises(SystemExit) as e:
         main(["check", str(exp), "--json-out", str(tmp_path / "result.json")])
@@ -227,28 +228,29 @@ def test_verify_finds_the_checkpoint_from_any_folder_and_takes_checkpoint(
     assert e.value.code == 2 and "not the checkpoint this export was made from" in err[-1]
 
 
-def test_output_files_may_sit_beside_inputs_but_never_replace_them(tmp_path):
-    """check_output_file: a result JSON inside an export it reads is fine, again and again;
-    the export's manifest, a checkpoint's config.json, an input file, and the tool's own
-    JSON in a --out it writes are not; a --out that does not exist yet may hold the result;
-    an empty file (mktemp, touch) may be replaced."""
-    from basisnet_deploy.common.files import OutputError, check_output_file
+def test_result_files_stay_out_of_the_tools_folders(tmp_path):
+    """check_output_file: a result JSON goes outside every folder the command reads or writes
+    (its --out, which may not exist yet) and every folder the tool wrote (a marker, a manifest
+    or a config.json in it): a later command would refuse or misread a stray file there. An
+    input file is never replaced; an earlier result or an empty file (mktemp) is."""
+    from basisnet_deploy.common.files import MARKER_FILE, OutputError, check_output_file
 
-    exp, ckpt, out = tmp_path / "exp", tmp_path / "ckpt", tmp_path / "new-out"
-    exp.mkdir(), ckpt.mkdir()
-    (exp / "manifest.json").write_text("{}")
-    (ckpt / "config.json").write_text("{}")
+    exp, ckpt, report, out = (tmp_path / n for n in ("exp", "ckpt", "report", "new-out"))
+    for folder, name in ((exp, "manifest.json"), (ckpt, "config.json"), (report, ".basisnet-report")):
+        folder.mkdir()
+        (folder / name).write_text("{}")
     (tmp_path / "bench.json").write_text("{}")
     (tmp_path / "empty.json").write_text("")
     (tmp_path / "empty.png").write_bytes(b"")
-    for ok in (exp / "bench.json", tmp_path / "empty.json", out / "result.json"):
-        check_output_file(ok, "--json-out", "JSON", reads=[exp, ckpt], writes=[out])
-        ok.parent.mkdir(exist_ok=True) if ok.parent == out else None
+    for ok in (tmp_path / "result.json", tmp_path / "empty.json"):
+        check_output_file(ok, "--json-out", "JSON", folders=[exp, out], files=[tmp_path / "bench.json"])
         ok.write_text('{"written": 1}')  # a re-run may replace it
-        check_output_file(ok, "--json-out", "JSON", reads=[exp, ckpt], writes=[out])
+        check_output_file(ok, "--json-out", "JSON", folders=[exp, out], files=[tmp_path / "bench.json"])
     check_output_file(tmp_path / "empty.png", "--plot", "PNG")
-    for bad, why in ((exp / "manifest.json", "a file of"), (ckpt / "config.json", "a file of"),
-                     (tmp_path / "bench.json", "the file of"), (out / "manifest.json", "which this command writes"),
+    check_output_file(exp / "plot.png", "--plot", "PNG", folders=[exp])  # a plot beside the export is fine
+    for bad, why in ((exp / "r.json", "inside"), (ckpt / "r.json", "inside"), (report / "r.json", "inside"),
+                     (out / "r.json", "inside"), (exp / MARKER_FILE, "inside"),
+                     (tmp_path / "bench.json", "which this command reads"),
                      (tmp_path / "no" / "r.json", "does not exist")):
         with pytest.raises(OutputError, match=why):
-            check_output_file(bad, "--json-out", "JSON", reads=[exp, ckpt, tmp_path / "bench.json"], writes=[out])
+            check_output_file(bad, "--json-out", "JSON", folders=[exp, out], files=[tmp_path / "bench.json"])

@@ -424,4 +424,4 @@ def test_commands_on_an_android_assets_copy_point_to_its_export(float_tflite, tm
             main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and err == [f"Error: {assets}: Android assets copied from "
-                                             f"{float_tflite[0]} for the app; run this command on that export"]
+                                             f"{float_tflite[0].name} for the app; run this command on that export"]

@@ -333,3 +333,17 @@ def test_non_finite_outputs_are_counted_never_scored_as_agreeing_or_exact(tmp_pa
     assert strict((tmp_path / "m.json").read_text()) == {"v": {"max_rel": None, "n": None}}
     emit(score, as_json=False, json_out=str(tmp_path / "out.json"), text=lambda r: [])
     assert strict((tmp_path / "out.json").read_text())["logits"]["max_abs"] is None
+
+
+def test_export_verification_rates_leave_the_setup_out(monkeypatch):
+    """(0, total) marks the start of the work: 30 s of setup before it neither prints a line
+    ("0/100 images, about 1e11 s left") nor halves the rate."""
+    from basisnet_deploy.export import verify
+
+    clock = iter([100.0, 130.0, 160.0])  # built; setup done (the work starts); 50 images later
+    monkeypatch.setattr(verify.time, "perf_counter", lambda: next(clock))
+    said = []
+    progress = verify.rate_lines(said.append, every_s=20)
+    progress(0, 100, {})
+    progress(50, 100, {})
+    assert said == ["verified 50/100 images, 1.7 images/s, about 30 s left"]

@@ -96,23 +96,6 @@ def _arch_from_flags(flags: dict, default_preset: str = "mv3") -> ArchConfig:
         name=lambda key: f"--{flag.get(key, key).replace('_', '-')}")
 
 
-def _reads(kwargs: dict) -> list[str]:
-    """What a command reads, by its parameters: an export DIRECTORY (and the checkpoint its
-    manifest records), a CHECKPOINT, --checkpoint, --init-from, --bench."""
-    import json
-    from pathlib import Path
-
-    reads = [kwargs[k] for k in ("directory", "checkpoint", "checkpoint_dir", "bench_json") if kwargs.get(k)]
-    reads += list(kwargs.get("init_from") or ())
-    try:  # a broken manifest is the command's own error to report, not this check's
-        recorded = json.loads((Path(kwargs["directory"]) / "manifest.json").read_text())["checkpoint"]["path"]
-        if isinstance(recorded, str) and recorded:
-            reads.append(recorded)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return reads
-
-
 class Finite(click.FloatRange):
     """click.FloatRange that also refuses NaN and infinity (NaN passes every range check)."""
 
@@ -154,18 +137,20 @@ class Threshold(Finite):
 
 def output_options(fn):
     """``--json`` and ``--json-out``, the same in every command; the JSON file is checked
-    before the command runs (:func:`~basisnet_deploy.common.files.check_output_file`): it may
-    not replace a file the command reads, nor the tool's own JSON files in its --out."""
+    before the command runs (:func:`~basisnet_deploy.common.files.check_output_file`): never
+    inside a folder the command reads or writes, or any the tool wrote, nor an input file."""
     @functools.wraps(fn)
     def checked(*args, **kwargs):
         if kwargs.get("json_out"):
-            check_output_file(kwargs["json_out"], "--json-out", "JSON", reads=_reads(kwargs),
-                              writes=[kwargs["out"]] if kwargs.get("out") else [])
+            folders = [kwargs[k] for k in ("directory", "checkpoint", "checkpoint_dir", "out") if kwargs.get(k)]
+            files = [f for f in (kwargs.get("bench_json"), *(kwargs.get("init_from") or ())) if f]
+            check_output_file(kwargs["json_out"], "--json-out", "JSON", folders, files)
         return fn(*args, **kwargs)
 
     checked = click.option("--json-out", "json_out", type=click.Path(dir_okay=False), default=None,
-                           help="Also write the result as JSON to this file (a new file, or "
-                                "a JSON file outside the command's inputs).")(checked)
+                           help="Also write the result as JSON to this file (outside the "
+                                "folders the tool reads and writes; an existing file is "
+                                "replaced only if it holds JSON).")(checked)
     return click.option("--json", "as_json", is_flag=True,
                         help="Print the result as one JSON document on stdout instead of a table.")(checked)
 
@@ -652,7 +637,10 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     cfg = load_config(export_checkpoint(directory, load_manifest(directory), checkpoint_dir))
-    check_output_file(plot_path or os.path.join(directory, "early_exit_tradeoff.png"), "--plot", "PNG")
+    plot = plot_path or os.path.join(directory, "early_exit_tradeoff.png")
+    if json_out and os.path.abspath(json_out) == os.path.abspath(plot):
+        raise UserError(f"--json-out {json_out}: the same file as the plot; choose another path")
+    check_output_file(plot, "--plot", "PNG")
     held = evaluation_set(cfg, _image_source(images, dataset)).sample(limit)
     with _progress("calibrate-threshold", unit="image") as progress:
         result = calibrate(directory, held, max_drop, target_madds, specialist_form, plot_path,

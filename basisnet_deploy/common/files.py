@@ -87,29 +87,32 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
 # one too: mktemp, touch).
 _FILE_STARTS = {"JSON": lambda head: head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"", b"{", b"["),
                 "PNG": lambda head: head == b"" or head.startswith(b"\x89PNG\r\n\x1a\n")}
-# The tool's own JSON files in the folders it reads and writes, never replaced by --json-out.
-TOOL_JSON = ("manifest.json", "config.json", MARKER_FILE, "specialist_patches.json",
-             "layer_report.json", "run.json", "report.json")
+# Files that mark a folder as the tool's: an export, a checkpoint, Android assets, a report.
+TOOL_FOLDER_FILES = (MARKER_FILE, ".basisnet-report", "manifest.json", "config.json")
 
 
-def check_output_file(target, option: str, kind: str, reads=(), writes=()) -> Path:
+def check_output_file(target, option: str, kind: str, folders=(), files=()) -> Path:
     """Refuse, before any work and without writing anything, an output file (``--json-out``,
-    ``--plot``) that would replace what it must not: a file the command reads (``reads``: its
-    input files, and folders whose TOOL_JSON files it reads), one of the TOOL_JSON files of a
-    folder it writes (``writes``: its --out, which may not exist yet), or an existing file
-    that is not ``kind`` ("JSON" or "PNG"); also a missing or read-only folder."""
+    ``--plot``) that would replace what it must not: a file the command reads (``files``);
+    for JSON, any path inside the folders it reads or writes (``folders``: its --out may not
+    exist yet) or inside a folder the tool wrote (:data:`TOOL_FOLDER_FILES`), which a later
+    command would refuse or misread; an existing file that is not ``kind`` ("JSON" or "PNG");
+    a missing or read-only folder."""
     target = Path(target)
-    resolved = target.resolve()
-    for path, role in [(Path(r), "reads") for r in reads] + [(Path(w), "writes") for w in writes]:
-        own_file = resolved.parent == path.resolve() and resolved.name in TOOL_JSON
-        if resolved == path.resolve() or (own_file and (role == "writes" or path.is_dir())):
-            raise OutputError(f"{option} {target}: {'a' if own_file else 'the'} file of {path}, "
-                              f"which this command {role}; choose another path")
     parent = target.absolute().parent
-    if not parent.is_dir() and not any(parent.resolve() == Path(w).resolve() for w in writes):
+    for path in map(Path, files):
+        if path.exists() and target.exists() and os.path.samefile(path, target):
+            raise OutputError(f"{option} {target}: the file {path}, which this command reads; "
+                              "choose another path")
+    if kind == "JSON":
+        inside = [f for f in map(Path, folders) if parent.resolve().is_relative_to(f.resolve())]
+        for folder in inside + ([parent] if _tool_folder(parent) else []):
+            raise OutputError(f"{option} {target}: inside {folder}, a folder this tool reads or "
+                              "writes; write the result outside it")
+    if not parent.is_dir():
         raise OutputError(f"{option} {target}: its folder {parent} does not exist; create it or "
                           "choose another path")
-    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {target}: {parent} is not writable; choose a writable path")
     if not target.exists():
         return target
@@ -121,6 +124,11 @@ def check_output_file(target, option: str, kind: str, reads=(), writes=()) -> Pa
         raise OutputError(f"{option} {target}: exists and is not a {kind} file, so not an output "
                           f"of this tool; choose a new path (it replaces only {kind} files)")
     return target
+
+
+def _tool_folder(folder: Path) -> bool:
+    """Whether ``folder`` is one the tool wrote (its marker, a manifest.json or config.json)."""
+    return folder.is_dir() and any((folder / name).exists() for name in TOOL_FOLDER_FILES)
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:

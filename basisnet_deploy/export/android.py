@@ -94,7 +94,7 @@ def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
                                                                 tmp / BASES_INT8_RAW)
         for name, (sha256, size, what) in files.items():  # the bytes checked, not the path
             (tmp / name).write_bytes(read_verified(export_dir, name, sha256, size, what))
-        manifest.record.android_assets = {"source": str(export_dir),
+        manifest.record.android_assets = {"source": export_dir.resolve().name,  # no home folder in an APK
                                           "generator": f"basisnet-deploy {__version__}"}
         # the app needs no checkpoint, and its absolute path (a home folder) is not for an APK
         manifest.checkpoint = {k: v for k, v in manifest.checkpoint.items() if k != "path"}

@@ -352,15 +352,18 @@ def rate_lines(say, every_s: float = 30.0):
     """A ``progress(done, total, logs)`` for :func:`verify_directory` that passes ``say`` one
     line with images/s and the time left, at most every ``every_s`` seconds (none for a
     short run)."""
-    started = time.perf_counter()
-    last = [started]
+    started = [time.perf_counter()]
+    last = [started[0]]
 
     def progress(done, total, logs):
         now = time.perf_counter()
+        if done == 0:  # the work starts: the setup before it is not part of the rate
+            started[0] = last[0] = now
+            return
         if now - last[0] < every_s or done >= total:
             return
         last[0] = now
-        rate = done / max(now - started, 1e-9)
+        rate = done / max(now - started[0], 1e-9)
         say(f"verified {done}/{total} images, {rate:.1f} images/s, "
             f"about {(total - done) / max(rate, 1e-9):.0f} s left")
     return progress
@@ -434,12 +437,13 @@ def _recorded_checkpoint(recorded: Path, directory: Path, want: str | None) -> P
     from basisnet_deploy.common.errors import UserError
     from basisnet_deploy.model.checkpoint import CONFIG_FILE
 
-    if (recorded / CONFIG_FILE).is_file():
-        return recorded
-    if not recorded.is_absolute():
-        for base in directory.resolve().parents:
-            candidate = base / recorded
-            if (candidate / CONFIG_FILE).is_file() and _sha256(candidate / CONFIG_FILE) == want:
+    if recorded.is_absolute():
+        if (recorded / CONFIG_FILE).is_file():
+            return recorded
+    else:  # from the folder the export ran in: here, or one above the export
+        for candidate in [recorded, *(base / recorded for base in directory.resolve().parents)]:
+            config = candidate / CONFIG_FILE
+            if config.is_file() and (want is None or _sha256(config) == want):
                 return candidate
     raise UserError(f"{recorded}: the checkpoint {directory / 'manifest.json'} records is not "
                     "there (moved, or a relative path from another folder); pass it with "

@@ -76,13 +76,13 @@ def tradeoff_streamed(dep, factory, held, form: str = "presynth", progress=None)
     labels = []
 
     def frames():
+        if progress:  # the sessions are open once the first frame is asked for: rates count from here
+            progress(0, len(held), {})
         for example in held.examples():
             labels.append(example.label)
             yield dep.frame(example.image)
             if progress:
                 progress(example.index + 1, len(held), {})
-    if progress:
-        progress(0, len(held), {})  # the work starts: rates count from here
     answers = _answers(dep, factory, frames(), form)
     if progress:
         progress(len(held), len(held), {})  # unreadable files at the end are done too
