@@ -580,6 +580,10 @@ def test_the_stage_bound_includes_synthesis_with_its_session_recreation(float_tf
     text = "\n".join(bench_text(r))
     assert "stage-bound throughput 1/max(t_light, t_synthesis, t_specialist)" in text
     assert f"x 6/6 frames re-synthesized" in text
+    exits = bench(float_tflite[0], BenchOptions(frames=4, warmup=1, runner="sequential", threshold=0.0,
+                                                form="presynth"))  # every frame exits early
+    assert exits.stage_bound_ms["specialist"] == exits.stage_bound_ms["synthesis"] == 0.0
+    assert exits.stage_bound_by == "lightweight"  # what bounds a run whose frames all exit
     c = bench(float_tflite[0], BenchOptions(frames=4, warmup=1, runner="sequential", form="coefficient"))
     assert set(c.stage_bound_ms) == {"lightweight", "specialist"}  # no synthesis stage to count
     assert "1/max(t_light, t_specialist)" in "\n".join(bench_text(c))

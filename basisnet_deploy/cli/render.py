@@ -238,13 +238,14 @@ def bench_text(r) -> list[str]:
     synth = r.stage_bound_ms.get("synthesis")
     terms = "t_light, t_synthesis, t_specialist" if synth is not None else "t_light, t_specialist"
     lines.append(f"  stage-bound throughput 1/max({terms}): {r.stage_bound_fps:.1f} fps, bound by "
-                 f"{r.stage_bound_by} (per frame that reaches each stage, each on its own core)")
-    if synth is not None:
-        first = next(iter(r.runners.values()))
-        lines.append(f"    ms per frame: lightweight {r.stage_bound_ms['lightweight']:.3f}, synthesis "
-                     f"+ re-create {r.stages['synthesis'].with_session_recreation_ms['p50']:.3f} x "
-                     f"{first.resyntheses}/{first.specialist_frames} frames re-synthesized = {synth:.3f}, "
-                     f"specialist {r.stage_bound_ms['specialist']:.3f}")
+                 f"{r.stage_bound_by} (each stage on its own core: an upper bound)")
+    first = next(iter(r.runners.values()))
+    synth_text = ("" if synth is None else
+                  f"synthesis + re-create {r.stages['synthesis'].with_session_recreation_ms['p50']:.3f} x "
+                  f"{first.resyntheses}/{first.answered} frames re-synthesized = {synth:.3f}, ")
+    lines.append(f"    ms per input frame: lightweight {r.stage_bound_ms['lightweight']:.3f}, {synth_text}"
+                 f"specialist {r.stage_bound_ms['specialist']:.3f} ({first.specialist_frames}/"
+                 f"{first.answered} frames reach it)")
     if r.pipelined_vs_sequential is not None:
         lines.append(f"  pipelined / sequential throughput: {r.pipelined_vs_sequential:.2f}x")
     if r.specialist_vs_baseline_p50 is not None:

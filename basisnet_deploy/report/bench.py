@@ -7,12 +7,13 @@ latency percentiles over the frames after ``warmup``. End to end, for each runne
 throughput, per-frame latency percentiles (queueing included), early-exit rate, average MAdds
 per frame (the manifest's cost model at the measured exit rate) and the process's peak RSS.
 
-The stage-bound throughput is 1 / the slowest stage's time per frame that reaches it: the
-lightweight model's p50, the specialist's p50 and, for the pre-synthesized form (whose
-synthesis is a pipeline stage of its own), synthesis with the session re-creation (p50) times
-the share of those frames that re-synthesized in the first runner measured; on those frames
-the specialist's time is its new session's first run (to first output minus re-create). Each stage on its
-own core: with no early exits, an upper bound for the pipelined runner, not a prediction.
+The stage-bound throughput is 1 / the slowest stage's time per input frame, in the first
+runner measured: the lightweight model's p50; the specialist's p50 times the share of frames
+that reach it (early exits skip it), a re-synthesized frame counting its new session's first
+run (to first output minus re-create); and, for the pre-synthesized form (whose synthesis is
+a pipeline stage of its own), synthesis with the session re-creation (p50) times the share of
+frames re-synthesized. Each stage on its own core: an upper bound for the pipelined runner,
+not a prediction.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class RunnerFigures:
     dropped: int = 0  # keep-latest: frames never answered
     input_fps: float | None = None  # the offered rate; None: full load
     specialist_frames: int = 0  # frames the specialist answered (no early exit)
+    answered: int = 0  # frames answered in all (keep-latest drops the rest)
 
 
 @dataclass
@@ -227,17 +229,23 @@ def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> B
 
 
 def _stage_bound(report: BenchReport, run: RunnerFigures) -> None:
-    """The stage-bound throughput and each stage's part in it (module docstring): the
-    synthesis stage, where the runner has one, counts with its session re-creation."""
-    per_frame = {name: report.stages[name].latency_ms["p50"] for name in ("lightweight", "specialist")}
+    """The stage-bound throughput and each stage's part in it, in ms per input frame (module
+    docstring): the synthesis stage, where the runner has one, counts with its session
+    re-creation; the later stages count only the frames that reach them."""
+    frames = max(run.answered, 1)
+    reach = run.specialist_frames / frames  # early exits skip the later stages
+    specialist = report.stages["specialist"].latency_ms["p50"] * reach
+    per_frame = {"lightweight": report.stages["lightweight"].latency_ms["p50"]}
     synthesis = report.stages.get("synthesis")
     if synthesis is not None and synthesis.with_session_recreation_ms:
-        share = min(run.resyntheses / run.specialist_frames if run.specialist_frames else 0.0, 1.0)
+        resynthesized = min(run.resyntheses or 0, run.specialist_frames) / frames
         recreate = synthesis.with_session_recreation_ms["p50"]
-        per_frame["synthesis"] = round(recreate * share, 4)
+        per_frame["synthesis"] = round(recreate * resynthesized, 4)
         if synthesis.to_first_output_ms:  # a re-synthesized frame is its new session's first run
             first_run = max(synthesis.to_first_output_ms["p50"] - recreate, 0.0)
-            per_frame["specialist"] = round(per_frame["specialist"] * (1 - share) + first_run * share, 4)
+            p50 = report.stages["specialist"].latency_ms["p50"]
+            specialist = p50 * (reach - resynthesized) + first_run * resynthesized
+    per_frame["specialist"] = round(specialist, 4)
     report.stage_bound_ms = {k: per_frame[k] for k in ("lightweight", "synthesis", "specialist")
                              if k in per_frame}
     report.stage_bound_by = max(report.stage_bound_ms, key=report.stage_bound_ms.get)
@@ -342,7 +350,7 @@ def _measure_runner(setup: _Setup, opts: BenchOptions, threshold, mode: str, say
         avg_madds=int(setup.dep.cost().expected_madds(exit_rate)),
         resyntheses=run.resyntheses if opts.form == "presynth" else None,
         peak_rss_mb=peak_rss_mb(), dropped=run.dropped, input_fps=opts.input_fps,
-        specialist_frames=specialist_frames)
+        specialist_frames=specialist_frames, answered=len(results))
 
 
 PROGRESS_EVERY_S = 5.0
