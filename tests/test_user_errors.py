@@ -1,6 +1,7 @@
 """User mistakes: one ``Error:`` line naming the file or option, exit 2, nothing written."""
 
 import json
+import os
 import re
 from collections import Counter, defaultdict
 
@@ -425,3 +426,98 @@ def test_commands_on_an_android_assets_copy_point_to_its_export(float_tflite, tm
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and err == [f"Error: {assets}: Android assets copied from "
                                              f"{float_tflite[0].name} for the app; run this command on that export"]
+
+
+def _copy_export(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return target, {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+
+
+def test_json_out_and_plot_never_replace_what_the_tool_did_not_write(float_tflite, tmp_path, capsys):
+    """--json-out and --plot are checked before any work: a file of the command's own export
+    (an artifact, manifest.json), an existing file of another kind, or a missing folder is one
+    Error: line, exit 2, and every byte stays; an earlier JSON result is replaced."""
+    from basisnet_deploy.cli import main
+
+    exp, before = _copy_export(float_tflite[0], tmp_path / "exp")
+    (tmp_path / "notes.txt").write_text("mine")
+    refused = [
+        (["check", str(exp), "--json-out", str(exp / "lightweight.tflite")], "a folder this tool reads or writes"),
+        (["check", str(exp), "--json-out", str(exp / "manifest.json")], "a folder this tool reads or writes"),
+        (["check", str(exp), "--json-out", str(exp / "check.json")], "a folder this tool reads or writes"),
+        (["check", str(exp), "--json-out", str(tmp_path / "notes.txt")], "is not a JSON file"),
+        (["check", str(exp), "--json-out", str(tmp_path / "missing" / "r.json")], "does not exist"),
+        (["calibrate-threshold", str(exp), "--dataset", "digits", "--max-drop", "1",
+          "--plot", str(exp / "manifest.json")], "is not a PNG file"),
+        (["calibrate-threshold", str(exp), "--dataset", "digits", "--max-drop", "1",
+          "--plot", str(exp / "lightweight.tflite")], "is not a PNG file"),
+    ]
+    for argv, why in refused:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and why in err[0], (argv, err)
+        assert {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()} == before, argv
+        assert (tmp_path / "notes.txt").read_text() == "mine"
+        assert not (tmp_path / "missing").exists()
+    ckpt = json.loads((exp / "manifest.json").read_text())["checkpoint"]["path"]
+    with pytest.raises(SystemExit) as e:  # the checkpoint the manifest records is read too
+        main(["verify", str(exp), "--json-out", os.path.join(ckpt, "config.json")])
+    assert e.value.code == 2 and "a folder this tool reads or writes" in capsys.readouterr().err
+    (tmp_path / "result.json").write_text('{"old": true}')
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(exp), "--json-out", str(tmp_path / "result.json")])
+    assert e.value.code == 0
+    assert json.loads((tmp_path / "result.json").read_text())["lightweight"]["sha256_ok"] is True
+
+
+def test_verify_finds_the_checkpoint_from_any_folder_and_takes_checkpoint(
+        float_tflite, ckpt, tmp_path, capsys, monkeypatch):
+    """The manifest records the checkpoint's absolute path, so verify runs from another
+    folder; a moved checkpoint is named with the --checkpoint fix, and a checkpoint whose
+    config.json is not the export's is refused."""
+    import shutil
+
+    from basisnet_deploy.cli import main
+
+    exp = float_tflite[0]
+    manifest = json.loads((exp / "manifest.json").read_text())
+    assert os.path.isabs(manifest["checkpoint"]["path"])
+    monkeypatch.chdir(tmp_path)
+    main_args = ["verify", str(exp), "--dataset", "digits", "--limit", "4", "--json"]
+    with pytest.raises(SystemExit) as e:
+        main(main_args)
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["images"] == 4
+
+    moved, _ = _copy_export(exp, tmp_path / "moved")
+    edited = json.loads((moved / "manifest.json").read_text())
+    edited["checkpoint"]["path"] = "runs/elsewhere/ckpt"
+    (moved / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(moved), "--limit", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith("Error: runs/elsewhere/ckpt:") and "--checkpoint" in err[-1]
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(moved), "--dataset", "digits", "--limit", "4", "--json", "--checkpoint", str(ckpt)])
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["images"] == 4
+
+    work = tmp_path / "work"  # an export that records its checkpoint relative to where it ran
+    shutil.copytree(ckpt, work / "runs" / "ckpt")
+    relative, _ = _copy_export(exp, work / "runs" / "exp")
+    edited["checkpoint"]["path"] = "runs/ckpt"
+    (relative / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(SystemExit) as e:  # run from tmp_path: found above the export
+        main(["verify", str(relative), "--dataset", "digits", "--limit", "4", "--json"])
+    assert e.value.code == 0 and json.loads(capsys.readouterr().out)["images"] == 4
+
+    other = tmp_path / "other"
+    shutil.copytree(ckpt, other)
+    config = json.loads((other / "config.json").read_text())
+    config["labels"] = list("abcdefghij")
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(moved), "--limit", "4", "--checkpoint", str(other)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "not the checkpoint this export was made from" in err[-1]
