@@ -99,16 +99,16 @@ def _arch_from_flags(flags: dict, default_preset: str = "mv3") -> ArchConfig:
 class Finite(click.FloatRange):
     """click.FloatRange that also refuses NaN and infinity (NaN passes every range check)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.min is None and self.max is None:
+            self.name = "float"  # the metavar: FLOAT, not FLOAT RANGE
+
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.min is None and self.max is None:
-            self.name = "float"  # the metavar: FLOAT, not FLOAT RANGE
 
     def _describe_range(self) -> str:
         return "finite" if self.min is None and self.max is None else super()._describe_range()
@@ -572,9 +572,10 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
                                                        ("--resynth-every", resynth_every, 0),
                                                        ("--resynth-tolerance", resynth_tolerance, 0.0))
                      if value != default]
-    if presynth_only and rt.form_for(dep) != "presynth":
+    form = rt.form_for(dep)
+    if presynth_only and form != "presynth":
         raise UserError(f"{', '.join(presynth_only)}: for the presynth form only (re-synthesized "
-                        f"on the host), and this run uses the {rt.form_for(dep)} form; add "
+                        f"on the host), and this run uses the {form} form; add "
                         "--specialist-form presynth or drop the option")
     options = BenchOptions(
         delegate=rt.delegate, runtime=rt.runtime_for(dep), runner=runner,
@@ -632,12 +633,12 @@ def calibrate_threshold(directory, dataset, images, max_drop, target_madds, spec
     from basisnet_deploy.data.datasets import evaluation_set
     from basisnet_deploy.export.verify import export_checkpoint
     from basisnet_deploy.model.checkpoint import load_config
-    from basisnet_deploy.report.threshold import calibrate
+    from basisnet_deploy.report.threshold import PLOT_FILE, calibrate
 
     if (max_drop is None) == (target_madds is None):
         raise UserError("give exactly one of --max-drop POINTS or --target-madds MADDS")
     cfg = load_config(export_checkpoint(directory, load_manifest(directory), checkpoint_dir))
-    plot = plot_path or os.path.join(directory, "early_exit_tradeoff.png")
+    plot = plot_path or os.path.join(directory, PLOT_FILE)
     if json_out and os.path.abspath(json_out) == os.path.abspath(plot):
         raise UserError(f"--json-out {json_out}: the same file as the plot; choose another path")
     check_output_file(plot, "--plot", "PNG")

@@ -282,14 +282,14 @@ def predict_text(predictions) -> list[str]:
                     for p in predictions]
 
 
-def _exit_label(threshold: float | None) -> str:
-    return "never exit" if threshold is None else f"threshold {threshold:.4g}"
+def _exit_label(threshold: float | None, digits: str = ".4g") -> str:
+    return "never exit" if threshold is None else f"threshold {threshold:{digits}}"
 
 
 def threshold_text(r) -> list[str]:
     chosen = r.chosen
     cut = 1 - chosen.avg_madds / r.full_madds
-    label = "never exit" if chosen.threshold is None else f"threshold {chosen.threshold:.4f}"
+    label = _exit_label(chosen.threshold, ".4f")
     replaced = ([f"replaces the {_exit_label(r.replaced['threshold'])} calibrated on "
                  f"{r.replaced['calibrated_on']} images"] if r.replaced else [])
     return replaced + [f"{r.source}, {r.images} images: never exiting gives "
@@ -302,7 +302,7 @@ def threshold_text(r) -> list[str]:
 
 def report_text(r) -> list[str]:
     e, health = r.early_exit, r.basis_health
-    label = "never exit" if e.threshold is None else f"threshold {e.threshold:.4f}"
+    label = _exit_label(e.threshold, ".4f")
     lines = [f"report of {r.export} on {r.images.count} images ({r.images.source}) "
              f"in {r.seconds:.1f} s: {Path(r.out) / r.files.page}"]
     for b in r.specialization.bases:

@@ -18,10 +18,14 @@ def answers(logits) -> np.ndarray:
     return np.where(np.isfinite(logits).all(-1), np.argmax(logits, -1), NO_ANSWER)
 
 
-def agreeing(a, b) -> np.ndarray:
-    """Per row: both answer, and answer the same class."""
-    x, y = answers(a), answers(b)
+def same_answers(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row of two answer arrays (from :func:`answers`): both answer, the same class."""
     return (x == y) & (x != NO_ANSWER)
+
+
+def agreeing(a, b) -> np.ndarray:
+    """Per row of two logit arrays: both answer, and answer the same class."""
+    return same_answers(answers(a), answers(b))
 
 
 def same_answer(ref, got) -> bool:

@@ -27,6 +27,7 @@ from basisnet_deploy.common.jsonable import dumps
 
 TOOL = "basisnet-deploy"
 MARKER_FILE = ".basisnet-deploy"
+REPORT_MARKER = ".basisnet-report"  # a report folder's: the files it wrote (report/page.py)
 KINDS = ("export", "checkpoint", "android-assets", "report")
 
 
@@ -88,7 +89,7 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
 _FILE_STARTS = {"JSON": lambda head: head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"", b"{", b"["),
                 "PNG": lambda head: head == b"" or head.startswith(b"\x89PNG\r\n\x1a\n")}
 # Files that mark a folder as the tool's: an export, a checkpoint, Android assets, a report.
-TOOL_FOLDER_FILES = (MARKER_FILE, ".basisnet-report", "manifest.json", "config.json")
+TOOL_FOLDER_FILES = (MARKER_FILE, REPORT_MARKER, "manifest.json", "config.json")
 
 
 def check_output_file(target, option: str, kind: str, folders=(), files=()) -> Path:

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from basisnet_deploy.artifacts.manifest import Manifest, Role
-from basisnet_deploy.common.answers import NO_ANSWER, answers
+from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Manifest, Role
+from basisnet_deploy.common.answers import NO_ANSWER, answers, same_answers
+from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.files import sha256_hex
 from basisnet_deploy.data.heldout import UNLABELLED, HeldOut, batch_size_for, class_counts
 
 # Images per call of the float TF model (artifacts run one frame at a time): at most 32, and
@@ -209,13 +211,14 @@ class ScoreStats:
         ref_top, got_top = answers(ref), answers(got)
         known = labels != UNLABELLED
         self.images += len(labels)
-        self.agree += int(np.sum((ref_top == got_top) & (got_top != NO_ANSWER)))
+        agree = same_answers(ref_top, got_top)
+        self.agree += int(np.sum(agree))
         self.labelled += int(known.sum())
         self.hits += int(np.sum((got_top == labels) & known))
         self.float_hits += int(np.sum((ref_top == labels) & known))
         self.logits.add(ref, got)
         self.gaps.append(top2_gaps(ref))
-        rows = np.flatnonzero((ref_top != got_top) & (ref_top != NO_ANSWER) & (got_top != NO_ANSWER))
+        rows = np.flatnonzero(~agree & (ref_top != NO_ANSWER) & (got_top != NO_ANSWER))
         # What the float model gave up: its answer's logit minus the logit of the artifact's
         # answer (the top-two gap when the artifact took the runner-up; more otherwise).
         given_up = ref[rows, ref_top[rows]] - ref[rows, got_top[rows]]
@@ -409,8 +412,6 @@ def export_checkpoint(directory, manifest: Manifest, given=None) -> Path:
     manifest records; a relative path (as older exports record it, from the folder export ran
     in) is also looked for under each folder above the export. Refused when it is not there,
     or when its config.json is not the one the export recorded (sha256)."""
-    from basisnet_deploy.artifacts.manifest import MANIFEST_FILE
-    from basisnet_deploy.common.errors import UserError
     from basisnet_deploy.model.checkpoint import CONFIG_FILE
 
     where = Path(directory) / MANIFEST_FILE
@@ -422,38 +423,31 @@ def export_checkpoint(directory, manifest: Manifest, given=None) -> Path:
         if not recorded:
             raise UserError(f"{where} records no checkpoint; pass the one the export was made "
                             "from with --checkpoint CKPT")
-        path = _recorded_checkpoint(Path(recorded), Path(directory), want)
+        path = _recorded_checkpoint(Path(recorded), where, want)
     config = path / CONFIG_FILE
-    if want and config.is_file() and _sha256(config) != want:
+    if want and config.is_file() and sha256_hex(config.read_bytes()) != want:
         raise UserError(f"{config}: not the checkpoint this export was made from (its sha256 "
                         f"differs from the one {where} records: another model or training run); "
                         "pass that checkpoint with --checkpoint CKPT, or re-export")
     return path
 
 
-def _recorded_checkpoint(recorded: Path, directory: Path, want: str | None) -> Path:
-    """The recorded checkpoint path, or (relative) the first folder above the export under
-    which it holds a config.json of the recorded sha256."""
-    from basisnet_deploy.common.errors import UserError
+def _recorded_checkpoint(recorded: Path, where: Path, want: str | None) -> Path:
+    """The path the manifest ``where`` records, or (relative) the first folder above the
+    export under which it holds a config.json of the recorded sha256."""
     from basisnet_deploy.model.checkpoint import CONFIG_FILE
 
     if recorded.is_absolute():
         if (recorded / CONFIG_FILE).is_file():
             return recorded
     else:  # from the folder the export ran in: here, or one above the export
-        for candidate in [recorded, *(base / recorded for base in directory.resolve().parents)]:
+        for candidate in [recorded, *(base / recorded for base in where.parent.resolve().parents)]:
             config = candidate / CONFIG_FILE
-            if config.is_file() and (want is None or _sha256(config) == want):
+            if config.is_file() and (want is None or sha256_hex(config.read_bytes()) == want):
                 return candidate
-    raise UserError(f"{recorded}: the checkpoint {directory / 'manifest.json'} records is not "
+    raise UserError(f"{recorded}: the checkpoint {where} records is not "
                     "there (moved, or a relative path from another folder); pass it with "
                     "--checkpoint CKPT")
-
-
-def _sha256(path: Path) -> str:
-    from basisnet_deploy.common.files import sha256_hex
-
-    return sha256_hex(path.read_bytes())
 
 
 def verify_export(directory, images: str | None = None, limit: int | None = None,

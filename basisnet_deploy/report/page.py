@@ -24,13 +24,13 @@ import numpy as np
 
 from basisnet_deploy.artifacts.manifest import MANIFEST_FILE, Role, StageCost
 from basisnet_deploy.common.errors import UserError
-from basisnet_deploy.common.files import read_verified, sha256_hex, staged_directory
+from basisnet_deploy.common.files import REPORT_MARKER, read_verified, sha256_hex, staged_directory
 from basisnet_deploy.common.jsonable import dumps, jsonable, jsonable_fields
 from basisnet_deploy.data.heldout import HeldOut
 from basisnet_deploy.report import analysis, plots
 from basisnet_deploy.report.html import render_page
 
-MARKER = ".basisnet-report"
+MARKER = REPORT_MARKER
 PAGE_FILE, JSON_FILE = "index.html", "report.json"
 SPECIALISTS = (Role.SPECIALIST_PRESYNTH, Role.SPECIALIST_COEFFICIENT)
 

@@ -22,6 +22,8 @@ from basisnet_deploy.report.plots import tradeoff_png
 from basisnet_deploy.runtime.runner import RunnerOptions, TwoStageRunner
 
 
+PLOT_FILE = "early_exit_tradeoff.png"  # the trade-off plot, by default in the export
+
 @dataclass(frozen=True)
 class TradeoffPoint:
     """One threshold on the trade-off curve: top-1, the share of frames that exit at the
@@ -169,7 +171,7 @@ def calibrate(directory, held, max_drop: float | None = None, target_madds: floa
     if held.labels is None:
         raise UserError(f"{held.source}: threshold calibration needs labels: DIR/<class>/<images> "
                         "with the manifest's class names")
-    plot_path = Path(plot_path or Path(directory) / "early_exit_tradeoff.png")
+    plot_path = Path(plot_path or Path(directory) / PLOT_FILE)
     if not plot_path.parent.is_dir():
         raise UserError(f"--plot {plot_path}: its folder does not exist; create it or choose another")
     dep = Deployment(directory)
