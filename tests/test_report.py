@@ -308,3 +308,28 @@ def test_the_cost_section_names_a_bench_fallback_and_where_the_specialist_ran(re
     html = cost_section(doc, {"cost.png": b"png"})
     assert ("delegate xnnpack (the specialist ran on CPU EP (this onnxruntime build has no "
             "XnnpackExecutionProvider))") in html
+
+
+def test_the_runs_progress_starts_once_its_sessions_open(float_tflite, monkeypatch):
+    """The fresh run's (0, total), from which its bar's rate counts, comes after the first
+    form's sessions open, not before (the rate then included the session creation)."""
+    from basisnet_deploy.report import page
+    from basisnet_deploy.runtime import backends
+    from basisnet_deploy.runtime.deployment import Deployment
+
+    events, make = [], backends.make_factory
+
+    def logging_factory(*args, **kwargs):
+        factory = make(*args, **kwargs)
+
+        def opened(path, model=None):
+            events.append(("open", Path(path).name))
+            return factory(path, model)
+        return opened
+    monkeypatch.setattr(backends, "make_factory", logging_factory)
+    dep = Deployment(float_tflite[0])
+    data = page.labelled_images("digits", dep.manifest.labels, 4, dep.decode_side)
+    page.fresh_run(dep, data, progress=lambda done, total, logs: events.append(("progress", done)))
+    first_start = events.index(("progress", 0))
+    assert events[0][0] == "open" and ("open", "lightweight.tflite") in events[:first_start], events
+    assert [e for e in events if e[0] == "progress"][-1] == ("progress", len(data.held))

@@ -107,6 +107,11 @@ BAD_VALUES = [
     ("preprocessing.specialist_resolution", 48, "preprocessing.specialist_resolution is 48 but architecture.resolution"),
     ("cost.stages.lightweight.madds", -1, "cost.stages.lightweight.madds"),
     ("cost.madds", float("inf"), "cost.madds"),
+    # ["a", "b"] passed (its low sorts below its high) and reached preprocessing's arithmetic
+    ("preprocessing.input_range", ["a", "b"], "preprocessing.input_range: two finite numbers"),
+    ("preprocessing.input_range", [-1, True], "preprocessing.input_range: two finite numbers"),
+    ("preprocessing.input_range", [-1, 0, 1], "preprocessing.input_range: two finite numbers"),
+    ("preprocessing.input_range", [1, -1], "preprocessing.input_range: low must be below high"),
 ]
 
 
@@ -122,6 +127,43 @@ def test_out_of_range_manifest_values_are_refused_on_load(export_copy, tmp_path,
     err = _cli_error(argv, capsys)
     fix = "calibrate-threshold" if key == "early_exit.threshold" else "basisnet-deploy export"
     assert f"{export_copy / 'manifest.json'}: {field}" in err and fix in err
+
+
+def test_labels_edited_with_the_class_count_are_refused_when_the_artifact_answers(export_copy, tmp_path,
+                                                                                capsys):
+    """Labels and architecture.num_classes edited together pass the manifest's own checks;
+    the runner refuses them once an artifact answers another number of classes (before, a
+    class index past the labels was a raw IndexError, and one within them another name)."""
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "x.png")
+    _edit_manifest(export_copy, lambda m: (m.update(labels=[f"c{i}" for i in range(9)]),
+                                           m["architecture"].update(num_classes=9)))
+    err = _cli_error(["predict", str(export_copy), str(tmp_path / "x.png"), "--threshold", "none"], capsys)
+    assert "lightweight.tflite: answers 10 classes but the manifest names 9 labels" in err, err
+    assert "re-run basisnet-deploy export" in err
+
+
+def test_check_without_a_gpu_shows_the_verdict_measured_at_export(export_copy, capsys):
+    """With no GPU here, check's static guess comes with the verdict the export measured on a
+    device (the manifest's), which says more than the guess."""
+    from basisnet_deploy.runtime.gpu import GpuStatus, GpuVerdict
+
+    measured = GpuVerdict("lightweight.tflite", GpuStatus.MISCOMPUTES, adapter="Mali-G78 MP20",
+                          reason="outputs differ from the CPU's (max rel err 3.1e-01)", probes=4)
+    _edit_manifest(export_copy, lambda m: m["artifacts"]["lightweight"].update(gpu=measured.to_json()))
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(export_copy), "--json"])
+    assert e.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lightweight"]["gpu"]["status"] == "static-guess", report["lightweight"]
+    assert report["lightweight"]["gpu_at_export"]["status"] == "miscomputes"
+    assert "gpu_at_export" not in report["specialist_presynth"]  # its export recorded a guess
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(export_copy)])
+    out = capsys.readouterr().out
+    assert ("at export, on Mali-G78 MP20: miscomputes: outputs differ from the CPU's "
+            "(max rel err 3.1e-01)") in out, out
 
 
 def _presynth_error(directory) -> str:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from basisnet_deploy.common.errors import UserError
+from basisnet_deploy.common.errors import ConfigError, UserError
 from basisnet_deploy.common.files import read_verified, write_json_atomically
 from basisnet_deploy.common.jsonable import jsonable_fields
 from basisnet_deploy.data import Preprocessing
@@ -244,8 +244,10 @@ def _preprocessing(pre: dict, where) -> Preprocessing:
             resize=_typed(pre, "resize", str, where), crop_fraction=float(_typed(pre, "crop_fraction", (int, float), where)),
             input_range=tuple(_typed(pre, "input_range", list, where)),
             interpolation=_typed(pre, "interpolation", str, where)).validate(f"{where}: preprocessing")
+    except ConfigError as e:  # a value out of range: validate() named the key
+        raise UserError(f"{e}; re-run basisnet-deploy export") from None
     except (TypeError, ValueError) as e:
-        raise UserError(f"{where}: preprocessing: {e}") from None
+        raise UserError(f"{where}: preprocessing: {e}; re-run basisnet-deploy export") from None
 
 
 def _resolution(pre: dict, key: str, architecture: dict, arch_key: str, where) -> int:

@@ -457,7 +457,8 @@ def check(directory, as_json, json_out):
     accelerator finds a device, each .tflite is compiled for the GPU, run on probe inputs and
     compared with the CPU: "runs", "refused" (naming the op or kernel) or "miscomputes"
     (a shader failed, or the outputs differ). Without a device the column is a static guess
-    from the artifact's kind, and says so. ONNX exports get onnxruntime's WebGPU EP verdict
+    from the artifact's kind, and says so, beside the verdict the export measured where it
+    ran on a device. ONNX exports get onnxruntime's WebGPU EP verdict
     where it finds a device (the [gpu] extra), else none, with the reason.
     """
     from basisnet_deploy.export.check import check_export

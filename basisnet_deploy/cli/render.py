@@ -199,6 +199,9 @@ def check_text(report) -> list[str]:
     for role, c in report.artifacts.items():
         lines.append(f"  {role.value:<24} sha256 ok   GPU: {gpu_summary(c.gpu)}")
         lines += [f"      {op}" for op in c.gpu.get("unsupported_ops") or []]
+        if c.gpu_at_export:
+            where = c.gpu_at_export.get("adapter") or "a GPU"
+            lines.append(f"      at export, on {where}: {gpu_summary(c.gpu_at_export)}")
     return lines
 
 

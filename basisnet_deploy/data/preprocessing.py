@@ -8,6 +8,7 @@ scale to the config's input range.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -43,12 +44,20 @@ class Preprocessing:
                               f"choose one of {list(RESIZE_RULES)}")
         if not 0 < self.crop_fraction <= 1:
             raise ConfigError(f"{where}.crop_fraction: must be in (0, 1], got {self.crop_fraction}")
+        if len(self.input_range) != 2 or not all(_finite_number(v) for v in self.input_range):
+            raise ConfigError(f"{where}.input_range: two finite numbers [low, high], got "
+                              f"{list(self.input_range)!r}")
         lo, hi = self.input_range
         if not lo < hi:
             raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
             raise ConfigError(f"{where}.interpolation: unknown {self.interpolation!r}")
         return self
+
+
+def _finite_number(value) -> bool:
+    """A real number (not a boolean, not a string) that is neither NaN nor infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 DECODE_FACTOR = 2  # the decoded short side, in multiples of what preprocess resizes it to

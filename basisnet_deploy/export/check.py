@@ -24,6 +24,9 @@ from basisnet_deploy.runtime.gpu import (GpuStatus, GpuVerdict, onnx_webgpu_devi
 class ArtifactCheck:
     sha256_ok: bool
     gpu: dict  # GpuVerdict JSON, or {"status": None, "reason": why there is none}
+    # the verdict measured when the export was written (the manifest's), shown where this
+    # machine has no GPU to measure one: a static guess says less than that run did
+    gpu_at_export: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class ExportCheck:
     def to_json(self) -> dict:
         """role -> {"sha256_ok", "gpu"}, plus "warning" where there is one."""
         out = {"warning": self.warning} if self.warning else {}
-        return {**out, **{role.value: {"sha256_ok": c.sha256_ok, "gpu": c.gpu}
+        return {**out, **{role.value: {"sha256_ok": c.sha256_ok, "gpu": c.gpu,
+                                       **({"gpu_at_export": c.gpu_at_export} if c.gpu_at_export else {})}
                           for role, c in self.artifacts.items()}}
 
 
@@ -49,10 +53,25 @@ def check_export(directory) -> ExportCheck:
         load_presynth(directory, manifest.artifacts[Role.SPECIALIST_PRESYNTH],
                       models[Role.SPECIALIST_PRESYNTH])
     verdicts, no_gpu = _gpu_check(directory, manifest, models)
-    checks = {role: ArtifactCheck(True, verdicts[role].to_json() if role in verdicts
-                                  else {"status": None, "reason": no_gpu})
-              for role in manifest.artifacts}
+    checks = {}
+    for role, entry in manifest.artifacts.items():
+        gpu = verdicts[role].to_json() if role in verdicts else {"status": None, "reason": no_gpu}
+        checks[role] = ArtifactCheck(True, gpu, _recorded_verdict(entry, gpu))
     return ExportCheck(checks, agreement_warning(manifest))
+
+
+def _recorded_verdict(entry, gpu: dict) -> dict | None:
+    """The manifest's export-time GPU verdict for ``entry``, where it ran on a device and this
+    check did not (no device now: a static guess or none)."""
+    if gpu.get("status") not in (None, GpuStatus.STATIC_GUESS.value):
+        return None
+    try:
+        recorded = GpuVerdict.from_json(entry.details["gpu"])
+    except (KeyError, TypeError, ValueError):  # none recorded, or not a verdict: nothing to add
+        return None
+    if recorded.status in (GpuStatus.STATIC_GUESS, GpuStatus.NO_DEVICE):
+        return None
+    return recorded.to_json()
 
 
 def gpu_verdicts(directory, manifest: Manifest, say=None,

@@ -243,13 +243,17 @@ def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
 
     roles = [r for r in SPECIALISTS if r in dep.artifacts]
     factory = make_factory(dep.manifest.runtime, "xnnpack")
-    feeds = tee(data.frames(dep), len(roles))  # consumed in lockstep: one frame buffered
+
+    def frames():
+        if progress:  # the first form's sessions are open once it asks for a frame: rates
+            progress(0, len(data.held), {})  # count from here (the others' open right after)
+        yield from data.frames(dep)
+
+    feeds = tee(frames(), len(roles))  # consumed in lockstep: one frame buffered
     streams = [stage_outputs(dep, factory, role.value.split("_")[1], feed)
                for role, feed in zip(roles, feeds)]
     logits, coeffs, spec = [], [], {role.value: [] for role in roles}
-    if progress:
-        progress(0, len(data.held), {})  # the work starts: rates count from here
-    for n, outs in enumerate(zip(*streams)):
+    for outs in zip(*streams):
         logits.append(outs[0].lm_logits)
         coeffs.append(outs[0].coefficients)
         for role, out in zip(roles, outs):

@@ -141,19 +141,31 @@ def _finite(values: np.ndarray, artifact, index: int) -> np.ndarray:
     return values
 
 
+def _class_logits(values: np.ndarray, artifact, index: int, labels: list[str]) -> np.ndarray:
+    """:func:`_finite` logits, refused unless there is one per label: a manifest whose labels
+    and class count were edited together would print another class's name, or none."""
+    if values.shape != (len(labels),):
+        raise UserError(f"{artifact}: answers {values.size} classes but the manifest names "
+                        f"{len(labels)} labels; the manifest does not belong to this artifact: "
+                        "re-run basisnet-deploy export")
+    return _finite(values, artifact, index)
+
+
 class _LightStage:
     """A stage: called once per frame, closed once by the thread that made it."""
 
     def __init__(self, deployment, factory, threshold):
         self.session = deployment.session(factory, Role.LIGHTWEIGHT)
         self.path = deployment.path(Role.LIGHTWEIGHT)
+        self.labels = deployment.labels
         self.threshold = threshold
 
     def __call__(self, item: _Item) -> _Item:
         t = time.perf_counter()
         out = self.session.run({"image": item.frame[0]})
         item.times["lightweight"] = (time.perf_counter() - t) * 1e3
-        item.lm_logits = _finite(np.asarray(out["logits"], np.float32)[0], self.path, item.index)
+        item.lm_logits = _class_logits(np.asarray(out["logits"], np.float32)[0], self.path, item.index,
+                                       self.labels)
         probs = softmax(item.lm_logits)
         item.coefficients = _finite(np.asarray(out["coefficients"], np.float32)[0], self.path, item.index)
         item.label = item.lm_label = int(np.argmax(probs))
@@ -205,6 +217,7 @@ class _SpecialistStage:
         role = Role.SPECIALIST_COEFFICIENT if form == "coefficient" else Role.SPECIALIST_PRESYNTH
         self.session = deployment.session(factory, role) if form == "coefficient" else None
         self.path = deployment.path(role)
+        self.labels = deployment.labels
 
     def __call__(self, item: _Item) -> _Item:
         if item.exits:
@@ -214,8 +227,8 @@ class _SpecialistStage:
         else:
             session, feeds = self.session, {"image": item.frame[1], "coefficients": item.coefficients[None]}
         t = time.perf_counter()
-        logits = item.logits = _finite(np.asarray(session.run(feeds)["logits"], np.float32)[0],
-                                       self.path, item.index)
+        logits = item.logits = _class_logits(np.asarray(session.run(feeds)["logits"], np.float32)[0],
+                                             self.path, item.index, self.labels)
         item.times["specialist"] = (time.perf_counter() - t) * 1e3
         if item.model is not None:
             item.model.release()
