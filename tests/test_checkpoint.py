@@ -66,6 +66,8 @@ def _edit_config(path, fn):
      "config.json: architecture.nonshared[1]: must be int, got '15'"),
     (lambda p: _edit_config(p, lambda d: d["preprocessing"].update(input_range=[-1, None])),
      "config.json: preprocessing.input_range[1]: must be float, got None"),
+    (lambda p: _edit_config(p, lambda d: d["preprocessing"].update(input_range=[0, 10 ** 400])),
+     "config.json: preprocessing.input_range[1]: must be float, got 1000"),  # was an OverflowError
     (lambda p: _edit_config(p, lambda d: d.update(training={"settings": {"held_out": "0.2"}})),
      "config.json: training.settings.held_out: must be float, got '0.2'"),
     (lambda p: _edit_config(p, lambda d: d.update(training={"held_out_files": ["a.png", 3]})),

@@ -112,6 +112,10 @@ BAD_VALUES = [
     ("preprocessing.input_range", [-1, True], "preprocessing.input_range: two finite numbers"),
     ("preprocessing.input_range", [-1, 0, 1], "preprocessing.input_range: two finite numbers"),
     ("preprocessing.input_range", [1, -1], "preprocessing.input_range: low must be below high"),
+    # an integer past float's range was an OverflowError; float32 inputs cannot hold 1e39
+    ("preprocessing.input_range", [0, 10 ** 400], "preprocessing.input_range: two finite numbers"),
+    ("preprocessing.input_range", [0, 1e39], "preprocessing.input_range: two finite numbers"),
+    ("preprocessing.input_range", [-3e38, 3e38], "preprocessing.input_range: [-3e+38, 3e+38] spans more"),
 ]
 
 
@@ -140,7 +144,7 @@ def test_labels_edited_with_the_class_count_are_refused_when_the_artifact_answer
     _edit_manifest(export_copy, lambda m: (m.update(labels=[f"c{i}" for i in range(9)]),
                                            m["architecture"].update(num_classes=9)))
     err = _cli_error(["predict", str(export_copy), str(tmp_path / "x.png"), "--threshold", "none"], capsys)
-    assert "lightweight.tflite: answers 10 classes but the manifest names 9 labels" in err, err
+    assert "lightweight.tflite: answers logits of shape [10] but the manifest names 9 labels" in err, err
     assert "re-run basisnet-deploy export" in err
 
 
@@ -164,6 +168,39 @@ def test_check_without_a_gpu_shows_the_verdict_measured_at_export(export_copy, c
     out = capsys.readouterr().out
     assert ("at export, on Mali-G78 MP20: miscomputes: outputs differ from the CPU's "
             "(max rel err 3.1e-01)") in out, out
+
+
+@pytest.mark.parametrize("recorded", [
+    {"artifact": "l", "status": "runs"},  # runs without max_rel: the text could not render it
+    {"artifact": "l", "status": "miscomputes", "max_rel": "x"},
+    {"artifact": "l", "status": "refused", "adapter": 7},
+    {"artifact": "l", "status": "unknown"},
+    "runs",
+], ids=["runs-no-max-rel", "max-rel-text", "adapter-number", "unknown-status", "not-an-object"])
+def test_check_ignores_a_hand_edited_export_time_verdict(export_copy, capsys, recorded):
+    """A recorded verdict that is not one is left out of check's output, never a crash."""
+    _edit_manifest(export_copy, lambda m: m["artifacts"]["lightweight"].update(gpu=recorded))
+    for argv in (["check", str(export_copy), "--json"], ["check", str(export_copy)]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        out = capsys.readouterr().out
+        assert e.value.code == 0 and "gpu_at_export" not in out and "at export" not in out, out
+
+
+def test_check_lists_the_ops_the_gpu_refused_at_export(export_copy, capsys):
+    from basisnet_deploy.runtime.gpu import GpuStatus, GpuVerdict
+
+    refused = GpuVerdict("/tmp/x/lightweight.tflite", GpuStatus.REFUSED, adapter="Adreno 740",
+                         reason="HARD_SWISH: not supported", unsupported_ops=["HARD_SWISH: not supported"])
+    _edit_manifest(export_copy, lambda m: m["artifacts"]["lightweight"].update(gpu=refused.to_json()))
+    with pytest.raises(SystemExit):
+        main(["check", str(export_copy)])
+    out = capsys.readouterr().out
+    assert "at export, on Adreno 740: refused: HARD_SWISH: not supported\n        HARD_SWISH: not supported" in out, out
+    with pytest.raises(SystemExit):
+        main(["check", str(export_copy), "--json"])
+    # the export's temporary folder is not the artifact: the manifest's file name is
+    assert json.loads(capsys.readouterr().out)["lightweight"]["gpu_at_export"]["artifact"] == "lightweight.tflite"
 
 
 def _presynth_error(directory) -> str:

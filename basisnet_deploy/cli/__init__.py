@@ -584,7 +584,8 @@ def bench(directory, runner, threshold, frames, warmup, images, dataset, resynth
         images=_image_source(images, dataset), delegate_path=rt.delegate_path, allow_fallback=rt.allow_fallback,
         policy=ResynthesisPolicy(resynth_tolerance, resynth_every), input_fps=input_fps, drop=drop,
         bases=bases)
-    report = run_bench(directory, options, progress=lambda m: click.echo(f"  {m}", err=True))
+    report = run_bench(directory, options, progress=lambda m: click.echo(f"  {m}", err=True),
+                       deployment=dep)
     render.emit(report, as_json, json_out, render.bench_text)
 
 

@@ -202,6 +202,7 @@ def check_text(report) -> list[str]:
         if c.gpu_at_export:
             where = c.gpu_at_export.get("adapter") or "a GPU"
             lines.append(f"      at export, on {where}: {gpu_summary(c.gpu_at_export)}")
+            lines += [f"        {op}" for op in c.gpu_at_export.get("unsupported_ops") or []]
     return lines
 
 
@@ -241,7 +242,8 @@ def bench_text(r) -> list[str]:
     synth = r.stage_bound_ms.get("synthesis")
     terms = "t_light, t_synthesis, t_specialist" if synth is not None else "t_light, t_specialist"
     lines.append(f"  stage-bound throughput 1/max({terms}): {r.stage_bound_fps:.1f} fps, bound by "
-                 f"{r.stage_bound_by} (each stage on its own core: an upper bound)")
+                 f"{r.stage_bound_by} (each stage on its own core at its median: an "
+                 "estimate of the pipelined runner's ceiling, not a measurement)")
     first = next(iter(r.runners.values()))
     synth_text = ("" if synth is None else
                   f"synthesis + re-create {r.stages['synthesis'].with_session_recreation_ms['p50']:.3f} x "

@@ -50,14 +50,26 @@ class Preprocessing:
         lo, hi = self.input_range
         if not lo < hi:
             raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
+        if not math.isfinite(float(hi) - float(lo)) or abs(float(hi) - float(lo)) > _FLOAT32_MAX:
+            raise ConfigError(f"{where}.input_range: {[lo, hi]} spans more than float32 holds; "
+                              "the model's inputs are float32")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
             raise ConfigError(f"{where}.interpolation: unknown {self.interpolation!r}")
         return self
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _finite_number(value) -> bool:
-    """A real number (not a boolean, not a string) that is neither NaN nor infinite."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number (not a boolean, not a string) that float32 holds: not NaN, not infinite,
+    not past float32's range (the model's inputs are float32)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and abs(float(value)) <= _FLOAT32_MAX
+    except OverflowError:  # an integer past float's range
+        return False
 
 
 DECODE_FACTOR = 2  # the decoded short side, in multiples of what preprocess resizes it to

@@ -37,7 +37,8 @@ class ExportCheck:
     warning: str | None = None  # for an export forced through the agreement gate
 
     def to_json(self) -> dict:
-        """role -> {"sha256_ok", "gpu"}, plus "warning" where there is one."""
+        """role -> {"sha256_ok", "gpu", and "gpu_at_export" where there is one}, plus
+        "warning" where there is one."""
         out = {"warning": self.warning} if self.warning else {}
         return {**out, **{role.value: {"sha256_ok": c.sha256_ok, "gpu": c.gpu,
                                        **({"gpu_at_export": c.gpu_at_export} if c.gpu_at_export else {})}
@@ -66,12 +67,17 @@ def _recorded_verdict(entry, gpu: dict) -> dict | None:
     if gpu.get("status") not in (None, GpuStatus.STATIC_GUESS.value):
         return None
     try:
-        recorded = GpuVerdict.from_json(entry.details["gpu"])
-    except (KeyError, TypeError, ValueError):  # none recorded, or not a verdict: nothing to add
+        recorded = GpuVerdict.from_json({**entry.details["gpu"], "artifact": entry.file})
+        shown = recorded.to_json()
+        recorded.summary()  # what the text shows: it must render
+    except (KeyError, TypeError, ValueError, AttributeError):  # none recorded, or not a verdict
         return None
     if recorded.status in (GpuStatus.STATIC_GUESS, GpuStatus.NO_DEVICE):
         return None
-    return recorded.to_json()
+    text = [shown.get("adapter"), shown.get("reason")] + list(shown.get("unsupported_ops") or [])
+    if not all(v is None or isinstance(v, str) for v in text):  # a hand edit: not a verdict
+        return None
+    return shown
 
 
 def gpu_verdicts(directory, manifest: Manifest, say=None,

@@ -187,7 +187,10 @@ def _check_value(value, want, where: str):
             return {k: _check_value(v, args[1], f"{where}.{k}") for k, v in value.items()}
     elif want is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer past float's range: refused below
+                pass
     elif want is type(None):
         if value is None:
             return None

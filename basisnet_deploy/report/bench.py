@@ -12,8 +12,9 @@ runner measured: the lightweight model's p50; the specialist's p50 times the sha
 that reach it (early exits skip it), a re-synthesized frame counting its new session's first
 run (to first output minus re-create); and, for the pre-synthesized form (whose synthesis is
 a pipeline stage of its own), synthesis with the session re-creation (p50) times the share of
-frames re-synthesized. Each stage on its own core: an upper bound for the pipelined runner,
-not a prediction.
+frames re-synthesized. Each stage on its own core at its median time: an estimate of the
+pipelined runner's ceiling, not a measurement; a run's timing noise can cross it (the
+software GPU's on a shared machine does).
 """
 
 from __future__ import annotations
@@ -187,13 +188,16 @@ class _Setup:
     skipped: dict = field(default_factory=dict)  # {"count", "by_reason", "first"}
 
 
-def bench(directory, options: BenchOptions = BenchOptions(), progress=None) -> BenchReport:
-    """Per-stage and end-to-end figures for an export (module docstring)."""
+def bench(directory, options: BenchOptions = BenchOptions(), progress=None,
+          deployment: Deployment | None = None) -> BenchReport:
+    """Per-stage and end-to-end figures for an export (module docstring). ``deployment``: the
+    export at ``directory`` already opened (read and checked), which is then not read again."""
     say = progress or (lambda msg: None)
+    dep = deployment or Deployment(directory)
     threads = stage_threads(options.threads)
-    form = options.form or default_form(options.delegate, Deployment(directory))
+    form = options.form or default_form(options.delegate, dep)
     opts = dataclasses.replace(options, threads=threads["specialist"], form=form)
-    setup = _setup(directory, opts, say)
+    setup = _setup(dep, opts, say)
     report = BenchReport(
         directory=str(directory), runtime=opts.runtime, delegate=opts.delegate,
         fallback=None, threads=threads, frames=opts.frames,  # fallback, processors: after the runs
@@ -252,10 +256,9 @@ def _stage_bound(report: BenchReport, run: RunnerFigures) -> None:
     report.stage_bound_fps = round(1000.0 / report.stage_bound_ms[report.stage_bound_by], 2)
 
 
-def _setup(directory, opts: BenchOptions, say) -> _Setup:
-    dep = Deployment(directory)
+def _setup(dep: Deployment, opts: BenchOptions, say) -> _Setup:
     if dep.manifest.runtime != opts.runtime:
-        raise UserError(f"{directory} is a {dep.manifest.target} export, which "
+        raise UserError(f"{dep.directory} is a {dep.manifest.target} export, which "
                         f"{dep.manifest.runtime} runs; pass --runtime {dep.manifest.runtime}")
     if opts.delegate == "gpu":
         say(f"checking {dep.specialist_path(opts.form).name} on the GPU (compile, run, compare with the CPU)")

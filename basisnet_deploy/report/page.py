@@ -244,12 +244,13 @@ def fresh_run(dep, data: Labelled, progress=None) -> analysis.FreshRun:
     roles = [r for r in SPECIALISTS if r in dep.artifacts]
     factory = make_factory(dep.manifest.runtime, "xnnpack")
 
-    def frames():
-        if progress:  # the first form's sessions are open once it asks for a frame: rates
-            progress(0, len(data.held), {})  # count from here (the others' open right after)
-        yield from data.frames(dep)
+    def started(feed):
+        if progress:  # the last form asks for its first frame once every form's sessions are
+            progress(0, len(data.held), {})  # open: rates count from here
+        yield from feed
 
-    feeds = tee(frames(), len(roles))  # consumed in lockstep: one frame buffered
+    feeds = list(tee(data.frames(dep), len(roles)))  # consumed in lockstep: one frame buffered
+    feeds[-1] = started(feeds[-1])
     streams = [stage_outputs(dep, factory, role.value.split("_")[1], feed)
                for role, feed in zip(roles, feeds)]
     logits, coeffs, spec = [], [], {role.value: [] for role in roles}

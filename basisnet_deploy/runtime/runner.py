@@ -145,9 +145,9 @@ def _class_logits(values: np.ndarray, artifact, index: int, labels: list[str]) -
     """:func:`_finite` logits, refused unless there is one per label: a manifest whose labels
     and class count were edited together would print another class's name, or none."""
     if values.shape != (len(labels),):
-        raise UserError(f"{artifact}: answers {values.size} classes but the manifest names "
-                        f"{len(labels)} labels; the manifest does not belong to this artifact: "
-                        "re-run basisnet-deploy export")
+        raise UserError(f"{artifact}: answers logits of shape {list(values.shape)} but the "
+                        f"manifest names {len(labels)} labels; the manifest does not belong to "
+                        "this artifact: re-run basisnet-deploy export")
     return _finite(values, artifact, index)
 
 
