@@ -260,8 +260,8 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("Scoring at scale, full size", "report_memory_mv3.json",
             "peak RSS of `report`, `calibrate-threshold` and export's own verification, and "
-            "verification throughput against the stacked path it replaced "
-            "(benchmarks/scoring_memory.py)", (
+            "verification throughput against a verification holding every image at once, "
+            "rebuilt from git for comparison (benchmarks/scoring_memory.py)", (
         Figure("report_rss", "`report` peak RSS, 100 / 5,000 photos", "report_memory_mv3.json",
                lambda: scoring_rss("report_memory_mv3.json")),
         Figure("threshold_rss", "`calibrate-threshold` peak RSS, 100 / 5,000 photos",

@@ -79,7 +79,7 @@ COVERAGE: dict[str, str] = {
     "basisnet-deploy cost [CKPT] [arch flags] [--plain mv3-large|mv3-small|mv2] [--json] [--json-out F]": "options",
     "basisnet-deploy export CKPT [--target tflite|onnx] [--out DIR] [--quantize int8|float16|float32] "
     "[--calibration digits|IMAGE_DIR] [--calibration-size N] [--specialist coefficient|presynth|all] "
-    "[--input-type float32|int8|uint8] [--int8-recipe auto|full|fidelity|fidelity-int8-lm] [--tuning-steps N] "
+    "[--input-type float32|int8|uint8] [--int8-recipe auto|full|full-16x8|fidelity|fidelity-int8-lm] [--tuning-steps N] "
     "[--coefficient-int8 dynamic|fakequant] [--min-agreement P] [--allow-low-agreement] "
     "[--verify-images N] [--images DIR] [--baseline] [--seed S] [--json] [--json-out F]": "options",
     "basisnet-deploy verify DIR [--dataset digits | --images DIR] [--limit N] [--delegate xnnpack|cpu|gpu] "

@@ -5,14 +5,14 @@ from pathlib import Path
 
 from basisnet_deploy.data import digits
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
-def _example() -> str:
-    text = README.read_text()
-    block = re.search(r"<!-- api-example:start -->\n```python\n(.*?)```\n<!-- api-example:end -->",
-                      text, re.S)
-    assert block, "README lost its api-example block"
+def _example(page: Path = README, name: str = "api-example") -> str:
+    text = page.read_text()
+    block = re.search(rf"<!-- {name}:start -->\n```python\n(.*?)```\n<!-- {name}:end -->", text, re.S)
+    assert block, f"{page.name} lost its {name} block"
     return block.group(1)
 
 
@@ -30,3 +30,17 @@ def test_readme_python_api_example_runs(ckpt, tmp_path, capsys):
     assert "'lightweight': 'lightweight.tflite'" in lines[0]
     assert lines[1].split()[-1] in ("lightweight", "specialist")
     assert (tmp_path / "ex" / "manifest.json").is_file()
+
+
+def test_the_runner_example_of_docs_runtime_runs(float_tflite, tmp_path, capsys):
+    """docs/runtime.md's frame-by-frame example, as written: it once called TwoStageRunner
+    with keywords it does not take."""
+    image = tmp_path / "digit.png"
+    digits().images[3].save(image)
+    code = (_example(ROOT / "docs" / "runtime.md", "runner-example")
+            .replace('"runs/demo/export-tflite"', repr(str(float_tflite[0])))
+            .replace('"digit.png"', repr(str(image))))
+    exec(compile(code, "docs/runtime.md", "exec"), {})
+    index, name, confidence, stage, times = capsys.readouterr().out.strip().split(" ", 4)
+    assert index == "0" and name in [str(d) for d in range(10)] and 0 < float(confidence) <= 1
+    assert stage in ("lightweight", "specialist") and "lightweight" in times
