@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,39 @@ def test_foreign_non_empty_directory_is_refused_and_untouched(tmp_path, content)
         _write(out)
     assert {p.name: p.read_text() for p in out.iterdir()} == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_folder_inside_an_output_is_never_deleted_with_it(tmp_path):
+    """An export written into a checkpoint folder was deleted, unsaid, when train replaced
+    the checkpoint: the tool's outputs hold files only, so a folder in one is refused."""
+    out = tmp_path / "ckpt"
+    _write(out, kind="checkpoint")
+    _write(out / "export", kind="export")
+    with pytest.raises(UserError, match="holds the folder 'export', which replacing this checkpoint"):
+        _write(out, kind="checkpoint")
+    assert (out / "export" / "result.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@pytest.mark.parametrize("spelled", [".", "sub/..", ".."])
+def test_the_current_directory_or_one_holding_it_is_refused(tmp_path, monkeypatch, spelled):
+    """--out . was a ValueError after all the work (an empty name); replacing the folder the
+    user stands in would leave their shell in a deleted one."""
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    with pytest.raises(UserError, match=r"is the current directory or holds it.*--out out"):
+        _write(Path(spelled))
+    assert sorted(p.name for p in here.iterdir()) == ["sub"]
+
+
+def test_outputs_follow_the_umask_not_mkdtemp_private_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        _write(tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
 
 
 def test_output_of_another_kind_is_refused(tmp_path):

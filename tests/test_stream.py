@@ -185,7 +185,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, sigint_handled):
     for a, b in zip(full.net.weights, resumed.net.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
     other = TrainSettings(epochs=2, batch_size=32, seed=6)
-    with pytest.raises(UserError, match="different settings"):
+    with pytest.raises(UserError, match=r"different settings \(settings.seed: \d+ -> 6\)"):
         train(ds, arch, pre, other, None, run)
 
 

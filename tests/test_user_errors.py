@@ -399,6 +399,11 @@ def test_progress_bar_rates_count_from_the_start_of_the_work(capsys):
     (["report", "EXP", "--images", "digits", "--out", "OUT", "--classes", "1,1"], "names a class twice"),
     (["android-assets", "EXP", "--out", "EXP/sub"], "inside the export"),
     (["bench", "EXP", "--images", "EXP/manifest.json"], "a file, not a folder"),
+    # int8 options on a float export: the manifest showed float32 input after --input-type uint8
+    (["export", "EXP", "--input-type", "uint8", "--out", "OUT"], "--input-type uint8: applies to int8 exports"),
+    (["export", "EXP", "--quantize", "float16", "--int8-recipe", "full", "--out", "OUT"],
+     "--int8-recipe full: applies to int8 exports, and this one is float16 (--quantize float16)"),
+    (["export", "EXP", "--coefficient-int8", "fakequant", "--out", "OUT"], "no --calibration"),
 ])
 def test_options_that_would_be_ignored_are_refused(float_tflite, tmp_path, capsys, argv, says):
     """An option the command would silently ignore (or a path it would misuse) is one Error:
@@ -521,3 +526,71 @@ def test_verify_finds_the_checkpoint_from_any_folder_and_takes_checkpoint(
         main(["verify", str(moved), "--limit", "4", "--checkpoint", str(other)])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and "not the checkpoint this export was made from" in err[-1]
+
+
+def test_ctrl_c_inside_native_code_is_an_interruption_not_an_internal_failure(sigint_handled, capsys,
+                                                                              monkeypatch):
+    """Ctrl-C during TFLite conversion came out of pybind11 as a RuntimeError or SystemError,
+    reported as an internal failure with exit 1; it is the user's stop: exit 130."""
+    import signal
+
+    from basisnet_deploy.model import cost
+
+    def native(arch):  # as pybind11 does: the KeyboardInterrupt replaced by another exception
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary for the handler
+        except KeyboardInterrupt:
+            raise RuntimeError("pybind11::error_already_set: MISMATCH of original and normalized "
+                               "active exception types") from None
+        raise AssertionError("SIGINT did not interrupt")
+
+    monkeypatch.setattr(cost, "basisnet_cost", native)
+    with pytest.raises(SystemExit) as e:
+        main(["cost", "--preset", "demo"])
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["Interrupted."]
+
+
+def test_train_refuses_a_class_count_its_dataset_does_not_have(tmp_path, capsys):
+    """--classes 5 on a 10-class dataset was dropped without a word (the dataset sets it)."""
+    err = _exit_2(["train", "--dataset", "digits", "--classes", "5", "--epochs", "1",
+                   "--out", str(tmp_path / "ckpt")], capsys)
+    assert "--classes 5: digits has 10 classes" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--dataset", "NODATA"], "no-such-data: no such directory"),
+    (["--dataset", "digits", "--init-from", "NOTWEIGHTS"], "--init-from"),
+])
+def test_a_refused_train_creates_no_folders(tmp_path, capsys, argv, says):
+    """The checkpoint's parent folders were made before the dataset and --init-from checks."""
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    argv = [a.replace("NODATA", str(tmp_path / "no-such-data"))
+            .replace("NOTWEIGHTS", str(tmp_path / "x.png")) for a in argv]
+    err = _exit_2(["train", *argv, "--epochs", "1", "--out", str(tmp_path / "new" / "deep" / "ckpt")],
+                  capsys)
+    assert says in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_android_assets_default_out_needs_the_android_demo_here(float_tflite, tmp_path, capsys,
+                                                               monkeypatch):
+    """Run outside the repository, the default --out made android_demo/app/src/main/assets/
+    in whatever folder the user stood in."""
+    monkeypatch.chdir(tmp_path)
+    err = _exit_2(["android-assets", str(float_tflite[0])], capsys)
+    assert "no android_demo/ here" in err and "--out DIR" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_names_a_missing_export_and_another_runtime(float_tflite, tmp_path, capsys):
+    """A missing export was "DIR/manifest.json: missing"; --runtime onnxruntime on a TFLite
+    export reached onnxruntime, which read the .tflite as a broken protobuf."""
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "x.png")
+    err = _exit_2(["predict", str(tmp_path / "nodir"), str(tmp_path / "x.png")], capsys)
+    assert f"{tmp_path / 'nodir'}: no such directory" in err, err
+    err = _exit_2(["predict", str(float_tflite[0]), str(tmp_path / "x.png"), "--runtime", "onnxruntime"],
+                  capsys)
+    assert "--runtime onnxruntime:" in err and "which litert runs" in err, err

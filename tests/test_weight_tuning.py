@@ -267,7 +267,7 @@ def test_tuning_state_saved_with_other_settings_is_replaced_and_said(tuned, tmp_
     other = WeightTuning(steps=QUICK.steps, learning_rate=QUICK.learning_rate, batch=QUICK.batch, seed=1)
     result = tune_int8_weights(net.lightweight, light, other, said.append, resume=state)
     assert result.resumed_from_step == 0
-    assert any("other settings (tuning); starting over" in line for line in said), said
+    assert any("other settings (tuning.seed: 0 -> 1); starting over" in line for line in said), said
 
 
 def test_unreadable_tuning_state_is_replaced_keeping_files_it_did_not_write(tuned, tmp_path):

@@ -19,7 +19,10 @@ import gc
 import itertools
 import math
 import os
+import signal
 import sys
+import threading
+from pathlib import Path
 
 import click
 
@@ -280,7 +283,7 @@ def train(dataset, out, epochs, batch_size, learning_rate, held_out, resize, see
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              held_out=held_out, seed=seed, strategy=strategy)
     run = RunOptions(augment=augment, cache_dir=cache_dir, require_resume=resume,
-                     init_from=tuple(init_from))
+                     init_from=tuple(init_from), classes=flags["classes"])
     with _progress("train") as progress:
         result = train_checkpoint(dataset, out, (arch, pre), settings, progress, run)
     if result.skipped:
@@ -400,6 +403,7 @@ def export(checkpoint, out, as_json, json_out, **options):
     from basisnet_deploy.export.pipeline import ExportOptions
     from basisnet_deploy.export.pipeline import export as run_export
 
+    _refuse_int8_only_options(ExportOptions(**options), ("int8_recipe", "input_type", "coefficient_int8"))
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"export-{options['target']}")
     steps = itertools.count(1)
     manifest = run_export(checkpoint, out, ExportOptions(**options),
@@ -409,6 +413,23 @@ def export(checkpoint, out, as_json, json_out, **options):
     if json_out:
         render.emit(doc, False, json_out, lambda _: [])
     render.emit(doc if as_json else manifest, as_json, None, render.export_text)
+
+
+def _refuse_int8_only_options(options, names) -> None:
+    """Options of int8 exports, given on the command line of a float one, refused: they would
+    be dropped without a word (the manifest then shows float32 input after --input-type uint8)."""
+    from basisnet_deploy.targets.kinds import Quantization
+
+    quantization = options.validated().quantization
+    if quantization is Quantization.INT8:
+        return
+    ctx = click.get_current_context()
+    given = [n for n in names if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(f"{flag} {getattr(options, given[0])}: applies to int8 exports, and this one "
+                        f"is {quantization.value} ({'--quantize ' + quantization.value if options.quantize else 'no --calibration'}); "
+                        "drop it, or pass --calibration digits|IMAGE_DIR for an int8 export")
 
 
 @cli.command()
@@ -480,6 +501,10 @@ def android_assets_cmd(directory, out, as_json, json_out):
     """
     from basisnet_deploy.export.android import DEFAULT_OUT, android_assets
 
+    project = Path(DEFAULT_OUT.parts[0])  # android_demo/, whose app reads the assets
+    if out is None and not project.is_dir():
+        raise UserError(f"no {project}/ here for the default --out {DEFAULT_OUT}: run from the "
+                        "repository's root, or pass --out DIR")
     render.emit(android_assets(directory, out or DEFAULT_OUT), as_json, json_out, render.android_text)
 
 
@@ -760,10 +785,11 @@ def main(argv=None):
 
 def _run(argv):
     """The command's exit code; user errors printed as one line."""
+    _noting_interrupts()
     try:
         return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+        click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
@@ -784,7 +810,26 @@ def _run(argv):
         click.echo("Terminated.", err=True)
         raise
     except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
+        if _INTERRUPTED.is_set():  # Ctrl-C inside native code (a converter) came out as another
+            click.echo("Interrupted.", err=True)  # exception: it is still the user's stop
+            sys.exit(130)
         _internal_failure(e)
+
+
+_INTERRUPTED = threading.Event()  # a SIGINT arrived during this command
+
+
+def _noting_interrupts():
+    """Python's SIGINT handler (KeyboardInterrupt), noting each signal first: native code that
+    catches the KeyboardInterrupt may raise something else instead."""
+    _INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        def handler(signum, frame):
+            _INTERRUPTED.set()
+            signal.default_int_handler(signum, frame)
+        signal.signal(signal.SIGINT, handler)
 
 
 def _internal_failure(e: BaseException):

@@ -67,6 +67,10 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
                           f"to ({os.path.realpath(target)}) or a new path")
     if target.exists() and not target.is_dir():
         raise OutputError(f"{option} {target}: exists and is not a directory; choose a new path")
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        raise OutputError(f"{option} {target}: is the current directory or holds it, which the "
+                          f"command would replace; pass a new folder's path (e.g. {option} out)")
     parent = _existing_ancestor(target.absolute().parent)
     if not parent.is_dir():
         raise OutputError(f"{option} {target}: {parent} is a file, not a directory; choose a path "
@@ -81,6 +85,12 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
             raise OutputError(f"{option} {target}: exists, is not empty and is not a basisnet-deploy "
                               f"{kind} directory (no {MARKER_FILE} marker of that kind); choose a "
                               "new or empty directory")
+        # The tool's outputs hold files only: a folder in one (an export written into a
+        # checkpoint) is not the tool's to delete with the output it replaces.
+        nested = sorted(entry.name for entry in target.iterdir() if entry.is_dir())
+        if nested:
+            raise OutputError(f"{option} {target}: holds the folder {nested[0]!r}, which replacing "
+                              f"this {kind} would delete; move it out or choose another path")
     return target
 
 
@@ -163,6 +173,7 @@ def staged_directory(target: str | os.PathLike, kind: str, legacy=None, option: 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private (0700); an output is not
     except OSError as e:
         raise OutputError(f"{option} {target}: cannot create it ({e.strerror or e}); choose a "
                           "writable path") from None
@@ -174,6 +185,13 @@ def staged_directory(target: str | os.PathLike, kind: str, legacy=None, option: 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _replace(tmp: Path, target: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from basisnet_deploy.artifacts.manifest import Role
+from basisnet_deploy.common.errors import UserError
 from basisnet_deploy.data import load_image
 from basisnet_deploy.runtime.backends import make_factory, stage_threads
 from basisnet_deploy.runtime.deployment import Deployment
@@ -29,9 +30,14 @@ class RuntimeOptions:
         return self.form or default_form(self.delegate, deployment)
 
     def runtime_for(self, deployment: Deployment) -> str:
-        if self.runtime:
-            return self.runtime
-        return deployment.manifest.runtime
+        """The export's runtime; ``--runtime`` naming another is refused (onnxruntime read a
+        .tflite as a broken protobuf)."""
+        runs = deployment.manifest.runtime
+        if self.runtime and self.runtime != runs:
+            raise UserError(f"--runtime {self.runtime}: {deployment.directory} is a "
+                            f"{deployment.manifest.target} export, which {runs} runs; pass "
+                            f"--runtime {runs} or leave the option out")
+        return runs
 
 
 @dataclass

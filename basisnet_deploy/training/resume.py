@@ -34,6 +34,18 @@ def resume_dir(out: str | Path) -> Path:
     return out.with_name(f".{out.name}.resume")
 
 
+def _changed(saved, now, where: str = "") -> list[str]:
+    """The keys whose values differ, as dotted paths into nested objects
+    (``settings.batch_size: 64 -> 32``), so a refusal names the option that changed."""
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return [f"{where}: {saved!r} -> {now!r}"]
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            out += _changed(saved.get(key), now.get(key), f"{where}.{key}" if where else key)
+    return out
+
+
 class ResumeState:
     """Save/restore of (weights, optimizer, epoch); only the chief keeps what it writes."""
 
@@ -69,8 +81,7 @@ class ResumeState:
         except (OSError, ValueError) as e:
             return self._unusable(f"its run.json cannot be read ({e})", restart_on_change)
         if saved != self.fingerprint:
-            changed = sorted(k for k in set(saved) | set(self.fingerprint)
-                             if saved.get(k) != self.fingerprint.get(k))
+            changed = _changed(saved, self.fingerprint)
             if restart_on_change is None:
                 raise UserError(f"{self.directory}: an interrupted run with different settings "
                                 f"({', '.join(changed)}) is saved there; repeat its command, or "

@@ -138,6 +138,7 @@ class RunOptions:
     # keras.applications MobileNetV3 weights files to start from (fresh runs only); not in
     # the resume fingerprint, since a resumed run's saved weights win whatever is given here
     init_from: tuple[str, ...] = ()
+    classes: int | None = None  # --classes as given: refused unless the dataset has that many
 
 
 def train(dataset, arch: ArchConfig, pre: Preprocessing, settings: TrainSettings,
@@ -419,6 +420,10 @@ def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preproces
     check_output_dir(out, "checkpoint", legacy=checkpoint.legacy_checkpoint)
     _check_writable(Path(out).parent)
     ds = digits() if dataset_spec == "digits" else list_folder(dataset_spec)
+    if run.classes is not None and run.classes != len(ds.class_names):
+        raise UserError(f"--classes {run.classes}: {dataset_spec} has {len(ds.class_names)} classes "
+                        f"({', '.join(ds.class_names[:5])}{', ...' if len(ds.class_names) > 5 else ''}), "
+                        "which set the model's; drop --classes or pass its number")
     if run.resume_dir is None:
         run = dataclasses.replace(run, resume_dir=str(resume_dir(out)))
     result = train(ds, arch, pre, settings, progress, run)
@@ -436,9 +441,13 @@ def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preproces
 
 
 def _check_writable(parent: Path) -> None:
+    """Refuse a checkpoint folder whose parent cannot be written, creating nothing: a refused
+    command leaves no folders behind (the parent is made when the run saves)."""
+    existing = parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as e:
         raise UserError(f"{parent}: cannot write the checkpoint there ({e.strerror or e}); "
