@@ -67,8 +67,11 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
                           f"to ({os.path.realpath(target)}) or a new path")
     if target.exists() and not target.is_dir():
         raise OutputError(f"{option} {target}: exists and is not a directory; choose a new path")
-    here = Path.cwd().resolve()
-    if target.resolve() == here or target.resolve() in here.parents:
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current directory was deleted: nothing here to protect
+        here = None
+    if here is not None and (target.resolve() == here or target.resolve() in here.parents):
         raise OutputError(f"{option} {target}: is the current directory or holds it, which the "
                           f"command would replace; pass a new folder's path (e.g. {option} out)")
     parent = _existing_ancestor(target.absolute().parent)
