@@ -68,6 +68,15 @@ def test_the_current_directory_or_one_holding_it_is_refused(tmp_path, monkeypatc
     assert sorted(p.name for p in here.iterdir()) == ["sub"]
 
 
+def test_a_relative_out_from_a_deleted_current_directory_is_one_error(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(UserError, match="the current directory no longer exists"):
+        _write(Path("out"))
+
+
 def test_outputs_follow_the_umask_not_mkdtemp_private_mode(tmp_path):
     old = os.umask(0o027)
     try:

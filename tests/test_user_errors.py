@@ -594,3 +594,38 @@ def test_predict_names_a_missing_export_and_another_runtime(float_tflite, tmp_pa
     err = _exit_2(["predict", str(float_tflite[0]), str(tmp_path / "x.png"), "--runtime", "onnxruntime"],
                   capsys)
     assert "--runtime onnxruntime:" in err and "which litert runs" in err, err
+
+
+def test_an_eof_error_is_an_internal_failure_not_an_interruption(capsys, monkeypatch):
+    """click turns EOFError into Abort as it does KeyboardInterrupt: a file that ended early
+    read as the user's Ctrl-C (exit 130)."""
+    from basisnet_deploy.model import cost
+
+    def truncated(arch):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(cost, "basisnet_cost", truncated)
+    with pytest.raises(SystemExit) as e:
+        main(["cost", "--preset", "demo"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "Error: EOFError: Ran out of input (run with -v for the traceback)"]
+
+
+def test_int8_options_spelled_at_their_defaults_are_not_refused(tmp_path, capsys):
+    """Scripts that spell every option out: a default value changes nothing, so a float export
+    takes it (the next error is the missing checkpoint's)."""
+    err = _exit_2(["export", str(tmp_path / "nockpt"), "--input-type", "float32", "--int8-recipe", "auto",
+                   "--coefficient-int8", "dynamic", "--out", str(tmp_path / "out")], capsys)
+    assert "no such checkpoint directory" in err, err
+
+
+def test_the_python_api_names_a_missing_export_or_a_file_given_as_one(tmp_path):
+    from basisnet_deploy.artifacts.manifest import load_manifest
+    from basisnet_deploy.common.errors import UserError
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
+    with pytest.raises(UserError, match="x.png: is a file, not a directory"):
+        load_manifest(tmp_path / "x.png")
+    with pytest.raises(UserError, match="nodir: no such directory"):
+        load_manifest(tmp_path / "nodir")

@@ -160,8 +160,8 @@ def load_manifest(directory) -> Manifest:
     """The checked, typed manifest of an export directory."""
     path = Path(directory) / MANIFEST_FILE
     if not Path(directory).is_dir():
-        raise UserError(f"{directory}: no such directory; pass a directory written by "
-                        "basisnet-deploy export")
+        what = "is a file, not a directory" if Path(directory).exists() else "no such directory"
+        raise UserError(f"{directory}: {what}; pass a directory written by basisnet-deploy export")
     if not path.is_file():
         raise UserError(f"{path}: missing; pass a directory written by basisnet-deploy export")
     try:

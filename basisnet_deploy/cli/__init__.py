@@ -424,7 +424,9 @@ def _refuse_int8_only_options(options, names) -> None:
     if quantization is Quantization.INT8:
         return
     ctx = click.get_current_context()
-    given = [n for n in names if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE]
+    defaults = {param.name: param.default for param in ctx.command.params}
+    given = [n for n in names if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE
+             and getattr(options, n) != defaults[n]]  # a default spelled out changes nothing
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise UserError(f"{flag} {getattr(options, given[0])}: applies to int8 exports, and this one "
@@ -788,7 +790,9 @@ def _run(argv):
     _noting_interrupts()
     try:
         return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
-    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+    except click.exceptions.Abort as e:  # click's form of KeyboardInterrupt, and of EOFError
+        if isinstance(e.__context__, EOFError):  # a file that ended early: not the user's stop
+            _internal_failure(e.__context__)
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except click.ClickException as e:

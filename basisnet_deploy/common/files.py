@@ -15,9 +15,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
@@ -62,16 +62,17 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
     target = Path(target)
     if kind not in KINDS:
         raise ValueError(kind)
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # a relative path means nothing from a deleted folder
+        raise OutputError(f"{option} {target}: the current directory no longer exists; cd to an "
+                          "existing folder and run the command again") from None
     if target.is_symlink():
         raise OutputError(f"{option} {target}: is a symbolic link; pass the directory it points "
                           f"to ({os.path.realpath(target)}) or a new path")
     if target.exists() and not target.is_dir():
         raise OutputError(f"{option} {target}: exists and is not a directory; choose a new path")
-    try:
-        here = Path.cwd().resolve()
-    except OSError:  # the current directory was deleted: nothing here to protect
-        here = None
-    if here is not None and (target.resolve() == here or target.resolve() in here.parents):
+    if target.resolve() == here or target.resolve() in here.parents:
         raise OutputError(f"{option} {target}: is the current directory or holds it, which the "
                           f"command would replace; pass a new folder's path (e.g. {option} out)")
     parent = _existing_ancestor(target.absolute().parent)
@@ -175,8 +176,7 @@ def staged_directory(target: str | os.PathLike, kind: str, legacy=None, option: 
     target = check_output_dir(target, kind, option, legacy)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private (0700); an output is not
+        tmp = _new_folder(target.parent, f".{target.name}.tmp-")
     except OSError as e:
         raise OutputError(f"{option} {target}: cannot create it ({e.strerror or e}); choose a "
                           "writable path") from None
@@ -190,11 +190,17 @@ def staged_directory(target: str | os.PathLike, kind: str, legacy=None, option: 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _umask() -> int:
-    """The process's umask (read by setting it, then putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder of a unique name in ``parent``, with the umask's permissions (mkdtemp's
+    are private, 0700: an output is not)."""
+    for _ in range(100):
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(mode=0o777)
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: no free name for a folder starting {prefix}")
 
 
 def _replace(tmp: Path, target: Path) -> None:
