@@ -550,6 +550,7 @@ def test_ctrl_c_inside_native_code_is_an_interruption_not_an_internal_failure(si
         main(["cost", "--preset", "demo"])
     assert e.value.code == 130
     assert capsys.readouterr().err.strip().splitlines() == ["Interrupted."]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def test_train_refuses_a_class_count_its_dataset_does_not_have(tmp_path, capsys):
@@ -600,6 +601,8 @@ def test_an_eof_error_is_an_internal_failure_not_an_interruption(capsys, monkeyp
     """click turns EOFError into Abort as it does KeyboardInterrupt: a file that ended early
     read as the user's Ctrl-C (exit 130)."""
     from basisnet_deploy.model import cost
+
+    monkeypatch.delenv("BASISNET_VERBOSE", raising=False)  # an earlier -v test may have set it
 
     def truncated(arch):
         raise EOFError("Ran out of input")

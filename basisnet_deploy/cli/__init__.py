@@ -13,6 +13,7 @@ commands that need it, so ``cost`` and ``--help`` answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -787,53 +788,59 @@ def main(argv=None):
 
 def _run(argv):
     """The command's exit code; user errors printed as one line."""
-    _noting_interrupts()
-    try:
-        return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
-    except click.exceptions.Abort as e:  # click's form of KeyboardInterrupt, and of EOFError
-        if isinstance(e.__context__, EOFError):  # a file that ended early: not the user's stop
-            _internal_failure(e.__context__)
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (UserError, ConfigError) as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(getattr(e, "exit_code", 2))
-    except ImportError as e:  # a missing optional dependency, by the module's name
-        if (e.name or "").split(".")[0] not in CONVERT_MODULES:
-            _internal_failure(e)
-        click.echo(f"Error: this command needs {e.name}, which this install lacks: "
-                   "pip install 'basisnet-deploy[convert]'", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except Terminated:  # SIGTERM mid-write or a second one mid-run: cleaned up, exit 143
-        click.echo("Terminated.", err=True)
-        raise
-    except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
-        if _INTERRUPTED.is_set():  # Ctrl-C inside native code (a converter) came out as another
-            click.echo("Interrupted.", err=True)  # exception: it is still the user's stop
+    with _noting_interrupts() as interrupted:
+        try:
+            return cli.main(args=argv, prog_name="basisnet-deploy", standalone_mode=False)
+        except click.exceptions.Abort as e:  # click's form of KeyboardInterrupt, and of EOFError
+            if isinstance(e.__context__, EOFError):  # a file that ended early: not the user's stop
+                _internal_failure(e.__context__)
+            click.echo("Interrupted.", err=True)
             sys.exit(130)
-        _internal_failure(e)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (UserError, ConfigError) as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(getattr(e, "exit_code", 2))
+        except ImportError as e:  # a missing optional dependency, by the module's name
+            if (e.name or "").split(".")[0] not in CONVERT_MODULES:
+                _internal_failure(e)
+            click.echo(f"Error: this command needs {e.name}, which this install lacks: "
+                       "pip install 'basisnet-deploy[convert]'", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Terminated:  # SIGTERM mid-write or a second one mid-run: cleaned up, exit 143
+            click.echo("Terminated.", err=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
+            if interrupted.is_set():  # Ctrl-C inside native code (a converter) came out as
+                click.echo("Interrupted.", err=True)  # another exception: still the user's stop
+                sys.exit(130)
+            _internal_failure(e)
 
 
-_INTERRUPTED = threading.Event()  # a SIGINT arrived during this command
-
-
+@contextlib.contextmanager
 def _noting_interrupts():
-    """Python's SIGINT handler (KeyboardInterrupt), noting each signal first: native code that
-    catches the KeyboardInterrupt may raise something else instead."""
-    _INTERRUPTED.clear()
-    if threading.current_thread() is not threading.main_thread():
+    """While active, Python's SIGINT handler (KeyboardInterrupt) notes each signal in the
+    yielded event first: native code that catches the KeyboardInterrupt may raise something
+    else instead. A SIGINT left ignored (nohup) or handled by a caller stays as it is."""
+    seen = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield seen
         return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        def handler(signum, frame):
-            _INTERRUPTED.set()
-            signal.default_int_handler(signum, frame)
-        signal.signal(signal.SIGINT, handler)
+
+    def handler(signum, frame):
+        seen.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _internal_failure(e: BaseException):
