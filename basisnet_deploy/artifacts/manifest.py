@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from basisnet_deploy.common.errors import ConfigError, UserError
 from basisnet_deploy.common.files import read_verified, write_json_atomically
-from basisnet_deploy.common.jsonable import jsonable_fields
+from basisnet_deploy.common.jsonable import finite_number, jsonable_fields
 from basisnet_deploy.data import Preprocessing
 from basisnet_deploy.targets import registry
 from basisnet_deploy.targets.kinds import Quantization, Role
@@ -235,11 +234,6 @@ def _typed(obj: dict, key: str, kind, where):
     return value
 
 
-def _finite(value) -> bool:
-    """A JSON number (not a boolean) that is neither NaN nor infinite."""
-    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _preprocessing(pre: dict, where) -> Preprocessing:
     """The preprocessing record, typed and validated."""
     try:
@@ -286,7 +280,7 @@ def _early_exit(get: _Reader, where) -> dict:
     """The early-exit record; its threshold is null (never exit) or a confidence in [0, 1]."""
     early = get.object("early_exit", optional=True) or {"threshold": None}
     threshold = early.get("threshold")
-    if threshold is not None and not (_finite(threshold) and 0 <= threshold <= 1):
+    if threshold is not None and not (finite_number(threshold) and 0 <= threshold <= 1):
         raise UserError(f"{where}: early_exit.threshold is {threshold!r}, not null or a number in "
                         "[0, 1]; set it to null and re-run basisnet-deploy calibrate-threshold")
     return early
@@ -475,7 +469,7 @@ class PipelineCost:
 def _figure(cost: dict, key: str, where, name: str):
     """``cost[key]``, a cost figure: a finite number >= 0 (KeyError where it is missing)."""
     value = cost[key]
-    if not _finite(value) or value < 0:
+    if not finite_number(value) or value < 0:
         raise UserError(f"{where}: {name}.{key} is {value!r}, not a finite number >= 0; "
                         "re-run basisnet-deploy export")
     return value

@@ -23,7 +23,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import click
 
@@ -404,10 +403,11 @@ def export(checkpoint, out, as_json, json_out, **options):
     from basisnet_deploy.export.pipeline import ExportOptions
     from basisnet_deploy.export.pipeline import export as run_export
 
-    _refuse_int8_only_options(ExportOptions(**options), ("int8_recipe", "input_type", "coefficient_int8"))
+    export_options = ExportOptions(**options)
+    _refuse_int8_only_options(export_options, ("int8_recipe", "input_type", "coefficient_int8"))
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"export-{options['target']}")
     steps = itertools.count(1)
-    manifest = run_export(checkpoint, out, ExportOptions(**options),
+    manifest = run_export(checkpoint, out, export_options,
                           progress=lambda msg: click.echo(f"[{next(steps)}] {msg}", err=True))
     click.echo(f"exported to {out}", err=True)
     doc = manifest.to_json()  # the manifest as written: the JSON views show it
@@ -504,10 +504,6 @@ def android_assets_cmd(directory, out, as_json, json_out):
     """
     from basisnet_deploy.export.android import DEFAULT_OUT, android_assets
 
-    project = Path(DEFAULT_OUT.parts[0])  # android_demo/, whose app reads the assets
-    if out is None and not project.is_dir():
-        raise UserError(f"no {project}/ here for the default --out {DEFAULT_OUT}: run from the "
-                        "repository's root, or pass --out DIR")
     render.emit(android_assets(directory, out or DEFAULT_OUT), as_json, json_out, render.android_text)
 
 
@@ -794,8 +790,7 @@ def _run(argv):
         except click.exceptions.Abort as e:  # click's form of KeyboardInterrupt, and of EOFError
             if isinstance(e.__context__, EOFError):  # a file that ended early: not the user's stop
                 _internal_failure(e.__context__)
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            _stopped_by_user()
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
@@ -809,16 +804,20 @@ def _run(argv):
                        "pip install 'basisnet-deploy[convert]'", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            _stopped_by_user()
         except Terminated:  # SIGTERM mid-write or a second one mid-run: cleaned up, exit 143
             click.echo("Terminated.", err=True)
             raise
         except Exception as e:  # noqa: BLE001 - not the user's input: one line, exit 1
             if interrupted.is_set():  # Ctrl-C inside native code (a converter) came out as
-                click.echo("Interrupted.", err=True)  # another exception: still the user's stop
-                sys.exit(130)
+                _stopped_by_user()  # another exception: still the user's stop
             _internal_failure(e)
+
+
+def _stopped_by_user():
+    """A Ctrl-C: one line, and exit 130 as a shell reports a process SIGINT ended."""
+    click.echo("Interrupted.", err=True)
+    sys.exit(130)
 
 
 @contextlib.contextmanager

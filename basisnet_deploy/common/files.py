@@ -75,7 +75,7 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
     if target.resolve() == here or target.resolve() in here.parents:
         raise OutputError(f"{option} {target}: is the current directory or holds it, which the "
                           f"command would replace; pass a new folder's path (e.g. {option} out)")
-    parent = _existing_ancestor(target.absolute().parent)
+    parent = existing_ancestor(target.absolute().parent)
     if not parent.is_dir():
         raise OutputError(f"{option} {target}: {parent} is a file, not a directory; choose a path "
                           "under a directory")
@@ -85,13 +85,14 @@ def check_output_dir(target, kind: str, option: str = "--out", legacy=None) -> P
         if not os.access(target, os.W_OK | os.X_OK | os.R_OK):
             raise OutputError(f"{option} {target}: the directory is read-only; make it writable "
                               "or choose a new path")
-        if any(target.iterdir()) and not owned(target, kind, legacy):
+        entries = list(target.iterdir())
+        if entries and not owned(target, kind, legacy):
             raise OutputError(f"{option} {target}: exists, is not empty and is not a basisnet-deploy "
                               f"{kind} directory (no {MARKER_FILE} marker of that kind); choose a "
                               "new or empty directory")
         # The tool's outputs hold files only: a folder in one (an export written into a
         # checkpoint) is not the tool's to delete with the output it replaces.
-        nested = sorted(entry.name for entry in target.iterdir() if entry.is_dir())
+        nested = sorted(entry.name for entry in entries if entry.is_dir())
         if nested:
             raise OutputError(f"{option} {target}: holds the folder {nested[0]!r}, which replacing "
                               f"this {kind} would delete; move it out or choose another path")
@@ -158,7 +159,8 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (a dangling link: the link itself)."""
     while not path.exists() and path != path.parent:
         if path.is_symlink():  # a dangling link: report it as the blocker
             return path

@@ -6,7 +6,19 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
 from pathlib import Path
+
+
+def finite_number(value) -> bool:
+    """A real number (not a boolean, not a string) that is neither NaN nor infinite, nor an
+    integer past a float's range."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
 
 
 def jsonable(value):

@@ -8,7 +8,6 @@ scale to the config's input range.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from basisnet_deploy.common.errors import ConfigError, UserError
+from basisnet_deploy.common.jsonable import finite_number
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 MAX_PIXELS = 64_000_000  # refuse larger images: a decompression bomb, or nothing we can use
@@ -44,13 +44,14 @@ class Preprocessing:
                               f"choose one of {list(RESIZE_RULES)}")
         if not 0 < self.crop_fraction <= 1:
             raise ConfigError(f"{where}.crop_fraction: must be in (0, 1], got {self.crop_fraction}")
-        if len(self.input_range) != 2 or not all(_finite_number(v) for v in self.input_range):
+        if len(self.input_range) != 2 or not all(finite_number(v) and abs(v) <= _FLOAT32_MAX
+                                                 for v in self.input_range):
             raise ConfigError(f"{where}.input_range: two finite numbers [low, high], got "
                               f"{list(self.input_range)!r}")
         lo, hi = self.input_range
         if not lo < hi:
             raise ConfigError(f"{where}.input_range: low must be below high, got {[lo, hi]}")
-        if not math.isfinite(float(hi) - float(lo)) or abs(float(hi) - float(lo)) > _FLOAT32_MAX:
+        if float(hi) - float(lo) > _FLOAT32_MAX:  # each holds, their span need not
             raise ConfigError(f"{where}.input_range: {[lo, hi]} spans more than float32 holds; "
                               "the model's inputs are float32")
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
@@ -58,18 +59,7 @@ class Preprocessing:
         return self
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _finite_number(value) -> bool:
-    """A real number (not a boolean, not a string) that float32 holds: not NaN, not infinite,
-    not past float32's range (the model's inputs are float32)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value) and abs(float(value)) <= _FLOAT32_MAX
-    except OverflowError:  # an integer past float's range
-        return False
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # the model's inputs are float32
 
 
 DECODE_FACTOR = 2  # the decoded short side, in multiples of what preprocess resizes it to

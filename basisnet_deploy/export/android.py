@@ -59,6 +59,10 @@ class AndroidAssets:
 def android_assets(export_dir, out_dir=DEFAULT_OUT) -> AndroidAssets:
     """Copy a TFLite export into ``out_dir`` (replaced atomically)."""
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    project = Path(DEFAULT_OUT.parts[0])  # android_demo/, whose app reads the assets
+    if out_dir == DEFAULT_OUT and not project.is_dir():
+        raise UserError(f"no {project}/ here for the default --out {DEFAULT_OUT}: run from the "
+                        "repository's root, or pass --out DIR")
     if out_dir.resolve().is_relative_to(export_dir.resolve()):
         raise UserError(f"--out {out_dir}: inside the export {export_dir}, which it copies; "
                         "choose a folder outside it")

@@ -443,11 +443,10 @@ def train_checkpoint(dataset_spec: str, out, recipe: tuple[ArchConfig, Preproces
 def _check_writable(parent: Path) -> None:
     """Refuse a checkpoint folder whose parent cannot be written, creating nothing: a refused
     command leaves no folders behind (the parent is made when the run saves)."""
-    existing = parent.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    from basisnet_deploy.common.files import existing_ancestor
+
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing_ancestor(parent.absolute()), prefix=".write-test-"):
             pass
     except OSError as e:
         raise UserError(f"{parent}: cannot write the checkpoint there ({e.strerror or e}); "
